@@ -1,0 +1,24 @@
+"""Build of xsd: Python packages plus the C core, compiled through cffi."""
+from setuptools import find_packages, setup
+
+setup(
+    name="xsd",
+    version="0.1.0",
+    description="xenstore-compatible, watchable key-value daemon",
+    python_requires=">=3.9",
+    packages=find_packages(include=["xsd", "xsd.*", "watchlib", "watchlib.*",
+                                    "xenstore_protocol", "xenstore_protocol.*"]),
+    package_data={"xsd._native": ["*.c", "*.h", "*.cdef"]},
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
+    install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17"],
+    extras_require={
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1"],
+    },
+    entry_points={
+        "console_scripts": [
+            "xsd = xsd.__main__:main",
+        ],
+    },
+    zip_safe=False,
+)

@@ -1,0 +1,49 @@
+"""Bytes in, packets out: the framing of xsd_sockmsg, with no I/O."""
+from .constants import HEADER, HEADER_SIZE, PAYLOAD_MAX
+from .errors import ProtocolError
+from .packet import Packet
+
+
+class Decoder:
+    """Accumulates bytes and yields whole packets.
+
+    ``feed`` accepts any split of the stream (one byte at a time is fine).
+    A header announcing more than PAYLOAD_MAX bytes raises ProtocolError, the
+    one error this class raises; after it the stream is unusable, as in the
+    Xen daemons, which drop such a connection.
+    """
+
+    __slots__ = ("_buf", "_broken")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._broken = False
+
+    def feed(self, data: bytes) -> list:
+        """Add ``data``; return every packet now complete, in order."""
+        if self._broken:
+            raise ProtocolError("stream already broken")
+        buf = self._buf
+        buf += data
+        packets = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER_SIZE:
+            op, req_id, tx_id, length = HEADER.unpack_from(buf, pos)
+            if length > PAYLOAD_MAX:
+                self._broken = True
+                del buf[:]
+                raise ProtocolError(f"payload length {length} exceeds {PAYLOAD_MAX}")
+            stop = pos + HEADER_SIZE + length
+            if stop > end:
+                break
+            packets.append(Packet(op, req_id, tx_id, bytes(buf[pos + HEADER_SIZE:stop])))
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return packets
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not yet make a whole packet."""
+        return len(self._buf)

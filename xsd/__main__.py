@@ -1,0 +1,72 @@
+"""Command line: arguments -> Config -> serve on uvloop."""
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .config import DEFAULT_RUNDIR, Config
+from .quota import DEFAULTS as QUOTA_DEFAULTS
+
+
+def parse_args(argv=None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="xsd",
+        description="xenstore-compatible daemon. Runs in the foreground (as "
+                    "`xenstored --no-fork`); use your service manager to background it.")
+    parser.add_argument("--rundir", help="directory for socket and socket_ro "
+                        f"(default: $XENSTORED_RUNDIR, else {DEFAULT_RUNDIR})")
+    parser.add_argument("-N", "--no-fork", action="store_true",
+                        help="accepted for xenstored compatibility; xsd always stays in the foreground")
+    parser.add_argument("-F", "--pid-file", default="", help="write the daemon's pid here")
+    parser.add_argument("-D", "--no-domain-init", action="store_true",
+                        help="do not write /local/domain/0/{name,domid} at start")
+    parser.add_argument("-K", "--keep-orphans", action="store_true",
+                        help="keep the nodes of released domains")
+    parser.add_argument("--max-watch-events", type=int, default=1024,
+                        help="watch events held for a client that is not reading (beyond: dropped)")
+    parser.add_argument("--out-high-water", type=int, default=1 << 20,
+                        help="bytes buffered for a client before its requests wait")
+    for name, default in QUOTA_DEFAULTS.items():
+        parser.add_argument(f"--quota-{name}", type=int, default=None, metavar="N",
+                            help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
+    parser.add_argument("--log-level", default=os.environ.get("XSD_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    quotas = {name: getattr(args, "quota_" + name.replace("-", "_"))
+              for name in QUOTA_DEFAULTS}
+    return Config(
+        rundir=args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR,
+        no_domain_init=args.no_domain_init,
+        keep_orphans=args.keep_orphans,
+        quotas={k: v for k, v in quotas.items() if v is not None},
+        max_watch_events=args.max_watch_events,
+        out_high_water=args.out_high_water,
+        pid_file=args.pid_file,
+        log_level=args.log_level,
+    )
+
+
+def main(argv=None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s xsd[%(process)d] %(levelname)s %(name)s: %(message)s")
+    from ._native import BACKEND
+    from .server import Server
+    logging.getLogger("xsd").info("native backend: %s", BACKEND)
+    server = Server(config)
+    sock = config.socket_path
+    print(f"export XENSTORED_PATH={sock}", flush=True)
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+        logging.getLogger("xsd").warning("uvloop not installed: running on the default asyncio loop")
+    if uvloop is not None:
+        uvloop.run(server.serve())
+    else:
+        asyncio.run(server.serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

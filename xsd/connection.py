@@ -1,0 +1,75 @@
+"""A socket client: asyncio.Protocol from bytes to requests and back.
+
+Callback order, as asyncio runs them: ``connection_made`` once; then
+``data_received`` per chunk, interleaved with ``pause_writing`` /
+``resume_writing`` when the transport's buffer crosses its marks; then
+``connection_lost`` once.  While writing is paused no request of this client
+is handled: the rest wait in ``queue`` and reading is paused, so a client
+that does not read its replies cannot make the daemon grow.
+"""
+import asyncio
+import logging
+from collections import deque
+
+from xenstore_protocol import Decoder, ProtocolError
+
+log = logging.getLogger("xsd.connection")
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, daemon, read_only: bool, name: str):
+        self.daemon = daemon
+        self.read_only = read_only
+        self.name = name
+        self.decoder = Decoder()
+        self.queue = deque()         # requests received while output was paused
+        self.transport = None
+        self.session = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        high = self.daemon.config.out_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self.session = self.daemon.open_session(
+            transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            packets = self.decoder.feed(data)
+        except ProtocolError as err:
+            # As the Xen daemons do: the offending connection is dropped, no one else notices.
+            log.warning("%s: protocol error, closing: %s", self.name, err)
+            self.transport.abort()
+            return
+        session = self.session
+        if self.queue or session.paused:
+            self.queue.extend(packets)
+            self.transport.pause_reading()
+            return
+        handle = self.daemon.handle
+        for i, packet in enumerate(packets):
+            handle(session, packet)
+            if session.paused:
+                self.queue.extend(packets[i + 1:])
+                self.transport.pause_reading()
+                break
+        self.daemon.flush()
+
+    def pause_writing(self) -> None:
+        self.session.pause()
+
+    def resume_writing(self) -> None:
+        session = self.session
+        session.resume()
+        handle = self.daemon.handle
+        queue = self.queue
+        while queue and not session.paused:
+            handle(session, queue.popleft())
+            self.daemon.flush()
+        if not queue and not session.paused and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        if self.session is not None:
+            self.daemon.close_session(self.session)
+        self.queue.clear()

@@ -1,0 +1,154 @@
+"""The daemon's state, independent of any I/O: store, watches, domains, quotas, sessions.
+
+Transports (``connection.py`` for sockets, guest rings later) create a
+Session per client with ``open_session``, pass each request packet to
+``handle``, and call ``flush`` when a batch of requests is done so that all
+output it caused leaves in one write per client.
+"""
+import logging
+import os
+
+from xenstore_protocol import paths
+from xenstore_protocol.perms import Perm
+
+from . import dispatch, ops
+from .domains import DomainTable
+from .quota import Quotas
+from .session import Session
+from .store import Store
+from .watches import WatchRegistry
+
+log = logging.getLogger("xsd")
+
+
+class Daemon:
+    def __init__(self, config):
+        self.config = config
+        self.store = Store()
+        self.watches = WatchRegistry(self.store)
+        self.domains = DomainTable()
+        self.quotas = Quotas(config.quotas)
+        self.sessions = set()
+        self.dirty = []             # sessions with output waiting for flush()
+        self.access_log = False
+        self._init_tree()
+
+    # -- tree ---------------------------------------------------------------
+    def _init_tree(self) -> None:
+        """C xenstored's initial tree, plus what a toolstack writes for dom0 at boot."""
+        boot = Session(lambda data: None, [], name="boot")
+        for path, value in (("/tool/xenstored", b""),):
+            self._boot_write(boot, path, value)
+        if not self.config.no_domain_init:
+            self._boot_write(boot, "/local/domain/0/name", b"Domain-0")
+            self._boot_write(boot, "/local/domain/0/domid", b"0")
+
+    def _boot_write(self, boot, path: str, value: bytes) -> None:
+        ops.do_write(self, boot, self.store, path.encode() + b"\0" + value, [])
+
+    # -- sessions -------------------------------------------------------------
+    def open_session(self, write, **kwargs) -> Session:
+        session = Session(write, self.dirty, max_events=self.config.max_watch_events, **kwargs)
+        self.sessions.add(session)
+        return session
+
+    def close_session(self, session: Session) -> None:
+        session.closed = True
+        self.watches.remove_all(session)
+        session.transactions.clear()
+        session.backlog.clear()
+        session.pending_events.clear()
+        self.sessions.discard(session)
+
+    def handle(self, session: Session, packet) -> None:
+        dispatch.handle(self, session, packet)
+
+    def flush(self) -> None:
+        """Hand every session's gathered output to its transport."""
+        dirty = self.dirty
+        while dirty:
+            dirty.pop().flush()
+
+    # -- events -------------------------------------------------------------
+    def fire(self, events) -> None:
+        watches = self.watches
+        for event in events:
+            kind = event[0]
+            if kind is ops.CHANGE:
+                watches.fire_change(event[1], event[2], event[3])
+            elif kind is ops.REMOVE:
+                watches.fire_remove(event[1], event[2])
+            elif kind is ops.INITIAL:
+                watch = event[1]
+                watch.session.queue_event(watch.event_path(watch.path), watch.token)
+            elif kind is ops.SPECIAL:
+                watches.fire_special(event[1])
+
+    # -- domains ------------------------------------------------------------
+    def domain_exists(self, domid: int) -> bool:
+        """Known to exist: dom0 or an introduced domain (the hypervisor's word comes with guest support)."""
+        return self.domains.is_introduced(domid)
+
+    def forget_domain(self, domid: int, events: list) -> None:
+        """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
+        if not self.config.keep_orphans:
+            store = self.store
+            owned = sorted((p for p, n in store.nodes.items() if n.owner == domid and p != "/"),
+                           key=len)
+            for path in owned:
+                if path in store.nodes:
+                    removed = ops.subtree(store, path)
+                    ops._remove_subtree(store, path, removed)
+                    events.append((ops.REMOVE, path, removed))
+        self.quotas.forget(domid)
+        for domain in self.domains.domains.values():
+            if domain.target == domid:
+                domain.target = None
+        self.retarget(domid, None)
+        events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+
+    def retarget(self, domid: int, target) -> None:
+        for session in self.sessions:
+            if session.domid == domid and not session.privileged:
+                session.target = target
+
+    # -- introspection ------------------------------------------------------
+    def check(self) -> list:
+        problems = self.store.check()
+        counted = sum(len(s.watches) for s in self.sessions)
+        if counted != len(self.watches):
+            problems.append(f"watch registry holds {len(self.watches)}, sessions {counted}")
+        if len(self.watches.trie) != len(self.watches):
+            problems.append(f"watch trie holds {len(self.watches.trie)}, registry {len(self.watches)}")
+        return problems
+
+    def usage(self, domid: int) -> dict:
+        sessions = [s for s in self.sessions if s.domid == domid]
+        return {
+            "nodes": self.store.owned_by(domid),
+            "watches": sum(len(s.watches) for s in sessions),
+            "transactions": sum(len(s.transactions) for s in sessions),
+        }
+
+    def statistics(self) -> dict:
+        from ._native import BACKEND
+        nodes = self.store.nodes
+        return {
+            "nodes": len(nodes),
+            "value-bytes": sum(len(n.value) for n in nodes.values()),
+            "watches": len(self.watches),
+            "connections": len(self.sessions),
+            "transactions": sum(len(s.transactions) for s in self.sessions),
+            "domains": len(self.domains.domains),
+            "events-dropped": sum(s.events_dropped for s in self.sessions),
+            "native-backend": BACKEND,
+            "rss-kib": _rss_kib(),
+        }
+
+
+def _rss_kib() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except OSError:
+        return 0

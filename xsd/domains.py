@@ -1,0 +1,79 @@
+"""The domain table: which guests xenstored has been introduced to.
+
+Here a domain is bookkeeping (domid, ring mfn, event channel, target,
+features).  Serving a guest over its ring page plugs in through
+``DomainTable.on_introduce`` / ``on_release`` hooks, so the transport can
+grow without touching the protocol code.
+"""
+from xenstore_protocol import XenstoreError
+
+DOMID_FIRST_RESERVED = 0x7FF0     # xen.h: DOMID_SELF and friends start here
+
+
+def atoi(raw: bytes) -> int:
+    """C atoi on a wire field, as both Xen daemons parse domids ("x" -> 0)."""
+    text = raw.decode("ascii", "replace").lstrip(" \t\n\r\f\v")
+    sign = 1
+    if text[:1] in ("+", "-"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    digits = ""
+    for ch in text:
+        if not ("0" <= ch <= "9"):
+            break
+        digits += ch
+    value = sign * int(digits) if digits else 0
+    return value & 0xFFFFFFFF      # stored in an unsigned int
+
+
+class Domain:
+    __slots__ = ("domid", "mfn", "port", "target", "shutdown_seen", "features")
+
+    def __init__(self, domid: int, mfn: int, port: int, features: int):
+        self.domid = domid
+        self.mfn = mfn
+        self.port = port
+        self.target = None
+        self.shutdown_seen = False   # @releaseDomain already fired for a shutdown (RESUME clears)
+        self.features = features
+
+
+class DomainTable:
+    """Introduced domains.  Dom0 counts as introduced from the start."""
+
+    def __init__(self, supported_features: int = 0):
+        self.domains = {}
+        self.supported_features = supported_features
+        self.pending_features = {}   # SET_FEATURE before INTRODUCE
+        self.on_introduce = []       # callbacks(domain)
+        self.on_release = []         # callbacks(domid)
+
+    def is_introduced(self, domid: int) -> bool:
+        return domid == 0 or domid in self.domains
+
+    def get(self, domid: int):
+        return self.domains.get(domid)
+
+    def introduce(self, domid: int, mfn: int, port: int) -> bool:
+        """True when the domain is new (then @introduceDomain fires)."""
+        if domid == 0 or domid >= DOMID_FIRST_RESERVED:
+            raise XenstoreError("EINVAL", f"cannot introduce domain {domid}")
+        known = self.domains.get(domid)
+        if known is not None:
+            return False           # re-introduction: OK, nothing changes (C xenstored)
+        features = self.pending_features.pop(domid, self.supported_features)
+        domain = Domain(domid, mfn, port, features)
+        self.domains[domid] = domain
+        for hook in self.on_introduce:
+            hook(domain)
+        return True
+
+    def release(self, domid: int) -> None:
+        if domid == 0 or domid >= DOMID_FIRST_RESERVED:
+            raise XenstoreError("EINVAL", f"cannot release domain {domid}")
+        if domid not in self.domains:
+            raise XenstoreError("ENOENT", f"domain {domid} not introduced")
+        del self.domains[domid]
+        self.pending_features.pop(domid, None)
+        for hook in self.on_release:
+            hook(domid)

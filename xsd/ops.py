@@ -1,0 +1,410 @@
+"""One function per request type: ``do_<op>(d, s, view, payload, events) -> reply payload``.
+
+``d`` is the Daemon, ``s`` the caller's Session, ``view`` the live Store or
+the caller's Transaction.  A handler validates everything before it changes
+anything, raises XenstoreError to refuse, and appends the watch events it
+causes to ``events`` (the dispatcher fires them, or holds them until commit).
+No I/O here.
+"""
+from xenstore_protocol import PAYLOAD_MAX, XenstoreError, split_fields
+from xenstore_protocol import paths
+from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
+from xenstore_protocol.perms import Perm, encode_list, parse_list
+
+from . import permissions
+from .domains import atoi
+from .permissions import OWNER, READ, WRITE, access, existing_node
+from .store import Node
+from .transactions import Transaction
+
+OK = b"OK\0"
+
+# Event kinds (see Daemon.fire).
+CHANGE = "change"       # (CHANGE, path, perms, old_perms_or_None)
+REMOVE = "remove"       # (REMOVE, root, {path: perms})
+SPECIAL = "special"     # (SPECIAL, "@introduceDomain")
+INITIAL = "initial"     # (INITIAL, watch): the event every new watch gets
+
+SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
+
+
+def _one_path(s, payload: bytes, allow_special: bool = False) -> str:
+    fields = split_fields(payload)
+    if len(fields) != 1:
+        raise XenstoreError("EINVAL", "expected one path")
+    return canonicalize(decode(fields[0]), s.domid, allow_special)
+
+
+def _domid_arg(payload: bytes, count: int = 1) -> list:
+    fields = split_fields(payload)
+    if len(fields) < count:
+        raise XenstoreError("EINVAL", f"expected {count} argument(s)")
+    return [atoi(f) for f in fields[:count]]
+
+
+# -- reading -----------------------------------------------------------------
+
+def do_read(d, s, view, payload, events):
+    return existing_node(s, view, _one_path(s, payload), READ).value
+
+
+def do_directory(d, s, view, payload, events):
+    children = existing_node(s, view, _one_path(s, payload), READ).children_bytes()
+    if len(children) > PAYLOAD_MAX:
+        raise XenstoreError("E2BIG", "use DIRECTORY_PART")   # as C xenstored
+    return children
+
+
+def do_directory_part(d, s, view, payload, events):
+    """``<path>|<offset>|`` -> ``<gen>|`` + the children from byte ``offset`` that fit + ``|``."""
+    fields = split_fields(payload)
+    if len(fields) != 2:
+        raise XenstoreError("EINVAL", "expected path and offset")
+    path = canonicalize(decode(fields[0]), s.domid)
+    node = existing_node(s, view, path, READ)
+    offset = atoi(fields[1])
+    children = node.children_bytes()
+    if offset > len(children):
+        raise XenstoreError("EINVAL", "offset beyond the children list")
+    gen = b"%d\0" % node.gen
+    room = PAYLOAD_MAX - 1 - len(gen) - 1     # the final NUL marks the chunk's end
+    end = offset
+    while end < len(children):
+        nxt = children.index(b"\0", end) + 1
+        if nxt - offset > room:
+            break
+        end = nxt
+    return gen + children[offset:end] + b"\0"
+
+
+def do_get_perms(d, s, view, payload, events):
+    path = _one_path(s, payload, allow_special=True)
+    if paths.is_special(path):
+        return encode_list(_special_perms(d, path))
+    return encode_list(existing_node(s, view, path, READ).perms)
+
+
+def _special_perms(d, name: str) -> tuple:
+    if name not in SPECIAL_NODES:
+        raise XenstoreError("ENOENT", name)
+    return d.watches.special_perms.get(name, (Perm("n", 0),))
+
+
+# -- writing -----------------------------------------------------------------
+
+def do_write(d, s, view, payload, events):
+    cut = payload.find(b"\0")
+    if cut < 0:
+        raise XenstoreError("EINVAL", "WRITE needs a path and a value")
+    path = canonicalize(decode(payload[:cut]), s.domid)
+    value = payload[cut + 1:]
+    d.quotas.check(s, "node-size", len(value), "ENOSPC")
+    node = view.get(path)
+    if node is None:
+        node = _create(d, s, view, path, value)
+    else:
+        if not s.privileged and not access(s, node.perms) & WRITE:
+            raise XenstoreError("EACCES", path)
+        node = view.get_mut(path)
+        node.value = value
+    events.append((CHANGE, path, node.perms, None))
+    return OK
+
+
+def do_mkdir(d, s, view, payload, events):
+    path = _one_path(s, payload)
+    node = view.get(path)
+    if node is not None:
+        if not s.privileged and not access(s, node.perms) & WRITE:
+            raise XenstoreError("EACCES", path)
+        return OK                 # existing: value kept, no event
+    node = _create(d, s, view, path, b"")
+    events.append((CHANGE, path, node.perms, None))
+    return OK
+
+
+def _create(d, s, view, path: str, value: bytes) -> Node:
+    """Create ``path`` and its missing ancestors; return the new leaf.
+
+    The closest existing ancestor must be writable by the caller.  New nodes
+    inherit its permissions; an unprivileged creator owns what it creates
+    (C xenstored's construct_node).
+    """
+    missing = [path]
+    top_path = parent(path)
+    top = view.get(top_path)
+    while top is None:
+        missing.append(top_path)
+        top_path = parent(top_path)
+        top = view.get(top_path)
+    perms = top.perms
+    if not s.privileged:
+        rights = access(s, perms)
+        if not rights & WRITE:
+            raise XenstoreError("EACCES", path)
+        d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
+        if isinstance(view, Transaction):
+            d.quotas.check(s, "transaction-nodes", view.touched + len(missing) + 1, "ENOSPC")
+        perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
+    view.get_mut(top_path).children[basename(missing[-1])] = None
+    node = None
+    for i in range(len(missing) - 1, -1, -1):
+        node_path = missing[i]
+        node = Node(value if i == 0 else b"", perms)
+        if i:
+            node.children[basename(missing[i - 1])] = None
+        view.create(node_path, node)
+    return node
+
+
+def do_rm(d, s, view, payload, events):
+    path = _one_path(s, payload)
+    if path == "/":
+        raise XenstoreError("EINVAL", "cannot remove the root")
+    node = view.get(path)
+    if node is None:
+        # Missing node: fine if its parent exists (docs/misc/xenstore.txt, RM).
+        existing_node(s, view, parent(path), READ)
+        return OK
+    if not s.privileged and not access(s, node.perms) & WRITE:
+        raise XenstoreError("EACCES", path)
+    removed = subtree(view, path)
+    if isinstance(view, Transaction):
+        d.quotas.check(s, "transaction-nodes", view.touched + len(removed) + 1, "ENOSPC")
+    _remove_subtree(view, path, removed)
+    events.append((REMOVE, path, removed))
+    return OK
+
+
+def subtree(view, path: str) -> dict:
+    """``{path: perms}`` of ``path`` and every node below it; iterative (XSA-418)."""
+    removed = {}
+    stack = [path]
+    while stack:
+        node_path = stack.pop()
+        node = view.get(node_path)
+        removed[node_path] = node.perms
+        stack.extend(join(node_path, name) for name in node.children)
+    return removed
+
+
+def _remove_subtree(view, path: str, removed: dict) -> None:
+    view.get_mut(parent(path)).children.pop(basename(path), None)
+    for node_path in removed:
+        view.remove(node_path)
+
+
+def do_set_perms(d, s, view, payload, events):
+    fields = split_fields(payload)
+    if len(fields) < 2:
+        raise XenstoreError("EINVAL", "SET_PERMS needs a path and permissions")
+    path = canonicalize(decode(fields[0]), s.domid, allow_special=True)
+    perms = parse_list(fields[1:])
+    d.quotas.check(s, "permissions", len(perms), "ENOSPC")
+    if paths.is_special(path):
+        old = _special_perms(d, path)
+        if not s.privileged and not access(s, old) & OWNER:
+            raise XenstoreError("EACCES", path)
+        d.watches.special_perms[path] = perms
+        return OK
+    node = existing_node(s, view, path, WRITE | OWNER)
+    if not s.privileged and perms[0].domid != node.owner:
+        raise XenstoreError("EPERM", "only a privileged domain changes the owner")
+    if not d.domain_exists(perms[0].domid):
+        raise XenstoreError("ENOENT", f"owner domain {perms[0].domid} does not exist")
+    old = node.perms
+    view.set_perms(path, perms)
+    events.append((CHANGE, path, perms, old))
+    return OK
+
+
+# -- watches -----------------------------------------------------------------
+
+def _watch_args(s, payload):
+    fields = split_fields(payload)
+    if len(fields) != 2:
+        raise XenstoreError("EINVAL", "expected path and token")
+    given = decode(fields[0])
+    path = canonicalize(given, s.domid, allow_special=True)
+    relative = not given.startswith(("/", "@"))
+    return path, fields[1], relative
+
+
+def do_watch(d, s, view, payload, events):
+    path, token, relative = _watch_args(s, payload)
+    if (path, token) in s.watches:
+        raise XenstoreError("EEXIST", "same path and token already watched")
+    d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
+    watch = d.watches.add(s, path, token, relative)
+    events.append((INITIAL, watch))
+    return OK
+
+
+def do_unwatch(d, s, view, payload, events):
+    path, token, _ = _watch_args(s, payload)
+    watch = s.watches.get((path, token))
+    if watch is None:
+        raise XenstoreError("ENOENT", "no such watch")
+    d.watches.remove(watch)
+    return OK
+
+
+def do_reset_watches(d, s, view, payload, events):
+    d.watches.remove_all(s)
+    s.transactions.clear()
+    return OK
+
+
+# -- transactions ------------------------------------------------------------
+
+def do_transaction_start(d, s, view, payload, events):
+    if isinstance(view, Transaction):
+        raise XenstoreError("EBUSY", "transactions do not nest")
+    d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOSPC")
+    tx_id = s.next_tx_id
+    while tx_id == 0 or tx_id in s.transactions:     # ids wrap through uint32 (XSA-420)
+        tx_id = (tx_id + 1) & 0xFFFFFFFF
+    s.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
+    s.transactions[tx_id] = Transaction(d.store, tx_id)
+    return b"%d\0" % tx_id
+
+
+def do_transaction_end(d, s, view, payload, events):
+    if not isinstance(view, Transaction):
+        raise XenstoreError("ENOENT", "not in a transaction")
+    fields = split_fields(payload)
+    if fields not in ([b"T"], [b"F"]):
+        raise XenstoreError("EINVAL", "TRANSACTION_END takes T or F")
+    del s.transactions[view.id]
+    if fields[0] == b"T":
+        view.commit()
+        events.extend(view.events)
+    return OK
+
+
+# -- domains -----------------------------------------------------------------
+
+def do_introduce(d, s, view, payload, events):
+    fields = split_fields(payload)
+    if len(fields) < 3:
+        raise XenstoreError("EINVAL", "INTRODUCE needs domid, mfn and event channel")
+    domid, mfn, port = (atoi(f) for f in fields[:3])
+    if d.domains.introduce(domid, mfn, port):
+        events.append((SPECIAL, paths.INTRODUCE_DOMAIN))
+    return OK
+
+
+def do_release(d, s, view, payload, events):
+    (domid,) = _domid_arg(payload)
+    d.domains.release(domid)
+    d.forget_domain(domid, events)
+    return OK
+
+
+def do_resume(d, s, view, payload, events):
+    (domid,) = _domid_arg(payload)
+    if domid == 0:
+        raise XenstoreError("EINVAL", "cannot resume domain 0")
+    domain = d.domains.get(domid)
+    if domain is None:
+        raise XenstoreError("ENOENT", f"domain {domid} not introduced")
+    domain.shutdown_seen = False
+    return OK
+
+
+def do_set_target(d, s, view, payload, events):
+    domid, target = _domid_arg(payload, 2)
+    domain = d.domains.get(domid)
+    if domain is None or not d.domains.is_introduced(target):
+        raise XenstoreError("ENOENT", "domain not introduced")
+    domain.target = target
+    d.retarget(domid, target)
+    return OK
+
+
+def do_is_domain_introduced(d, s, view, payload, events):
+    (domid,) = _domid_arg(payload)
+    return b"T\0" if d.domains.is_introduced(domid) else b"F\0"
+
+
+def do_get_domain_path(d, s, view, payload, events):
+    (domid,) = _domid_arg(payload)
+    return paths.domain_home(domid).encode("ascii") + b"\0"
+
+
+def do_get_feature(d, s, view, payload, events):
+    fields = split_fields(payload)
+    if len(fields) > 1:
+        raise XenstoreError("EINVAL", "GET_FEATURE takes at most a domid")
+    if not fields:
+        domain = d.domains.get(s.domid)
+        features = domain.features if domain is not None else d.domains.supported_features
+    else:
+        if not s.privileged:
+            raise XenstoreError("EACCES", "only dom0 asks about other domains")
+        domid = atoi(fields[0])
+        domain = d.domains.get(domid)
+        if domain is not None:
+            features = domain.features
+        elif domid == 0 or d.domain_exists(domid):
+            features = d.domains.pending_features.get(domid, d.domains.supported_features)
+        else:
+            raise XenstoreError("ENOENT", f"no domain {domid}")
+    return b"%d\0" % features
+
+
+def do_set_feature(d, s, view, payload, events):
+    domid, value = _domid_arg(payload, 2)
+    if d.domains.is_introduced(domid):
+        raise XenstoreError("EBUSY", "features are fixed once a domain is introduced")
+    if not d.domain_exists(domid):
+        raise XenstoreError("ENOENT", f"no domain {domid}")
+    if value & ~d.domains.supported_features:
+        raise XenstoreError("EINVAL", "feature not supported")
+    d.domains.pending_features[domid] = value
+    return OK
+
+
+def _quota_domain(d, raw: bytes) -> int:
+    domid = atoi(raw)
+    if not (d.domains.is_introduced(domid) or d.domain_exists(domid)):
+        raise XenstoreError("ENOENT", f"no domain {domid}")
+    return domid
+
+
+def do_get_quota(d, s, view, payload, events):
+    """``[[<domid>|]<quota>|]``: with no argument, the names of all quotas."""
+    fields = split_fields(payload)
+    if len(fields) > 2:
+        raise XenstoreError("EINVAL", "too many arguments")
+    if not fields:
+        return " ".join(d.quotas.values).encode("ascii") + b"\0"
+    domid = _quota_domain(d, fields[0]) if len(fields) == 2 else None
+    name = fields[-1].decode("ascii", "replace")
+    return b"%d\0" % d.quotas.get(name, domid)
+
+
+def do_set_quota(d, s, view, payload, events):
+    """``[<domid>|]<quota>|<value>|``."""
+    fields = split_fields(payload)
+    if len(fields) not in (2, 3):
+        raise XenstoreError("EINVAL", "expected [domid] quota value")
+    domid = _quota_domain(d, fields[0]) if len(fields) == 3 else None
+    name = fields[-2].decode("ascii", "replace")
+    d.quotas.set(name, atoi(fields[-1]), domid)
+    return OK
+
+
+# -- control -----------------------------------------------------------------
+
+def do_control(d, s, view, payload, events):
+    from .control import run_control
+    fields = split_fields(payload)
+    if not fields:
+        raise XenstoreError("EINVAL", "CONTROL needs a command")
+    return run_control(d, s, fields)
+
+
+# Not a request a client may send: ERROR, WATCH_EVENT, RESTRICT (removed) -> ENOSYS.
+def do_not_supported(d, s, view, payload, events):
+    raise XenstoreError("ENOSYS", "not a request")

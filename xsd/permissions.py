@@ -1,0 +1,59 @@
+"""Who may do what to a node (docs/misc/xenstore.txt, "Permissions").
+
+Same rules as C xenstored's perm_for_conn: privileged callers, the owner
+(perms[0]) and a domain whose SET_TARGET is the owner get everything; else
+the first later entry naming the caller (or its target) decides; else the
+owner entry's kind is everyone's default.
+"""
+from xenstore_protocol import XenstoreError
+from xenstore_protocol.paths import parent
+
+READ, WRITE, OWNER = 1, 2, 4
+ALL = READ | WRITE | OWNER
+_KIND_MASK = {"n": 0, "r": READ, "w": WRITE, "b": READ | WRITE}
+
+
+def access(session, perms) -> int:
+    """Bit mask of READ/WRITE/OWNER that ``session`` has under ``perms``."""
+    if session.privileged:
+        return ALL
+    owner = perms[0].domid
+    domid, target = session.domid, session.target
+    if owner == domid or (target is not None and owner == target):
+        return ALL
+    for perm in perms[1:]:
+        if perm.domid == domid or (target is not None and perm.domid == target):
+            return _KIND_MASK[perm.kind]
+    return _KIND_MASK[perms[0].kind]
+
+
+def can_read(session, perms) -> bool:
+    return session.privileged or bool(access(session, perms) & READ)
+
+
+def existing_node(session, view, path: str, need: int):
+    """The node at ``path`` if ``session`` has ``need`` on it.
+
+    Missing node: ENOENT, unless the caller cannot read the closest existing
+    ancestor, in which case EACCES so that nothing about the tree leaks
+    (xenstored's errno_from_parents).  Refused: EACCES.
+    """
+    node = view.get(path)
+    if node is None:
+        if session.privileged:
+            raise XenstoreError("ENOENT", path)
+        raise XenstoreError("ENOENT" if access(session, closest_ancestor(view, path)[1].perms) & READ
+                            else "EACCES", path)
+    if not session.privileged and (access(session, node.perms) & need) != need:
+        raise XenstoreError("EACCES", path)
+    return node
+
+
+def closest_ancestor(view, path: str):
+    """``(path, node)`` of the deepest existing strict ancestor (the root always exists)."""
+    while path != "/":
+        path = parent(path)
+        node = view.get(path)
+        if node is not None:
+            return path, node
+    raise AssertionError("the root node is missing")

@@ -1,0 +1,110 @@
+"""One client's xenstore state, whatever carries its bytes (socket or guest ring).
+
+A Session knows the caller's domid and rights, its transactions and watches,
+and how replies and watch events leave.  Output is gathered per batch of
+requests (``out``) and handed to the transport in one write by ``flush``,
+which the daemon calls once the batch is handled.  While the transport is
+paused (its buffer over the high-water mark) output waits in ``backlog``;
+there, watch events beyond ``max_events`` are dropped and counted, and an
+event identical to one still waiting is dropped as C xenstored does
+("dropping duplicate watch"), so a client that never reads cannot make the
+daemon grow.  Replies are never dropped: the transport stops feeding this
+client's requests while it is paused, which bounds them.
+"""
+import logging
+from collections import deque
+
+from xenstore_protocol.constants import HEADER, Op, PAYLOAD_MAX
+
+log = logging.getLogger("xsd.session")
+
+_WATCH_EVENT = int(Op.WATCH_EVENT)
+
+
+class Session:
+    def __init__(self, write, dirty: list, *, domid: int = 0, privileged: bool = True,
+                 read_only: bool = False, name: str = "?", max_events: int = 1024):
+        self.write = write          # the transport's write(bytes)
+        self._dirty = dirty         # the daemon's list of sessions to flush
+        self.domid = domid
+        self.privileged = privileged
+        self.read_only = read_only
+        self.target = None          # SET_TARGET: the domain this one acts for
+        self.name = name
+        self.transactions = {}      # tx_id -> Transaction
+        self.watches = {}           # (path, token) -> Watch
+        self.next_tx_id = 1
+        self.max_events = max_events
+        self.out = []               # this batch's output, written by flush()
+        self.out_events = 0
+        self.paused = False
+        self.backlog = deque()      # output held while the transport is paused
+        self.pending_events = set() # events in the backlog, for coalescing
+        self.events_dropped = 0
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name} dom{self.domid}>"
+
+    # -- output -------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """A reply: always delivered, in order."""
+        if self.paused or self.backlog:
+            self.backlog.append(data)
+            return
+        if not self.out:
+            self._dirty.append(self)
+        self.out.append(data)
+
+    def queue_event(self, path: str, token: bytes) -> None:
+        payload = path.encode("ascii") + b"\0" + token + b"\0"
+        if len(payload) > PAYLOAD_MAX:
+            # XSA-324: never emit a frame over the limit; the client could not read it.
+            self._drop_event("too long for a frame")
+            return
+        data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
+        if not self.paused and not self.backlog:
+            if self.out_events >= self.max_events:
+                self._drop_event("too many in one batch")
+                return
+            self.out_events += 1
+            if not self.out:
+                self._dirty.append(self)
+            self.out.append(data)
+            return
+        if data in self.pending_events:
+            self.events_dropped += 1        # coalesced with the identical one waiting
+            return
+        if len(self.pending_events) >= self.max_events:
+            self._drop_event("backlog full")
+            return
+        self.pending_events.add(data)
+        self.backlog.append(data)
+
+    def _drop_event(self, why: str) -> None:
+        self.events_dropped += 1
+        if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
+            log.warning("%r: watch event dropped (%s); %d dropped so far", self, why, self.events_dropped)
+
+    def flush(self) -> None:
+        out = self.out
+        if out and not self.closed:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.out_events = 0
+            self.write(data)        # may call pause() before it returns
+        else:
+            out.clear()
+            self.out_events = 0
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        """The transport drained: hand it the backlog until it fills again."""
+        self.paused = False
+        backlog, pending = self.backlog, self.pending_events
+        while backlog and not self.paused and not self.closed:
+            data = backlog.popleft()
+            pending.discard(data)
+            self.write(data)

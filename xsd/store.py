@@ -1,0 +1,124 @@
+"""The node tree: value, children, permissions and generation of every node.
+
+Nodes live in one flat dict keyed by absolute path, so a READ is one lookup
+whatever the depth.  ``Store`` is the live tree; ``transactions.Transaction``
+offers the same ``View`` methods over a private overlay.  Ops (``ops.py``)
+only talk to a view, so the same code runs inside and outside transactions.
+
+Generations: every change stamps the node with a fresh number from one
+counter; adding or removing a child changes the parent.  A transaction
+conflicts when a node it touched carries another number at commit, and
+DIRECTORY_PART hands the parent's number out so a pager sees a change.
+"""
+from collections import Counter
+
+from xenstore_protocol.perms import Perm
+
+
+class Node:
+    __slots__ = ("value", "perms", "children", "gen")
+
+    def __init__(self, value: bytes, perms: tuple, children=None, gen: int = 0):
+        self.value = value
+        self.perms = perms               # tuple of Perm; perms[0] is the owner
+        self.children = {} if children is None else children   # name -> None, creation order
+        self.gen = gen
+
+    @property
+    def owner(self) -> int:
+        return self.perms[0].domid
+
+    def copy(self) -> "Node":
+        return Node(self.value, self.perms, dict(self.children), self.gen)
+
+    def children_bytes(self) -> bytes:
+        """``b"a\\0b\\0"``: the DIRECTORY payload, in creation order."""
+        return b"".join(name.encode("ascii") + b"\0" for name in self.children)
+
+    def __repr__(self) -> str:
+        return f"Node(value={self.value!r}, perms={self.perms}, children={list(self.children)}, gen={self.gen})"
+
+
+ROOT_PERMS = (Perm("n", 0),)
+
+
+class Store:
+    """The live tree.  Mutators change nodes in place and stamp generations."""
+
+    def __init__(self) -> None:
+        self.nodes = {"/": Node(b"", ROOT_PERMS, gen=0)}
+        self.next_gen = 1
+        self.owned = Counter({0: 1})       # domid -> nodes it owns (quota)
+
+    # -- the View interface (also implemented by Transaction) --------------
+    def get(self, path: str):
+        return self.nodes.get(path)
+
+    def get_mut(self, path: str) -> Node:
+        node = self.nodes[path]
+        node.gen = self.next_gen
+        self.next_gen += 1
+        return node
+
+    def create(self, path: str, node: Node) -> None:
+        node.gen = self.next_gen
+        self.next_gen += 1
+        self.nodes[path] = node
+        self.owned[node.owner] += 1
+
+    def remove(self, path: str) -> None:
+        node = self.nodes.pop(path)
+        self._uncount(node.owner)
+
+    def set_perms(self, path: str, perms: tuple) -> None:
+        node = self.get_mut(path)
+        if perms[0].domid != node.owner:
+            self._uncount(node.owner)
+            self.owned[perms[0].domid] += 1
+        node.perms = perms
+
+    def owned_by(self, domid: int) -> int:
+        return self.owned.get(domid, 0)
+
+    # -- live-only ----------------------------------------------------------
+    def _uncount(self, domid: int) -> None:
+        left = self.owned[domid] - 1
+        if left:
+            self.owned[domid] = left
+        else:
+            del self.owned[domid]
+
+    def stamp(self) -> int:
+        gen = self.next_gen
+        self.next_gen += 1
+        return gen
+
+    def check(self) -> list:
+        """Verify the invariants; return a list of problems (empty if sound).
+
+        Every node but the root has its parent, and is listed among the
+        parent's children; every listed child exists; the per-owner counts
+        equal a recount.  Iterative: depth does not matter.
+        """
+        from xenstore_protocol.paths import join, parent, basename
+        problems = []
+        nodes = self.nodes
+        if "/" not in nodes:
+            return ["root missing"]
+        recount = Counter()
+        for path, node in nodes.items():
+            recount[node.owner] += 1
+            if not node.perms:
+                problems.append(f"{path}: no permissions")
+            if path != "/":
+                up = nodes.get(parent(path))
+                if up is None:
+                    problems.append(f"{path}: parent missing")
+                elif basename(path) not in up.children:
+                    problems.append(f"{path}: not listed in parent")
+            for name in node.children:
+                if join(path, name) not in nodes:
+                    problems.append(f"{path}: child {name} missing")
+        if recount != +self.owned:
+            problems.append(f"owner accounting {dict(self.owned)} != recount {dict(recount)}")
+        return problems

@@ -1,0 +1,128 @@
+"""The watch registry: who watches what, and which watches a change fires.
+
+Watches are indexed in a path trie (``xsd._native``, C when built), so the
+cost of a change depends on the depth of its path, not on how many watches
+exist: C xenstored instead scans every watch of every connection per write.
+Matching watches fire in registration order (ids grow with registration),
+as C xenstored orders them on one connection.
+"""
+import itertools
+
+from xenstore_protocol.paths import is_child, parent, relative_to
+
+from ._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
+from .permissions import can_read
+
+
+class Watch:
+    __slots__ = ("id", "session", "path", "token", "relative")
+
+    def __init__(self, watch_id: int, session, path: str, token: bytes, relative: bool):
+        self.id = watch_id
+        self.session = session
+        self.path = path          # absolute, or a special "@name"
+        self.token = token
+        self.relative = relative  # the client gave a relative path: events are relative too
+
+    def event_path(self, path: str) -> str:
+        return relative_to(path, self.session.domid) if self.relative else path
+
+
+class WatchRegistry:
+    def __init__(self, store):
+        self.store = store
+        self.trie = WatchTrie()
+        self.by_id = {}
+        self._ids = itertools.count(1)
+        self.special_perms = {}   # "@introduceDomain" -> perms set by SET_PERMS
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
+        watch = Watch(next(self._ids), session, path, token, relative)
+        self.trie.add(path, watch.id)
+        self.by_id[watch.id] = watch
+        session.watches[(path, token)] = watch
+        return watch
+
+    def remove(self, watch: Watch) -> None:
+        self.trie.remove(watch.path, watch.id)
+        del self.by_id[watch.id]
+        del watch.session.watches[(watch.path, watch.token)]
+
+    def remove_all(self, session) -> None:
+        for watch in list(session.watches.values()):
+            self.remove(watch)
+
+    # -- firing -------------------------------------------------------------
+    def _permitted(self, session, perms, parent_perms) -> bool:
+        """XSA-115: an unprivileged watcher must be able to read the node or its parent."""
+        return (session.privileged or can_read(session, perms)
+                or (parent_perms is not None and can_read(session, parent_perms)))
+
+    def _parent_perms(self, path: str):
+        if path == "/":
+            return None
+        node = self.store.nodes.get(parent(path))
+        return node.perms if node is not None else None
+
+    def fire_change(self, path: str, perms, old_perms=None) -> None:
+        """A node was created, written, or had its permissions changed.
+
+        On a permission change (``old_perms`` given) a watcher that could
+        read the node before or after is told (C xenstored passes both).
+        """
+        ids = self.trie.match(path, MATCH_ANCESTORS)
+        if not ids:
+            return
+        if len(ids) > 1:
+            ids.sort()
+        by_id = self.by_id
+        parent_perms = False       # looked up at most once, and only if needed
+        for watch_id in ids:
+            watch = by_id[watch_id]
+            session = watch.session
+            if not session.privileged:
+                if parent_perms is False:
+                    parent_perms = self._parent_perms(path)
+                if not (self._permitted(session, perms, parent_perms)
+                        or (old_perms is not None and can_read(session, old_perms))):
+                    continue
+            session.queue_event(watch.event_path(path), watch.token)
+
+    def fire_remove(self, root: str, removed: dict) -> None:
+        """The subtree at ``root`` was deleted; ``removed`` maps each deleted path to its perms.
+
+        Watches on ``root`` or above see ``root``; watches inside the subtree,
+        on a deleted node or not, see their own path.
+        """
+        ids = self.trie.match(root, MATCH_ANCESTORS | MATCH_DESCENDANTS)
+        if not ids:
+            return
+        ids.sort()
+        root_parent_perms = self._parent_perms(root)
+        for watch_id in ids:
+            watch = self.by_id[watch_id]
+            if watch.path != root and is_child(watch.path, root):
+                epath = watch.path
+                node_path = epath
+                while node_path not in removed:
+                    node_path = parent(node_path)
+                perms = removed[node_path]
+                parent_perms = removed.get(parent(node_path)) if node_path != root else root_parent_perms
+            else:
+                epath, perms, parent_perms = root, removed[root], root_parent_perms
+            if self._permitted(watch.session, perms, parent_perms):
+                watch.session.queue_event(watch.event_path(epath), watch.token)
+
+    def fire_special(self, name: str) -> None:
+        """``@introduceDomain`` / ``@releaseDomain``: privileged watchers, or as SET_PERMS allows."""
+        ids = self.trie.match(name, MATCH_ANCESTORS)
+        ids.sort()
+        perms = self.special_perms.get(name)
+        for watch_id in ids:
+            watch = self.by_id[watch_id]
+            session = watch.session
+            if session.privileged or (perms is not None and can_read(session, perms)):
+                session.queue_event(name, watch.token)
