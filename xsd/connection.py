@@ -15,6 +15,10 @@ from xenstore_protocol import Decoder, ProtocolError
 
 log = logging.getLogger("xsd.connection")
 
+# Output gathered from one batch of requests before it is handed over early:
+# a read of 256 KiB of small requests may ask for 50 MiB of replies.
+FLUSH_AT = 64 * 1024
+
 
 class Connection(asyncio.Protocol):
     def __init__(self, daemon, read_only: bool, name: str):
@@ -49,6 +53,8 @@ class Connection(asyncio.Protocol):
         handle = self.daemon.handle
         for i, packet in enumerate(packets):
             handle(session, packet)
+            if session.out_bytes > FLUSH_AT:
+                self.daemon.flush()         # lets the transport push back mid-batch
             if session.paused:
                 self.queue.extend(packets[i + 1:])
                 self.transport.pause_reading()

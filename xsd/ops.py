@@ -29,6 +29,9 @@ SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
 
 
 def _one_path(s, payload: bytes, allow_special: bool = False) -> str:
+    if payload and payload[-1] != 0:
+        # C xenstored answers ENOENT to a path that lacks its NUL (anchors README, section 4).
+        raise XenstoreError("ENOENT", "path not NUL-terminated")
     fields = split_fields(payload)
     if len(fields) != 1:
         raise XenstoreError("EINVAL", "expected one path")
@@ -56,7 +59,11 @@ def do_directory(d, s, view, payload, events):
 
 
 def do_directory_part(d, s, view, payload, events):
-    """``<path>|<offset>|`` -> ``<gen>|`` + the children from byte ``offset`` that fit + ``|``."""
+    """``<path>|<offset>|`` -> ``<gen>|`` + the children from byte ``offset`` that fit.
+
+    The last chunk carries one more NUL: libxenstore stops paging when the
+    gathered list ends in an empty string.
+    """
     fields = split_fields(payload)
     if len(fields) != 2:
         raise XenstoreError("EINVAL", "expected path and offset")
@@ -74,7 +81,7 @@ def do_directory_part(d, s, view, payload, events):
         if nxt - offset > room:
             break
         end = nxt
-    return gen + children[offset:end] + b"\0"
+    return gen + children[offset:end] + (b"\0" if end == len(children) else b"")
 
 
 def do_get_perms(d, s, view, payload, events):

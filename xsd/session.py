@@ -36,6 +36,7 @@ class Session:
         self.next_tx_id = 1
         self.max_events = max_events
         self.out = []               # this batch's output, written by flush()
+        self.out_bytes = 0
         self.out_events = 0
         self.paused = False
         self.backlog = deque()      # output held while the transport is paused
@@ -55,6 +56,7 @@ class Session:
         if not self.out:
             self._dirty.append(self)
         self.out.append(data)
+        self.out_bytes += len(data)
 
     def queue_event(self, path: str, token: bytes) -> None:
         payload = path.encode("ascii") + b"\0" + token + b"\0"
@@ -71,6 +73,7 @@ class Session:
             if not self.out:
                 self._dirty.append(self)
             self.out.append(data)
+            self.out_bytes += len(data)
             return
         if data in self.pending_events:
             self.events_dropped += 1        # coalesced with the identical one waiting
@@ -88,14 +91,14 @@ class Session:
 
     def flush(self) -> None:
         out = self.out
+        self.out_events = 0
+        self.out_bytes = 0
         if out and not self.closed:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self.out_events = 0
             self.write(data)        # may call pause() before it returns
         else:
             out.clear()
-            self.out_events = 0
 
     def pause(self) -> None:
         self.paused = True

@@ -1,0 +1,43 @@
+"""Dispatch, driven in-process: our own bugs become EIO and the daemon lives on.
+
+A real daemon cannot be made to hit a bug on purpose, so this drives the same
+Daemon object the server uses, with a handler made to fail.
+"""
+from xenstore_protocol import Decoder, Op, Packet
+
+from xsd import dispatch, ops
+from xsd.config import Config
+from xsd.daemon import Daemon
+
+
+def run(daemon, session_out, packet):
+    session = daemon.open_session(session_out.append, name="unit")
+    daemon.handle(session, packet)
+    daemon.flush()
+    return Decoder().feed(b"".join(session_out))
+
+
+def test_unexpected_exception_answers_eio_and_is_logged(monkeypatch, caplog):
+    daemon = Daemon(Config(rundir="/nonexistent"))
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    table = list(dispatch.TABLE)
+    table[Op.READ] = (broken, dispatch.USES_TX)
+    monkeypatch.setattr(dispatch, "TABLE", table)
+    replies = run(daemon, [], Packet(Op.READ, 9, 0, b"/tool\0"))
+    assert replies == [Packet(Op.ERROR, 9, 0, b"EIO\0")]
+    assert "a bug" in caplog.text and "Traceback" in caplog.text
+    monkeypatch.undo()
+    assert run(daemon, [], Packet(Op.READ, 10, 0, b"/tool/xenstored\0")) == [Packet(Op.READ, 10, 0, b"")]
+
+
+def test_failed_request_changes_nothing():
+    daemon = Daemon(Config(rundir="/nonexistent"))
+    before = {p: (n.value, n.perms, list(n.children)) for p, n in daemon.store.nodes.items()}
+    run(daemon, [], Packet(Op.WRITE, 1, 0, b"/a/b.c\0v"))
+    run(daemon, [], Packet(Op.SET_PERMS, 2, 0, b"/tool\0n0\0bogus\0"))
+    after = {p: (n.value, n.perms, list(n.children)) for p, n in daemon.store.nodes.items()}
+    assert before == after
+    assert daemon.check() == []
