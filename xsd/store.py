@@ -33,7 +33,8 @@ class Node:
 
     def children_bytes(self) -> bytes:
         """``b"a\\0b\\0"``: the DIRECTORY payload, in creation order."""
-        return b"".join(name.encode("ascii") + b"\0" for name in self.children)
+        children = self.children
+        return ("\0".join(children) + "\0").encode("ascii") if children else b""
 
     def __repr__(self) -> str:
         return f"Node(value={self.value!r}, perms={self.perms}, children={list(self.children)}, gen={self.gen})"
