@@ -18,6 +18,15 @@ setup(
     entry_points={
         "console_scripts": [
             "xsd = xsd.__main__:main",
+            "xenstore = watchlib.cli:main",
+            "xenstore-read = watchlib.cli:read_main",
+            "xenstore-write = watchlib.cli:write_main",
+            "xenstore-watch = watchlib.cli:watch_main",
+            "xenstore-ls = watchlib.cli:ls_main",
+            "xenstore-rm = watchlib.cli:rm_main",
+            "xenstore-list = watchlib.cli:list_main",
+            "xenstore-exists = watchlib.cli:exists_main",
+            "xenstore-chmod = watchlib.cli:chmod_main",
         ],
     },
     zip_safe=False,

@@ -9,8 +9,9 @@ class Decoder:
 
     ``feed`` accepts any split of the stream (one byte at a time is fine).
     A header announcing more than PAYLOAD_MAX bytes raises ProtocolError, the
-    one error this class raises; after it the stream is unusable, as in the
-    Xen daemons, which drop such a connection.
+    one error this class raises (carrying the whole packets before it); after
+    it the stream is unusable, as in the Xen daemons, which drop such a
+    connection.
     """
 
     __slots__ = ("_buf", "_broken")
@@ -33,7 +34,7 @@ class Decoder:
             if length > PAYLOAD_MAX:
                 self._broken = True
                 del buf[:]
-                raise ProtocolError(f"payload length {length} exceeds {PAYLOAD_MAX}")
+                raise ProtocolError(f"payload length {length} exceeds {PAYLOAD_MAX}", packets)
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 break

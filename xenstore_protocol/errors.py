@@ -6,7 +6,13 @@ class ProtocolError(Exception):
     """The peer broke the framing (e.g. a length over PAYLOAD_MAX).
 
     The only exception the decoder raises; the connection cannot continue.
+    ``packets`` holds the whole packets that arrived before the bad frame in
+    the same ``feed``: a peer may still answer them before closing.
     """
+
+    def __init__(self, message: str, packets=()):
+        super().__init__(message)
+        self.packets = list(packets)
 
 
 class XenstoreError(Exception):

@@ -17,6 +17,21 @@ class Config:
     out_high_water: int = 1 << 20
     pid_file: str = ""
     log_level: str = "INFO"
+    # Guests (docs/guests.md): "auto" = Xen where /dev/xen/privcmd or
+    # /proc/xen/privcmd exists, else the mock hypervisor under the run dir.
+    hypervisor: str = "auto"
+    # XENSTORE_SERVER_FEATURE_* bits offered to guests (GET_FEATURE, the ring's
+    # server_features); the ring implements RECONNECTION (1) and ERROR (2).
+    server_features: int = 0
+    # Durability (docs/durability.md).  "" keeps the store in memory only, as the
+    # Xen daemons do (--no-persist); the command line defaults it to the run dir.
+    state_dir: str = ""
+    fsync: str = "batch"                # batch | interval | never
+    fsync_interval: float = 1.0         # seconds, with fsync="interval"
+    journal_max_bytes: int = 16 << 20   # snapshot once the journal is past this (or 2x the snapshot)
+    journal_salvage: bool = False       # start on the records before a damaged one
+    live_restore: str = ""              # state file handed over by a live update (internal)
+    argv: tuple = ()                    # the command line, for the live update's exec
 
     @property
     def socket_path(self) -> str:

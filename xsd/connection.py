@@ -41,9 +41,13 @@ class Connection(asyncio.Protocol):
         try:
             packets = self.decoder.feed(data)
         except ProtocolError as err:
-            # As the Xen daemons do: the offending connection is dropped, no one else notices.
+            # As the Xen daemons do: requests before the bad frame are answered,
+            # then the offending connection is dropped; no one else notices.
             log.warning("%s: protocol error, closing: %s", self.name, err)
-            self.transport.abort()
+            for packet in err.packets:
+                self.daemon.handle(self.session, packet)
+            self.daemon.flush()
+            self.transport.close()
             return
         session = self.session
         if self.queue or session.paused:
@@ -59,7 +63,7 @@ class Connection(asyncio.Protocol):
                 self.queue.extend(packets[i + 1:])
                 self.transport.pause_reading()
                 break
-        self.daemon.flush()
+        self.daemon.request_flush()         # journaling: once per loop turn (group commit)
 
     def pause_writing(self) -> None:
         self.session.pause()

@@ -14,6 +14,7 @@ log = logging.getLogger("xsd.control")
 HELP = """\
 check                   verify the store's invariants
 help                    this list
+live-update [-s]        hand state and sockets to a new xsd process (docs/durability.md)
 log [on|off]            log every request (access log)
 logfile <file>          send the log to <file>
 memreport [<file>]      statistics: nodes, bytes, watches, connections
@@ -85,6 +86,7 @@ def _quota(d, args):
         if len(args) != 3 or not args[2].isdigit():
             raise XenstoreError("EINVAL", "quota set <name> <value>")
         quotas.set(args[1], int(args[2]))
+        d.state_changed()
         return "OK"
     if not args[0].isdigit():
         raise XenstoreError("EINVAL", "quota [<domid>|set <name> <value>]")
@@ -96,9 +98,20 @@ def _quota(d, args):
                    for name in quotas.values)
 
 
+def _live_update(d, args):
+    """Start replacing the daemon (liveupdate.py).  "OK": under way, this connection will
+    close; "BUSY": one already is.  C xenstored's -s/-F/-t are accepted and ignored."""
+    if args and args[0] in ("-a", "-b", "-f", "-c"):
+        raise XenstoreError("EINVAL", "live-update: only -s (start) is supported")
+    if d.live_update is None:
+        raise XenstoreError("EINVAL", "live-update needs the socket server")
+    return d.live_update()
+
+
 _COMMANDS = {
     "check": _check, "help": _help, "log": _log, "logfile": _logfile,
     "memreport": _memreport, "print": _print, "quota": _quota,
+    "live-update": _live_update,
 }
 
 

@@ -22,16 +22,25 @@ log = logging.getLogger("xsd")
 
 
 class Daemon:
-    def __init__(self, config):
+    def __init__(self, config, handoff=None):
         self.config = config
         self.store = Store()
         self.watches = WatchRegistry(self.store)
-        self.domains = DomainTable()
+        self.domains = DomainTable(config.server_features)
+        self.hypervisor = None      # set by guest.Guests: the domain list, rings, event channels
         self.quotas = Quotas(config.quotas)
         self.sessions = set()
         self.dirty = []             # sessions with output waiting for flush()
         self.access_log = False
-        self._init_tree()
+        self.loop = None            # set by the server: call_soon/call_later for group commit
+        self.live_update = None     # set by the server: starts a live update (control.py)
+        self._flush_scheduled = False
+        self.persist = None         # persist.Persistence while journaling
+        if config.state_dir or handoff is not None:
+            from . import persist
+            self.persist = persist.start(self, handoff)   # saved state, else the initial tree
+        else:
+            self._init_tree()
 
     # -- tree ---------------------------------------------------------------
     def _init_tree(self) -> None:
@@ -58,16 +67,45 @@ class Daemon:
         session.transactions.clear()
         session.backlog.clear()
         session.pending_events.clear()
+        session.overflowed.clear()
         self.sessions.discard(session)
 
     def handle(self, session: Session, packet) -> None:
         dispatch.handle(self, session, packet)
 
     def flush(self) -> None:
-        """Hand every session's gathered output to its transport."""
+        """Hand every session's gathered output to its transport.
+
+        Journaling, the batch's changes are written (and fsynced) first:
+        nothing is acknowledged, no watch event told, before it is on disk.
+        """
+        persist = self.persist
+        if persist is not None:
+            persist.commit()
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
+        if persist is not None and persist.want_snapshot:
+            persist.checkpoint()
+
+    def request_flush(self) -> None:
+        """A transport handed over its batch.  In memory: flush now.  Journaling: flush once
+        every transport's callbacks of this loop turn have run, so that one journal write
+        and one fsync cover them all (group commit)."""
+        if self.persist is None or self.loop is None:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def state_changed(self) -> None:
+        """Domains, quotas, features or special permissions changed: journal them."""
+        if self.persist is not None:
+            self.persist.meta_dirty = True
 
     # -- events -------------------------------------------------------------
     def fire(self, events) -> None:
@@ -80,14 +118,16 @@ class Daemon:
                 watches.fire_remove(event[1], event[2])
             elif kind is ops.INITIAL:
                 watch = event[1]
-                watch.session.queue_event(watch.event_path(watch.path), watch.token)
+                watch.session.queue_event(watch.event_path(watch.path), watch.token, watch)
             elif kind is ops.SPECIAL:
                 watches.fire_special(event[1])
 
     # -- domains ------------------------------------------------------------
     def domain_exists(self, domid: int) -> bool:
-        """Known to exist: dom0 or an introduced domain (the hypervisor's word comes with guest support)."""
-        return self.domains.is_introduced(domid)
+        """Dom0, an introduced domain, or one the hypervisor lists (C xenstored asks xc_domain_getinfo)."""
+        if self.domains.is_introduced(domid):
+            return True
+        return self.hypervisor is not None and self.hypervisor.domain_info(domid) is not None
 
     def forget_domain(self, domid: int, events: list) -> None:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
@@ -100,12 +140,35 @@ class Daemon:
                     removed = ops.subtree(store, path)
                     ops._remove_subtree(store, path, removed)
                     events.append((ops.REMOVE, path, removed))
+        self._forget_in_perms(domid)
         self.quotas.forget(domid)
         for domain in self.domains.domains.values():
             if domain.target == domid:
                 domain.target = None
+                self.retarget(domain.domid, None)
         self.retarget(domid, None)
+        self.state_changed()
         events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+
+    def _forget_in_perms(self, domid: int) -> None:
+        """XSA-322: a later domain with this domid inherits no right of this one.
+
+        Its entries leave the permissions of the nodes that stay, and nodes it
+        still owns (--keep-orphans) go to dom0, as oxenstored does; C xenstored
+        hides such entries by generation instead.  No watch fires.
+        """
+        store = self.store
+        for path, node in list(store.nodes.items()):
+            perms = node.perms
+            if not any(p.domid == domid for p in perms):
+                continue
+            owner = perms[0] if perms[0].domid != domid else Perm(perms[0].kind, 0)
+            store.set_perms(path, (owner,) + tuple(p for p in perms[1:] if p.domid != domid))
+        special = self.watches.special_perms
+        for name, perms in list(special.items()):
+            if any(p.domid == domid for p in perms):
+                owner = perms[0] if perms[0].domid != domid else Perm(perms[0].kind, 0)
+                special[name] = (owner,) + tuple(p for p in perms[1:] if p.domid != domid)
 
     def retarget(self, domid: int, target) -> None:
         for session in self.sessions:
@@ -134,6 +197,7 @@ class Daemon:
         from ._native import BACKEND
         nodes = self.store.nodes
         return {
+            **(self.persist.statistics() if self.persist is not None else {"persist": "off"}),
             "nodes": len(nodes),
             "value-bytes": sum(len(n.value) for n in nodes.values()),
             "watches": len(self.watches),

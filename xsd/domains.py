@@ -61,11 +61,19 @@ class DomainTable:
         known = self.domains.get(domid)
         if known is not None:
             return False           # re-introduction: OK, nothing changes (C xenstored)
+        had_pending = domid in self.pending_features
         features = self.pending_features.pop(domid, self.supported_features)
         domain = Domain(domid, mfn, port, features)
         self.domains[domid] = domain
-        for hook in self.on_introduce:
-            hook(domain)
+        try:
+            for hook in self.on_introduce:
+                hook(domain)
+        except BaseException:
+            # A transport that cannot serve the domain (ring not mappable) refuses it: undone.
+            del self.domains[domid]
+            if had_pending:
+                self.pending_features[domid] = features
+            raise
         return True
 
     def release(self, domid: int) -> None:

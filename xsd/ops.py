@@ -213,6 +213,7 @@ def do_set_perms(d, s, view, payload, events):
         if not s.privileged and not access(s, old) & OWNER:
             raise XenstoreError("EACCES", path)
         d.watches.special_perms[path] = perms
+        d.state_changed()
         return OK
     node = existing_node(s, view, path, WRITE | OWNER)
     if not s.privileged and perms[0].domid != node.owner:
@@ -297,6 +298,7 @@ def do_introduce(d, s, view, payload, events):
         raise XenstoreError("EINVAL", "INTRODUCE needs domid, mfn and event channel")
     domid, mfn, port = (atoi(f) for f in fields[:3])
     if d.domains.introduce(domid, mfn, port):
+        d.state_changed()
         events.append((SPECIAL, paths.INTRODUCE_DOMAIN))
     return OK
 
@@ -316,6 +318,7 @@ def do_resume(d, s, view, payload, events):
     if domain is None:
         raise XenstoreError("ENOENT", f"domain {domid} not introduced")
     domain.shutdown_seen = False
+    d.state_changed()
     return OK
 
 
@@ -326,6 +329,7 @@ def do_set_target(d, s, view, payload, events):
         raise XenstoreError("ENOENT", "domain not introduced")
     domain.target = target
     d.retarget(domid, target)
+    d.state_changed()
     return OK
 
 
@@ -369,6 +373,7 @@ def do_set_feature(d, s, view, payload, events):
     if value & ~d.domains.supported_features:
         raise XenstoreError("EINVAL", "feature not supported")
     d.domains.pending_features[domid] = value
+    d.state_changed()
     return OK
 
 
@@ -399,6 +404,7 @@ def do_set_quota(d, s, view, payload, events):
     domid = _quota_domain(d, fields[0]) if len(fields) == 3 else None
     name = fields[-2].decode("ascii", "replace")
     d.quotas.set(name, atoi(fields[-1]), domid)
+    d.state_changed()
     return OK
 
 

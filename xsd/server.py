@@ -4,32 +4,61 @@ import asyncio
 import logging
 import os
 import signal
+import weakref
 
+from . import liveupdate
 from .connection import Connection
 from .daemon import Daemon
+from .guest import Guests
+from .hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
 
 
 class Server:
-    def __init__(self, config):
+    def __init__(self, config, hypervisor=None):
         self.config = config
-        self.daemon = Daemon(config)
+        # A live update's state file (liveupdate.py), read before the daemon exists.
+        self.handoff = liveupdate.Handoff(config.live_restore) if config.live_restore else None
+        self.daemon = Daemon(config, self.handoff)
+        self.hypervisor = hypervisor     # opened from config at start when not given
+        self.guests = None
         self.servers = []
+        self.listening = []              # (path, read_only) of each of self.servers
+        self.connections = weakref.WeakSet()
+        self.live_update_task = None
         self._stopping = None
         self._count = 0
 
     def _factory(self, read_only: bool):
         def make():
             self._count += 1
-            return Connection(self.daemon, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
+            conn = Connection(self.daemon, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
+            self.connections.add(conn)
+            return conn
         return make
+
+    def live_update(self) -> str:
+        """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
+        return liveupdate.start(self)
 
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.rundir, exist_ok=True)
         loop = asyncio.get_running_loop()
+        if self.hypervisor is None:
+            self.hypervisor = open_hypervisor(config.hypervisor, config.rundir)
+        self.guests = Guests(self.daemon, self.hypervisor, loop)
+        self.daemon.loop = loop
+        if self.handoff is not None:
+            self.handoff.restore_guests(self)        # guest sessions of the old process
         for path, read_only in ((config.socket_path, False), (config.ro_socket_path, True)):
+            self.listening.append((path, read_only))
+            inherited = self.handoff.listener(path) if self.handoff is not None else None
+            if inherited is not None:                # live update: the socket never closed
+                self.servers.append(await loop.create_unix_server(
+                    self._factory(read_only), sock=inherited, backlog=512))
+                continue
             if os.path.exists(path):
                 os.unlink(path)          # a stale socket from a previous run
             old_umask = os.umask(0o177)  # socket mode 0600, as C xenstored
@@ -49,6 +78,8 @@ class Server:
         self._stopping = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop, sig)
+        loop.add_signal_handler(signal.SIGUSR1, self.live_update)
+        self.daemon.live_update = self.live_update
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
         try:
             await self._stopping
@@ -61,8 +92,16 @@ class Server:
             self._stopping.set_result(None)
 
     async def close(self) -> None:
+        self.daemon.flush()              # a batch still waiting for group commit
+        if self.daemon.persist is not None:
+            self.daemon.persist.sync()
         for server in self.servers:
             server.close()
+        if self.guests is not None:
+            self.guests.close()
+            self.guests = None
+        if self.hypervisor is not None:
+            self.hypervisor.close()
         for path in (self.config.socket_path, self.config.ro_socket_path):
             try:
                 os.unlink(path)

@@ -5,11 +5,15 @@ and how replies and watch events leave.  Output is gathered per batch of
 requests (``out``) and handed to the transport in one write by ``flush``,
 which the daemon calls once the batch is handled.  While the transport is
 paused (its buffer over the high-water mark) output waits in ``backlog``;
-there, watch events beyond ``max_events`` are dropped and counted, and an
-event identical to one still waiting is dropped as C xenstored does
-("dropping duplicate watch"), so a client that never reads cannot make the
-daemon grow.  Replies are never dropped: the transport stops feeding this
-client's requests while it is paused, which bounds them.
+there, an event identical to one still waiting is dropped as C xenstored
+does ("dropping duplicate watch"), and events beyond ``max_events`` (per
+batch, or waiting) are dropped and counted, so a client that never reads
+cannot make the daemon grow.  A drop is never silent: the watch that lost an
+event is owed one event on its own path (``overflowed``), sent once the
+output drains.  That is a legal spurious event (docs/misc/xenstore.txt,
+"Watches may be triggered spuriously") that tells the client to re-read what
+lies below its watch.  Replies are never dropped: the transport stops
+feeding this client's requests while it is paused, which bounds them.
 """
 import logging
 from collections import deque
@@ -42,6 +46,7 @@ class Session:
         self.backlog = deque()      # output held while the transport is paused
         self.pending_events = set() # events in the backlog, for coalescing
         self.events_dropped = 0
+        self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.closed = False
 
     def __repr__(self) -> str:
@@ -58,16 +63,17 @@ class Session:
         self.out.append(data)
         self.out_bytes += len(data)
 
-    def queue_event(self, path: str, token: bytes) -> None:
+    def queue_event(self, path: str, token: bytes, watch=None) -> None:
+        """A watch event for this client; ``watch`` is owed a marker if it must be dropped."""
         payload = path.encode("ascii") + b"\0" + token + b"\0"
         if len(payload) > PAYLOAD_MAX:
             # XSA-324: never emit a frame over the limit; the client could not read it.
-            self._drop_event("too long for a frame")
+            self._drop_event("too long for a frame", watch)
             return
         data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
         if not self.paused and not self.backlog:
             if self.out_events >= self.max_events:
-                self._drop_event("too many in one batch")
+                self._drop_event("too many in one batch", watch)
                 return
             self.out_events += 1
             if not self.out:
@@ -79,12 +85,14 @@ class Session:
             self.events_dropped += 1        # coalesced with the identical one waiting
             return
         if len(self.pending_events) >= self.max_events:
-            self._drop_event("backlog full")
+            self._drop_event("backlog full", watch)
             return
         self.pending_events.add(data)
         self.backlog.append(data)
 
-    def _drop_event(self, why: str) -> None:
+    def _drop_event(self, why: str, watch) -> None:
+        if watch is not None:
+            self.overflowed[watch] = None
         self.events_dropped += 1
         if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
             log.warning("%r: watch event dropped (%s); %d dropped so far", self, why, self.events_dropped)
@@ -99,6 +107,21 @@ class Session:
             self.write(data)        # may call pause() before it returns
         else:
             out.clear()
+        if self.overflowed and not self.paused and not self.backlog:
+            self._send_markers()
+
+    def _send_markers(self) -> None:
+        """One event per watch that lost some: its own path, so the client re-reads below it."""
+        markers = []
+        for watch in self.overflowed:
+            if (watch.path, watch.token) in self.watches:      # still registered
+                payload = (watch.event_path(watch.path).encode("ascii") + b"\0"
+                           + watch.token + b"\0")
+                if len(payload) <= PAYLOAD_MAX:
+                    markers.append(HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload)
+        self.overflowed.clear()
+        if markers and not self.closed:
+            self.write(b"".join(markers))
 
     def pause(self) -> None:
         self.paused = True
@@ -111,3 +134,5 @@ class Session:
             data = backlog.popleft()
             pending.discard(data)
             self.write(data)
+        if self.overflowed and not backlog and not self.paused:
+            self._send_markers()

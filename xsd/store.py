@@ -42,6 +42,9 @@ class Node:
 
 ROOT_PERMS = (Perm("n", 0),)
 
+# What happened to a path since the journal last took the changes (journal.py).
+CREATED, UPDATED, REMOVED = 1, 2, 3
+
 
 class Store:
     """The live tree.  Mutators change nodes in place and stamp generations."""
@@ -50,6 +53,7 @@ class Store:
         self.nodes = {"/": Node(b"", ROOT_PERMS, gen=0)}
         self.next_gen = 1
         self.owned = Counter({0: 1})       # domid -> nodes it owns (quota)
+        self.changes = None                # path -> CREATED/UPDATED/REMOVED while journaling
 
     # -- the View interface (also implemented by Transaction) --------------
     def get(self, path: str):
@@ -59,6 +63,8 @@ class Store:
         node = self.nodes[path]
         node.gen = self.next_gen
         self.next_gen += 1
+        if self.changes is not None:
+            self.changes.setdefault(path, UPDATED)    # CREATED stays CREATED
         return node
 
     def create(self, path: str, node: Node) -> None:
@@ -66,10 +72,14 @@ class Store:
         self.next_gen += 1
         self.nodes[path] = node
         self.owned[node.owner] += 1
+        if self.changes is not None:
+            self.changes[path] = CREATED
 
     def remove(self, path: str) -> None:
         node = self.nodes.pop(path)
         self._uncount(node.owner)
+        if self.changes is not None:
+            self.changes[path] = REMOVED
 
     def set_perms(self, path: str, perms: tuple) -> None:
         node = self.get_mut(path)

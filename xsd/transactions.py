@@ -10,7 +10,7 @@ from collections import Counter
 
 from xenstore_protocol import XenstoreError
 
-from .store import Node, Store
+from .store import CREATED, REMOVED, UPDATED, Node, Store
 
 _UNSEEN = object()
 
@@ -90,12 +90,21 @@ class Transaction:
             current = nodes.get(path)
             if (current.gen if current is not None else None) != gen:
                 raise XenstoreError("EAGAIN", f"{path} changed during the transaction")
+        changes = store.changes
         for path, node in self.overlay.items():
             if node is None:
-                nodes.pop(path, None)
+                if nodes.pop(path, None) is not None and changes is not None:
+                    changes[path] = REMOVED
             else:
                 node.gen = store.stamp()
                 nodes[path] = node
+                if changes is not None:
+                    # A node made in this transaction (not the copy of one it read) was
+                    # appended to its parent's children: the journal must say created.
+                    if node is not self.snapshot.get(path):
+                        changes[path] = CREATED
+                    else:
+                        changes.setdefault(path, UPDATED)
         owned = store.owned
         for domid, delta in self.owned_delta.items():
             if delta:

@@ -89,7 +89,7 @@ class WatchRegistry:
                 if not (self._permitted(session, perms, parent_perms)
                         or (old_perms is not None and can_read(session, old_perms))):
                     continue
-            session.queue_event(watch.event_path(path), watch.token)
+            session.queue_event(watch.event_path(path), watch.token, watch)
 
     def fire_remove(self, root: str, removed: dict) -> None:
         """The subtree at ``root`` was deleted; ``removed`` maps each deleted path to its perms.
@@ -114,7 +114,7 @@ class WatchRegistry:
             else:
                 epath, perms, parent_perms = root, removed[root], root_parent_perms
             if self._permitted(watch.session, perms, parent_perms):
-                watch.session.queue_event(watch.event_path(epath), watch.token)
+                watch.session.queue_event(watch.event_path(epath), watch.token, watch)
 
     def fire_special(self, name: str) -> None:
         """``@introduceDomain`` / ``@releaseDomain``: privileged watchers, or as SET_PERMS allows."""
@@ -125,4 +125,4 @@ class WatchRegistry:
             watch = self.by_id[watch_id]
             session = watch.session
             if session.privileged or (perms is not None and can_read(session, perms)):
-                session.queue_event(name, watch.token)
+                session.queue_event(name, watch.token, watch)

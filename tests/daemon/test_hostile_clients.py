@@ -84,3 +84,19 @@ def test_many_connections_come_and_go(daemon, xs):
     assert report["connections"] == "1"
     assert report["watches"] == "0"
     assert report["transactions"] == "0"
+
+
+def test_dropped_events_are_never_silent(daemon_factory):
+    """Over the per-client bound, events are dropped, and the watch gets one event on its own path."""
+    proc = daemon_factory("--max-watch-events", "10")
+    with RawClient(proc.socket_path) as writer, RawClient(proc.socket_path) as watcher:
+        watcher.ok(Op.WATCH, b"/m", b"tok")
+        assert watcher.wait_events(1) == [(b"/m", b"tok")]
+        tx = int(writer.ok(Op.TRANSACTION_START, b"")[:-1])
+        for i in range(50):
+            writer.ok(Op.WRITE, payload=b"/m/%d\0v" % i, tx_id=tx)
+        writer.ok(Op.TRANSACTION_END, b"T", tx_id=tx)
+        events = watcher.wait_events(11)
+        assert events[:10] == [(b"/m/%d" % i, b"tok") for i in range(10)]
+        assert events[10:] == [(b"/m", b"tok")]      # "re-read below /m"
+        assert watcher.quiet_events() == []
