@@ -3,7 +3,9 @@
 Transports (``connection.py`` for sockets, guest rings later) create a
 Session per client with ``open_session``, pass each request packet to
 ``handle``, and call ``flush`` when a batch of requests is done so that all
-output it caused leaves in one write per client.
+output it caused leaves in one write per client.  ``request_flush`` is the
+same once per loop turn, so that journaling (``persist.py``) writes one
+record for every transport's batch of that turn (group commit).
 """
 import logging
 import os
@@ -35,6 +37,7 @@ class Daemon:
         self.loop = None            # set by the server: call_soon/call_later for group commit
         self.live_update = None     # set by the server: starts a live update (control.py)
         self._flush_scheduled = False
+        self._batches = 0           # transports' batches waiting for the scheduled flush
         self.persist = None         # persist.Persistence while journaling
         if config.state_dir or handoff is not None:
             from . import persist
@@ -94,12 +97,18 @@ class Daemon:
         and one fsync cover them all (group commit)."""
         if self.persist is None or self.loop is None:
             self.flush()
-        elif not self._flush_scheduled:
+            return
+        self._batches += 1
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
 
     def _scheduled_flush(self) -> None:
+        if self.persist.hold_back(self._batches):
+            self.loop.call_soon(self._scheduled_flush)   # one more turn: more clients are coming
+            return
         self._flush_scheduled = False
+        self._batches = 0
         self.flush()
 
     def state_changed(self) -> None:

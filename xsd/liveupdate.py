@@ -121,17 +121,17 @@ async def _run(server) -> None:
     for conn in connections:
         if not conn.transport.is_closing():
             conn.transport.pause_reading()
-    guests = _freeze_guests(server)
+    _stop_guests(server)
     d.flush()
+    if d.persist is not None:
+        d.persist.sync()             # on disk whatever --fsync says
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline and any(
             not c.transport.is_closing() and c.transport.get_write_buffer_size()
             for c in connections):
         await asyncio.sleep(0.01)
     try:
-        path = _write_state(server, listeners, guests)
-        if d.persist is not None:
-            d.persist.sync()
+        path = _write_state(server, listeners, _save_guests(server))
         _exec(server.config, path)
     except Exception:
         log.exception("live update failed before exec; serving on")
@@ -151,8 +151,18 @@ async def _preflight() -> None:
         raise RuntimeError(f"the new program does not import: {err.decode(errors='replace')[-2000:]}")
 
 
-def _freeze_guests(server) -> list:
-    """Stop serving guest rings; the saved state of each connection.
+def _stop_guests(server) -> None:
+    """No more guest requests: their event channel is no longer watched."""
+    guests = server.guests
+    if guests is not None:
+        try:
+            guests.loop.remove_reader(guests.evtchn.fileno())
+        except Exception:
+            log.exception("live update: stopping guest event channels")
+
+
+def _save_guests(server) -> list:
+    """The saved state of each guest connection.
 
     Reads GuestConnection's fields (guest.py): what was read from the ring
     and not yet answered (``queue`` and the decoder's partial packet) and
@@ -161,10 +171,6 @@ def _freeze_guests(server) -> list:
     guests = server.guests
     if guests is None:
         return []
-    try:
-        guests.loop.remove_reader(guests.evtchn.fileno())
-    except Exception:
-        log.exception("live update: stopping guest event channels")
     saved = []
     for domid, conn in guests.by_domid.items():
         if conn.closed or conn.broken:

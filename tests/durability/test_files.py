@@ -1,0 +1,201 @@
+"""Snapshot and journal files, in-process: what start-up accepts, drops, and refuses."""
+import os
+import shutil
+
+import pytest
+
+from xenstore_protocol import Op, Packet
+from xsd import persist, snapshot
+from xsd.config import Config
+from xsd.daemon import Daemon
+from xsd.journal import FILE_HEADER, RECORD, CorruptError, StateError, read_records
+
+
+def open_daemon(path, **kwargs) -> Daemon:
+    return Daemon(Config(rundir=str(path), state_dir=str(path), **kwargs))
+
+
+def write(d, *pairs) -> None:
+    """One batch (one journal record) per call."""
+    s = d.open_session(lambda data: None, name="t")
+    for i, (path, value) in enumerate(pairs):
+        d.handle(s, Packet(Op.WRITE, i + 1, 0, path.encode() + b"\0" + value))
+    d.flush()
+    d.close_session(s)
+
+
+def copy(src, dst) -> str:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("xsd.lock"))
+    return str(dst)
+
+
+def journal(path) -> str:
+    return os.path.join(path, persist.JOURNAL_NAME)
+
+
+def record_offsets(path) -> list:
+    with open(journal(path), "rb") as f:
+        data = f.read()
+    offsets, offset = [], FILE_HEADER.size
+    while offset < len(data):
+        offsets.append(offset)
+        offset += RECORD.size + RECORD.unpack_from(data, offset)[1]
+    return offsets
+
+
+def value(d, path):
+    node = d.store.nodes.get(path)
+    return None if node is None else node.value
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A state dir holding a snapshot and a journal of three records."""
+    d = open_daemon(tmp_path / "live")
+    write(d, ("/a", b"1"))
+    write(d, ("/b", b"2"))
+    write(d, ("/c", b"3"), ("/a", b"4"))
+    d.persist.close()
+    return tmp_path / "live"
+
+
+def test_garbage_after_the_last_record_is_a_torn_tail(saved, tmp_path, caplog):
+    path = copy(saved, tmp_path / "t")
+    with open(journal(path), "ab") as f:
+        f.write(b"XSDR\x40\x00\x00\x00partial")
+    d = open_daemon(path)
+    assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"4", b"2", b"3")
+    assert "torn last record" in caplog.text
+
+
+def test_zeros_after_the_last_record_are_a_torn_tail(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    with open(journal(path), "ab") as f:
+        f.write(bytes(4096))          # a file extended but never written: what a power cut leaves
+    assert value(open_daemon(path), "/c") == b"3"
+
+
+def test_a_damaged_last_record_is_a_torn_tail(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    last = record_offsets(path)[-1]
+    with open(journal(path), "r+b") as f:
+        f.seek(last + RECORD.size + 20)
+        f.write(b"\xff")
+    d = open_daemon(path)
+    assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"1", b"2", None)
+
+
+def test_a_damaged_middle_record_refuses_to_start(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    first = record_offsets(path)[0]
+    with open(journal(path), "r+b") as f:
+        f.seek(first + RECORD.size + 20)
+        f.write(b"\xff")
+    with pytest.raises(CorruptError, match="record 1 at offset 16 is damaged.*sound record follows"):
+        open_daemon(path)
+    # Nothing was rewritten: the operator can still look at the damage.
+    with pytest.raises(CorruptError):
+        open_daemon(path)
+
+
+def test_salvage_keeps_the_records_before_the_damage(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    second = record_offsets(path)[1]
+    with open(journal(path), "r+b") as f:
+        f.seek(second + RECORD.size + 20)
+        f.write(b"\xff")
+    d = open_daemon(path, journal_salvage=True)
+    assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"1", None, None)
+    assert d.check() == []
+    assert [n for n in os.listdir(path) if ".damaged." in n]    # the evidence is kept
+
+
+def test_a_record_out_of_sequence_refuses(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    offsets = record_offsets(path)
+    with open(journal(path), "rb") as f:
+        data = f.read()
+    # Drop the second record whole: the third now follows the first.
+    with open(journal(path), "wb") as f:
+        f.write(data[:offsets[1]] + data[offsets[2]:])
+    with pytest.raises(CorruptError, match="sequence number 3, expected 2"):
+        open_daemon(path)
+
+
+def test_a_damaged_snapshot_refuses(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    with open(os.path.join(path, persist.SNAPSHOT_NAME), "r+b") as f:
+        f.seek(FILE_HEADER.size + RECORD.size + 30)
+        f.write(b"\xff")
+    with pytest.raises(CorruptError, match="snapshot"):
+        open_daemon(path)
+
+
+def test_a_truncated_snapshot_refuses(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    name = os.path.join(path, persist.SNAPSHOT_NAME)
+    os.truncate(name, os.path.getsize(name) - 3)
+    with pytest.raises(CorruptError):
+        open_daemon(path)
+
+
+def test_a_journal_without_its_snapshot_refuses(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    os.unlink(os.path.join(path, persist.SNAPSHOT_NAME))
+    with pytest.raises(CorruptError, match="cannot be replayed without the snapshot"):
+        open_daemon(path)
+
+
+def test_a_journal_older_than_the_snapshot_is_skipped(saved, tmp_path):
+    """A crash between writing the snapshot of epoch E+1 and replacing the journal of epoch E."""
+    path = copy(saved, tmp_path / "t")
+    d = open_daemon(path)                      # epoch E+1 after start-up; /a is 4
+    write(d, ("/a", b"late"))                  # in the journal of E+1
+    with open(journal(path), "rb") as f:
+        old_journal = f.read()
+    d.persist.checkpoint()                     # snapshot E+2 holds "late"; journal E+2 empty
+    write(d, ("/z", b"after"))
+    expected = value(d, "/z")
+    del d
+    # Put back the journal of E+1, as if the crash came before its replacement was renamed in.
+    snap_epoch = snapshot.read_epoch(open(os.path.join(path, persist.SNAPSHOT_NAME), "rb").read(), "s")
+    with open(journal(path), "wb") as f:
+        f.write(old_journal)
+    again = open_daemon(copy(path, tmp_path / "u"))
+    assert value(again, "/a") == b"late"
+    assert value(again, "/z") is None          # it was only in the journal of E+2, now replaced
+    assert again.persist.epoch == snap_epoch + 1
+    assert expected == b"after"
+
+
+def test_a_journal_newer_than_the_snapshot_refuses(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    with open(journal(path), "r+b") as f:
+        f.seek(8)
+        f.write((99).to_bytes(8, "little"))
+    with pytest.raises(CorruptError, match="epoch 99"):
+        open_daemon(path)
+
+
+def test_one_daemon_per_state_dir(saved):
+    first = open_daemon(saved)
+    with pytest.raises(StateError, match="in use by another xsd"):
+        open_daemon(saved)
+    del first
+
+
+def test_read_records_finds_a_sound_record_after_damage():
+    from xsd.journal import BATCH, frame
+    good = [frame(BATCH.pack(i + 1, 0)) for i in range(3)]
+    data = good[0] + b"\x00" * 7 + good[1]
+    with pytest.raises(CorruptError):
+        read_records(data, 0, "j")
+    payloads, end, torn = read_records(good[0] + good[1] + b"XSDR\xff\xff", 0, "j")
+    assert (len(payloads), torn) == (2, 6)
+
+
+def test_live_state_has_owner_counts_recomputed(saved, tmp_path):
+    path = copy(saved, tmp_path / "t")
+    d = open_daemon(path)
+    assert d.store.owned[0] == len(d.store.nodes)
+    assert d.check() == []

@@ -1,0 +1,125 @@
+"""Group commit, in-process on a real event loop: one record and one fsync per loop turn, before any output."""
+import asyncio
+import os
+
+import pytest
+
+from xenstore_protocol import Decoder, Op, Packet
+from xsd.config import Config
+from xsd.daemon import Daemon
+
+
+class WatchedDisk:
+    """os.fdatasync that notes, at each call, what the clients had received by then."""
+
+    def __init__(self, monkeypatch, outs):
+        self.seen = []
+        real = os.fdatasync
+
+        def fdatasync(fd):
+            self.seen.append([len(out) for out in outs])
+            real(fd)
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def run_until(loop, predicate, timeout: float = 10.0) -> None:
+    """Run the loop until ``predicate()`` holds (fail only after a generous timeout)."""
+    async def wait():
+        deadline = loop.time() + timeout
+        while not predicate():
+            assert loop.time() < deadline, "condition never held"
+            await asyncio.sleep(0.001)
+    loop.run_until_complete(wait())
+
+
+def replies(out: list) -> list:
+    return Decoder().feed(b"".join(out))
+
+
+def test_nothing_is_handed_to_a_client_before_the_fsync(tmp_path, monkeypatch, loop):
+    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    d.loop = loop
+    writer_out, watcher_out = [], []
+    disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
+    writer = d.open_session(writer_out.append, name="writer")
+    watcher = d.open_session(watcher_out.append, name="watcher")
+    d.handle(watcher, Packet(Op.WATCH, 1, 0, b"/gc\0tok\0"))
+    d.flush()
+    watcher_out.clear()
+    d.handle(writer, Packet(Op.WRITE, 2, 0, b"/gc/x\0new"))
+    d.flush()
+    assert disk.seen == [[0, 0]]                  # the reply and the watch event came after it
+    assert replies(writer_out) == [Packet(Op.WRITE, 2, 0, b"OK\0")]
+    assert replies(watcher_out) == [Packet(Op.WATCH_EVENT, 0, 0, b"/gc/x\0tok\0")]
+    d.persist.close()
+
+
+def test_replies_leave_at_once_when_nothing_is_waiting_for_the_disk(tmp_path, loop):
+    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    d.loop = loop
+    out = []
+    s = d.open_session(out.append, name="reader")
+    d.handle(s, Packet(Op.READ, 1, 0, b"/tool/xenstored\0"))
+    d.flush()
+    assert replies(out) == [Packet(Op.READ, 1, 0, b"")]
+    d.persist.close()
+
+
+def test_one_record_and_one_fsync_per_loop_turn(tmp_path, monkeypatch, loop):
+    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    d.loop = loop
+    outs = [[] for _ in range(8)]
+    disk = WatchedDisk(monkeypatch, outs)
+    sessions = [d.open_session(out.append, name=f"c{i}") for i, out in enumerate(outs)]
+    records = d.persist.records
+
+    def turn():
+        # What eight connections' data_received do in one loop turn.
+        for i, s in enumerate(sessions):
+            d.handle(s, Packet(Op.WRITE, 1, 0, b"/gc/k%d\0v" % i))
+            d.request_flush()
+
+    loop.call_soon(turn)
+    run_until(loop, lambda: all(outs))
+    assert d.persist.records == records + 1
+    assert disk.seen == [[0] * 8]                 # one fsync, before any reply left
+    assert all(replies(out) == [Packet(Op.WRITE, 1, 0, b"OK\0")] for out in outs)
+    d.persist.close()
+
+
+def test_no_persist_flushes_at_once_without_a_loop_turn(tmp_path, loop):
+    d = Daemon(Config(rundir=str(tmp_path)))
+    d.loop = loop
+    out = []
+    s = d.open_session(out.append, name="c")
+    d.handle(s, Packet(Op.WRITE, 1, 0, b"/gc\0v"))
+    d.request_flush()
+    assert replies(out) == [Packet(Op.WRITE, 1, 0, b"OK\0")]
+    assert d.persist is None
+
+
+def test_hold_back_waits_for_the_clients_of_the_last_commit_within_half_an_fsync(tmp_path, monkeypatch):
+    from xsd import persist
+    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    p = d.persist
+    p.fsync_seconds = 0.010
+    now = [100.0]
+    monkeypatch.setattr(persist.time, "monotonic", lambda: now[0])
+    assert not p.hold_back(16)       # nothing known yet: commit; 16 clients expected next time
+    assert p.hold_back(3)            # 3 of them are back: wait a turn
+    now[0] += 0.0015
+    assert p.hold_back(15)
+    now[0] += 0.001                  # past MAX_HOLD_SECONDS (2 ms, under half the fsync)
+    assert not p.hold_back(15)       # commit with 15; 15 expected next time
+    assert not p.hold_back(15)
+    assert not p.hold_back(20)
+    monkeypatch.setattr(p, "fsync", "never")
+    assert not p.hold_back(1)        # only worth it where an fsync is saved
+    d.persist.close()

@@ -1,0 +1,208 @@
+"""The real daemon killed and started again: what survives, what start-up says."""
+import os
+
+import pytest
+
+from tests.daemon_process import DaemonProcess
+from tests.wire import RawClient
+from xenstore_protocol import Op
+from xsd import persist
+from xsd.hv_cli import toolstack_introduce
+from xsd.hypervisor.mock import MockControl
+from xsd.journal import FILE_HEADER, RECORD
+
+
+def memreport(c) -> dict:
+    text = c.ok(Op.CONTROL, b"memreport").decode().rstrip("\0")
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
+@pytest.fixture
+def proc(tmp_path):
+    p = DaemonProcess(tmp_path / "run")
+    yield p
+    p.kill()
+
+
+def test_writes_survive_kill_9(proc):
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        c.ok(Op.WRITE, payload=b"/s/a\0one")
+        c.ok(Op.MKDIR, b"/s/empty")
+        c.ok(Op.RM, b"/tool/xenstored")
+    proc.kill()
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.READ, b"/s/a") == b"one"
+        assert c.ok(Op.DIRECTORY, b"/s") == b"a\0empty\0"
+        assert c.error(Op.READ, b"/tool/xenstored") == "ENOENT"
+        assert c.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def test_a_committed_transaction_survives_and_an_open_one_vanishes(proc):
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        tx = int(c.ok(Op.TRANSACTION_START, b"")[:-1])
+        c.ok(Op.WRITE, payload=b"/t/x\0committed", tx_id=tx)
+        c.ok(Op.WRITE, payload=b"/t/y\0committed", tx_id=tx)
+        c.ok(Op.TRANSACTION_END, b"T", tx_id=tx)
+        open_tx = int(c.ok(Op.TRANSACTION_START, b"")[:-1])
+        c.ok(Op.WRITE, payload=b"/t/z\0never", tx_id=open_tx)
+    proc.kill()
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.DIRECTORY, b"/t") == b"x\0y\0"
+        assert c.ok(Op.READ, b"/t/y") == b"committed"
+
+
+def test_torn_last_record_is_dropped_and_logged(proc):
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        c.ok(Op.WRITE, payload=b"/torn/kept\0yes")
+    proc.kill()
+    with open(os.path.join(proc.rundir, persist.JOURNAL_NAME), "ab") as f:
+        f.write(b"XSDR\x00\x01\x00\x00\x12\x34")      # a record cut after 10 bytes
+    proc.start()
+    assert "dropped a torn last record: 10 bytes" in proc.log()
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.READ, b"/torn/kept") == b"yes"
+        c.ok(Op.WRITE, payload=b"/torn/after\0also")
+    proc.kill()
+    proc.start()                                       # the torn bytes did not stay behind
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.READ, b"/torn/after") == b"also"
+
+
+def test_damaged_middle_record_refuses_to_start_with_a_clear_message(proc):
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        for i in range(3):
+            c.ok(Op.WRITE, payload=b"/bad/k%d\0v" % i)
+    proc.kill()
+    name = os.path.join(proc.rundir, persist.JOURNAL_NAME)
+    with open(name, "r+b") as f:
+        f.seek(FILE_HEADER.size + RECORD.size + 18)
+        f.write(b"\xee")
+    with pytest.raises(RuntimeError):
+        proc.start()
+    assert proc.proc.returncode == 1
+    log = proc.log()
+    assert "cannot start" in log and "is damaged" in log and "Refusing to start" in log
+    assert "--journal-salvage" in log
+    assert "Traceback" not in log
+
+
+def test_snapshots_compact_the_journal_and_replay_on_top(tmp_path):
+    proc = DaemonProcess(tmp_path / "run", ["--journal-max-bytes", "4096"]).start()
+    try:
+        with RawClient(proc.socket_path) as c:
+            for i in range(300):
+                c.ok(Op.WRITE, payload=b"/snap/k%03d\0%d" % (i % 97, i))
+            for i in range(0, 97, 3):
+                c.ok(Op.RM, b"/snap/k%03d" % i)
+            report = memreport(c)
+            listing = c.ok(Op.DIRECTORY, b"/snap")
+        assert int(report["snapshots"]) >= 3            # compacted while serving
+        assert os.path.getsize(os.path.join(proc.rundir, persist.JOURNAL_NAME)) < 3 * 4096
+        proc.kill()
+        proc.start()
+        with RawClient(proc.socket_path) as c:
+            assert c.ok(Op.DIRECTORY, b"/snap") == listing
+            assert c.ok(Op.READ, b"/snap/k001") == b"292"
+            assert c.ok(Op.CONTROL, b"check") == b"OK\0"
+    finally:
+        proc.kill()
+
+
+def test_no_persist_keeps_the_store_in_memory_only(tmp_path):
+    proc = DaemonProcess(tmp_path / "run", ["--no-persist"]).start()
+    try:
+        with RawClient(proc.socket_path) as c:
+            c.ok(Op.WRITE, payload=b"/mem/a\0v")
+            assert memreport(c)["persist"] == "off"
+        assert not any(name.startswith("xsd.") and name != "xsd.log"
+                       for name in os.listdir(proc.rundir))
+        proc.kill()
+        proc.start()
+        with RawClient(proc.socket_path) as c:
+            assert c.error(Op.READ, b"/mem/a") == "ENOENT"
+    finally:
+        proc.kill()
+
+
+def test_generations_survive_so_directory_part_and_transactions_stay_right(proc):
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        for name in (b"a", b"b", b"c"):
+            c.ok(Op.WRITE, payload=b"/gen/" + name + b"\0")
+        before = c.ok(Op.DIRECTORY_PART, b"/gen", b"0")
+    proc.kill()
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.DIRECTORY_PART, b"/gen", b"0") == before
+        c.ok(Op.WRITE, payload=b"/gen/d\0")
+        after = c.ok(Op.DIRECTORY_PART, b"/gen", b"0")
+        assert int(after.split(b"\0")[0]) > int(before.split(b"\0")[0])   # never a number reused
+        # A transaction started now commits, and conflicts as it should.
+        tx = int(c.ok(Op.TRANSACTION_START, b"")[:-1])
+        c.ok(Op.READ, b"/gen/a", tx_id=tx)
+        c.ok(Op.WRITE, payload=b"/gen/a\0outside")
+        c.ok(Op.WRITE, payload=b"/gen/a\0inside", tx_id=tx)
+        assert c.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
+
+
+def test_permissions_domains_quotas_and_special_perms_survive(proc):
+    proc.start()
+    row = MockControl(proc.rundir).create(domid=7, name="g7")
+    from xsd.hypervisor.guest_client import SocketClient
+    with SocketClient(proc.socket_path, timeout=10) as toolstack:
+        toolstack_introduce(toolstack, row)
+    with RawClient(proc.socket_path) as c:
+        c.ok(Op.WRITE, payload=b"/local/domain/7/data/x\0v")
+        c.ok(Op.SET_PERMS, b"/local/domain/7/data/x", b"n7", b"r0")
+        c.ok(Op.SET_QUOTA, b"7", b"nodes", b"55")
+        c.ok(Op.SET_QUOTA, b"watches", b"77")
+        c.ok(Op.SET_PERMS, b"@releaseDomain", b"n0", b"r7")
+        usage = c.ok(Op.CONTROL, b"quota", b"7")
+    proc.kill()
+    proc.start()
+    with RawClient(proc.socket_path) as c:
+        assert c.ok(Op.IS_DOMAIN_INTRODUCED, b"7") == b"T\0"
+        assert c.ok(Op.GET_PERMS, b"/local/domain/7/data/x") == b"n7\0r0\0"
+        assert c.ok(Op.GET_QUOTA, b"7", b"nodes") == b"55\0"
+        assert c.ok(Op.GET_QUOTA, b"watches") == b"77\0"
+        assert c.ok(Op.GET_PERMS, b"@releaseDomain") == b"n0\0r7\0"
+        assert c.ok(Op.CONTROL, b"quota", b"7") == usage    # owner accounting recomputed
+        assert c.ok(Op.CONTROL, b"check") == b"OK\0"
+    assert "domain 7 introduced: ring mapped" in proc.log().split("loaded")[-1]   # ring re-attached
+
+
+def test_fsync_interval_mode_serves_and_survives_a_process_crash(tmp_path):
+    proc = DaemonProcess(tmp_path / "run", ["--fsync", "interval", "--fsync-interval", "0.05"]).start()
+    try:
+        with RawClient(proc.socket_path) as c:
+            for i in range(20):
+                c.ok(Op.WRITE, payload=b"/iv/k%d\0v" % i)
+            assert memreport(c)["fsync"] == "interval"
+        proc.kill()
+        proc.start()
+        with RawClient(proc.socket_path) as c:
+            assert len(c.ok(Op.DIRECTORY, b"/iv").split(b"\0")) == 21
+    finally:
+        proc.kill()
+
+
+def test_state_dir_option_puts_the_files_elsewhere(tmp_path):
+    state = tmp_path / "state"
+    proc = DaemonProcess(tmp_path / "run", ["--state-dir", str(state)]).start()
+    try:
+        with RawClient(proc.socket_path) as c:
+            c.ok(Op.WRITE, payload=b"/sd\0v")
+        assert os.path.exists(state / persist.JOURNAL_NAME)
+        assert not os.path.exists(os.path.join(proc.rundir, persist.JOURNAL_NAME))
+        other = DaemonProcess(tmp_path / "run2", ["--state-dir", str(state)])
+        with pytest.raises(RuntimeError):
+            other.start()                              # one daemon per state directory
+        assert "in use by another xsd" in other.log()
+    finally:
+        proc.kill()

@@ -1,0 +1,85 @@
+"""Each per-domain quota binds a guest on its ring, and never dom0."""
+from xenstore_protocol import Op
+
+from xsd.hv_cli import GUEST_DIRS
+
+from .conftest import usage
+
+
+def set_quota(toolstack, domid, name, value):
+    toolstack.ok(Op.SET_QUOTA, str(domid).encode(), name.encode(), str(value).encode())
+
+
+def test_nodes_quota(guests, toolstack):
+    guest = guests.start()
+    owned = len(GUEST_DIRS)                     # the toolstack made these the guest's own
+    assert usage(toolstack, guest.domid)["nodes"][0] == str(owned)
+    set_quota(toolstack, guest.domid, "nodes", owned + 3)
+    for i in range(3):
+        guest.write(f"data/n{i}", b"x")
+    assert guest.error(Op.WRITE, payload=b"data/n3\0x") == "ENOSPC"
+    assert guest.error(Op.MKDIR, b"data/a/b") == "ENOSPC"
+    guest.write("data/n0", b"rewriting costs no node")
+    guest.rm("data/n2")
+    guest.write("data/n3", b"x")                # room again
+    toolstack.write(f"/local/domain/{guest.domid}/data/by-dom0", b"x")   # dom0 is never limited
+
+
+def test_nodes_quota_counts_a_transaction_and_its_commit(guests, toolstack):
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "nodes", len(GUEST_DIRS) + 2)
+    tx = guest.transaction_start()
+    guest.write("data/t1", b"x", tx_id=tx)
+    guest.write("data/t2", b"x", tx_id=tx)
+    assert guest.error(Op.WRITE, payload=b"data/t3\0x", tx_id=tx) == "ENOSPC"
+    guest.transaction_end(tx)
+    assert guest.read("data/t2") == b"x"
+
+
+def test_watches_quota(guests, toolstack):
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "watches", 2)
+    guest.watch("data/a", b"1")
+    guest.watch("data/b", b"2")
+    assert guest.error(Op.WATCH, b"data/c", b"3") == "E2BIG"
+    guest.ok(Op.UNWATCH, b"data/a", b"1")
+    guest.watch("data/c", b"3")
+
+
+def test_transactions_quota(guests, toolstack):
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "transactions", 2)
+    first = guest.transaction_start()
+    guest.transaction_start()
+    assert guest.error(Op.TRANSACTION_START, payload=b"\0") == "ENOSPC"
+    guest.transaction_end(first, commit=False)
+    guest.transaction_start()
+
+
+def test_node_size_quota(guests, toolstack):
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "node-size", 100)
+    guest.write("data/fits", b"v" * 100)
+    assert guest.error(Op.WRITE, payload=b"data/big\0" + b"v" * 101) == "ENOSPC"
+    toolstack.write(f"/local/domain/{guest.domid}/data/dom0-big", b"v" * 1000)
+
+
+def test_permissions_quota(guests, toolstack):
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "permissions", 3)
+    guest.write("data/p", b"")
+    me = f"n{guest.domid}"
+    guest.set_perms("data/p", me, "r0", "r1")
+    assert guest.error(Op.SET_PERMS, b"data/p", me.encode(), b"r0", b"r1", b"r2") == "ENOSPC"
+    assert guest.get_perms("data/p") == [me, "r0", "r1"]
+
+
+def test_global_quota_applies_to_every_guest_and_per_domain_overrides_it(guests, toolstack):
+    first, second = guests.start(), guests.start()
+    toolstack.ok(Op.SET_QUOTA, b"watches", b"1")
+    set_quota(toolstack, second.domid, "watches", 3)
+    first.watch("data/a", b"1")
+    assert first.error(Op.WATCH, b"data/b", b"2") == "E2BIG"
+    for i in range(3):
+        second.watch(f"data/{i}", b"t")
+    assert second.error(Op.WATCH, b"data/x", b"t") == "E2BIG"

@@ -1,0 +1,77 @@
+"""The C tests, under AddressSanitizer and UndefinedBehaviorSanitizer, from pytest.
+
+Configures CMakeLists.txt in a temporary build directory (Debug, ASan+UBSan,
+no recovery, warnings as errors), builds it, runs ctest (unit tests, white-box
+invariants, allocation-failure test, a fuzz smoke run), then runs the libFuzzer
+target for a bounded time. Skips only when cmake or a C compiler is genuinely
+missing; the project's setup installs them (Debian: cmake, clang, and
+libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
+when present (needed for the fuzz target), else cc.
+
+XSD_FUZZ_SECONDS (default 20) bounds the fuzz run.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CMAKE = shutil.which("cmake")
+CTEST = shutil.which("ctest")
+CLANG = shutil.which("clang")
+CC = CLANG or shutil.which("cc") or shutil.which("gcc")
+FUZZ_SECONDS = int(os.environ.get("XSD_FUZZ_SECONDS", "20"))
+JOBS = str(max(1, min(4, os.cpu_count() or 1)))
+
+pytestmark = pytest.mark.skipif(
+    CMAKE is None or CTEST is None or CC is None,
+    reason="cmake/ctest or a C compiler is missing (the project's setup "
+           "installs cmake, clang and libclang-rt-14-dev)")
+
+
+def run(cmd, cwd, timeout, env=None):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, "%s failed (%d)\n--- stdout\n%s\n--- stderr\n%s" % (
+        " ".join(cmd), r.returncode, r.stdout[-6000:], r.stderr[-6000:])
+    return r
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    """Configure and build once for the module."""
+    build = tmp_path_factory.mktemp("cbuild")
+    env = dict(os.environ, CC=CC)
+    run([CMAKE, "-S", ROOT, "-B", str(build), "-DCMAKE_BUILD_TYPE=Debug",
+         "-DXSD_SANITIZE=ON", "-DXSD_WERROR=ON"], ROOT, 120, env)
+    run([CMAKE, "--build", str(build), "-j", JOBS], ROOT, 300, env)
+    return build
+
+
+def test_ctest_under_asan_and_ubsan(build_dir):
+    r = run([CTEST, "--output-on-failure", "-j", JOBS], str(build_dir), 300)
+    assert "tests passed" in r.stdout
+    for name in ("trie", "whitebox", "alloc_fail"):
+        assert name in r.stdout     # all three ran, not just "no tests"
+
+
+@pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")
+def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path):
+    fuzzer = build_dir / "fuzz_trie"
+    assert fuzzer.exists(), "CMake did not build fuzz_trie with clang"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    r = subprocess.run(
+        [str(fuzzer), "-max_total_time=%d" % FUZZ_SECONDS, "-timeout=10",
+         "-rss_limit_mb=2048", "-print_final_stats=1",
+         "-artifact_prefix=%s/" % tmp_path, str(corpus)],
+        cwd=str(tmp_path), capture_output=True, text=True,
+        timeout=FUZZ_SECONDS + 120)
+    crashes = [p.name for p in tmp_path.iterdir()
+               if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))]
+    assert r.returncode == 0 and not crashes, (
+        "fuzz_trie found something: %s\n%s" % (crashes, r.stderr[-6000:]))
+    runs = [line for line in r.stderr.splitlines()
+            if line.startswith("stat::number_of_executed_units")]
+    assert runs and int(runs[0].split(":")[-1]) > 1000, r.stderr[-2000:]

@@ -1,0 +1,359 @@
+"""Guest domains over their ring pages: the transport beside ``connection.py``'s sockets.
+
+``Guests`` plugs into the daemon through ``DomainTable.on_introduce`` /
+``on_release``: INTRODUCE maps the domain's ring and binds its event channel;
+RELEASE undoes it.  It owns the hypervisor's event-channel handle, whose one
+descriptor is registered with the asyncio loop, and watches VIRQ_DOM_EXC:
+on each, the domain list is read and domains that died, or were replaced by
+a new domain with the same domid, are released as C xenstored's
+domain_cleanup does (``@releaseDomain``, XSA-419 node removal), while
+domains newly shut down get one ``@releaseDomain`` (again only after RESUME).
+
+A ``GuestConnection`` serves one domain as an unprivileged Session with the
+domain's domid.  Callback order: it is created while INTRODUCE is handled,
+and its first ``kick`` runs on the next loop iteration, after INTRODUCE's
+reply; then one ``kick`` per notification from the guest, interleaved with
+``_write`` whenever the daemon flushes output for the session; ``close``
+once, on RELEASE, death of the domain or daemon shutdown.
+
+Bounds: output waits in ``out`` until the guest makes room in ``rsp``; past
+``out_high_water`` bytes the session is paused, so its watch events are
+coalesced or dropped there and no request of this guest is read until the
+guest has consumed enough.  Its own request ring, 1024 bytes, then fills and
+the guest stalls, not the daemon.  A guest that writes garbage indexes or an
+oversized packet loses its connection (session, watches, transactions; the
+``error`` field says why when it negotiated XENSTORE_SERVER_FEATURE_ERROR);
+the domain stays introduced, as in C xenstored's ignore_connection, and may
+start afresh through ring reconnection (XENSTORE_SERVER_FEATURE_RECONNECTION).
+"""
+import asyncio
+import logging
+from collections import deque
+
+from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
+from xenstore_protocol.constants import SERVER_FEATURE_ERROR, SERVER_FEATURE_RECONNECTION
+
+from . import ops
+from .hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
+from .ring import (
+    ERROR_COMM, ERROR_NONE, ERROR_PROTO, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring, RingError,
+)
+
+log = logging.getLogger("xsd.guest")
+
+# What the ring transport implements; a domain gets these bits of its negotiated features.
+RING_FEATURES = SERVER_FEATURE_RECONNECTION | SERVER_FEATURE_ERROR
+# Ring-fulls of requests read per kick before other clients get a turn.
+READS_PER_KICK = 4
+
+
+class GuestConnection:
+    def __init__(self, daemon, domain, mapping, evtchn, port: int):
+        self.daemon = daemon
+        self.domain = domain            # the DomainTable entry: features, target
+        self.domid = domain.domid
+        self.mapping = mapping
+        self.ring = Ring(mapping.buffer)
+        self.evtchn = evtchn
+        self.port = port
+        self.features = domain.features & RING_FEATURES
+        self.high = daemon.config.out_high_water
+        self.low = self.high // 4
+        self.out = bytearray()          # output not yet in the ring
+        self.queue = deque()            # requests read while output was paused
+        self.decoder = Decoder()
+        self.session = None
+        self.broken = False             # connection dropped for a protocol violation
+        self.closed = False
+        # Advertised before any byte moves; bits are never cleared (xenstore-ring.txt).
+        if self.features:
+            self.ring.server_features = self.ring.server_features | self.features
+        self._open_session()
+
+    def __repr__(self) -> str:
+        return f"<GuestConnection dom{self.domid} port {self.port}>"
+
+    def _open_session(self) -> None:
+        session = self.daemon.open_session(self._write, domid=self.domid, privileged=False,
+                                           name=f"dom{self.domid}")
+        session.target = self.domain.target
+        self.session = session
+
+    # -- output -------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        """The session's output (Session.write): into the ring, the rest waits in ``out``."""
+        if self.broken or self.closed:
+            return
+        self.out += data
+        self._push()
+        if len(self.out) > self.high and not self.broken:
+            self.session.pause()
+
+    def _push(self) -> None:
+        out = self.out
+        if not out:
+            return
+        try:
+            n = self.ring.write_responses(out)
+        except RingError as err:
+            self.fail(err.code, f"response ring: {err}")
+            return
+        if n:
+            del out[:n]
+            self.evtchn.notify(self.port)
+
+    # -- input ----------------------------------------------------------------
+    def kick(self) -> bool:
+        """Serve what the ring holds.  True when requests are left for another turn."""
+        if self.closed:
+            return False
+        ring = self.ring
+        if self.features & SERVER_FEATURE_RECONNECTION and ring.connection == XENSTORE_RECONNECT:
+            self._reconnect()
+            return False
+        if self.broken:
+            return False
+        session = self.session
+        self._push()
+        if session.paused and len(self.out) <= self.low and not self.broken:
+            session.resume()            # hands the backlog to _write; may pause again
+        handle = self.daemon.handle
+        queue = self.queue
+        while queue and not session.paused and not self.broken:
+            handle(session, queue.popleft())
+        reads = 0
+        more = False
+        while not (session.paused or queue or self.broken):
+            if reads == READS_PER_KICK:
+                more = True             # a busy guest: let other clients in, come back
+                break
+            try:
+                data = ring.read_requests()
+            except RingError as err:
+                self.fail(err.code, f"request ring: {err}")
+                return False
+            if not data:
+                break
+            reads += 1
+            try:
+                packets = self.decoder.feed(data)
+            except ProtocolError as err:
+                self.fail(ERROR_PROTO, f"protocol error: {err}")
+                return False
+            for i, packet in enumerate(packets):
+                handle(session, packet)
+                if session.paused:
+                    queue.extend(packets[i + 1:])
+                    break
+        if reads and not self.broken:
+            self.evtchn.notify(self.port)   # room in req for a guest waiting to write
+        return more
+
+    # -- failure, reconnection, end ----------------------------------------------
+    def fail(self, code: int, why: str) -> None:
+        """Drop this guest's connection; the daemon and the domain's introduction live on."""
+        if self.broken or self.closed:
+            return
+        log.warning("dom%d: %s: connection dropped", self.domid, why)
+        self.broken = True
+        self.daemon.close_session(self.session)
+        self.out.clear()
+        self.queue.clear()
+        self.decoder = Decoder()
+        if self.features & SERVER_FEATURE_ERROR:
+            self.ring.error = code
+            self.evtchn.notify(self.port)
+
+    def _reconnect(self) -> None:
+        """The guest asked for a fresh connection (docs/misc/xenstore-ring.txt)."""
+        log.info("dom%d: ring reconnection", self.domid)
+        if not self.broken:
+            self.daemon.close_session(self.session)
+        self.out.clear()
+        self.queue.clear()
+        self.decoder = Decoder()
+        ring = self.ring
+        ring.reset()
+        if self.features & SERVER_FEATURE_ERROR:
+            ring.error = ERROR_NONE
+        self.broken = False
+        self._open_session()
+        ring.connection = XENSTORE_CONNECTED
+        self.evtchn.notify(self.port)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.broken:
+            self.daemon.close_session(self.session)
+        self.out.clear()
+        self.queue.clear()
+        try:
+            self.evtchn.unbind(self.port)
+        except HypervisorError as err:
+            log.warning("dom%d: unbinding port %d: %s", self.domid, self.port, err)
+        self.ring.release()
+        self.mapping.close()
+
+
+class Guests:
+    """Every introduced domain's ring, and VIRQ_DOM_EXC."""
+
+    def __init__(self, daemon, hypervisor, loop=None):
+        self.daemon = daemon
+        self.hypervisor = hypervisor
+        self.loop = loop or asyncio.get_event_loop()
+        self.evtchn = hypervisor.open_event_channels()
+        self.virq_port = self.evtchn.bind_virq(VIRQ_DOM_EXC)
+        self.by_port = {}               # local port -> GuestConnection
+        self.by_domid = {}
+        self.uuids = {}                 # domid -> uuid at INTRODUCE (None: unknown to the hypervisor)
+        daemon.hypervisor = hypervisor
+        daemon.domains.on_introduce.append(self._introduce)
+        daemon.domains.on_release.append(self._release)
+        self.loop.add_reader(self.evtchn.fileno(), self._on_events)
+        # Domains restored from saved state (restart, live update) were introduced
+        # before we were here: serve their rings now; dead ones go at the first check.
+        restored = list(daemon.domains.domains.values())
+        for domain in restored:
+            try:
+                self._introduce(domain)
+            except XenstoreError as err:
+                log.warning("restored domain %d: %s", domain.domid, err.detail or err.name)
+        if restored:
+            self.loop.call_soon(self._check_and_flush)
+
+    # -- DomainTable hooks (run while INTRODUCE / RELEASE are handled) ---------
+    def _introduce(self, domain) -> None:
+        domid = domain.domid
+        try:
+            info = self.hypervisor.domain_info(domid)
+        except HypervisorError as err:
+            raise XenstoreError("EIO", str(err)) from None
+        if info is None:
+            # As C xenstored on a hypervisor that does not know the domain: the
+            # introduction stands until the next domain check releases it.
+            log.warning("domain %d introduced but unknown to the hypervisor: "
+                        "no ring served, released at the next domain check", domid)
+            self.uuids[domid] = None
+            return
+        self.uuids[domid] = info.uuid
+        try:
+            mapping = self.hypervisor.map_ring(domid, domain.mfn)
+        except NoRing as err:
+            log.info("domain %d introduced without a ring: %s", domid, err)
+            return
+        except HypervisorError as err:
+            self.uuids.pop(domid, None)
+            raise XenstoreError("EINVAL", f"mapping the ring of domain {domid}: {err}") from None
+        try:
+            port = self.evtchn.bind_interdomain(domid, domain.port)
+        except HypervisorError as err:
+            mapping.close()
+            self.uuids.pop(domid, None)
+            raise XenstoreError("EINVAL", f"binding the event channel of domain {domid}: {err}") from None
+        conn = GuestConnection(self.daemon, domain, mapping, self.evtchn, port)
+        self.by_port[port] = conn
+        self.by_domid[domid] = conn
+        log.info("domain %d introduced: ring mapped, event channel port %d", domid, port)
+        self.loop.call_soon(self._first_kick, conn)
+
+    def _first_kick(self, conn) -> None:
+        if conn.closed:
+            return
+        self._kick(conn)
+        if not conn.closed:
+            conn.evtchn.notify(conn.port)    # as xenstored does after introducing
+        self.daemon.request_flush()
+
+    def _release(self, domid: int) -> None:
+        self.uuids.pop(domid, None)
+        conn = self.by_domid.pop(domid, None)
+        if conn is not None:
+            self.by_port.pop(conn.port, None)
+            conn.close()
+
+    # -- events -----------------------------------------------------------------
+    def _on_events(self) -> None:
+        try:
+            ports = self.evtchn.pending()
+        except Exception:
+            log.exception("reading event channels")
+            return
+        virq = False
+        for port in ports:
+            if port == self.virq_port:
+                virq = True
+                continue
+            conn = self.by_port.get(port)
+            if conn is not None:
+                self._kick(conn)
+        if virq:
+            self.check_domains()
+        self.daemon.request_flush()
+
+    def _kick(self, conn) -> None:
+        try:
+            more = conn.kick()
+        except Exception:
+            log.exception("%r: internal error", conn)
+            conn.fail(ERROR_COMM, "internal error")
+            return
+        if more:
+            self.loop.call_soon(self._kick_again, conn)
+
+    def _kick_again(self, conn) -> None:
+        if not conn.closed:
+            self._kick(conn)
+            self.daemon.request_flush()
+
+    def _check_and_flush(self) -> None:
+        self.check_domains()
+        self.daemon.request_flush()
+
+    def check_domains(self) -> None:
+        """VIRQ_DOM_EXC: compare introduced domains with the hypervisor's list."""
+        d = self.daemon
+        try:
+            infos = self.hypervisor.list_domains()
+        except HypervisorError as err:
+            log.error("domain check: %s", err)
+            return
+        events = []
+        released = shut_down = False
+        for domid, domain in list(d.domains.domains.items()):
+            info = infos.get(domid)
+            known = self.uuids.get(domid)
+            if info is None or info.state == DYING or known is None or info.uuid != known:
+                why = ("gone" if info is None else "dying" if info.state == DYING
+                       else "never known to the hypervisor" if known is None else "replaced")
+                log.info("domain %d %s: released", domid, why)
+                d.domains.release(domid)        # its connection goes (the on_release hook)
+                d.forget_domain(domid, events)  # nodes, quotas, targets; @releaseDomain
+                released = True
+            elif info.state == SHUTDOWN and not domain.shutdown_seen:
+                log.info("domain %d shut down (%s)", domid, info.shutdown_reason)
+                domain.shutdown_seen = True
+                shut_down = True
+        if shut_down and not released:
+            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+        # Settings made for a domid never introduced go with the domain (XSA-322).
+        stale_quotas = [x for x in d.quotas.per_domain if x not in infos and not d.domains.is_introduced(x)]
+        stale_features = [x for x in d.domains.pending_features if x not in infos]
+        for domid in stale_quotas:
+            d.quotas.forget(domid)
+        for domid in stale_features:
+            del d.domains.pending_features[domid]
+        if shut_down or stale_quotas or stale_features:
+            d.state_changed()
+        if events:
+            d.fire(events)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.evtchn.fileno())
+        for conn in list(self.by_domid.values()):
+            conn.close()
+        self.by_domid.clear()
+        self.by_port.clear()
+        self.evtchn.close()
