@@ -8,7 +8,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["xsd", "xsd.*", "watchlib", "watchlib.*",
                                     "xenstore_protocol", "xenstore_protocol.*"]),
-    package_data={"xsd._native": ["*.c", "*.h", "*.cdef"]},
+    package_data={"xsd._native": ["*.c", "*.h", "*.cdef"], "xsd.hypervisor": ["*.cdef"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
     install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17"],
