@@ -268,8 +268,8 @@ def test_overflow_drops_the_queue_and_says_so(client, other, blocker):
 
 
 def test_queue_is_bounded_under_a_fast_writer(client, other, blocker):
-    # Separate writes, not one transaction: xsd drops events beyond
-    # --max-watch-events (1024) produced by one request (see docs/watchlib.md).
+    # Separate writes, not one transaction: beyond --max-watch-events (1024)
+    # from one request xsd sends one "re-read" event instead (docs/watchlib.md).
     sub = client.watch("/fast", lambda e: None, initial=False, max_pending=100)
     with blocker.hold(client):
         for i in range(1000):
