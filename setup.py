@@ -18,6 +18,7 @@ setup(
     entry_points={
         "console_scripts": [
             "xsd = xsd.__main__:main",
+            "xsd-hv = xsd.hv_cli:main",
             "xenstore = watchlib.cli:main",
             "xenstore-read = watchlib.cli:read_main",
             "xenstore-write = watchlib.cli:write_main",

@@ -34,9 +34,9 @@ def parse_args(argv=None) -> Config:
                         help="where guests come from: Xen, or the simulated hypervisor under the "
                              "run dir (default auto: xen if /dev/xen/privcmd or /proc/xen/privcmd "
                              "exists, else mock)")
-    parser.add_argument("--server-features", type=int, default=0, metavar="MASK",
+    parser.add_argument("--server-features", type=int, default=3, metavar="MASK",
                         help="XENSTORE_SERVER_FEATURE_* bits offered to guests: 1 ring "
-                             "reconnection, 2 error field (default 0)")
+                             "reconnection, 2 error field (default 3, both, as C xenstored)")
     durable = parser.add_argument_group("durability (docs/durability.md)")
     durable.add_argument("--state-dir", default=None,
                          help="where the snapshot and journal live (default: the run dir)")

@@ -22,7 +22,7 @@ class Config:
     hypervisor: str = "auto"
     # XENSTORE_SERVER_FEATURE_* bits offered to guests (GET_FEATURE, the ring's
     # server_features); the ring implements RECONNECTION (1) and ERROR (2).
-    server_features: int = 0
+    server_features: int = 3
     # Durability (docs/durability.md).  "" keeps the store in memory only, as the
     # Xen daemons do (--no-persist); the command line defaults it to the run dir.
     state_dir: str = ""

@@ -188,12 +188,26 @@ class GuestClient(XenstoreClient):
 
     # -- event channel ------------------------------------------------------------
     def notify(self) -> None:
-        """Signal the daemon (xenevtchn_notify on the guest's port)."""
-        try:
-            self.sock.sendto(b"evtchn %d %d" % (self.domid, self.port), self.daemon_addr)
-        except OSError as err:
-            # No daemon (yet): like a pending bit, the ring is read when it looks.
-            if err.errno not in (errno.ENOENT, errno.ECONNREFUSED, errno.EAGAIN, errno.ENOBUFS):
+        """Signal the daemon (xenevtchn_notify on the guest's port).
+
+        The daemon's socket queue is shared by every guest and short
+        (net.unix.max_dgram_qlen, often 10): when it is full of other guests'
+        datagrams, dropping ours would lose our wakeup, so we wait for room.
+        """
+        message = b"evtchn %d %d" % (self.domid, self.port)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self.sock.sendto(message, self.daemon_addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("xenstored does not take notifications") from None
+                time.sleep(0.001)
+            except OSError as err:
+                # No daemon (yet): like a pending bit, the ring is read when it looks.
+                if err.errno in (errno.ENOENT, errno.ECONNREFUSED):
+                    return
                 raise
 
     def wait_notification(self, timeout: float) -> bool:
