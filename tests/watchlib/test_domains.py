@@ -152,3 +152,14 @@ def test_default_hypervisor(monkeypatch, tmp_path):
         default_hypervisor()
     monkeypatch.setenv("XSD_MOCK_HYPERVISOR", str(tmp_path / "m.json"))
     assert isinstance(default_hypervisor(), MockHypervisor)
+
+
+def test_xen_backend_names_what_is_missing_and_is_never_the_mock(monkeypatch):
+    """No Xen here: the libxenctrl adapter fails loudly; default_hypervisor never falls back."""
+    from watchlib import hypervisor
+    monkeypatch.delenv(hypervisor.MOCK_ENV, raising=False)
+    with pytest.raises(Exception) as failure:
+        hypervisor.XenHypervisor().list_domains()
+    assert "xen" in str(failure.value).lower()
+    with pytest.raises(RuntimeError, match="not a Xen host"):
+        hypervisor.default_hypervisor()
