@@ -9,16 +9,24 @@ Talks to any xenstored (xsd, C xenstored, oxenstored) over its Unix socket
 through the shared wire codec ``xenstore_protocol``.  The API and the delivery
 guarantees are written down in docs/watchlib.md.
 """
+import importlib
 import threading
 
 from xenstore_protocol import XenstoreError
 from xenstore_protocol.perms import Perm
 
-from .client import Client, Transaction
-from .connection import Disconnected
-from .domains import DomainWatcher, domains   # the function shadows the module name
-from .patterns import BACKEND as MATCHER_BACKEND
-from .subscription import Event, LostEvents, Resync, Subscription
+from .domains import DomainWatcher, domains   # light; the function shadows the module name
+
+# Imported on first use (PEP 562): the xenstore-* shims import watchlib.cli,
+# which needs only watchlib.connection, and start in a fraction of the time.
+_LAZY = {
+    "Client": (".client", "Client"), "Transaction": (".client", "Transaction"),
+    "Disconnected": (".connection", "Disconnected"),
+    "MATCHER_BACKEND": (".patterns", "BACKEND"),
+    "Event": (".subscription", "Event"), "LostEvents": (".subscription", "LostEvents"),
+    "Resync": (".subscription", "Resync"), "Subscription": (".subscription", "Subscription"),
+    "AsyncClient": (".aio", "AsyncClient"),
+}
 
 __all__ = [
     "AsyncClient", "Client", "Disconnected", "DomainWatcher", "Event", "LostEvents", "MATCHER_BACKEND",
@@ -30,23 +38,25 @@ _default = None
 _default_lock = threading.Lock()
 
 
-def default_client() -> Client:
+def default_client() -> "Client":
     """The process-wide Client behind ``watchlib.watch`` (made on first use)."""
     global _default
+    from .client import Client
     with _default_lock:
         if _default is None or _default._closed:
             _default = Client()
         return _default
 
 
-def watch(pattern: str, callback, **kwargs) -> Subscription:
+def watch(pattern: str, callback, **kwargs) -> "Subscription":
     """``default_client().watch(pattern, callback, ...)``."""
     return default_client().watch(pattern, callback, **kwargs)
 
 
 def __getattr__(name):
-    # Imported lazily: the CLI shims do not need asyncio.
-    if name == "AsyncClient":
-        from .aio import AsyncClient
-        return AsyncClient
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attr)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'watchlib' has no attribute {name!r}")
