@@ -11,7 +11,7 @@ they were when it was built (``xsd_native_stamp()``). At import,
 refuses a module whose stamp differs, so editing trie.c without rebuilding
 fails loudly instead of running old code.
 """
-import hashlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -22,21 +22,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MODULE = "xsd._native._xsd_native"
 
-# The files whose content defines the extension. An explicit list, not a glob:
-# cffi writes its generated _xsd_native.c next to them on in-place builds.
-# xsd/_native/trie.py keeps a copy of this list and of source_stamp();
-# tests/native/test_backend.py checks that the two agree.
-STAMP_FILES = ("alloc.h", "native.cdef", "trie.c", "trie.h")
 
 
-def source_stamp(directory=HERE):
-    """Hex digest over STAMP_FILES in ``directory`` (name and bytes of each)."""
-    h = hashlib.sha256()
-    for name in STAMP_FILES:
-        with open(os.path.join(directory, name), "rb") as f:
-            data = f.read()
-        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return h.hexdigest()[:32]
+def _load_sourcestamp():
+    """sourcestamp.py by path: the package itself cannot be imported before it is built."""
+    spec = importlib.util.spec_from_file_location("_xsd_sourcestamp", os.path.join(HERE, "sourcestamp.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_stamp = _load_sourcestamp()
+STAMP_FILES, source_stamp = _stamp.STAMP_FILES, _stamp.source_stamp
 
 
 STAMP = source_stamp()

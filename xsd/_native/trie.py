@@ -15,7 +15,6 @@ calls, so one object must be used by one thread at a time (the daemon's event
 loop).
 """
 import errno
-import hashlib
 import os
 import sys
 
@@ -25,27 +24,15 @@ from .pytrie import MATCH_ANCESTORS, MATCH_DESCENDANTS
 __all__ = ["WatchTrie", "GlobSet", "glob_match", "StaleBuildError",
            "MATCH_ANCESTORS", "MATCH_DESCENDANTS", "STAMP", "EXTENSION"]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from .sourcestamp import HERE, STAMP_FILES, source_stamp  # noqa: F401  (re-exported)
+
 EXTENSION = os.path.abspath(sys.modules[__package__ + "._xsd_native"].__file__)
 
-# Same list and digest as build_native.py (which cannot be imported here
-# without pulling in the cffi compiler side); tests/native/test_backend.py
-# checks that both agree.
-STAMP_FILES = ("alloc.h", "native.cdef", "trie.c", "trie.h")
 
 
 class StaleBuildError(ImportError):
     """The compiled extension does not match the C sources beside it."""
 
-
-def source_stamp(directory=HERE):
-    """Hex digest over STAMP_FILES in ``directory`` (name and bytes of each)."""
-    h = hashlib.sha256()
-    for name in STAMP_FILES:
-        with open(os.path.join(directory, name), "rb") as f:
-            data = f.read()
-        h.update(name.encode() + b"\0" + str(len(data)).encode() + b"\0" + data)
-    return h.hexdigest()[:32]
 
 
 def check_stamp(built, directory=HERE):
