@@ -10,10 +10,7 @@ def daemon(tmp_path):
     """A fresh daemon per test, serving on ``tmp_path/run/socket``; stopped (SIGTERM) after."""
     proc = DaemonProcess(tmp_path / "run").start()
     yield proc
-    alive = proc.alive()
-    proc.stop()
-    assert alive, f"the daemon died during the test:\n{proc.log()}"
-    assert "Traceback" not in proc.log(), proc.log()
+    proc.stop_checked()
 
 
 @pytest.fixture

@@ -87,6 +87,13 @@ class DaemonProcess:
         self.stop()
         return self.start()
 
+    def stop_checked(self) -> None:
+        """Stop, and fail if the daemon had died or logged a traceback meanwhile."""
+        alive = self.alive()
+        self.stop()
+        assert alive, f"the daemon died during the test:\n{self.log()}"
+        assert "Traceback" not in self.log(), self.log()
+
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024

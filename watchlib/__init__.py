@@ -11,11 +11,16 @@ guarantees are written down in docs/watchlib.md.
 """
 import importlib
 import threading
+from typing import TYPE_CHECKING
 
 from xenstore_protocol import XenstoreError
 from xenstore_protocol.perms import Perm
 
 from .domains import DomainWatcher, domains   # light; the function shadows the module name
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .subscription import Subscription
 
 # Imported on first use (PEP 562): the xenstore-* shims import watchlib.cli,
 # which needs only watchlib.connection, and start in a fraction of the time.

@@ -1,7 +1,7 @@
 """One xenstore message: header fields plus payload bytes."""
 from typing import NamedTuple
 
-from .constants import HEADER, Op, PAYLOAD_MAX
+from .constants import HEADER, Op
 
 
 class Packet(NamedTuple):
@@ -43,6 +43,3 @@ def join_fields(*fields: bytes) -> bytes:
     """``join_fields(b"a", b"b")`` -> ``b"a\\0b\\0"`` (each field NUL-terminated)."""
     return b"".join(f + b"\0" for f in fields)
 
-
-def fits(payload: bytes) -> bool:
-    return len(payload) <= PAYLOAD_MAX

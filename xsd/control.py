@@ -5,7 +5,6 @@ logfile, memreport, print, quota.  Unknown commands are EINVAL as in C
 xenstored.
 """
 import logging
-import resource
 
 from xenstore_protocol import XenstoreError
 
@@ -114,6 +113,3 @@ _COMMANDS = {
     "live-update": _live_update,
 }
 
-
-def rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

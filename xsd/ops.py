@@ -11,7 +11,6 @@ from xenstore_protocol import paths
 from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
-from . import permissions
 from .domains import atoi
 from .permissions import OWNER, READ, WRITE, access, existing_node
 from .store import Node

@@ -31,7 +31,7 @@ import shutil
 import time
 from collections import Counter
 
-from xenstore_protocol.perms import Perm, parse
+from xenstore_protocol.perms import parse
 
 from . import snapshot
 from .domains import Domain

@@ -5,7 +5,7 @@ Daemon object the server uses, with a handler made to fail.
 """
 from xenstore_protocol import Decoder, Op, Packet
 
-from xsd import dispatch, ops
+from xsd import dispatch
 from xsd.config import Config
 from xsd.daemon import Daemon
 

@@ -1,7 +1,6 @@
 """Live update: the daemon replaces itself; the socket never goes away, the store and guests stay."""
 import os
 import signal
-import socket
 import threading
 import time
 

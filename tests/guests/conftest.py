@@ -1,8 +1,7 @@
 """Guests on the mock hypervisor: a daemon, its hypervisor's controls, a toolstack, guests.
 
-``daemon`` here offers both ring features (reconnection, error field), so the
-ring tests can see them; everything else is the daemon's default.  A test
-plays every part: ``hv`` is the hypervisor (MockControl), ``toolstack`` a dom0
+``daemon`` is the suite's (the daemon offers both ring features, reconnection
+and the error field, by default).  A test plays every part: ``hv`` is the hypervisor (MockControl), ``toolstack`` a dom0
 client that writes a domain's nodes and INTRODUCEs it, ``guest(domid)`` the
 guest kernel on its ring page.
 """
@@ -18,35 +17,19 @@ from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import GuestClient, SocketClient
 from xsd.hypervisor.mock import MockControl
 
-FEATURES = ("--server-features", "3")
-
-
-def _stop(proc):
-    alive = proc.alive()
-    proc.stop()
-    assert alive, f"the daemon died during the test:\n{proc.log()}"
-    assert "Traceback" not in proc.log(), proc.log()
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    proc = DaemonProcess(tmp_path / "run", FEATURES).start()
-    yield proc
-    _stop(proc)
-
-
 @pytest.fixture
 def daemon_factory(tmp_path):
+    """As the suite's, but each daemon must survive its test without a traceback."""
     started = []
 
     def start(*args, name="run"):
-        proc = DaemonProcess(tmp_path / name, FEATURES + args).start()
+        proc = DaemonProcess(tmp_path / name, args).start()
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
-        _stop(proc)
+        proc.stop_checked()
 
 
 @pytest.fixture

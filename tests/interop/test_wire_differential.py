@@ -2,7 +2,6 @@
 
 Generation numbers and transaction ids are daemon-internal; the cases avoid them.
 """
-import pytest
 
 from xenstore_protocol import Op
 

@@ -2,7 +2,7 @@
 consistent (CONTROL check), and other clients are unaffected."""
 import random
 
-from xenstore_protocol import Op, Packet
+from xenstore_protocol import Op
 
 from tests.wire import RawClient
 

@@ -7,7 +7,7 @@ import random
 from xenstore_protocol import Op
 
 from tests.guests.conftest import (  # noqa: F401  (fixtures)
-    daemon, daemon_factory, guests, hv, toolstack, usage, wait_for, watcher,
+    guests, hv, toolstack, usage, wait_for, watcher,
 )
 
 OUT = [(b"@releaseDomain", b"out")]

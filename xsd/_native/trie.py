@@ -109,35 +109,66 @@ def _stats(fn, handle):
             "blocks": st.blocks}
 
 
-class WatchTrie:
-    """Maps paths to sets of 64-bit ids; rules in trie.h and pytrie.py."""
+class _IdIndex:
+    """What WatchTrie and GlobSet share: one C handle owned through ffi.gc,
+    keys registered with 64-bit ids, and a result buffer grown on demand.
+    Subclasses name their C functions and write their own match()."""
 
     __slots__ = ("_h", "_buf", "_cap")
 
     def __init__(self):
-        h = _trie_new()
+        h = self._c_new()
         if h == _NULL:
             raise MemoryError("xsd._native: out of memory")
-        self._h = _gc(h, _trie_free)
+        self._h = _gc(h, self._c_free)
         self._buf = _new_buf("uint64_t[]", _BUF_START)
         self._cap = _BUF_START
 
-    def add(self, path, id):
-        """Register id at path. ValueError if (path, id) is already there."""
-        key = path.encode()
-        rc = _trie_add(self._h, key, len(key), id)
+    def add(self, key_text, id):
+        """Register id at key_text. ValueError if (key_text, id) is already there."""
+        key = key_text.encode()
+        rc = self._c_add(self._h, key, len(key), id)
         if rc:
-            _fail(rc, path, id)
+            _fail(rc, key_text, id)
 
-    def remove(self, path, id):
-        """Unregister id at path; False if (path, id) was not there."""
-        key = path.encode()
-        rc = _trie_remove(self._h, key, len(key), id)
+    def remove(self, key_text, id):
+        """Unregister id at key_text; False if (key_text, id) was not there."""
+        key = key_text.encode()
+        rc = self._c_remove(self._h, key, len(key), id)
         if rc == 0:
             return True
         if rc == _ENOENT:
             return False
-        _fail(rc, path)
+        _fail(rc, key_text)
+
+    def _match_large(self, call, n, path):
+        """Retry ``call(buf, cap) -> n`` with a buffer of at least n ids."""
+        while n >= 0:
+            cap = max(n, 2 * self._cap)
+            buf = _new_buf("uint64_t[]", cap)
+            n = call(buf, cap)
+            if 0 <= n <= cap:
+                if cap <= _BUF_KEEP:
+                    self._buf, self._cap = buf, cap
+                return _unpack(buf, n)
+        _fail(n, path)
+
+    def __len__(self):
+        return self._c_count(self._h)
+
+    def stats(self):
+        """entries, nodes, bytes (requested from malloc, still held) and
+        blocks (live allocations)."""
+        return _stats(self._c_stats, self._h)
+
+
+class WatchTrie(_IdIndex):
+    """Maps paths to sets of 64-bit ids; rules in trie.h and pytrie.py."""
+
+    __slots__ = ()
+    _c_new, _c_free = staticmethod(_trie_new), staticmethod(_trie_free)
+    _c_add, _c_remove = staticmethod(_trie_add), staticmethod(_trie_remove)
+    _c_count, _c_stats = staticmethod(_trie_count), staticmethod(_trie_stats)
 
     def match(self, path, flags):
         """Ids selected by flags (MATCH_ANCESTORS | MATCH_DESCENDANTS), each
@@ -153,61 +184,21 @@ class WatchTrie:
             return [buf[0]]
         if 0 < n <= self._cap:
             return _unpack(buf, n)
-        return self._match_large(key, flags, n, path)
-
-    def _match_large(self, key, flags, n, path):
-        while n >= 0:
-            cap = max(n, 2 * self._cap)
-            buf = _new_buf("uint64_t[]", cap)
-            n = _trie_match(self._h, key, len(key), flags, buf, cap)
-            if 0 <= n <= cap:
-                if cap <= _BUF_KEEP:
-                    self._buf, self._cap = buf, cap
-                return _unpack(buf, n)
-        _fail(n, path)
-
-    def __len__(self):
-        return _trie_count(self._h)
-
-    def stats(self):
-        """entries, nodes, bytes (requested from malloc, still held) and
-        blocks (live allocations)."""
-        return _stats(_trie_stats, self._h)
+        return self._match_large(
+            lambda b, cap: _trie_match(self._h, key, len(key), flags, b, cap), n, path)
 
     def __repr__(self):
         return "<WatchTrie cffi entries=%d>" % len(self)
 
 
-class GlobSet:
+class GlobSet(_IdIndex):
     """Many glob patterns, each with ids; match(path) gives the ids of every
     pattern matching path, each once, sorted, in one C call."""
 
-    __slots__ = ("_h", "_buf", "_cap")
-
-    def __init__(self):
-        h = _gs_new()
-        if h == _NULL:
-            raise MemoryError("xsd._native: out of memory")
-        self._h = _gc(h, _gs_free)
-        self._buf = _new_buf("uint64_t[]", _BUF_START)
-        self._cap = _BUF_START
-
-    def add(self, pattern, id):
-        """Register id for pattern. ValueError if already there."""
-        key = pattern.encode()
-        rc = _gs_add(self._h, key, len(key), id)
-        if rc:
-            _fail(rc, pattern, id)
-
-    def remove(self, pattern, id):
-        """Unregister id for pattern; False if it was not there."""
-        key = pattern.encode()
-        rc = _gs_remove(self._h, key, len(key), id)
-        if rc == 0:
-            return True
-        if rc == _ENOENT:
-            return False
-        _fail(rc, pattern)
+    __slots__ = ()
+    _c_new, _c_free = staticmethod(_gs_new), staticmethod(_gs_free)
+    _c_add, _c_remove = staticmethod(_gs_add), staticmethod(_gs_remove)
+    _c_count, _c_stats = staticmethod(_gs_count), staticmethod(_gs_stats)
 
     def match(self, path):
         """Ids of the patterns matching path."""
@@ -220,22 +211,7 @@ class GlobSet:
             return [buf[0]]
         if 0 < n <= self._cap:
             return _unpack(buf, n)
-        while n >= 0:
-            cap = max(n, 2 * self._cap)
-            buf = _new_buf("uint64_t[]", cap)
-            n = _gs_match(self._h, key, len(key), buf, cap)
-            if 0 <= n <= cap:
-                if cap <= _BUF_KEEP:
-                    self._buf, self._cap = buf, cap
-                return _unpack(buf, n)
-        _fail(n, path)
-
-    def __len__(self):
-        return _gs_count(self._h)
-
-    def stats(self):
-        """As WatchTrie.stats, scratch space included."""
-        return _stats(_gs_stats, self._h)
+        return self._match_large(lambda b, cap: _gs_match(self._h, key, len(key), b, cap), n, path)
 
     def __repr__(self):
         return "<GlobSet cffi entries=%d>" % len(self)
