@@ -106,6 +106,9 @@ def _valid_at(data, offset: int):
 def read_records(data, offset: int, name: str, salvage: bool = False):
     """Every sound record of ``data`` from ``offset``: ``(payloads, end, torn)``.
 
+    Zeros to the end of the file are space allocated ahead of the writes
+    (persist.py), not damage: the records end where they begin.
+
     A bad record (wrong magic, length past the end, CRC mismatch) followed by
     no sound record is a torn tail: the last write, cut short.  It is
     dropped; ``end`` is where the good records stop and ``torn`` how many
@@ -120,9 +123,11 @@ def read_records(data, offset: int, name: str, salvage: bool = False):
     while offset < size:
         payload = _valid_at(view, offset)
         if payload is None:
+            if data.count(0, offset) == size - offset:
+                break               # space allocated ahead, never written: the end
             later = _next_sound_record(view, offset + 1)
             if later is None or salvage:
-                return payloads, offset, size - offset
+                return payloads, offset, len(data.rstrip(b"\0")) - offset
             raise CorruptError(
                 f"{name}: record {len(payloads) + 1} at offset {offset} is damaged, and a sound "
                 f"record follows at offset {later}: this is not a torn last write")

@@ -1,5 +1,6 @@
 """Snapshot and journal files, in-process: what start-up accepts, drops, and refuses."""
 import os
+import re
 import shutil
 
 import pytest
@@ -37,7 +38,7 @@ def record_offsets(path) -> list:
     with open(journal(path), "rb") as f:
         data = f.read()
     offsets, offset = [], FILE_HEADER.size
-    while offset < len(data):
+    while offset < len(data) and data[offset:offset + 4] == b"XSDR":   # zeros: allocated ahead
         offsets.append(offset)
         offset += RECORD.size + RECORD.unpack_from(data, offset)[1]
     return offsets
@@ -68,11 +69,27 @@ def test_garbage_after_the_last_record_is_a_torn_tail(saved, tmp_path, caplog):
     assert "torn last record" in caplog.text
 
 
-def test_zeros_after_the_last_record_are_a_torn_tail(saved, tmp_path):
+def test_zeros_after_the_last_record_are_the_end(saved, tmp_path, caplog):
     path = copy(saved, tmp_path / "t")
+    size = os.path.getsize(journal(path))
+    assert size >= persist.PREALLOC_BYTES     # written into space allocated ahead
     with open(journal(path), "ab") as f:
         f.write(bytes(4096))          # a file extended but never written: what a power cut leaves
     assert value(open_daemon(path), "/c") == b"3"
+    assert "torn" not in caplog.text
+
+
+def test_a_torn_record_before_the_allocated_zeros_is_dropped(saved, tmp_path, caplog):
+    path = copy(saved, tmp_path / "t")
+    last = record_offsets(path)[-1]
+    with open(journal(path), "r+b") as f:
+        f.seek(last + RECORD.size + 4)
+        f.write(bytes(64))            # the last record's write cut short: zeros where it ended
+    d = open_daemon(path)
+    assert (value(d, "/a"), value(d, "/c")) == (b"1", None)
+    assert re.search(r"torn last record: \d+ bytes at offset %d" % last, caplog.text)
+    torn = int(re.search(r"torn last record: (\d+) bytes", caplog.text).group(1))
+    assert torn < 200                 # the record, not the megabyte of zeros after it
 
 
 def test_a_damaged_last_record_is_a_torn_tail(saved, tmp_path):
