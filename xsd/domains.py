@@ -27,7 +27,7 @@ def atoi(raw: bytes) -> int:
 
 
 class Domain:
-    __slots__ = ("domid", "mfn", "port", "target", "shutdown_seen", "features")
+    __slots__ = ("domid", "mfn", "port", "target", "shutdown_seen", "features", "uuid")
 
     def __init__(self, domid: int, mfn: int, port: int, features: int):
         self.domid = domid
@@ -36,6 +36,8 @@ class Domain:
         self.target = None
         self.shutdown_seen = False   # @releaseDomain already fired for a shutdown (RESUME clears)
         self.features = features
+        self.uuid = None             # the hypervisor's, at INTRODUCE; saved, so a restart can
+                                     # tell the same domain from a new one on the same domid
 
 
 class DomainTable:

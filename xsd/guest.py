@@ -208,7 +208,6 @@ class Guests:
         self.virq_port = self.evtchn.bind_virq(VIRQ_DOM_EXC)
         self.by_port = {}               # local port -> GuestConnection
         self.by_domid = {}
-        self.uuids = {}                 # domid -> uuid at INTRODUCE (None: unknown to the hypervisor)
         daemon.hypervisor = hypervisor
         daemon.domains.on_introduce.append(self._introduce)
         daemon.domains.on_release.append(self._release)
@@ -236,22 +235,29 @@ class Guests:
             # introduction stands until the next domain check releases it.
             log.warning("domain %d introduced but unknown to the hypervisor: "
                         "no ring served, released at the next domain check", domid)
-            self.uuids[domid] = None
+            domain.uuid = None
             return
-        self.uuids[domid] = info.uuid
+        if domain.uuid is not None and domain.uuid != info.uuid:
+            # Restored from saved state, but the domain died and another took its
+            # domid while xsd was down: not the same guest, so not its ring.
+            log.warning("domain %d: the hypervisor's domain %d has uuid %s, not %s as when "
+                        "introduced: replaced while xsd was down; released at the next "
+                        "domain check", domid, domid, info.uuid, domain.uuid)
+            return
+        domain.uuid = info.uuid
         try:
             mapping = self.hypervisor.map_ring(domid, domain.mfn)
         except NoRing as err:
             log.info("domain %d introduced without a ring: %s", domid, err)
             return
         except HypervisorError as err:
-            self.uuids.pop(domid, None)
+            domain.uuid = None              # no ring served: released at the next check
             raise XenstoreError("EINVAL", f"mapping the ring of domain {domid}: {err}") from None
         try:
             port = self.evtchn.bind_interdomain(domid, domain.port)
         except HypervisorError as err:
             mapping.close()
-            self.uuids.pop(domid, None)
+            domain.uuid = None
             raise XenstoreError("EINVAL", f"binding the event channel of domain {domid}: {err}") from None
         conn = GuestConnection(self.daemon, domain, mapping, self.evtchn, port)
         self.by_port[port] = conn
@@ -268,7 +274,6 @@ class Guests:
         self.daemon.request_flush()
 
     def _release(self, domid: int) -> None:
-        self.uuids.pop(domid, None)
         conn = self.by_domid.pop(domid, None)
         if conn is not None:
             self.by_port.pop(conn.port, None)
@@ -324,7 +329,7 @@ class Guests:
         released = shut_down = False
         for domid, domain in list(d.domains.domains.items()):
             info = infos.get(domid)
-            known = self.uuids.get(domid)
+            known = domain.uuid
             if info is None or info.state == DYING or known is None or info.uuid != known:
                 why = ("gone" if info is None else "dying" if info.state == DYING
                        else "never known to the hypervisor" if known is None else "replaced")

@@ -86,7 +86,7 @@ def meta_state(d) -> dict:
     """Domains, quotas, features and special permissions, as JSON-able data."""
     domains = d.domains
     return {
-        "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features]
+        "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features, x.uuid]
                     for x in domains.domains.values()],
         "pending_features": [[domid, value] for domid, value in domains.pending_features.items()],
         "quotas": dict(d.quotas.values),
@@ -100,10 +100,12 @@ def restore_meta(d, state: dict) -> None:
     """Inverse of ``meta_state``.  Quotas given on this run's command line win over saved ones."""
     table = d.domains
     table.domains.clear()
-    for domid, mfn, port, target, shutdown_seen, features in state["domains"]:
+    for row in state["domains"]:
+        domid, mfn, port, target, shutdown_seen, features = row[:6]
         domain = Domain(domid, mfn, port, features)
         domain.target = target
         domain.shutdown_seen = shutdown_seen
+        domain.uuid = row[6] if len(row) > 6 else None      # state saved before uuids were
         table.domains[domid] = domain
     table.pending_features = {domid: value for domid, value in state["pending_features"]}
     quotas = d.quotas
