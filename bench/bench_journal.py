@@ -87,6 +87,26 @@ def drive(path: str, clients: int, seconds: float) -> float:
     return done / elapsed
 
 
+def fsync_latency(directory: str, count: int = 400) -> float:
+    """Median seconds of one journal-like flush on this disk: a 300-byte pwrite into
+    preallocated space, then fdatasync (what --fsync batch pays per batch)."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, count * 300 + 4096)
+        os.fdatasync(fd)
+        times = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            os.pwrite(fd, b"x" * 300, i * 300)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
@@ -101,7 +121,9 @@ def main() -> int:
             daemons[mode] = DaemonProcess(os.path.join(work, f"run{i}"),
                                           ["--no-domain-init", *options]).start()
         results = {(m, c): [] for m in MODES for c in CLIENTS}
+        fsyncs = []
         for rep in range(args.reps):
+            fsyncs.append(fsync_latency(work))
             for clients in CLIENTS:
                 for mode, proc in daemons.items():
                     rate = drive(proc.socket_path, clients, args.seconds)
@@ -121,6 +143,17 @@ def main() -> int:
         for mode in MODES:
             rate = statistics.median(results[(mode, clients)])
             print(f"| {mode:22} | {clients:7} | {rate:9.0f} | {rate / base:11.2f}x |")
+    # Synchronous clients: a round serves every client once, then one flush; even with
+    # every client in every batch and nothing else added, fsync batch reaches at most
+    # round / (round + flush) of the in-memory rate.
+    flush = statistics.median(fsyncs)
+    print(f"\nflush on this disk (300-byte pwrite into allocated space + fdatasync, median of "
+          f"{args.reps} x 400, measured between the runs): {flush * 1e6:.0f} us")
+    for clients in CLIENTS:
+        base = statistics.median(results[("in-memory", clients)])
+        round_time = clients / base
+        print(f"  {clients:2} clients: in-memory round {round_time * 1e6:.0f} us; ceiling for "
+              f"fsync batch = round / (round + flush) = {round_time / (round_time + flush):.2f}x")
     return 0
 
 

@@ -39,8 +39,11 @@ class Daemon:
         self._flush_scheduled = False
         self._batches = 0           # transports' batches waiting for the scheduled flush
         self.persist = None         # persist.Persistence while journaling
+        self.guest_watches = None   # persist.GuestWatches while journaling
         if config.state_dir or handoff is not None:
             from . import persist
+            if config.state_dir:
+                self.guest_watches = persist.GuestWatches()
             self.persist = persist.start(self, handoff)   # saved state, else the initial tree
         else:
             self._init_tree()
@@ -111,6 +114,14 @@ class Daemon:
         self._batches = 0
         self.flush()
 
+    def watch_journal(self, session):
+        """Where a change to ``session``'s watches is journaled (persist.GuestWatches), or None:
+        only a guest's, while its domain is introduced (a socket client re-registers by itself)."""
+        journal = self.guest_watches
+        if journal is not None and session.journal_watches and self.domains.is_introduced(session.domid):
+            return journal
+        return None
+
     def state_changed(self) -> None:
         """Domains, quotas, features or special permissions changed: journal them."""
         if self.persist is not None:
@@ -151,6 +162,8 @@ class Daemon:
                     events.append((ops.REMOVE, path, removed))
         self._forget_in_perms(domid)
         self.quotas.forget(domid)
+        if self.guest_watches is not None:
+            self.guest_watches.cleared(domid)
         for domain in self.domains.domains.values():
             if domain.target == domid:
                 domain.target = None
@@ -192,6 +205,12 @@ class Daemon:
             problems.append(f"watch registry holds {len(self.watches)}, sessions {counted}")
         if len(self.watches.trie) != len(self.watches):
             problems.append(f"watch trie holds {len(self.watches.trie)}, registry {len(self.watches)}")
+        if self.guest_watches is not None:
+            for s in self.sessions:
+                if self.watch_journal(s) is not None:
+                    live = {key: w.relative for key, w in s.watches.items()}
+                    if live != self.guest_watches.by_domid.get(s.domid, {}):
+                        problems.append(f"dom{s.domid}: journaled watches differ from its session's")
         return problems
 
     def usage(self, domid: int) -> dict:

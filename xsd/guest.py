@@ -77,6 +77,7 @@ class GuestConnection:
         session = self.daemon.open_session(self._write, domid=self.domid, privileged=False,
                                            name=f"dom{self.domid}")
         session.target = self.domain.target
+        session.journal_watches = True
         self.session = session
 
     # -- output -------------------------------------------------------------
@@ -156,6 +157,7 @@ class GuestConnection:
             return
         log.warning("dom%d: %s: connection dropped", self.domid, why)
         self.broken = True
+        self._forget_watches()
         self.daemon.close_session(self.session)
         self.out.clear()
         self.queue.clear()
@@ -168,6 +170,7 @@ class GuestConnection:
         """The guest asked for a fresh connection (docs/misc/xenstore-ring.txt)."""
         log.info("dom%d: ring reconnection", self.domid)
         if not self.broken:
+            self._forget_watches()
             self.daemon.close_session(self.session)
         self.out.clear()
         self.queue.clear()
@@ -180,6 +183,23 @@ class GuestConnection:
         self._open_session()
         ring.connection = XENSTORE_CONNECTED
         self.evtchn.notify(self.port)
+
+    def _forget_watches(self) -> None:
+        """The guest's session ends for good: its journaled watches go with it."""
+        if self.daemon.guest_watches is not None:
+            self.daemon.guest_watches.cleared(self.domid)
+
+    def restore_watches(self, saved: dict, mark: bool) -> None:
+        """Register the watches the journal kept for this guest (a restart), in their order.
+        ``mark``: after a crash, fire each once on its own path (a legal spurious event):
+        events owed to the guest when the daemon died were lost with it, so the guest
+        re-reads what lies below each watch rather than miss a change."""
+        session = self.session
+        for (path, token), relative in saved.items():
+            if (path, token) not in session.watches:
+                watch = self.daemon.watches.add(session, path, token, relative)
+                if mark:
+                    session.queue_event(watch.event_path(path), token, watch)
 
     def close(self) -> None:
         if self.closed:
@@ -200,7 +220,7 @@ class GuestConnection:
 class Guests:
     """Every introduced domain's ring, and VIRQ_DOM_EXC."""
 
-    def __init__(self, daemon, hypervisor, loop=None):
+    def __init__(self, daemon, hypervisor, loop=None, live_update: bool = False):
         self.daemon = daemon
         self.hypervisor = hypervisor
         self.loop = loop or asyncio.get_event_loop()
@@ -215,11 +235,17 @@ class Guests:
         # Domains restored from saved state (restart, live update) were introduced
         # before we were here: serve their rings now; dead ones go at the first check.
         restored = list(daemon.domains.domains.values())
+        saved = daemon.guest_watches.by_domid if daemon.guest_watches is not None else {}
         for domain in restored:
             try:
                 self._introduce(domain)
             except XenstoreError as err:
                 log.warning("restored domain %d: %s", domain.domid, err.detail or err.name)
+                continue
+            conn = self.by_domid.get(domain.domid)
+            if conn is not None and saved.get(domain.domid):
+                conn.restore_watches(dict(saved[domain.domid]), mark=not live_update)
+                log.info("domain %d: %d watches restored", domain.domid, len(saved[domain.domid]))
         if restored:
             self.loop.call_soon(self._check_and_flush)
 

@@ -16,7 +16,12 @@ Layout, little-endian (the file never leaves the machine that wrote it)::
                                 | path | value | perms ("n0\\0r5\\0", as on the wire)
                  DELETE         kind u8 | path u16 | path
                  ORDER          kind u8 | path u16 | names u32 | path | names ("a\\0b\\0")
-                 META           kind u8 | length u32 | JSON (domains, quotas, special perms)
+                 META           kind u8 | length u32 | JSON (domains, quotas, special perms,
+                                guests' watches)
+                 WATCH          kind u8 | domid u32 | relative u8 | path u16 | token u16
+                                | path | token          (a guest registered a watch)
+                 UNWATCH        kind u8 | domid u32 | relative u8 | path u16 | token u16
+                                | path | token          (it removed one; relative is 0)
                  END            kind u8 | nodes u64 (ends a snapshot)
 
 The CRC covers the length field and the payload.  ``seq`` counts records from
@@ -53,12 +58,13 @@ RECORD_MAGIC = b"XSDR"
 BATCH = struct.Struct("<QQ")
 LENGTH = struct.Struct("<I")
 
-CREATE, UPDATE, DELETE, ORDER, META, END = 1, 2, 3, 4, 5, 6
+CREATE, UPDATE, DELETE, ORDER, META, END, WATCH, UNWATCH = 1, 2, 3, 4, 5, 6, 7, 8
 NODE = struct.Struct("<BHIHQ")
 PATH = struct.Struct("<BH")
 NAMES = struct.Struct("<BHI")
 BLOB = struct.Struct("<BI")
 COUNT = struct.Struct("<BQ")
+WATCH_ENTRY = struct.Struct("<BIBHH")
 
 
 class StateError(Exception):
@@ -213,12 +219,20 @@ class Codec:
         parts.append(BLOB.pack(META, len(raw)))
         parts.append(raw)
 
+    @staticmethod
+    def watch(parts: list, kind: int, domid: int, path: str, token: bytes, relative: bool) -> None:
+        raw = path.encode("ascii")
+        parts.append(WATCH_ENTRY.pack(kind, domid, relative, len(raw), len(token)))
+        parts.append(raw)
+        parts.append(token)
+
     # -- decoding -------------------------------------------------------------
-    def apply(self, store, payload, offset: int, on_meta) -> int:
+    def apply(self, store, payload, offset: int, on_meta, on_watch=None) -> int:
         """Apply the entries of ``payload`` from ``offset`` to ``store``; return END's count or -1.
 
         Writes ``store.nodes`` directly (no generation stamping, no change
         tracking); owner counts are recomputed by the caller afterwards.
+        WATCH / UNWATCH go to ``on_watch(kind, domid, path, token, relative)``.
         """
         nodes = store.nodes
         size = len(payload)
@@ -267,6 +281,17 @@ class Codec:
                     offset += BLOB.size
                     on_meta(json.loads(bytes(payload[offset:offset + blen])))
                     offset += blen
+                elif kind == WATCH or kind == UNWATCH:
+                    _, domid, relative, plen, tlen = WATCH_ENTRY.unpack_from(payload, offset)
+                    offset += WATCH_ENTRY.size
+                    path = bytes(payload[offset:offset + plen]).decode("ascii")
+                    offset += plen
+                    token = bytes(payload[offset:offset + tlen])
+                    offset += tlen
+                    if offset > size:
+                        raise ValueError("watch entry past the end")
+                    if on_watch is not None:
+                        on_watch(kind, domid, path, token, bool(relative))
                 elif kind == END:
                     count = COUNT.unpack_from(payload, offset)[1]
                     offset += COUNT.size

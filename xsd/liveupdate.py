@@ -80,7 +80,9 @@ def restore_session(d, session, state: dict) -> None:
     session.next_tx_id = state["next_tx_id"]
     session.events_dropped = state["events_dropped"]
     for path, token, relative in state["watches"]:
-        d.watches.add(session, path, bytes.fromhex(token), relative)
+        token = bytes.fromhex(token)
+        if (path, token) not in session.watches:     # a guest's may be back from the journal
+            d.watches.add(session, path, token, relative)
     for tx_id in state["transactions"]:
         doomed = Transaction(d.store, tx_id)
         doomed.seen["/"] = -1          # never the root's generation: the commit conflicts

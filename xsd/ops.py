@@ -243,6 +243,9 @@ def do_watch(d, s, view, payload, events):
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
     watch = d.watches.add(s, path, token, relative)
+    journal = d.watch_journal(s)
+    if journal is not None:
+        journal.added(s.domid, path, token, relative)
     events.append((INITIAL, watch))
     return OK
 
@@ -253,11 +256,17 @@ def do_unwatch(d, s, view, payload, events):
     if watch is None:
         raise XenstoreError("ENOENT", "no such watch")
     d.watches.remove(watch)
+    journal = d.watch_journal(s)
+    if journal is not None:
+        journal.removed(s.domid, path, token)
     return OK
 
 
 def do_reset_watches(d, s, view, payload, events):
     d.watches.remove_all(s)
+    journal = d.watch_journal(s)
+    if journal is not None:
+        journal.cleared(s.domid)
     s.transactions.clear()
     return OK
 

@@ -40,8 +40,9 @@ from xenstore_protocol.perms import parse
 
 from . import snapshot
 from .domains import Domain
-from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, Codec, CorruptError, StateError,
-                      encode_changes, file_header, frame_parts, read_file_header, read_records)
+from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, UNWATCH, WATCH, Codec, CorruptError,
+                      StateError, encode_changes, file_header, frame_parts, read_file_header,
+                      read_records)
 
 log = logging.getLogger("xsd.persist")
 
@@ -93,6 +94,7 @@ def meta_state(d) -> dict:
         "quota_overrides": [[domid, dict(values)] for domid, values in d.quotas.per_domain.items()],
         "special_perms": {name: [f"{p.kind}{p.domid}" for p in perms]
                           for name, perms in d.watches.special_perms.items()},
+        "guest_watches": d.guest_watches.state() if d.guest_watches is not None else {},
     }
 
 
@@ -115,6 +117,8 @@ def restore_meta(d, state: dict) -> None:
     quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
     d.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
                                for name, perms in state["special_perms"].items()}
+    if d.guest_watches is not None:
+        d.guest_watches.restore(state.get("guest_watches", {}))   # absent: saved before they were
 
 
 def load_state(d, data, offset: int, name: str) -> None:
@@ -133,6 +137,68 @@ def finish_load(d, name: str) -> None:
     problems = store.check()
     if problems:
         raise CorruptError(f"{name}: the loaded store is inconsistent: " + "; ".join(problems[:5]))
+
+
+# -- guests' watches --------------------------------------------------------------
+
+class GuestWatches:
+    """The watches of guest domains, as the journal has them.
+
+    A guest's ring outlives a crash of the daemon, and the guest's xenbus
+    driver does not know to register its watches again; so they are journaled
+    (WATCH / UNWATCH entries per change, the whole set in snapshots) and given
+    back to the guest's session when its ring is re-attached (guest.py).
+    Socket clients lose their connection in a crash and re-register by
+    themselves, so theirs are not kept.  Changes come from the guest's own
+    WATCH / UNWATCH / RESET_WATCHES, from a dropped or reset connection, and
+    from the domain's release; never from the daemon shutting down.
+    """
+
+    def __init__(self):
+        self.by_domid = {}        # domid -> {(path, token): relative}, in registration order
+        self.pending = []         # (kind, domid, path, token, relative) not yet journaled
+
+    def added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
+        watches = self.by_domid.setdefault(domid, {})
+        if (path, token) not in watches:
+            watches[(path, token)] = relative
+            self.pending.append((WATCH, domid, path, token, relative))
+
+    def removed(self, domid: int, path: str, token: bytes) -> None:
+        watches = self.by_domid.get(domid)
+        if watches is not None and watches.pop((path, token), None) is not None:
+            self.pending.append((UNWATCH, domid, path, token, False))
+            if not watches:
+                del self.by_domid[domid]
+
+    def cleared(self, domid: int) -> None:
+        for path, token in list(self.by_domid.get(domid, ())):
+            self.removed(domid, path, token)
+
+    def replay(self, kind: int, domid: int, path: str, token: bytes, relative: bool) -> None:
+        """A journal entry, at start-up."""
+        if kind == WATCH:
+            self.by_domid.setdefault(domid, {})[(path, token)] = relative
+        else:
+            watches = self.by_domid.get(domid, {})
+            watches.pop((path, token), None)
+            if not watches:
+                self.by_domid.pop(domid, None)
+
+    def state(self) -> dict:
+        return {str(domid): [[path, token.hex(), relative]
+                             for (path, token), relative in watches.items()]
+                for domid, watches in self.by_domid.items()}
+
+    def restore(self, state: dict) -> None:
+        self.by_domid = {int(domid): {(path, bytes.fromhex(token)): relative
+                                      for path, token, relative in watches}
+                         for domid, watches in state.items()}
+
+    def encode(self, codec, parts: list) -> None:
+        for kind, domid, path, token, relative in self.pending:
+            codec.watch(parts, kind, domid, path, token, relative)
+        self.pending.clear()
 
 
 # -- files ----------------------------------------------------------------------
@@ -155,6 +221,7 @@ class Persistence:
         self.journal_allocated = 0    # bytes of file allocated (zeros past journal_size)
         self.snapshot_size = 0
         self.meta_dirty = False
+        self._watch_entries = []      # start-up: WATCH / UNWATCH replayed after the last META
         self.want_snapshot = False
         self.records = 0              # statistics: records written since start
         self.snapshots = 0
@@ -203,6 +270,12 @@ class Persistence:
             replayed = self._replay(journal, metas.append)
         if metas:
             restore_meta(d, metas[-1])
+        for kind, *entry in self._watch_entries:   # after META: changes made since it
+            d.guest_watches.replay(kind, *entry)
+        self._watch_entries = []
+        known = d.domains.domains
+        for domid in [x for x in d.guest_watches.by_domid if x not in known]:
+            del d.guest_watches.by_domid[domid]     # not introduced (any more): nothing to give back
         finish_load(d, self.journal_path)
         log.info("loaded %s: epoch %d, %d nodes; replayed %d journal records; %d nodes now (%.0f ms)",
                  self.dir, self.epoch, count, replayed, len(d.store.nodes),
@@ -244,8 +317,17 @@ class Persistence:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name, salvage=True)
         store = self.d.store
         apply = self.codec.apply
+        entries = self._watch_entries
+
+        def on_meta_in_order(state):
+            entries.clear()           # the META holds every watch change before it
+            on_meta(state)
+
+        def on_watch(*entry):
+            entries.append(entry)
+
         for payload in payloads:
-            apply(store, payload, BATCH.size, on_meta)
+            apply(store, payload, BATCH.size, on_meta_in_order, on_watch)
             store.next_gen = max(store.next_gen, BATCH.unpack_from(payload)[1])
         if torn:
             log.warning("%s: dropped a torn last record: %d bytes at offset %d (a batch cut short "
@@ -257,12 +339,15 @@ class Persistence:
         """Journal the batch's changes: one write, and one fsync with ``--fsync batch``."""
         store = self.d.store
         changes = store.changes
-        if not changes and not self.meta_dirty:
+        watches = self.d.guest_watches
+        if not changes and not self.meta_dirty and not watches.pending:
             return
         try:
             parts = [BATCH.pack(self.seq + 1, store.next_gen)]
             if changes:
                 encode_changes(self.codec, parts, store.nodes, changes)
+            if watches.pending:
+                watches.encode(self.codec, parts)      # before META, which holds the result
             if self.meta_dirty:
                 self.codec.meta(parts, meta_state(self.d))
             size = self._append(b"".join(frame_parts(parts)))

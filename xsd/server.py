@@ -48,7 +48,8 @@ class Server:
         loop = asyncio.get_running_loop()
         if self.hypervisor is None:
             self.hypervisor = open_hypervisor(config.hypervisor, config.rundir)
-        self.guests = Guests(self.daemon, self.hypervisor, loop)
+        self.guests = Guests(self.daemon, self.hypervisor, loop,
+                             live_update=self.handoff is not None)
         self.daemon.loop = loop
         if self.handoff is not None:
             self.handoff.restore_guests(self)        # guest sessions of the old process

@@ -48,6 +48,7 @@ class Session:
         self.events_dropped = 0
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.closed = False
+        self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"

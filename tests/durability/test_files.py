@@ -216,3 +216,51 @@ def test_live_state_has_owner_counts_recomputed(saved, tmp_path):
     d = open_daemon(path)
     assert d.store.owned[0] == len(d.store.nodes)
     assert d.check() == []
+
+
+def guest_session(d, domid):
+    """A guest's session as guest.py opens it (in-process: no ring)."""
+    s = d.open_session(lambda data: None, domid=domid, privileged=False, name=f"dom{domid}")
+    s.journal_watches = True
+    return s
+
+
+def test_guest_watches_are_journaled_replayed_and_kept_by_snapshots(tmp_path):
+    d = open_daemon(tmp_path)
+    dom0 = d.open_session(lambda data: None, name="dom0")
+    d.handle(dom0, Packet(Op.INTRODUCE, 1, 0, b"5\x004096\x001\x00"))
+    g = guest_session(d, 5)
+    for req_id, payload in enumerate((b"/a\0t1\0", b"b\0t2\0", b"/c\0t3\0"), 2):
+        d.handle(g, Packet(Op.WATCH, req_id, 0, payload))
+    d.flush()
+    d.handle(g, Packet(Op.UNWATCH, 9, 0, b"/c\0t3\0"))
+    d.handle(dom0, Packet(Op.WATCH, 10, 0, b"/a\0dom0\0"))      # a socket client's: not kept
+    d.flush()
+    d.persist.close()
+    kept = {5: {("/a", b"t1"): False, ("/local/domain/5/b", b"t2"): True}}
+
+    again = open_daemon(tmp_path)                           # snapshot, then journal replayed
+    assert again.guest_watches.by_domid == kept
+    assert list(again.guest_watches.by_domid[5]) == [("/a", b"t1"), ("/local/domain/5/b", b"t2")]
+    again.persist.close()                                   # that start wrote a new snapshot
+    third = open_daemon(tmp_path)
+    assert third.guest_watches.by_domid == kept
+
+    # RESET_WATCHES forgets them; so does the domain's release.
+    g = guest_session(third, 5)
+    third.handle(g, Packet(Op.RESET_WATCHES, 1, 0, b""))
+    third.flush()
+    third.persist.close()
+    assert open_daemon(tmp_path).guest_watches.by_domid == {}
+
+
+def test_a_released_domain_leaves_no_watches_behind(tmp_path):
+    d = open_daemon(tmp_path)
+    dom0 = d.open_session(lambda data: None, name="dom0")
+    d.handle(dom0, Packet(Op.INTRODUCE, 1, 0, b"7\x004096\x001\x00"))
+    d.handle(guest_session(d, 7), Packet(Op.WATCH, 1, 0, b"/x\0t\0"))
+    d.flush()
+    d.handle(dom0, Packet(Op.RELEASE, 2, 0, b"7\0"))
+    d.flush()
+    d.persist.close()
+    assert open_daemon(tmp_path).guest_watches.by_domid == {}

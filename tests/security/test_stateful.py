@@ -4,6 +4,9 @@ quotas, in random order: after every step the store's invariants hold (CONTROL c
 Driven in-process through the same Daemon.handle the sockets and guest rings use,
 so hypothesis can run thousands of steps and shrink a failure to a short story.
 """
+import shutil
+import tempfile
+
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -23,6 +26,7 @@ class Caller:
         self.out = []
         self.session = daemon.open_session(self.out.append, domid=domid, privileged=domid == 0,
                                            name=f"dom{domid}")
+        self.session.journal_watches = domid != 0      # as guest.py marks a ring's session
         self.txs = []
 
 
@@ -31,12 +35,16 @@ class StoreMachine(RuleBasedStateMachine):
     def start(self):
         quotas = {"nodes": 12, "watches": 4, "transactions": 2, "node-size": 64, "permissions": 3,
                   "transaction-nodes": 10}
-        self.daemon = Daemon(Config(rundir="/nonexistent", quotas=quotas))
-        for domid in (5, 6):
-            self.daemon.domains.introduce(domid, 0, 0)
-        self.callers = {"dom0": Caller(self.daemon, 0), "dom5": Caller(self.daemon, 5),
-                        "dom6": Caller(self.daemon, 6)}
+        # Journaling (without fsync): check() also compares the guests' journaled watches
+        # with their sessions, and teardown reloads the files and compares everything.
+        self.dir = tempfile.mkdtemp(prefix="xsd-stateful-")
+        self.daemon = Daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never",
+                                    quotas=quotas))
+        self.callers = {"dom0": Caller(self.daemon, 0)}
         self.req = 0
+        for domid in (5, 6):
+            self.send("dom0", Op.INTRODUCE, b"%d\0" b"1\0" b"1\0" % domid, False)
+            self.callers[f"dom{domid}"] = Caller(self.daemon, domid)
         for domid in (5, 6):      # as a toolstack does: each guest owns its home
             self.send("dom0", Op.MKDIR, b"/local/domain/%d\0" % domid, False)
             self.send("dom0", Op.SET_PERMS, b"/local/domain/%d\0n%d\0" % (domid, domid), False)
@@ -99,8 +107,16 @@ class StoreMachine(RuleBasedStateMachine):
     def domain(self, domid, release):
         if release:
             self.send("dom0", Op.RELEASE, b"%d\0" % domid, False)
+            # As guest.py on release: the ring's connection ends; a later INTRODUCE
+            # of the domid serves a fresh one.
+            self.daemon.close_session(self.callers[f"dom{domid}"].session)
+            self.callers[f"dom{domid}"] = Caller(self.daemon, domid)
         else:
-            self.send("dom0", Op.INTRODUCE, b"%d\0" b"1\0" b"1\0" % domid, False)
+            was = self.daemon.domains.is_introduced(domid)
+            reply = self.send("dom0", Op.INTRODUCE, b"%d\0" b"1\0" b"1\0" % domid, False)
+            if reply.op == Op.INTRODUCE and not was:     # guest.py: a new ring, a new session
+                self.daemon.close_session(self.callers[f"dom{domid}"].session)
+                self.callers[f"dom{domid}"] = Caller(self.daemon, domid)
 
     @rule(who=st.sampled_from(CALLERS), name=st.sampled_from([b"nodes", b"watches", b"transactions"]),
           value=st.integers(0, 15))
@@ -112,6 +128,22 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.daemon.check() == []
         reply = self.send("dom0", Op.CONTROL, b"check\0", False)
         assert reply.payload == b"OK\0"
+
+
+    def teardown(self):
+        daemon = getattr(self, "daemon", None)
+        if daemon is None:
+            return
+        try:
+            daemon.flush()
+            daemon.persist.close()
+            again = Daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never"))
+            assert {p: (n.value, n.perms) for p, n in again.store.nodes.items()} == \
+                {p: (n.value, n.perms) for p, n in daemon.store.nodes.items()}
+            assert again.guest_watches.by_domid == daemon.guest_watches.by_domid
+            again.persist.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 StoreMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
