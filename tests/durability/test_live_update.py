@@ -7,11 +7,10 @@ import time
 import pytest
 
 from tests.daemon_process import DaemonProcess
+from tests.durability.domains import introduce
 from tests.wire import RawClient
 from xenstore_protocol import Op
-from xsd.hv_cli import toolstack_introduce
-from xsd.hypervisor.guest_client import GuestClient, SocketClient
-from xsd.hypervisor.mock import MockControl
+from xsd.hypervisor.guest_client import GuestClient
 
 
 def wait_closed(c, timeout=30.0) -> None:
@@ -134,9 +133,7 @@ def test_a_second_request_while_updating_is_busy(proc):
 
 def test_guest_keeps_its_ring_watches_and_pending_output(proc):
     proc.start()
-    row = MockControl(proc.rundir).create(domid=4, name="g4")
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        toolstack_introduce(toolstack, row)
+    introduce(proc, 4, "g4")
     guest = GuestClient(proc.rundir, 4, timeout=20)
     try:
         guest.write("data/before", b"1")

@@ -5,10 +5,10 @@ import time
 import pytest
 
 from tests.daemon_process import DaemonProcess
+from tests.durability.domains import introduce
 from tests.wire import RawClient
 from xenstore_protocol import Op
 from xsd import persist
-from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.mock import MockControl
 from xsd.journal import FILE_HEADER, RECORD, read_records
 
@@ -163,10 +163,7 @@ def test_generations_survive_so_directory_part_and_transactions_stay_right(proc)
 
 def test_permissions_domains_quotas_and_special_perms_survive(proc):
     proc.start()
-    row = MockControl(proc.rundir).create(domid=7, name="g7")
-    from xsd.hypervisor.guest_client import SocketClient
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        toolstack_introduce(toolstack, row)
+    introduce(proc, 7, "g7")
     with RawClient(proc.socket_path) as c:
         c.ok(Op.WRITE, payload=b"/local/domain/7/data/x\0v")
         c.ok(Op.SET_PERMS, b"/local/domain/7/data/x", b"n7", b"r0")
@@ -222,10 +219,7 @@ def test_a_domain_replaced_while_xsd_was_down_is_released_not_inherited(proc):
     """The uuid is saved with the domain: a new domain on the same domid is not the old guest."""
     proc.start()
     control = MockControl(proc.rundir)
-    old = control.create(domid=9, name="old9")
-    from xsd.hypervisor.guest_client import SocketClient
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        toolstack_introduce(toolstack, old)
+    old = introduce(proc, 9, "old9", control)
     with RawClient(proc.socket_path) as c:
         c.ok(Op.WRITE, payload=b"/local/domain/9/secret\0old")
         c.ok(Op.SET_PERMS, b"/local/domain/9/secret", b"n9")
@@ -249,10 +243,7 @@ def test_a_domain_replaced_while_xsd_was_down_is_released_not_inherited(proc):
 
 def test_the_same_domain_keeps_its_ring_across_a_restart(proc):
     proc.start()
-    row = MockControl(proc.rundir).create(domid=4, name="same4")
-    from xsd.hypervisor.guest_client import SocketClient
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        toolstack_introduce(toolstack, row)
+    introduce(proc, 4, "same4")
     proc.kill()
     proc.start()
     time.sleep(0.3)                                          # past the first domain check
@@ -263,11 +254,9 @@ def test_the_same_domain_keeps_its_ring_across_a_restart(proc):
 
 def test_a_guests_watches_survive_a_crash_and_fire_afterwards(proc):
     """The guest keeps its ring across the crash and never re-registers: its watches must stay."""
-    from xsd.hypervisor.guest_client import GuestClient, SocketClient
+    from xsd.hypervisor.guest_client import GuestClient
     proc.start()
-    row = MockControl(proc.rundir).create(domid=6, name="w6")
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        toolstack_introduce(toolstack, row)
+    introduce(proc, 6, "w6")
     guest = GuestClient(proc.rundir, 6, timeout=10)
     try:
         guest.watch("data", b"rel")
