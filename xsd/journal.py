@@ -83,18 +83,6 @@ def frame(payload: bytes) -> bytes:
     return RECORD.pack(RECORD_MAGIC, len(payload), zlib.crc32(payload, zlib.crc32(length))) + payload
 
 
-def frame_parts(parts: list) -> list:
-    """``frame(b"".join(parts))`` as a list for ``os.writev``, without copying the parts."""
-    length = sum(len(p) for p in parts)
-    crc = zlib.crc32(LENGTH.pack(length))
-    for part in parts:
-        crc = zlib.crc32(part, crc)
-    header = RECORD.pack(RECORD_MAGIC, length, crc)
-    if len(parts) < 1000:             # IOV_MAX is 1024 on Linux
-        return [header, *parts]
-    return [header, b"".join(parts)]
-
-
 def _valid_at(data, offset: int):
     """The payload of a sound record at ``offset``, else None."""
     if offset + RECORD.size > len(data):

@@ -41,7 +41,7 @@ from xenstore_protocol.perms import parse
 from . import snapshot
 from .domains import Domain
 from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, UNWATCH, WATCH, Codec, CorruptError,
-                      StateError, encode_changes, file_header, frame_parts, read_file_header,
+                      StateError, encode_changes, file_header, frame, read_file_header,
                       read_records)
 
 log = logging.getLogger("xsd.persist")
@@ -350,7 +350,7 @@ class Persistence:
                 watches.encode(self.codec, parts)      # before META, which holds the result
             if self.meta_dirty:
                 self.codec.meta(parts, meta_state(self.d))
-            size = self._append(b"".join(frame_parts(parts)))
+            size = self._append(frame(b"".join(parts)))
             if self.fsync == "batch":
                 started = time.monotonic()
                 os.fdatasync(self.fd)
