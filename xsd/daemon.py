@@ -36,6 +36,7 @@ class Daemon:
         self.access_log = False
         self.loop = None            # set by the server: call_soon/call_later for group commit
         self.live_update = None     # set by the server: starts a live update (control.py)
+        self.after_flush = []       # callbacks once output is handed on (guest.py consumes requests)
         self._flush_scheduled = False
         self._batches = 0           # transports' batches waiting for the scheduled flush
         self.persist = None         # persist.Persistence while journaling
@@ -91,6 +92,8 @@ class Daemon:
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
+        for callback in self.after_flush:
+            callback()
         if persist is not None and persist.want_snapshot:
             persist.checkpoint()
 

@@ -75,7 +75,9 @@ def handle(d, s, packet) -> None:
         if flags & USES_TX and tx_id:
             view = s.transactions.get(tx_id)
             if view is None:
-                raise XenstoreError("ENOENT", f"no transaction {tx_id}")
+                if tx_id >= s.lost_tx_below:
+                    raise XenstoreError("ENOENT", f"no transaction {tx_id}")
+                view = ops.adopt_lost_transaction(d, s, tx_id)
         events = []
         reply = handler(d, s, view, payload, events)
     except XenstoreError as err:

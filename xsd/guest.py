@@ -16,6 +16,13 @@ reply; then one ``kick`` per notification from the guest, interleaved with
 ``_write`` whenever the daemon flushes output for the session; ``close``
 once, on RELEASE, death of the domain or daemon shutdown.
 
+Requests stay in the ring until the batch that handled them is journaled and
+its replies are in ``rsp``: they are read with ``peek_requests`` and consumed
+(``ack``) from the daemon's flush (``Guests._acknowledge``).  A crash in
+between leaves them for the next daemon, which handles them then, so a
+request the guest sent is answered even across a crash.  (Only a packet
+larger than the ring must be consumed in parts, as it arrives.)
+
 Bounds: output waits in ``out`` until the guest makes room in ``rsp``; past
 ``out_high_water`` bytes the session is paused, so its watch events are
 coalesced or dropped there and no request of this guest is read until the
@@ -31,12 +38,14 @@ import logging
 from collections import deque
 
 from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
-from xenstore_protocol.constants import SERVER_FEATURE_ERROR, SERVER_FEATURE_RECONNECTION
+from xenstore_protocol.constants import (HEADER_SIZE, SERVER_FEATURE_ERROR,
+                                         SERVER_FEATURE_RECONNECTION)
 
 from . import ops
 from .hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
-    ERROR_COMM, ERROR_NONE, ERROR_PROTO, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring, RingError,
+    ERROR_COMM, ERROR_NONE, ERROR_PROTO, RING_SIZE, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring,
+    RingError,
 )
 
 log = logging.getLogger("xsd.guest")
@@ -45,6 +54,9 @@ log = logging.getLogger("xsd.guest")
 RING_FEATURES = SERVER_FEATURE_RECONNECTION | SERVER_FEATURE_ERROR
 # Ring-fulls of requests read per kick before other clients get a turn.
 READS_PER_KICK = 4
+# After a crash, a re-attached guest's transaction ids start here: ids below it that the
+# session does not know were given by the dead daemon (2**31 transactions ago at the least).
+LOST_TX_BASE = 1 << 31
 
 
 class GuestConnection:
@@ -62,6 +74,7 @@ class GuestConnection:
         self.out = bytearray()          # output not yet in the ring
         self.queue = deque()            # requests read while output was paused
         self.decoder = Decoder()
+        self.unacked = 0                # request bytes read from the ring, not yet consumed there
         self.session = None
         self.broken = False             # connection dropped for a protocol violation
         self.closed = False
@@ -124,20 +137,22 @@ class GuestConnection:
             handle(session, queue.popleft())
         reads = 0
         more = False
+        decoder = self.decoder
         while not (session.paused or queue or self.broken):
             if reads == READS_PER_KICK:
                 more = True             # a busy guest: let other clients in, come back
                 break
             try:
-                data = ring.read_requests()
+                data = ring.peek_requests(self.unacked)
             except RingError as err:
                 self.fail(err.code, f"request ring: {err}")
                 return False
             if not data:
                 break
             reads += 1
+            self.unacked += len(data)
             try:
-                packets = self.decoder.feed(data)
+                packets = decoder.feed(data)
             except ProtocolError as err:
                 self.fail(ERROR_PROTO, f"protocol error: {err}")
                 return False
@@ -146,9 +161,23 @@ class GuestConnection:
                 if session.paused:
                     queue.extend(packets[i + 1:])
                     break
-        if reads and not self.broken:
-            self.evtchn.notify(self.port)   # room in req for a guest waiting to write
+            if decoder.pending and self.unacked >= RING_SIZE:
+                self.ack(everything=True)   # a packet bigger than the ring: room to finish it
         return more
+
+    def ack(self, everything: bool = False) -> None:
+        """Consume in the ring the requests read and handled (the caller has journaled them
+        and written their replies); ``everything``: what was read at all, handled or not."""
+        if self.broken or self.closed:
+            return
+        count = self.unacked
+        if not everything:
+            # Not yet handled: a partial packet, and packets waiting while output is paused.
+            count -= self.decoder.pending + sum(HEADER_SIZE + len(p.payload) for p in self.queue)
+        if count > 0:
+            self.ring.ack_requests(count)
+            self.unacked -= count
+            self.evtchn.notify(self.port)   # room in req for a guest waiting to write
 
     # -- failure, reconnection, end ----------------------------------------------
     def fail(self, code: int, why: str) -> None:
@@ -162,6 +191,7 @@ class GuestConnection:
         self.out.clear()
         self.queue.clear()
         self.decoder = Decoder()
+        self.unacked = 0
         if self.features & SERVER_FEATURE_ERROR:
             self.ring.error = code
             self.evtchn.notify(self.port)
@@ -175,6 +205,7 @@ class GuestConnection:
         self.out.clear()
         self.queue.clear()
         self.decoder = Decoder()
+        self.unacked = 0
         ring = self.ring
         ring.reset()
         if self.features & SERVER_FEATURE_ERROR:
@@ -228,6 +259,9 @@ class Guests:
         self.virq_port = self.evtchn.bind_virq(VIRQ_DOM_EXC)
         self.by_port = {}               # local port -> GuestConnection
         self.by_domid = {}
+        self.reading = set()            # connections with requests read and not yet consumed
+        self.reading_again = set()      # (swapped with it by _acknowledge)
+        daemon.after_flush.append(self._acknowledge)
         daemon.hypervisor = hypervisor
         daemon.domains.on_introduce.append(self._introduce)
         daemon.domains.on_release.append(self._release)
@@ -243,9 +277,13 @@ class Guests:
                 log.warning("restored domain %d: %s", domain.domid, err.detail or err.name)
                 continue
             conn = self.by_domid.get(domain.domid)
-            if conn is not None and saved.get(domain.domid):
+            if conn is None:
+                continue
+            if saved.get(domain.domid):
                 conn.restore_watches(dict(saved[domain.domid]), mark=not live_update)
                 log.info("domain %d: %d watches restored", domain.domid, len(saved[domain.domid]))
+            if not live_update:          # (a live update hands the transactions over itself)
+                conn.session.next_tx_id = conn.session.lost_tx_below = LOST_TX_BASE
         if restored:
             self.loop.call_soon(self._check_and_flush)
 
@@ -331,8 +369,20 @@ class Guests:
             log.exception("%r: internal error", conn)
             conn.fail(ERROR_COMM, "internal error")
             return
+        if conn.unacked:
+            self.reading.add(conn)
         if more:
             self.loop.call_soon(self._kick_again, conn)
+
+    def _acknowledge(self) -> None:
+        """Daemon.flush, after the journal and the replies: consume what was handled."""
+        reading = self.reading
+        while reading:
+            conn = reading.pop()
+            conn.ack()
+            if conn.unacked and not (conn.closed or conn.broken):
+                self.reading_again.add(conn)
+        self.reading, self.reading_again = self.reading_again, reading
 
     def _kick_again(self, conn) -> None:
         if not conn.closed:
@@ -383,6 +433,8 @@ class Guests:
 
     def close(self) -> None:
         self.loop.remove_reader(self.evtchn.fileno())
+        if self._acknowledge in self.daemon.after_flush:
+            self.daemon.after_flush.remove(self._acknowledge)
         for conn in list(self.by_domid.values()):
             conn.close()
         self.by_domid.clear()

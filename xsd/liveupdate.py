@@ -84,9 +84,7 @@ def restore_session(d, session, state: dict) -> None:
         if (path, token) not in session.watches:     # a guest's may be back from the journal
             d.watches.add(session, path, token, relative)
     for tx_id in state["transactions"]:
-        doomed = Transaction(d.store, tx_id)
-        doomed.seen["/"] = -1          # never the root's generation: the commit conflicts
-        session.transactions[tx_id] = doomed
+        session.transactions[tx_id] = Transaction.doomed(d.store, tx_id)
     output = bytes.fromhex(state["output"])
     if output:
         session.send(output)
@@ -177,6 +175,7 @@ def _save_guests(server) -> list:
     for domid, conn in guests.by_domid.items():
         if conn.closed or conn.broken:
             continue
+        conn.ack(everything=True)       # what is not yet handled moves with the state, below
         pending_input = b"".join(Packet(*p).encode() for p in conn.queue)
         pending_input += bytes(conn.decoder._buf)      # a partial packet, exactly as read
         saved.append({"domid": domid, "session": session_state(conn.session),

@@ -72,21 +72,28 @@ class Ring:
     def _put(self, offset: int, value: int) -> None:
         self.words[(offset - REQ_CONS) >> 2] = value & _MASK
 
-    def _consume(self, data: int, cons_at: int, prod_at: int, limit: int) -> bytes:
+    def _peek(self, data: int, cons_at: int, prod_at: int, skip: int, limit: int) -> bytes:
+        """Up to ``limit`` bytes after the first ``skip`` unconsumed ones; indexes untouched."""
         cons, prod = self._get(cons_at), self._get(prod_at)
         avail = (prod - cons) & _MASK
-        if avail > RING_SIZE:
-            raise RingError(f"inconsistent indexes at {cons_at}: cons {cons:#x}, prod {prod:#x}")
-        n = min(avail, limit)
+        if avail > RING_SIZE or avail < skip:
+            raise RingError(f"inconsistent indexes at {cons_at}: cons {cons:#x}, prod {prod:#x}"
+                            + (f", {skip} bytes already read" if skip else ""))
+        n = min(avail - skip, limit)
         if not n:
             return b""
-        start = cons & _WRAP
+        start = (cons + skip) & _WRAP
         first = min(n, RING_SIZE - start)
         mem = self.mem
         out = bytes(mem[data + start:data + start + first])
         if first < n:                     # the message continues at the ring's start
             out += bytes(mem[data:data + n - first])
-        self._put(cons_at, cons + n)
+        return out
+
+    def _consume(self, data: int, cons_at: int, prod_at: int, limit: int) -> bytes:
+        out = self._peek(data, cons_at, prod_at, 0, limit)
+        if out:
+            self._put(cons_at, self._get(cons_at) + len(out))
         return out
 
     def _produce(self, data: int, cons_at: int, prod_at: int, chunk) -> int:
@@ -109,6 +116,15 @@ class Ring:
     # -- xenstored's end ------------------------------------------------------
     def read_requests(self, limit: int = RING_SIZE) -> bytes:
         return self._consume(REQ, REQ_CONS, REQ_PROD, limit)
+
+    def peek_requests(self, skip: int, limit: int = RING_SIZE) -> bytes:
+        """Request bytes after the ``skip`` already read, left in the ring until acknowledged:
+        a request stays the guest's to resend, in effect, until its effects are journaled."""
+        return self._peek(REQ, REQ_CONS, REQ_PROD, skip, limit)
+
+    def ack_requests(self, count: int) -> None:
+        """Consume ``count`` request bytes read with ``peek_requests``: room for the guest."""
+        self._put(REQ_CONS, self._get(REQ_CONS) + count)
 
     def write_responses(self, chunk) -> int:
         """Copy as much of ``chunk`` as fits; return how many bytes went in."""

@@ -49,6 +49,7 @@ class Session:
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
+        self.lost_tx_below = 0          # after a crash: unknown ids under this were the dead daemon's
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"

@@ -29,6 +29,14 @@ class Transaction:
         self.owned_delta = Counter()
         self.events = []            # held until commit
 
+    @classmethod
+    def doomed(cls, store: Store, tx_id: int) -> "Transaction":
+        """A transaction whose state was lost (live update, crash): its commit conflicts, so
+        TRANSACTION_END answers EAGAIN and the client retries, which every client does."""
+        tx = cls(store, tx_id)
+        tx.seen["/"] = -1          # never the root's generation
+        return tx
+
     def get(self, path: str):
         """The node as this transaction sees it: its own writes, else what it first read.
 

@@ -1,5 +1,6 @@
 """The real daemon killed and started again: what survives, what start-up says."""
 import os
+import resource
 import time
 
 import pytest
@@ -279,3 +280,39 @@ def test_a_guests_watches_survive_a_crash_and_fire_afterwards(proc):
     finally:
         guest.close()
     assert "domain 6: 1 watches restored" in proc.log().split("loaded")[-1]
+
+
+def test_a_guest_request_cut_by_a_crash_is_answered_after_it(proc):
+    """The daemon dies while journaling a guest's request (a file-size limit makes the
+    journal's next write fail, and a failed journal write stops the daemon): the request
+    stays in the ring, the next daemon answers it, and the guest's transaction from before
+    comes back doomed (EAGAIN)."""
+    from xsd.hypervisor.guest_client import GuestClient
+    proc.start()
+    introduce(proc, 8, "f8")
+    guest = GuestClient(proc.rundir, 8, timeout=20)
+    try:
+        guest.write("data/before", b"0")
+        tx = guest.transaction_start()
+        guest.write("data/in-tx", b"1", tx_id=tx)
+        with RawClient(proc.socket_path) as c:
+            end = int(memreport(c)["journal-bytes"])
+        resource.prlimit(proc.proc.pid, resource.RLIMIT_FSIZE, (end, end))
+        req = guest.send_packet(Op.WRITE, b"/local/domain/8/data/x\0v")
+        assert proc.proc.wait(10) == persist.EXIT_JOURNAL_FAILED   # died journaling it
+        assert guest.quiet_events(0.1) == []
+        proc.start()
+        reply = guest.reply(req)
+        assert (reply.op, reply.payload) == (Op.WRITE, b"OK\0")
+        assert guest.read("data/x") == b"v"
+        guest.write("data/in-tx-2", b"2", tx_id=tx)      # the old transaction still answers...
+        assert guest.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"   # ...and retries
+        tx = guest.transaction_start()
+        assert tx >= 1 << 31                             # new ids never meet the dead daemon's
+        guest.write("data/in-tx", b"3", tx_id=tx)
+        guest.transaction_end(tx)
+        assert guest.read("data/in-tx") == b"3"
+        with RawClient(proc.socket_path) as c:
+            assert c.ok(Op.CONTROL, b"check") == b"OK\0"
+    finally:
+        guest.close()

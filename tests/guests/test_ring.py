@@ -55,6 +55,23 @@ def test_a_full_ring_takes_nothing_more():
     assert ring.write_requests(b"yyyyyyyyyyyy") == 10
 
 
+def test_peeked_requests_stay_in_the_ring_until_acknowledged():
+    ring = page()
+    ring.set_indexes(1000, 1000, 0, 0)           # across the boundary
+    assert ring.write_requests(b"a" * 30 + b"b" * 20) == 50
+    assert ring.peek_requests(0, 30) == b"a" * 30
+    assert ring.peek_requests(30) == b"b" * 20
+    assert ring.peek_requests(50) == b""
+    assert ring.indexes()[0] == 1000             # nothing consumed: the guest's room is unchanged
+    assert ring.write_requests(b"c" * 2000) == 1024 - 50
+    ring.ack_requests(30)
+    assert ring.indexes()[0] == 1030
+    assert ring.peek_requests(0, 20) == b"b" * 20   # what was not acknowledged is still there
+    assert ring.write_requests(b"d" * 100) == 30
+    with pytest.raises(RingError, match="already read"):
+        ring.peek_requests(1025)                 # the guest moved its producer back
+
+
 @pytest.mark.parametrize("cons, prod", [(0, 1025), (5000, 0), (0, 0x80000000), (1, 0)])
 def test_garbage_indexes_raise_ring_error_and_touch_nothing(cons, prod):
     ring = page()
