@@ -162,7 +162,10 @@ class GuestConnection:
                     queue.extend(packets[i + 1:])
                     break
             if decoder.pending and self.unacked >= RING_SIZE:
-                self.ack(everything=True)   # a packet bigger than the ring: room to finish it
+                # A packet bigger than the ring: the guest needs room to finish it, and
+                # room means consuming what came before it too, so journal that first.
+                self.daemon.flush()
+                self.ack(everything=True)
         return more
 
     def ack(self, everything: bool = False) -> None:
