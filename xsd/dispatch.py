@@ -75,7 +75,7 @@ def handle(d, s, packet) -> None:
         if flags & USES_TX and tx_id:
             view = s.transactions.get(tx_id)
             if view is None:
-                if tx_id >= s.lost_tx_below:
+                if not s.tx_from_before_restart(tx_id):
                     raise XenstoreError("ENOENT", f"no transaction {tx_id}")
                 view = ops.adopt_lost_transaction(d, s, tx_id)
         events = []

@@ -35,6 +35,7 @@ start afresh through ring reconnection (XENSTORE_SERVER_FEATURE_RECONNECTION).
 """
 import asyncio
 import logging
+import secrets
 from collections import deque
 
 from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
@@ -54,9 +55,6 @@ log = logging.getLogger("xsd.guest")
 RING_FEATURES = SERVER_FEATURE_RECONNECTION | SERVER_FEATURE_ERROR
 # Ring-fulls of requests read per kick before other clients get a turn.
 READS_PER_KICK = 4
-# After a crash, a re-attached guest's transaction ids start here: ids below it that the
-# session does not know were given by the dead daemon (2**31 transactions ago at the least).
-LOST_TX_BASE = 1 << 31
 
 
 class GuestConnection:
@@ -286,7 +284,8 @@ class Guests:
                 conn.restore_watches(dict(saved[domain.domid]), mark=not live_update)
                 log.info("domain %d: %d watches restored", domain.domid, len(saved[domain.domid]))
             if not live_update:          # (a live update hands the transactions over itself)
-                conn.session.next_tx_id = conn.session.lost_tx_below = LOST_TX_BASE
+                start = secrets.randbelow(0xFFFFFFFF) + 1
+                conn.session.next_tx_id = conn.session.tx_issued_from = start
         if restored:
             self.loop.call_soon(self._check_and_flush)
 

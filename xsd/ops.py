@@ -286,8 +286,8 @@ def do_transaction_start(d, s, view, payload, events):
 
 
 def adopt_lost_transaction(d, s, tx_id: int):
-    """A transaction the crashed daemon gave this guest (``Session.lost_tx_below``, set by
-    guest.py when it re-attaches the ring): it comes back doomed, so the guest's
+    """A transaction the daemon before a restart gave this guest (``Session.
+    tx_from_before_restart``; guest.py when it re-attaches the ring): it comes back doomed, so the guest's
     TRANSACTION_END answers EAGAIN and the guest retries, as after a live update, instead
     of ENOENT for an id it was given.  Counted against the quota like any transaction."""
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOENT")

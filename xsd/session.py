@@ -49,10 +49,19 @@ class Session:
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
-        self.lost_tx_below = 0          # after a crash: unknown ids under this were the dead daemon's
+        self.tx_issued_from = None      # after a restart: the first transaction id this session gave
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"
+
+    def tx_from_before_restart(self, tx_id: int) -> bool:
+        """An id this session does not know, given by the daemon before a restart (guest.py):
+        any id outside the range this session has given out since (``tx_issued_from`` up to
+        ``next_tx_id``, modulo 2**32; the start is random, so an old id lands in that range
+        with odds of one in 2**32 per id given out)."""
+        start = self.tx_issued_from
+        return start is not None and \
+            (tx_id - start) & 0xFFFFFFFF >= (self.next_tx_id - start) & 0xFFFFFFFF
 
     # -- output -------------------------------------------------------------
     def send(self, data: bytes) -> None:
