@@ -10,6 +10,7 @@ from tests.durability.domains import introduce
 from tests.wire import RawClient
 from xenstore_protocol import Op
 from xsd import persist
+from xsd.hypervisor.guest_client import GuestClient
 from xsd.hypervisor.mock import MockControl
 from xsd.journal import FILE_HEADER, RECORD, read_records
 
@@ -255,7 +256,6 @@ def test_the_same_domain_keeps_its_ring_across_a_restart(proc):
 
 def test_a_guests_watches_survive_a_crash_and_fire_afterwards(proc):
     """The guest keeps its ring across the crash and never re-registers: its watches must stay."""
-    from xsd.hypervisor.guest_client import GuestClient
     proc.start()
     introduce(proc, 6, "w6")
     guest = GuestClient(proc.rundir, 6, timeout=10)
@@ -287,7 +287,6 @@ def test_a_guest_request_cut_by_a_crash_is_answered_after_it(proc):
     journal's next write fail, and a failed journal write stops the daemon): the request
     stays in the ring, the next daemon answers it, and the guest's transaction from before
     comes back doomed (EAGAIN)."""
-    from xsd.hypervisor.guest_client import GuestClient
     proc.start()
     introduce(proc, 8, "f8")
     guest = GuestClient(proc.rundir, 8, timeout=20)
