@@ -46,9 +46,10 @@ def guest_load(guest, stop, acked: dict, pairs: list, errors: list) -> None:
         errors.append(err)
 
 
-def test_a_guest_rides_through_sigkills_without_noticing(tmp_path):
-    rng = random.Random(7)
-    proc = DaemonProcess(tmp_path / "run", ["--journal-max-bytes", "8192"]).start()
+def guest_crash_rounds(rundir, rounds: int, seed: int) -> dict:
+    """SIGKILL the daemon ``rounds`` times under a guest's load; AssertionError on any loss."""
+    rng = random.Random(seed)
+    proc = DaemonProcess(rundir, ["--journal-max-bytes", "8192"]).start()
     guest = None
     try:
         introduce(proc, DOMID, "crashy")
@@ -59,12 +60,14 @@ def test_a_guest_rides_through_sigkills_without_noticing(tmp_path):
         stop = threading.Event()
         worker = threading.Thread(target=guest_load, args=(guest, stop, acked, pairs, errors))
         worker.start()
-        for _ in range(8):
+        for _ in range(rounds):
             time.sleep(rng.uniform(0.02, 0.3))
             proc.proc.kill()
             proc.proc.wait()
             proc.start()
             time.sleep(0.1)
+            if errors:
+                break
         stop.set()
         worker.join(60)
         assert not worker.is_alive(), "the guest is stuck on a request no daemon answered"
@@ -79,7 +82,12 @@ def test_a_guest_rides_through_sigkills_without_noticing(tmp_path):
             assert c.ok(Op.CONTROL, b"check") == b"OK\0"
         assert guest.take_events()                       # the watch kept firing
         assert "Traceback" not in proc.log()
+        return {"rounds": rounds, "writes": len(acked), "transactions": len(pairs)}
     finally:
         if guest is not None:
             guest.close()
         proc.kill()
+
+
+def test_a_guest_rides_through_sigkills_without_noticing(tmp_path):
+    assert guest_crash_rounds(tmp_path / "run", rounds=8, seed=7)["rounds"] == 8
