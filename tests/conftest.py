@@ -15,7 +15,8 @@ def daemon(tmp_path):
 
 @pytest.fixture
 def daemon_factory(tmp_path):
-    """Start daemons with extra arguments: ``daemon_factory("--quota-nodes", "5")``."""
+    """Start daemons with extra arguments: ``daemon_factory("--quota-nodes", "5")``; each
+    must survive its test without a traceback, as ``daemon``'s."""
     started = []
 
     def start(*args, name="run"):
@@ -25,7 +26,7 @@ def daemon_factory(tmp_path):
 
     yield start
     for proc in started:
-        proc.stop()
+        proc.stop_checked()
 
 
 @pytest.fixture

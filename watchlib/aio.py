@@ -84,19 +84,8 @@ class _AOps:
         await self._run(commands.set_perms(path, perms))
 
 
-class AsyncTransaction(_AOps):
+class AsyncTransaction(commands.TransactionState, _AOps):
     """``async with c.transaction() as t``: as ``watchlib.Transaction`` (replay on EAGAIN)."""
-
-    def __init__(self, client, attempts=5, replay=True):
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        self._client = client
-        self.attempts = attempts
-        self._replay_ok = replay
-        self.tx_id = None
-        self._gen = None
-        self._log = []
-        self.retries = 0
 
     async def __aenter__(self):
         await self._begin()
@@ -146,31 +135,8 @@ class AsyncTransaction(_AOps):
         await self._end(False)
 
     async def commit(self):
-        try:
-            await self._end(True)
-            return
-        except XenstoreError as e:
-            if e.name != "EAGAIN" or not self._replay_ok:
-                raise
-        log_ = self._log
-        for _ in range(self.attempts - 1):
-            self.retries += 1
-            await self._begin()
-            for op, payload, reply, err in log_:
-                try:
-                    got, got_err = await self._request(op, payload), None
-                except XenstoreError as e:
-                    got, got_err = None, e.name
-                if (got, got_err) != (reply, err):
-                    await self._end(False)
-                    raise XenstoreError("EAGAIN", "transaction conflicted and its reads changed")
-            try:
-                await self._end(True)
-                return
-            except XenstoreError as e:
-                if e.name != "EAGAIN":
-                    raise
-        raise XenstoreError("EAGAIN", f"transaction conflicted {self.attempts} times")
+        steps = {"end": self._end, "begin": self._begin, "request": self._request}
+        await adrive(commands.commit_replaying(self), lambda step, *args: steps[step](*args))
 
 
 class AsyncClient(_AOps):

@@ -92,7 +92,7 @@ def drive(gen, request):
         return stop.value
 
 
-class Transaction(_Ops):
+class Transaction(commands.TransactionState, _Ops):
     """A xenstore transaction on a Client (see ``Client.transaction``).
 
     Every request made through it is logged with its outcome.  If the
@@ -104,17 +104,6 @@ class Transaction(_Ops):
     read through ``t`` (use ``Client.run_transaction`` otherwise, which
     re-runs a function).
     """
-
-    def __init__(self, client, attempts=5, replay=True):
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        self._client = client
-        self.attempts = attempts
-        self._replay_ok = replay
-        self.tx_id = None
-        self._gen = None
-        self._log = []
-        self.retries = 0
 
     # -- the block ---------------------------------------------------------
 
@@ -168,31 +157,8 @@ class Transaction(_Ops):
 
     def commit(self):
         """Commit; on EAGAIN replay the logged requests (see the class docstring)."""
-        try:
-            self._end(True)
-            return
-        except XenstoreError as e:
-            if e.name != "EAGAIN" or not self._replay_ok:
-                raise
-        log_ = self._log
-        for _ in range(self.attempts - 1):
-            self.retries += 1
-            self._begin()
-            for op, payload, reply, err in log_:
-                try:
-                    got, got_err = self._request(op, payload), None
-                except XenstoreError as e:
-                    got, got_err = None, e.name
-                if (got, got_err) != (reply, err):
-                    self._end(False)
-                    raise XenstoreError("EAGAIN", "transaction conflicted and its reads changed")
-            try:
-                self._end(True)
-                return
-            except XenstoreError as e:
-                if e.name != "EAGAIN":
-                    raise
-        raise XenstoreError("EAGAIN", f"transaction conflicted {self.attempts} times")
+        steps = {"end": self._end, "begin": self._begin, "request": self._request}
+        drive(commands.commit_replaying(self), lambda step, *args: steps[step](*args))
 
 
 class Client:

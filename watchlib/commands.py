@@ -172,6 +172,58 @@ def transaction_end(commit: bool):
 
 # -- glob walking ------------------------------------------------------------
 
+class TransactionState:
+    """What ``Transaction`` and ``AsyncTransaction`` hold: the log of the block's requests
+    with their outcomes, replayed by ``commit_replaying`` on EAGAIN."""
+
+    def __init__(self, client, attempts=5, replay=True):
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self._client = client
+        self.attempts = attempts
+        self._replay_ok = replay
+        self.tx_id = None
+        self._gen = None
+        self._log = []              # (op, payload, reply, error name) per request
+        self.retries = 0
+
+
+def commit_replaying(t):
+    """Commit transaction ``t`` (a TransactionState); on EAGAIN replay its log in a new
+    transaction, committed in its place when every request gets the same answer.
+
+    Yields steps for the client's own methods rather than wire requests:
+    ``("end", commit)``, ``("begin",)`` and ``("request", op, payload)`` (the reply, or
+    the XenstoreError thrown in), so the blocking and the asyncio client drive it with
+    ``drive`` / ``adrive`` like any command.
+    """
+    try:
+        yield ("end", True)
+        return
+    except XenstoreError as e:
+        if e.name != "EAGAIN" or not t._replay_ok:
+            raise
+    log_ = t._log
+    for _ in range(t.attempts - 1):
+        t.retries += 1
+        yield ("begin",)
+        for op, payload, reply, err in log_:
+            try:
+                got, got_err = (yield ("request", op, payload)), None
+            except XenstoreError as e:
+                got, got_err = None, e.name
+            if (got, got_err) != (reply, err):
+                yield ("end", False)
+                raise XenstoreError("EAGAIN", "transaction conflicted and its reads changed")
+        try:
+            yield ("end", True)
+            return
+        except XenstoreError as e:
+            if e.name != "EAGAIN":
+                raise
+    raise XenstoreError("EAGAIN", f"transaction conflicted {t.attempts} times")
+
+
 def walk_matches(pattern):
     """Every existing node that ``pattern`` (a patterns.Pattern) selects, sorted.
 

@@ -189,10 +189,7 @@ class GuestConnection:
         self.broken = True
         self._forget_watches()
         self.daemon.close_session(self.session)
-        self.out.clear()
-        self.queue.clear()
-        self.decoder = Decoder()
-        self.unacked = 0
+        self._drop_io()
         if self.features & SERVER_FEATURE_ERROR:
             self.ring.error = code
             self.evtchn.notify(self.port)
@@ -203,10 +200,7 @@ class GuestConnection:
         if not self.broken:
             self._forget_watches()
             self.daemon.close_session(self.session)
-        self.out.clear()
-        self.queue.clear()
-        self.decoder = Decoder()
-        self.unacked = 0
+        self._drop_io()
         ring = self.ring
         ring.reset()
         if self.features & SERVER_FEATURE_ERROR:
@@ -215,6 +209,13 @@ class GuestConnection:
         self._open_session()
         ring.connection = XENSTORE_CONNECTED
         self.evtchn.notify(self.port)
+
+    def _drop_io(self) -> None:
+        """Forget what was read and not handled, and output not yet in the ring."""
+        self.out.clear()
+        self.queue.clear()
+        self.decoder = Decoder()
+        self.unacked = 0
 
     def _forget_watches(self) -> None:
         """The guest's session ends for good: its journaled watches go with it."""
@@ -239,8 +240,7 @@ class GuestConnection:
         self.closed = True
         if not self.broken:
             self.daemon.close_session(self.session)
-        self.out.clear()
-        self.queue.clear()
+        self._drop_io()
         try:
             self.evtchn.unbind(self.port)
         except HypervisorError as err:
@@ -261,7 +261,6 @@ class Guests:
         self.by_port = {}               # local port -> GuestConnection
         self.by_domid = {}
         self.reading = set()            # connections with requests read and not yet consumed
-        self.reading_again = set()      # (swapped with it by _acknowledge)
         daemon.after_flush.append(self._acknowledge)
         daemon.hypervisor = hypervisor
         daemon.domains.on_introduce.append(self._introduce)
@@ -378,13 +377,10 @@ class Guests:
 
     def _acknowledge(self) -> None:
         """Daemon.flush, after the journal and the replies: consume what was handled."""
-        reading = self.reading
-        while reading:
-            conn = reading.pop()
+        for conn in list(self.reading):
             conn.ack()
-            if conn.unacked and not (conn.closed or conn.broken):
-                self.reading_again.add(conn)
-        self.reading, self.reading_again = self.reading_again, reading
+            if not conn.unacked or conn.closed or conn.broken:
+                self.reading.discard(conn)
 
     def _kick_again(self, conn) -> None:
         if not conn.closed:

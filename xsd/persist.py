@@ -117,14 +117,23 @@ def restore_meta(d, state: dict) -> None:
     quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
     d.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
                                for name, perms in state["special_perms"].items()}
-    if d.guest_watches is not None:
-        d.guest_watches.restore(state.get("guest_watches", {}))   # absent: saved before they were
+
+
+def meta_loader(d, metas: list):
+    """The META handler while loading: each kept for ``restore_meta`` (the last counts), and
+    the guests' watches in it restored at once, so that the WATCH / UNWATCH entries of the
+    journal apply in order around it (``GuestWatches.replay``)."""
+    def on_meta(state: dict) -> None:
+        metas.append(state)
+        if d.guest_watches is not None:
+            d.guest_watches.restore(state.get("guest_watches", {}))   # absent: saved before
+    return on_meta
 
 
 def load_state(d, data, offset: int, name: str) -> None:
     """Load snapshot records (``data`` from ``offset``) into ``d``, whose store holds only the root."""
     metas = []
-    snapshot.load(data, offset, name, Codec(), d.store, metas.append)
+    snapshot.load(data, offset, name, Codec(), d.store, meta_loader(d, metas))
     if metas:
         restore_meta(d, metas[-1])
     finish_load(d, name)
@@ -221,7 +230,6 @@ class Persistence:
         self.journal_allocated = 0    # bytes of file allocated (zeros past journal_size)
         self.snapshot_size = 0
         self.meta_dirty = False
-        self._watch_entries = []      # start-up: WATCH / UNWATCH replayed after the last META
         self.want_snapshot = False
         self.records = 0              # statistics: records written since start
         self.snapshots = 0
@@ -261,18 +269,16 @@ class Persistence:
         d = self.d
         self.epoch = snapshot.read_epoch(snap, self.snapshot_path)
         metas = []
+        on_meta = meta_loader(d, metas)
         count = snapshot.load(snap, snapshot.HEADER_SIZE, self.snapshot_path, self.codec, d.store,
-                              metas.append)
+                              on_meta)
         replayed = 0
         if journal is None:
             log.warning("%s missing: state as of the snapshot only", self.journal_path)
         else:
-            replayed = self._replay(journal, metas.append)
+            replayed = self._replay(journal, on_meta)
         if metas:
             restore_meta(d, metas[-1])
-        for kind, *entry in self._watch_entries:   # after META: changes made since it
-            d.guest_watches.replay(kind, *entry)
-        self._watch_entries = []
         known = d.domains.domains
         for domid in [x for x in d.guest_watches.by_domid if x not in known]:
             del d.guest_watches.by_domid[domid]     # not introduced (any more): nothing to give back
@@ -317,17 +323,9 @@ class Persistence:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name, salvage=True)
         store = self.d.store
         apply = self.codec.apply
-        entries = self._watch_entries
-
-        def on_meta_in_order(state):
-            entries.clear()           # the META holds every watch change before it
-            on_meta(state)
-
-        def on_watch(*entry):
-            entries.append(entry)
-
+        on_watch = self.d.guest_watches.replay
         for payload in payloads:
-            apply(store, payload, BATCH.size, on_meta_in_order, on_watch)
+            apply(store, payload, BATCH.size, on_meta, on_watch)
             store.next_gen = max(store.next_gen, BATCH.unpack_from(payload)[1])
         if torn:
             log.warning("%s: dropped a torn last record: %d bytes at offset %d (a batch cut short "

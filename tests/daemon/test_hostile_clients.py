@@ -4,6 +4,7 @@ import time
 
 from xenstore_protocol import Op, Packet, join_fields
 
+from tests.waiting import wait_for
 from tests.wire import RawClient
 
 
@@ -77,9 +78,8 @@ def test_many_connections_come_and_go(daemon, xs):
         with RawClient(daemon.socket_path) as c:
             c.ok(Op.WATCH, b"/cg", b"t")
             c.send_packet(Op.TRANSACTION_START, b"\0")
-    deadline = time.monotonic() + 10     # closes are noticed asynchronously
-    while memreport(xs)["connections"] != "1" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: memreport(xs)["connections"] == "1",   # closes are noticed asynchronously
+             what="the closed connections to go", interval=0.05)
     report = memreport(xs)
     assert report["connections"] == "1"
     assert report["watches"] == "0"

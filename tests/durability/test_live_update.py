@@ -8,6 +8,7 @@ import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.durability.domains import introduce
+from tests.waiting import wait_for
 from tests.wire import RawClient
 from xenstore_protocol import Op
 from xsd.hypervisor.guest_client import GuestClient
@@ -25,11 +26,7 @@ def wait_closed(c, timeout=30.0) -> None:
 
 
 def wait_log(proc, text: str, timeout=30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in proc.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never logged:\n{proc.log()[-3000:]}")
-        time.sleep(0.02)
+    wait_for(lambda: text in proc.log(), timeout, f"{text!r} in the log", interval=0.02)
 
 
 class Hammer(threading.Thread):

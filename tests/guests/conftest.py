@@ -5,32 +5,16 @@ and the error field, by default).  A test plays every part: ``hv`` is the hyperv
 client that writes a domain's nodes and INTRODUCEs it, ``guest(domid)`` the
 guest kernel on its ring page.
 """
-import time
 
 import pytest
 
 from xenstore_protocol import Op
 
-from tests.daemon_process import DaemonProcess
+from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 from tests.wire import RawClient
 from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import GuestClient, SocketClient
 from xsd.hypervisor.mock import MockControl
-
-@pytest.fixture
-def daemon_factory(tmp_path):
-    """As the suite's, but each daemon must survive its test without a traceback."""
-    started = []
-
-    def start(*args, name="run"):
-        proc = DaemonProcess(tmp_path / name, args).start()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.stop_checked()
-
 
 @pytest.fixture
 def hv(daemon):
@@ -86,15 +70,6 @@ def guests(daemon, hv, toolstack):
     made = Guests(daemon, hv, toolstack)
     yield made
     made.close()
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    """Poll until ``predicate()`` holds; fail only after a generous timeout (no timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def usage(client, domid) -> dict:

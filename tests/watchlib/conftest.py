@@ -1,8 +1,8 @@
 """Fixtures for watchlib: clients on the real daemon, and a way to collect what callbacks get."""
 import threading
-import time
 
 import pytest
+from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 
 from watchlib import Client
 
@@ -30,15 +30,6 @@ class Collector:
     def clear(self):
         with self.lock:
             self.items.clear()
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    """Wait until predicate() is true; fail after a generous timeout (never a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture
