@@ -6,7 +6,7 @@ import os
 import sys
 
 from .config import DEFAULT_RUNDIR, Config
-from .quota import DEFAULTS as QUOTA_DEFAULTS
+from .core.quota import DEFAULTS as QUOTA_DEFAULTS
 
 
 def parse_args(argv=None) -> Config:
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s xsd[%(process)d] %(levelname)s %(name)s: %(message)s")
     from ._native import BACKEND
-    from .server import Server
+    from .transport.server import Server
     logging.getLogger("xsd").info("native backend: %s", BACKEND)
     from .hypervisor import HypervisorError, open_hypervisor
     try:
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
         print(f"xsd: {err}", file=sys.stderr)
         return 1
     logging.getLogger("xsd").info("hypervisor: %s", hypervisor.describe())
-    from .journal import StateError
+    from .durability.journal import StateError
     try:
         server = Server(config, hypervisor)
     except StateError as err:

@@ -5,9 +5,9 @@ Daemon object the server uses, with a handler made to fail.
 """
 from xenstore_protocol import Decoder, Op, Packet
 
-from xsd import dispatch
+from xsd.core import dispatch
 from xsd.config import Config
-from xsd.daemon import Daemon
+from xsd.core.daemon import Daemon
 
 
 def run(daemon, session_out, packet):

@@ -6,10 +6,10 @@ import shutil
 import pytest
 
 from xenstore_protocol import Op, Packet
-from xsd import persist, snapshot
+from xsd.durability import persist, snapshot
 from xsd.config import Config
-from xsd.daemon import Daemon
-from xsd.journal import FILE_HEADER, RECORD, CorruptError, StateError, read_records
+from xsd.core.daemon import Daemon
+from xsd.durability.journal import FILE_HEADER, RECORD, CorruptError, StateError, read_records
 
 
 def open_daemon(path, **kwargs) -> Daemon:
@@ -202,7 +202,7 @@ def test_one_daemon_per_state_dir(saved):
 
 
 def test_read_records_finds_a_sound_record_after_damage():
-    from xsd.journal import BATCH, frame
+    from xsd.durability.journal import BATCH, frame
     good = [frame(BATCH.pack(i + 1, 0)) for i in range(3)]
     data = good[0] + b"\x00" * 7 + good[1]
     with pytest.raises(CorruptError):

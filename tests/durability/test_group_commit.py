@@ -6,7 +6,7 @@ import pytest
 
 from xenstore_protocol import Decoder, Op, Packet
 from xsd.config import Config
-from xsd.daemon import Daemon
+from xsd.core.daemon import Daemon
 
 
 class WatchedDisk:
@@ -106,7 +106,7 @@ def test_no_persist_flushes_at_once_without_a_loop_turn(tmp_path, loop):
 
 
 def test_hold_back_waits_for_the_clients_of_the_last_commit_within_half_an_fsync(tmp_path, monkeypatch):
-    from xsd import persist
+    from xsd.durability import persist
     d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
     p = d.persist
     p.fsync_seconds = 0.010

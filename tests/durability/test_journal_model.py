@@ -12,10 +12,10 @@ import shutil
 import pytest
 
 from xenstore_protocol import Op, Packet
-from xsd import persist
+from xsd.durability import persist
 from xsd.config import Config
-from xsd.daemon import Daemon
-from xsd.journal import FILE_HEADER, RECORD
+from xsd.core.daemon import Daemon
+from xsd.durability.journal import FILE_HEADER, RECORD
 
 NAMES = ["a", "b", "c", "d"]
 

@@ -10,10 +10,10 @@ from tests.durability.domains import introduce
 from tests.waiting import wait_for
 from tests.wire import RawClient
 from xenstore_protocol import Op
-from xsd import persist
+from xsd.durability import persist
 from xsd.hypervisor.guest_client import GuestClient
 from xsd.hypervisor.mock import MockControl
-from xsd.journal import FILE_HEADER, RECORD, read_records
+from xsd.durability.journal import FILE_HEADER, RECORD, read_records
 
 
 def records_end(name: str) -> int:

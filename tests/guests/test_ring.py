@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from xsd.ring import (
+from xsd.transport.ring import (
     INTERFACE_SIZE, REQ_CONS, REQ_PROD, RSP, Ring, RingError, ERROR_RINGIDX,
 )
 

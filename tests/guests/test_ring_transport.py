@@ -10,7 +10,7 @@ from xenstore_protocol.constants import HEADER
 from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import SocketClient
 from xsd.hypervisor.mock import XENSTORED_EVTCHN, MockControl
-from xsd.ring import ERROR_PROTO, ERROR_RINGIDX
+from xsd.transport.ring import ERROR_PROTO, ERROR_RINGIDX
 
 from .conftest import Guests, memreport, usage, wait_for
 

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from xenstore_protocol import Decoder, Op, Packet
 
 from xsd.config import Config
-from xsd.daemon import Daemon
+from xsd.core.daemon import Daemon
 
 PATHS = ["/a", "/a/b", "/a/b/c", "/x", "/local/domain/5", "/local/domain/5/d", "/local/domain/6/e",
          "d", "d/f", "/local/domain/6", "@introduceDomain", "/", "/a//b"]

@@ -93,8 +93,8 @@ def test_xsa_420_ids_across_the_uint32_range(xs):
 def test_xsa_420_transaction_ids_wrap_skipping_zero_and_live_ids():
     """XSA-420 (in-process: 2**32 transactions cannot be opened over a socket in a test)."""
     from xsd.config import Config
-    from xsd.daemon import Daemon
-    from xsd.ops import do_transaction_start
+    from xsd.core.daemon import Daemon
+    from xsd.core.ops import do_transaction_start
     daemon = Daemon(Config(rundir="/nonexistent"))
     session = daemon.open_session(lambda data: None)
     session.next_tx_id = 0xFFFFFFFF

@@ -23,7 +23,7 @@ import time
 
 from xenstore_protocol import Decoder, Op, Packet, XenstoreError, join_fields
 
-from ..ring import XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring
+from ..transport.ring import XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring
 from .mock import PAGE_SIZE, XENSTORED_EVTCHN, MockControl
 
 

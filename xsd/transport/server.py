@@ -8,9 +8,9 @@ import weakref
 
 from . import liveupdate
 from .connection import Connection
-from .daemon import Daemon
+from ..core.daemon import Daemon
 from .guest import Guests
-from .hypervisor import open_hypervisor
+from ..hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
 

@@ -42,7 +42,7 @@ class Daemon:
         self.persist = None         # persist.Persistence while journaling
         self.guest_watches = None   # persist.GuestWatches while journaling
         if config.state_dir or handoff is not None:
-            from . import persist
+            from ..durability import persist
             if config.state_dir:
                 self.guest_watches = persist.GuestWatches()
             self.persist = persist.start(self, handoff)   # saved state, else the initial tree
@@ -225,7 +225,7 @@ class Daemon:
         }
 
     def statistics(self) -> dict:
-        from ._native import BACKEND
+        from .._native import BACKEND
         nodes = self.store.nodes
         return {
             **(self.persist.statistics() if self.persist is not None else {"persist": "off"}),

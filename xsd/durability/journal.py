@@ -46,7 +46,7 @@ from itertools import islice
 from xenstore_protocol.paths import basename, join, parent
 from xenstore_protocol.perms import encode_list, parse
 
-from .store import CREATED, UPDATED, Node
+from ..core.store import CREATED, UPDATED, Node
 
 log = logging.getLogger("xsd.journal")
 

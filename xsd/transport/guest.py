@@ -42,8 +42,8 @@ from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
 from xenstore_protocol.constants import (HEADER_SIZE, SERVER_FEATURE_ERROR,
                                          SERVER_FEATURE_RECONNECTION)
 
-from . import ops
-from .hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
+from ..core import ops
+from ..hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
     ERROR_COMM, ERROR_NONE, ERROR_PROTO, RING_SIZE, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring,
     RingError,

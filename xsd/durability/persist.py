@@ -39,7 +39,7 @@ from collections import Counter
 from xenstore_protocol.perms import parse
 
 from . import snapshot
-from .domains import Domain
+from ..core.domains import Domain
 from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, UNWATCH, WATCH, Codec, CorruptError,
                       StateError, encode_changes, file_header, frame, read_file_header,
                       read_records)

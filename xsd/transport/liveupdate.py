@@ -39,9 +39,9 @@ import time
 
 from xenstore_protocol import Packet
 
-from . import persist, snapshot
-from .journal import Codec, StateError
-from .transactions import Transaction
+from ..durability import persist, snapshot
+from ..durability.journal import Codec, StateError
+from ..core.transactions import Transaction
 
 log = logging.getLogger("xsd.liveupdate")
 
@@ -49,7 +49,7 @@ STATE_NAME = "xsd.liveupdate"
 HEADER = struct.Struct("<4sII")
 MAGIC = b"XSDL"
 VERSION = 1
-PREFLIGHT = "import xsd.server, xsd.persist, xsd.liveupdate"
+PREFLIGHT = "import xsd.transport.server, xsd.durability.persist, xsd.transport.liveupdate"
 DRAIN_SECONDS = 1.0
 
 

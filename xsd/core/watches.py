@@ -10,7 +10,7 @@ import itertools
 
 from xenstore_protocol.paths import is_child, parent, relative_to
 
-from ._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
+from .._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
 from .permissions import can_read
 
 

@@ -1,0 +1,1 @@
+"""Record format, journal (group commit), snapshots and restored state."""

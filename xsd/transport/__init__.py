@@ -1,0 +1,1 @@
+"""The only asyncio code: server (sockets, signals), socket connections, guest rings, live update."""
