@@ -1,73 +1,199 @@
-"""Command line: arguments -> Config -> serve on uvloop."""
+"""Command line: arguments -> Config -> serve on uvloop.
+
+Every option of the C xenstored 4.17 (tools/xenstored/core.c, ``xenstored --help``)
+is accepted with its meaning, so start-up scripts and ``XENSTORED_ARGS`` written for
+it work unchanged; the few that mean nothing to xsd are accepted and say so in
+``--help``.  A bad command line or start-up condition is one line on stderr and
+exit status 1 (2 for a bad command line), never a traceback.
+"""
 import argparse
 import asyncio
 import logging
 import os
+import resource
 import sys
 
+from . import __version__
 from .config import DEFAULT_RUNDIR, Config
 from .core.quota import DEFAULTS as QUOTA_DEFAULTS
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-def parse_args(argv=None) -> Config:
-    parser = argparse.ArgumentParser(
-        prog="xsd",
-        description="xenstore-compatible daemon. Runs in the foreground (as "
-                    "`xenstored --no-fork`); use your service manager to background it.")
+# The C daemon's per-quota options (-E -S -W -t -A -M) and the quota each sets.
+C_QUOTA_OPTIONS = (
+    ("-E", "--entry-nb", "nodes", "nodes a domain may own"),
+    ("-S", "--entry-size", "node-size", "bytes of one node's value"),
+    ("-W", "--watch-nb", "watches", "watches a domain may hold"),
+    ("-t", "--transaction", "transactions", "transactions a domain may have open"),
+    ("-A", "--perm-nb", "permissions", "permissions on one node"),
+    ("-M", "--path-max", "path-max", "length of a node path (not counting "
+                                     "/local/domain/<domid>/)"),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, as for every start-up error (argparse prints the usage too)."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"unknown level {text!r} (one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+def _assignment(known):
+    """``WHAT=NB`` as -Q, -q and -w take it, WHAT one of ``known``."""
+    def parse(text: str):
+        what, sep, value = text.partition("=")
+        if not sep or what not in known:
+            raise argparse.ArgumentTypeError(f"{text!r}: want WHAT=N, WHAT one of {', '.join(known)}")
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: negative")
+        return what, number
+    return parse
+
+
+def _count(text: str) -> int:
+    try:
+        number = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="xsd", add_help=False,
+        description="xenstore-compatible daemon. Runs in the foreground (as `xenstored "
+                    "--no-fork`); use your service manager to background it. Every option "
+                    "of the C xenstored 4.17 is accepted (see 'xenstored options').")
+    parser.add_argument("-H", "-h", "--help", action="help", help="show this message and exit")
+    parser.add_argument("--version", action="version", version=f"xsd {__version__}")
     parser.add_argument("--rundir", help="directory for socket and socket_ro "
                         f"(default: $XENSTORED_RUNDIR, else {DEFAULT_RUNDIR})")
-    parser.add_argument("-N", "--no-fork", action="store_true",
-                        help="accepted for xenstored compatibility; xsd always stays in the foreground")
-    parser.add_argument("-F", "--pid-file", default="", help="write the daemon's pid here")
-    parser.add_argument("-D", "--no-domain-init", action="store_true",
-                        help="do not write /local/domain/0/{name,domid} at start")
-    parser.add_argument("-K", "--keep-orphans", action="store_true",
-                        help="keep the nodes of released domains")
-    parser.add_argument("--max-watch-events", type=int, default=1024,
-                        help="watch events held for a client that is not reading (beyond: dropped)")
-    parser.add_argument("--out-high-water", type=int, default=1 << 20,
-                        help="bytes buffered for a client before its requests wait")
+    parser.add_argument("--max-watch-events", type=_count, default=1024, metavar="N",
+                        help="watch events held for a client that is not reading, beyond "
+                             "which they are dropped (default %(default)s)")
+    parser.add_argument("--out-high-water", type=_count, default=1 << 20, metavar="BYTES",
+                        help="bytes buffered for a client before its requests wait "
+                             "(default %(default)s)")
     for name, default in QUOTA_DEFAULTS.items():
-        parser.add_argument(f"--quota-{name}", type=int, default=None, metavar="N",
+        parser.add_argument(f"--quota-{name}", type=_count, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
     parser.add_argument("--hypervisor", choices=("auto", "mock", "xen"), default="auto",
                         help="where guests come from: Xen, or the simulated hypervisor under the "
                              "run dir (default auto: xen if /dev/xen/privcmd or /proc/xen/privcmd "
                              "exists, else mock)")
-    parser.add_argument("--server-features", type=int, default=3, metavar="MASK",
+    parser.add_argument("--server-features", type=_count, default=3, metavar="MASK",
                         help="XENSTORE_SERVER_FEATURE_* bits offered to guests: 1 ring "
                              "reconnection, 2 error field (default 3, both, as C xenstored)")
+    parser.add_argument("--log-level", type=_log_level,
+                        default=os.environ.get("XSD_LOG_LEVEL", "INFO"),
+                        help=f"one of {', '.join(LOG_LEVELS)} (default $XSD_LOG_LEVEL, else INFO)")
     durable = parser.add_argument_group("durability (docs/durability.md)")
     durable.add_argument("--state-dir", default=None,
                          help="where the snapshot and journal live (default: the run dir)")
     durable.add_argument("--no-persist", action="store_true",
-                         help="keep the store in memory only, as the Xen daemons do")
+                         help="keep the store in memory only, as the Xen daemons do "
+                              "(default: persist)")
     durable.add_argument("--fsync", choices=("batch", "interval", "never"), default="batch",
                          help="batch: fsync every batch before its replies leave (default); "
                               "interval: every --fsync-interval seconds; never: leave it to the "
                               "OS (all three survive a crash of the daemon, only batch a crash "
                               "of the machine)")
-    durable.add_argument("--fsync-interval", type=float, default=1.0, metavar="SECONDS")
-    durable.add_argument("--journal-max-bytes", type=int, default=16 << 20, metavar="N",
-                         help="snapshot once the journal is past N bytes or twice the snapshot")
+    durable.add_argument("--fsync-interval", type=float, default=1.0, metavar="SECONDS",
+                         help="with --fsync interval (default %(default)s)")
+    durable.add_argument("--journal-max-bytes", type=_count, default=16 << 20, metavar="N",
+                         help="snapshot once the journal is past N bytes or twice the snapshot "
+                              "(default %(default)s)")
     durable.add_argument("--journal-salvage", action="store_true",
-                         help="start on the journal records before a damaged one (loses the rest)")
+                         help="start on the journal records before a damaged one, losing the "
+                              "rest (default: refuse to start)")
     durable.add_argument("--live-restore", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--log-level", default=os.environ.get("XSD_LOG_LEVEL", "INFO"))
+
+    c = parser.add_argument_group(
+        "xenstored options",
+        "The C xenstored's options, with its meaning; those marked 'accepted' mean nothing "
+        "to xsd and are ignored.")
+    c.add_argument("-D", "--no-domain-init", action="store_true",
+                   help="do not write /local/domain/0/{name,domid} at start (default: write them)")
+    c.add_argument("-F", "--pid-file", default="", metavar="FILE",
+                   help="write the daemon's pid here (default: none)")
+    c.add_argument("-N", "--no-fork", action="store_true",
+                   help="xsd always stays in the foreground (default)")
+    c.add_argument("-P", "--output-pid", action="store_true",
+                   help="print the daemon's pid on stdout at start (default: no)")
+    c.add_argument("-T", "--trace-file", default="", metavar="FILE",
+                   help="append one line per request, reply, watch event and connection "
+                        "to FILE (default: none)")
+    for short, long, quota, text in C_QUOTA_OPTIONS:
+        default = QUOTA_DEFAULTS.get(quota, "none")
+        c.add_argument(short, long, dest="c_" + quota.replace("-", "_"), type=_count,
+                       default=None, metavar="N",
+                       help=f"quota {quota}: {text} (as --quota-{quota}; default {default})")
+    c.add_argument("-Q", "--quota", action="append", default=[], metavar="WHAT=N",
+                   type=_assignment(tuple(QUOTA_DEFAULTS)),
+                   help=f"set quota WHAT ({', '.join(QUOTA_DEFAULTS)}) to N")
+    c.add_argument("-q", "--quota-soft", action="append", default=[], metavar="WHAT=N",
+                   type=_assignment(("memory",)),
+                   help="soft quota: a logged warning past N (WHAT: memory; default none)")
+    c.add_argument("-w", "--timeout", action="append", default=[], metavar="WHAT=SECONDS",
+                   type=_assignment(("watch-event",)),
+                   help="accepted (watch-event): xsd never holds a request back for an event "
+                        "and bounds events per client by --max-watch-events instead")
+    c.add_argument("-R", "--no-recovery", action="store_true",
+                   help="accepted: xsd never repairs a damaged store at run time; a damaged "
+                        "journal stops the start unless --journal-salvage")
+    c.add_argument("-I", "--internal-db", nargs="?", const="on", choices=("on", "off"),
+                   metavar="on|off",
+                   help="accepted: xsd's tree is always in memory; what reaches the disk is "
+                        "its journal (--state-dir, --no-persist)")
+    c.add_argument("-K", "--keep-orphans", action="store_true",
+                   help="keep the nodes of released domains (default: delete them)")
+    c.add_argument("-V", "--verbose", action="store_true",
+                   help="log at DEBUG level (as --log-level DEBUG)")
+    c.add_argument("-U", "--live-update", action="store_true",
+                   help="accepted: xsd's live update hands its state over by itself "
+                        "(CONTROL live-update, SIGUSR1; docs/durability.md)")
+    for long in ("--event", "--master-domid", "--priv-domid"):
+        c.add_argument(long, type=_count, metavar="N",
+                       help="accepted: for a xenstore stub domain, which xsd is not")
+    return parser
+
+
+def parse_args(argv=None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     rundir = args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
-    quotas = {name: getattr(args, "quota_" + name.replace("-", "_"))
-              for name in QUOTA_DEFAULTS}
+    quotas = {name: getattr(args, "quota_" + name.replace("-", "_")) for name in QUOTA_DEFAULTS}
+    for _short, long, quota, _text in C_QUOTA_OPTIONS:
+        value = getattr(args, "c_" + quota.replace("-", "_"))
+        if value is not None:
+            if quota not in QUOTA_DEFAULTS:
+                build_parser().error(f"{long}: quota {quota} is not supported by this xsd")
+            quotas[quota] = value
+    quotas.update(args.quota)          # -Q WHAT=N, last one wins as in C
     return Config(
         rundir=rundir,
         no_domain_init=args.no_domain_init,
         keep_orphans=args.keep_orphans,
         quotas={k: v for k, v in quotas.items() if v is not None},
+        soft_quotas=dict(args.quota_soft),
         max_watch_events=args.max_watch_events,
         out_high_water=args.out_high_water,
         pid_file=args.pid_file,
-        log_level=args.log_level,
+        output_pid=args.output_pid,
+        trace_file=args.trace_file,
+        log_level="DEBUG" if args.verbose else args.log_level,
         hypervisor=args.hypervisor,
         server_features=args.server_features,
         state_dir="" if args.no_persist else (args.state_dir or rundir),
@@ -80,37 +206,67 @@ def parse_args(argv=None) -> Config:
     )
 
 
+def raise_fd_limit() -> tuple:
+    """Soft RLIMIT_NOFILE up to the hard limit: every client holds a descriptor
+    (the C daemon's systemd unit sets LimitNOFILE for the same reason)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
 def main(argv=None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(level=config.log_level.upper(),
+    logging.basicConfig(level=config.log_level,
                         format="%(asctime)s xsd[%(process)d] %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("xsd")
+    from . import startup
+    try:
+        startup.check(config)
+    except startup.StartupError as err:
+        print(f"xsd: {err}", file=sys.stderr)
+        return 1
+    soft, _hard = raise_fd_limit()
     from ._native import BACKEND
     from .transport.server import Server
-    logging.getLogger("xsd").info("native backend: %s", BACKEND)
+    log.info("xsd %s, native backend %s, descriptors %d", __version__, BACKEND, soft)
     from .hypervisor import HypervisorError, open_hypervisor
     try:
         hypervisor = open_hypervisor(config.hypervisor, config.rundir)
     except HypervisorError as err:
         print(f"xsd: {err}", file=sys.stderr)
         return 1
-    logging.getLogger("xsd").info("hypervisor: %s", hypervisor.describe())
+    log.info("hypervisor: %s", hypervisor.describe())
     from .durability.journal import StateError
     try:
         server = Server(config, hypervisor)
     except StateError as err:
-        logging.getLogger("xsd").critical("cannot start: %s", err)
+        print(f"xsd: cannot start: {err}", file=sys.stderr)
         return 1
-    sock = config.socket_path
-    print(f"export XENSTORED_PATH={sock}", flush=True)
+    except OSError as err:
+        print(f"xsd: cannot use state directory {config.state_dir}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return 1
+    if config.output_pid:
+        print(os.getpid(), flush=True)
+    print(f"export XENSTORED_PATH={config.socket_path}", flush=True)
     try:
         import uvloop
     except ImportError:
         uvloop = None
-        logging.getLogger("xsd").warning("uvloop not installed: running on the default asyncio loop")
-    if uvloop is not None:
-        uvloop.run(server.serve())
-    else:
-        asyncio.run(server.serve())
+        log.warning("uvloop not installed: running on the default asyncio loop")
+    try:
+        if uvloop is not None:
+            uvloop.run(server.serve())
+        else:
+            asyncio.run(server.serve())
+    except startup.StartupError as err:
+        print(f"xsd: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

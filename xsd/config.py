@@ -11,11 +11,14 @@ class Config:
     no_domain_init: bool = False
     keep_orphans: bool = False          # xenstored -K: keep nodes of dead domains
     quotas: dict = field(default_factory=dict)
+    soft_quotas: dict = field(default_factory=dict)     # xenstored -q: warn past these
     # Per-connection output bounds.  oxenstored's quota-maxwatchevents is 1024;
     # the transport's buffer gets 1 MiB before a client stops being served.
     max_watch_events: int = 1024
     out_high_water: int = 1 << 20
     pid_file: str = ""
+    output_pid: bool = False            # xenstored -P: print the pid at start
+    trace_file: str = ""                # xenstored -T: one line per request, reply, event
     log_level: str = "INFO"
     # Guests (docs/guests.md): "auto" = Xen where /dev/xen/privcmd or
     # /proc/xen/privcmd exists, else the mock hypervisor under the run dir.

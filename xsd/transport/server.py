@@ -1,18 +1,29 @@
 """The only module that opens sockets: read-write and read-only Unix sockets,
-signals, clean shutdown (socket files removed)."""
+signals, systemd readiness, clean shutdown (only the socket files this process
+made are removed)."""
 import asyncio
 import logging
 import os
+import resource
 import signal
+import time
 import weakref
 
 from . import liveupdate
+from .sdnotify import Notifier
+from .trace import Tracer
+from ..startup import StartupError, check_socket_path
 from .connection import Connection
 from ..core.daemon import Daemon
 from .guest import Guests
 from ..hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
+
+# A connection given one of the last FD_RESERVE descriptors is logged: past the
+# limit, accept() fails (EMFILE) and libuv accepts-and-closes new clients silently.
+FD_RESERVE = 8
+FD_WARN_EVERY = 60.0          # seconds between two such warnings
 
 
 class Server:
@@ -21,6 +32,10 @@ class Server:
         # A live update's state file (liveupdate.py), read before the daemon exists.
         self.handoff = liveupdate.Handoff(config.live_restore) if config.live_restore else None
         self.daemon = Daemon(config, self.handoff)
+        self.tracer = None
+        if config.trace_file:
+            self.tracer = Tracer(config.trace_file)
+            self.tracer.install(self.daemon)
         self.hypervisor = hypervisor     # opened from config at start when not given
         self.guests = None
         self.servers = []
@@ -29,14 +44,45 @@ class Server:
         self.live_update_task = None
         self._stopping = None
         self._count = 0
+        self.owned = {}                  # socket path -> (st_dev, st_ino) of the file we bound
+        self.notifier = Notifier()
+        self._fd_warned = -FD_WARN_EVERY
 
     def _factory(self, read_only: bool):
         def make():
             self._count += 1
+            self._check_descriptors()
             conn = Connection(self.daemon, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
             self.connections.add(conn)
             return conn
         return make
+
+    def _check_descriptors(self) -> None:
+        """Rate-limited warning as descriptors run out: the next fd is about the lowest free,
+        so opening one probe costs a syscall pair and tells how close the limit is."""
+        try:
+            probe = os.open("/", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            self._warn_descriptors(f"cannot open a descriptor ({err.strerror})")
+            return
+        os.close(probe)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and probe >= soft - FD_RESERVE:
+            self._warn_descriptors(f"descriptor {probe} of {soft} in use")
+
+    def _warn_descriptors(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._fd_warned >= FD_WARN_EVERY:
+            self._fd_warned = now
+            log.warning("out of file descriptors: %s; new connections are refused until "
+                        "clients leave (raise LimitNOFILE / ulimit -n)", what)
+
+    def _loop_exception(self, loop, context) -> None:
+        """The default asyncio loop reports a failed accept() here (uvloop does not)."""
+        if context.get("message") == "socket.accept() out of system resource":
+            self._warn_descriptors(str(context.get("exception")))
+            return
+        loop.default_exception_handler(context)
 
     def live_update(self) -> str:
         """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
@@ -60,7 +106,8 @@ class Server:
                 self.servers.append(await loop.create_unix_server(
                     self._factory(read_only), sock=inherited, backlog=512))
                 continue
-            if os.path.exists(path):
+            check_socket_path(path)      # never take a socket another daemon answers on
+            if os.path.lexists(path):
                 os.unlink(path)          # a stale socket from a previous run
             old_umask = os.umask(0o177)  # socket mode 0600, as C xenstored
             try:
@@ -69,6 +116,9 @@ class Server:
                 os.umask(old_umask)
             os.chmod(path, 0o600)
             self.servers.append(server)
+        for path, _read_only in self.listening:
+            st = os.stat(path)           # ours now: bound here, or inherited by a live update
+            self.owned[path] = (st.st_dev, st.st_ino)
         if config.pid_file:
             with open(config.pid_file, "w", encoding="ascii") as f:
                 f.write(f"{os.getpid()}\n")
@@ -80,12 +130,16 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop, sig)
         loop.add_signal_handler(signal.SIGUSR1, self.live_update)
+        loop.set_exception_handler(self._loop_exception)
         self.daemon.live_update = self.live_update
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
+        self.notifier.ready(f"serving on {self.config.socket_path}")
         try:
             await self._stopping
         finally:
+            self.notifier.stopping()
             await self.close()
+            self.notifier.close()
 
     def _stop(self, sig) -> None:
         log.info("signal %s: shutting down", signal.Signals(sig).name)
@@ -103,11 +157,17 @@ class Server:
             self.guests = None
         if self.hypervisor is not None:
             self.hypervisor.close()
-        for path in (self.config.socket_path, self.config.ro_socket_path):
-            try:
-                os.unlink(path)
+        for path, identity in self.owned.items():
+            try:                         # only the file we bound: another daemon's stays
+                st = os.lstat(path)
+                if (st.st_dev, st.st_ino) == identity:
+                    os.unlink(path)
             except FileNotFoundError:
                 pass
+        self.owned.clear()
+        if self.tracer is not None:
+            self.tracer.close()
+            self.tracer = None
         if self.config.pid_file:
             try:
                 os.unlink(self.config.pid_file)
