@@ -233,7 +233,8 @@ def main(argv=None) -> int:
     soft, _hard = raise_fd_limit()
     from ._native import BACKEND
     from .transport.server import Server
-    log.info("xsd %s, native backend %s, descriptors %d", __version__, BACKEND, soft)
+    log.info("xsd %s, native backend %s, descriptors %d, log level %s",
+             __version__, BACKEND, soft, config.log_level)
     from .hypervisor import HypervisorError, open_hypervisor
     try:
         hypervisor = open_hypervisor(config.hypervisor, config.rundir)

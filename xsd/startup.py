@@ -22,8 +22,13 @@ def _usable_dir(path: str, what: str) -> None:
         raise StartupError(f"cannot create {what} {path}: {err.strerror}") from None
     if not os.path.isdir(path):
         raise StartupError(f"{what} {path} is not a directory")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StartupError(f"cannot write in {what} {path}: permission denied")
+    probe = os.path.join(path, f".xsd-probe-{os.getpid()}")
+    try:                                  # a real write: os.access says yes to root on a
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # read-only mount
+    except OSError as err:
+        raise StartupError(f"cannot write in {what} {path}: {err.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def socket_answers(path: str) -> bool:

@@ -1,0 +1,104 @@
+"""Start-up errors are one line and an exit status; a daemon never takes another's sockets."""
+import os
+import socket
+
+import pytest
+
+from tests.daemon_process import DaemonProcess
+from tests.startup.helpers import assert_one_line_failure, run_xsd
+from tests.wire import RawClient
+from xenstore_protocol import Op
+
+
+def test_run_dir_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run_xsd("--rundir", str(tmp_path / "file" / "run"))
+    assert_one_line_failure(result, 1, "cannot create run directory", str(tmp_path / "file"),
+                            "Not a directory")
+
+
+def test_run_dir_that_cannot_be_written():
+    # /proc exists and is a directory nobody, root included, can create a file in.
+    result = run_xsd("--rundir", "/proc")
+    assert_one_line_failure(result, 1, "cannot write in run directory /proc")
+
+
+def test_state_dir_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run_xsd("--rundir", str(tmp_path / "run"), "--state-dir",
+                     str(tmp_path / "file" / "state"))
+    assert_one_line_failure(result, 1, "cannot create state directory")
+    assert not os.path.exists(tmp_path / "run" / "socket")
+
+
+def test_pid_file_that_cannot_be_written(tmp_path):
+    result = run_xsd("--rundir", str(tmp_path / "run"), "--no-persist",
+                     "--pid-file", str(tmp_path / "missing" / "xsd.pid"))
+    assert_one_line_failure(result, 1, "cannot write pid file", "No such file")
+
+
+def test_socket_path_that_is_not_a_socket(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "socket").write_text("precious")
+    result = run_xsd("--rundir", str(run), "--no-persist")
+    assert_one_line_failure(result, 1, "is not a socket")
+    assert (run / "socket").read_text() == "precious"
+
+
+def test_socket_path_too_long(tmp_path):
+    run = tmp_path / ("r" * 120)
+    result = run_xsd("--rundir", str(run), "--no-persist")
+    assert_one_line_failure(result, 1, "too long")
+
+
+def test_stale_socket_file_is_replaced(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(run / "socket"))          # bound, never listening: connect is refused
+    stale.close()
+    proc = DaemonProcess(run, ("--no-persist",)).start()
+    try:
+        with RawClient(proc.socket_path) as xs:
+            assert xs.ok(Op.READ, b"/local/domain/0/name") == b"Domain-0"
+    finally:
+        proc.stop_checked()
+
+
+@pytest.mark.parametrize("second_args", [(), ("--no-persist",)])
+def test_second_daemon_refuses_to_take_the_sockets(tmp_path, second_args):
+    run = tmp_path / "run"
+    first = DaemonProcess(run, ("--no-persist",)).start()
+    try:
+        with RawClient(first.socket_path) as xs:
+            xs.ok(Op.WRITE, payload=b"/mine\0first")
+        inode = os.stat(first.socket_path).st_ino
+        result = run_xsd("--rundir", str(run), "--state-dir", str(tmp_path / "state2"),
+                         *second_args)
+        assert_one_line_failure(result, 1, "another xenstore daemon answers on",
+                                first.socket_path)
+        assert os.stat(first.socket_path).st_ino == inode
+        with RawClient(first.socket_path) as xs:          # still reachable, still the first
+            assert xs.ok(Op.READ, b"/mine") == b"first"
+        with RawClient(first.ro_socket_path) as xs:
+            assert xs.ok(Op.READ, b"/mine") == b"first"
+    finally:
+        first.stop_checked()
+
+
+def test_daemon_removes_only_the_socket_files_it_made(tmp_path):
+    run = tmp_path / "run"
+    first = DaemonProcess(run, ("--no-persist",)).start()
+    os.unlink(first.socket_path)                 # an operator's rm, then a new daemon
+    os.unlink(first.ro_socket_path)
+    second = DaemonProcess(run, ("--no-persist",)).start()
+    try:
+        first.stop_checked()
+        assert os.path.exists(second.socket_path) and os.path.exists(second.ro_socket_path)
+        with RawClient(second.socket_path) as xs:
+            assert xs.ok(Op.READ, b"/local/domain/0/name") == b"Domain-0"
+    finally:
+        second.stop_checked()
+    assert not os.path.exists(second.socket_path)      # its own: removed
+    assert not os.path.exists(second.ro_socket_path)
