@@ -63,6 +63,7 @@ class Tracer:
         def traced_close(session) -> None:
             tracer.line(f"DESTROY connection {_who(session)}")
             close_session(session)
+            tracer.file.flush()
 
         daemon.open_session, daemon.handle, daemon.close_session = (
             traced_open, traced_handle, traced_close)
