@@ -1,9 +1,16 @@
 """Build of xsd: Python packages plus the C core, compiled through cffi."""
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One place for the version: xsd/__init__.py (``xsd --version``, every shim's).
+VERSION = re.search(r'^__version__ = "([^"]+)"', Path(__file__).with_name("xsd")
+                    .joinpath("__init__.py").read_text(encoding="utf-8"), re.M).group(1)
 
 setup(
     name="xsd",
-    version="0.1.0",
+    version=VERSION,
     description="xenstore-compatible, watchable key-value daemon",
     python_requires=">=3.9",
     packages=find_packages(include=["xsd", "xsd.*", "watchlib", "watchlib.*",
@@ -28,6 +35,7 @@ setup(
             "xenstore-list = watchlib.cli:list_main",
             "xenstore-exists = watchlib.cli:exists_main",
             "xenstore-chmod = watchlib.cli:chmod_main",
+            "xenstore-control = watchlib.cli:control_main",
         ],
     },
     zip_safe=False,

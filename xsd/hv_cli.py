@@ -21,6 +21,7 @@ import sys
 
 from xenstore_protocol import Op, XenstoreError
 
+from . import __version__
 from .config import DEFAULT_RUNDIR
 from .hypervisor.base import SHUTDOWN_REASONS
 from .hypervisor.mock import MockControl
@@ -70,6 +71,7 @@ def toolstack_cleanup(client, domid: int, uuid: str = "") -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsd-hv", description="control xsd's mock hypervisor")
+    parser.add_argument("--version", action="version", version=f"xsd-hv {__version__}")
     parser.add_argument("--rundir", help="the daemon's run dir (default: see xsd-hv --help text)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("create", help="create a running guest with a ring page")

@@ -1,4 +1,4 @@
-"""xenstore-read, -write, -watch, -ls, -rm, -list, -exists, -chmod and ``xenstore``.
+"""xenstore-read, -write, -watch, -ls, -rm, -list, -exists, -chmod, -control and ``xenstore``.
 
 Drop-in replacements for Debian's xenstore-utils (Xen 4.17), built on
 watchlib: same options, output, exit codes and error messages, so a script
@@ -10,6 +10,7 @@ Entry points (console scripts):
 
     xenstore          = watchlib.cli:main          mode from argv[0] or argv[1]
     xenstore-read     = watchlib.cli:read_main     ... and so on for each mode
+    xenstore-control  = watchlib.cli:control_main  (control.py)
 
 ``python -m watchlib.cli <mode> [args]`` is the multi-call form.
 """
@@ -19,7 +20,7 @@ import sys
 
 from .tools import MODES, Tool
 
-__all__ = ["MODES", "main", "chmod_main", "exists_main", "list_main", "ls_main", "read_main",
+__all__ = ["MODES", "main", "control_main", "chmod_main", "exists_main", "list_main", "ls_main", "read_main",
            "rm_main", "watch_main", "write_main"]
 
 
@@ -43,14 +44,42 @@ def _script_argv():
     return argv
 
 
+def version_requested(argv) -> bool:
+    """``--version`` among the options (before ``--``): print it (a flag the Xen tools
+    lack, so no script of theirs passes it) and say so."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        if arg == "--version":
+            from importlib.metadata import PackageNotFoundError, version
+            try:
+                number = version("xsd")
+            except PackageNotFoundError:
+                number = "unknown"
+            print(f"{os.path.basename(argv[0])} (xsd) {number}")
+            return True
+    return False
+
+
 def main(argv=None) -> int:
     """As the C ``xenstore`` binary: the mode comes from the program name
     (``xenstore-read``) or, for any other name, from the first argument."""
-    return Tool(_script_argv() if argv is None else argv).run()
+    argv = _script_argv() if argv is None else argv
+    if version_requested(argv):
+        return 0
+    return Tool(argv).run()
 
 
 def _mode_main(mode: str, argv=None) -> int:
-    return Tool(_script_argv() if argv is None else argv, mode=mode).run()
+    argv = _script_argv() if argv is None else argv
+    if version_requested(argv):
+        return 0
+    return Tool(argv, mode=mode).run()
+
+
+def control_main(argv=None) -> int:
+    from .control import main as control
+    return control(argv)
 
 
 def read_main(argv=None) -> int:

@@ -217,6 +217,10 @@ class XsHandle:
     def transaction_end(self, tx: int, abort: bool) -> None:
         self._talk(Op.TRANSACTION_END, b"F\0" if abort else b"T\0", tx)
 
+    def control_command(self, command: bytes, data: bytes = b"") -> bytes:
+        """``xs_control_command``: CONTROL ``command\0`` + ``data`` (NUL-terminated args)."""
+        return self._talk(Op.CONTROL, command + b"\0" + data)
+
 
 def quiet_watchlib_logging() -> None:
     """The connection logs a lost daemon as a warning; the tools say nothing of it."""
