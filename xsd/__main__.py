@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-F", "--pid-file", default="", metavar="FILE",
                    help="write the daemon's pid here (default: none)")
     c.add_argument("-N", "--no-fork", action="store_true",
-                   help="xsd always stays in the foreground (default)")
+                   help="stay in the foreground (xsd's default; see --fork)")
+    c.add_argument("--fork", action="store_true",
+                   help="go to the background as the C xenstored does without -N, for init "
+                        "scripts that expect it (Debian's /etc/init.d/xen): the command returns "
+                        "0 once both sockets accept, 1 if the start failed (default: foreground)")
     c.add_argument("-P", "--output-pid", action="store_true",
                    help="print the daemon's pid on stdout at start (default: no)")
     c.add_argument("-T", "--trace-file", default="", metavar="FILE",
@@ -202,6 +206,7 @@ def parse_args(argv=None) -> Config:
         journal_max_bytes=args.journal_max_bytes,
         journal_salvage=args.journal_salvage,
         live_restore=args.live_restore,
+        fork=args.fork and not args.no_fork and not args.live_restore,
         argv=tuple(argv),
     )
 
@@ -219,6 +224,25 @@ def raise_fd_limit() -> tuple:
     return soft, hard
 
 
+def _fork() -> int:
+    """Background: the parent waits for the child's word that both sockets accept and
+    exits 0 (1 if the child ends first, its error already on the shared stderr).
+    The child, in its own session, returns the descriptor to send that word on."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    if os.fork() != 0:
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            word = pipe.read(1)
+        os._exit(0 if word == b"R" else 1)
+    os.close(read_end)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return write_end
+
+
 def main(argv=None) -> int:
     config = parse_args(argv)
     logging.basicConfig(level=config.log_level,
@@ -230,6 +254,8 @@ def main(argv=None) -> int:
     except startup.StartupError as err:
         print(f"xsd: {err}", file=sys.stderr)
         return 1
+    if config.fork:
+        config.ready_fd = _fork()
     soft, _hard = raise_fd_limit()
     from ._native import BACKEND
     from .transport.server import Server

@@ -34,6 +34,8 @@ class Config:
     journal_max_bytes: int = 16 << 20   # snapshot once the journal is past this (or 2x the snapshot)
     journal_salvage: bool = False       # start on the records before a damaged one
     live_restore: str = ""              # state file handed over by a live update (internal)
+    fork: bool = False                  # --fork: background, as xenstored without -N
+    ready_fd: int = -1                  # --fork: the child says "R" here once serving
     argv: tuple = ()                    # the command line, for the live update's exec
 
     @property

@@ -6,12 +6,14 @@ import sys
 from tests.daemon_process import ROOT
 
 
-def run_xsd(*args, env=None, timeout=20.0, **kwargs) -> subprocess.CompletedProcess:
+def run_xsd(*args, env=None, timeout=20.0, capture_output=True,
+            **kwargs) -> subprocess.CompletedProcess:
     """Run xsd to completion (for a start that must fail, or --help/--version)."""
     full_env = dict(os.environ if env is None else env)
     full_env.setdefault("PYTHONPATH", ROOT)
     return subprocess.run([sys.executable, "-m", "xsd", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+                          capture_output=capture_output, text=True, timeout=timeout,
+                          check=False, **kwargs)
 
 
 def assert_one_line_failure(result, status: int, *fragments: str) -> None:

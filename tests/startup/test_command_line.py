@@ -2,12 +2,14 @@
 mean nothing in --help; --version; every default shown in --help."""
 import os
 import re
+import signal
 import subprocess
 
 import pytest
 
 from tests.daemon_process import DaemonProcess
 from tests.startup.helpers import assert_one_line_failure, run_xsd
+from tests.waiting import wait_for
 from tests.wire import RawClient
 from xenstore_protocol import Op
 from xsd.__main__ import build_parser
@@ -117,3 +119,25 @@ def test_bad_command_line_is_one_line(tmp_path, args, fragment):
     result = run_xsd("--rundir", str(tmp_path / "run"), *args)
     assert_one_line_failure(result, 2, fragment)
     assert not os.path.exists(tmp_path / "run" / "socket")
+
+
+def test_fork_returns_once_serving(tmp_path):
+    run, pid_file = tmp_path / "run", tmp_path / "xsd.pid"
+    result = run_xsd("--rundir", str(run), "--no-persist", "--fork", "-F", str(pid_file),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, capture_output=False)
+    assert result.returncode == 0
+    pid = int(pid_file.read_text())
+    try:
+        with RawClient(str(run / "socket")) as xs:       # serving when the command returned
+            assert xs.ok(Op.READ, b"/local/domain/0/name") == b"Domain-0"
+        assert os.getsid(pid) == pid                      # its own session
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not pid_file.exists(), what="the background daemon's exit")
+
+
+def test_fork_reports_a_failed_start(tmp_path):
+    result = run_xsd("--rundir", str(tmp_path / "run"), "--no-persist", "--fork",
+                     "--hypervisor", "xen")
+    assert result.returncode == 1
+    assert "no Xen hypervisor interface here" in result.stderr

@@ -134,6 +134,10 @@ class Server:
         self.daemon.live_update = self.live_update
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
         self.notifier.ready(f"serving on {self.config.socket_path}")
+        if self.config.ready_fd >= 0:             # --fork: the waiting parent may exit now
+            os.write(self.config.ready_fd, b"R")
+            os.close(self.config.ready_fd)
+            self.config.ready_fd = -1
         try:
             await self._stopping
         finally:
