@@ -74,11 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="xsd", add_help=False,
         description="xenstore-compatible daemon. Runs in the foreground (as `xenstored "
-                    "--no-fork`); use your service manager to background it. Every option "
-                    "of the C xenstored 4.17 is accepted (see 'xenstored options').")
+                    "--no-fork`) unless --fork. Every option of the C xenstored 4.17 is "
+                    "accepted (see 'xenstored options'); docs/xen-host.md tells how to put "
+                    "xsd in its place.")
     parser.add_argument("-H", "-h", "--help", action="help", help="show this message and exit")
     parser.add_argument("--version", action="version", version=f"xsd {__version__}")
-    parser.add_argument("--rundir", help="directory for socket and socket_ro "
+    parser.add_argument("--rundir", metavar="DIR", help="directory for socket and socket_ro "
                         f"(default: $XENSTORED_RUNDIR, else {DEFAULT_RUNDIR})")
     parser.add_argument("--max-watch-events", type=_count, default=1024, metavar="N",
                         help="watch events held for a client that is not reading, beyond "
@@ -96,11 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server-features", type=_count, default=3, metavar="MASK",
                         help="XENSTORE_SERVER_FEATURE_* bits offered to guests: 1 ring "
                              "reconnection, 2 error field (default 3, both, as C xenstored)")
-    parser.add_argument("--log-level", type=_log_level,
+    parser.add_argument("--log-level", type=_log_level, metavar="LEVEL",
                         default=os.environ.get("XSD_LOG_LEVEL", "INFO"),
                         help=f"one of {', '.join(LOG_LEVELS)} (default $XSD_LOG_LEVEL, else INFO)")
     durable = parser.add_argument_group("durability (docs/durability.md)")
-    durable.add_argument("--state-dir", default=None,
+    durable.add_argument("--state-dir", default=None, metavar="DIR",
                          help="where the snapshot and journal live (default: the run dir)")
     durable.add_argument("--no-persist", action="store_true",
                          help="keep the store in memory only, as the Xen daemons do "
