@@ -99,10 +99,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_socket(rundir: str, fn):
+class Unreachable(Exception):
+    """The daemon's socket does not answer; the message names it."""
+
+
+def _connect(rundir: str):
     from .hypervisor.guest_client import SocketClient
-    with SocketClient(socket_path(rundir)) as client:
+    path = socket_path(rundir)
+    try:
+        return SocketClient(path)
+    except OSError as err:
+        raise Unreachable(f"cannot reach xsd at {path}: {err.strerror or err}") from None
+
+
+def _with_socket(rundir: str, fn):
+    with _connect(rundir) as client:
         return fn(client)
+
+
+def _create_introduced(control, rundir: str, args):
+    """create --introduce: connect first, so that with the daemon down nothing is made;
+    if the toolstack's part fails half-way, the domain and its nodes go again."""
+    with _connect(rundir) as client:
+        row = control.create(name=args.name, domid=args.domid, uuid=args.uuid)
+        try:
+            toolstack_introduce(client, row)
+        except BaseException:
+            control.destroy(row.domid)
+            for path in (f"/local/domain/{row.domid}", f"/vm/{row['uuid']}"):
+                try:
+                    client.rm(path)
+                except (XenstoreError, OSError, TimeoutError):
+                    pass                # what could not be written needs no removing
+            raise
+    return row
 
 
 def _guest(rundir: str, domid: int, op: str, args: list) -> int:
@@ -137,9 +167,10 @@ def main(argv=None) -> int:
     control = MockControl(rundir)
     try:
         if args.cmd == "create":
-            row = control.create(name=args.name, domid=args.domid, uuid=args.uuid)
             if args.introduce:
-                _with_socket(rundir, lambda c: toolstack_introduce(c, row))
+                row = _create_introduced(control, rundir, args)
+            else:
+                row = control.create(name=args.name, domid=args.domid, uuid=args.uuid)
             print(row.domid)
         elif args.cmd == "introduce":
             row = control.record(args.domid)
@@ -170,6 +201,9 @@ def main(argv=None) -> int:
         return 1
     except XenstoreError as err:
         print(f"xsd-hv: xenstored refused: {err}", file=sys.stderr)
+        return 1
+    except Unreachable as err:
+        print(f"xsd-hv: {err}", file=sys.stderr)
         return 1
     except (OSError, TimeoutError) as err:
         print(f"xsd-hv: {err}", file=sys.stderr)
