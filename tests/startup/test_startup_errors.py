@@ -102,3 +102,12 @@ def test_daemon_removes_only_the_socket_files_it_made(tmp_path):
         second.stop_checked()
     assert not os.path.exists(second.socket_path)      # its own: removed
     assert not os.path.exists(second.ro_socket_path)
+
+
+def test_pid_file_removed_only_while_it_names_this_daemon(tmp_path):
+    pid_file = tmp_path / "xsd.pid"
+    proc = DaemonProcess(tmp_path / "run", ("--no-persist", "-F", str(pid_file))).start()
+    assert pid_file.read_text() == f"{proc.proc.pid}\n"
+    pid_file.write_text("12345\n")               # another daemon's, written since
+    proc.stop_checked()
+    assert pid_file.read_text() == "12345\n"

@@ -64,3 +64,26 @@ def test_ready_after_both_sockets_accept_then_stopping(tmp_path, abstract):
             proc.wait()
         notify.close()
 
+
+
+def test_live_update_reports_status_then_ready_again(tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"), PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "xsd", "--rundir", str(tmp_path / "run"),
+                             "--no-persist"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert "READY=1" in _messages(notify, 20.0)
+        proc.send_signal(signal.SIGUSR1)              # as systemctl reload does
+        assert _messages(notify, 20.0) == ["STATUS=live update under way"]
+        again = _messages(notify, 20.0)
+        assert "READY=1" in again and f"MAINPID={proc.pid}" in again   # same process
+        proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in _messages(notify, 10.0)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()

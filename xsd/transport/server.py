@@ -86,7 +86,10 @@ class Server:
 
     def live_update(self) -> str:
         """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
-        return liveupdate.start(self)
+        answer = liveupdate.start(self)
+        if answer == "OK":               # the new process says READY=1 again once serving
+            self.notifier.status("live update under way")
+        return answer
 
     async def start(self) -> None:
         config = self.config
@@ -112,6 +115,8 @@ class Server:
             old_umask = os.umask(0o177)  # socket mode 0600, as C xenstored
             try:
                 server = await loop.create_unix_server(self._factory(read_only), path, backlog=512)
+            except OSError as err:       # e.g. taken between the check and the bind
+                raise StartupError(f"cannot listen on {path}: {err.strerror or err}") from None
             finally:
                 os.umask(old_umask)
             os.chmod(path, 0o600)
@@ -173,8 +178,11 @@ class Server:
             self.tracer.close()
             self.tracer = None
         if self.config.pid_file:
-            try:
-                os.unlink(self.config.pid_file)
-            except FileNotFoundError:
+            try:                         # only if it still names this process
+                with open(self.config.pid_file, encoding="ascii") as f:
+                    ours = f.read().strip() == str(os.getpid())
+                if ours:
+                    os.unlink(self.config.pid_file)
+            except (FileNotFoundError, UnicodeDecodeError):
                 pass
         self.servers.clear()
