@@ -36,7 +36,7 @@ def _op_name(op: int) -> str:
 class Tracer:
     def __init__(self, path: str):
         self.daemon = None
-        self.file = open(path, "a", encoding="utf-8")     # pylint: disable=consider-using-with
+        self.file = open(path, "a", encoding="utf-8")
 
     def install(self, daemon) -> None:
         open_session, handle, close_session = (
