@@ -23,14 +23,14 @@ def test_trace_file_lines(daemon_factory, tmp_path):
     lines = text.splitlines()       # rw#1: the fixture's probe that the daemon is up
     assert "CREATE connection rw#2 (d0)" in lines
     patterns = [
-        rf"io: IN  rw#2 \(d0\) {STAMP} WATCH rid=\d+ tx=0 \(/vm tok\)",
-        rf"io: OUT rw#2 \(d0\) {STAMP} WATCH rid=\d+ tx=0 \(OK\)",
-        rf"io: OUT rw#2 \(d0\) {STAMP} WATCH_EVENT rid=0 tx=0 \(/vm tok\)",
-        rf"io: IN  rw#3 \(d0\) {STAMP} WRITE rid=\d+ tx=0 \(/vm/1/name web\)",
-        rf"io: OUT rw#2 \(d0\) {STAMP} WATCH_EVENT rid=0 tx=0 \(/vm/1/name tok\)",
-        rf"io: IN  rw#3 \(d0\) {STAMP} READ rid=\d+ tx={tx} \(/vm/1/name\)",
-        rf"io: OUT rw#3 \(d0\) {STAMP} READ rid=\d+ tx={tx} \(web\)",
-        rf"io: OUT rw#3 \(d0\) {STAMP} ERROR rid=\d+ tx=0 \(ENOENT\)",
+        rf"IN  rw#2 \(d0\) {STAMP} WATCH rid=\d+ tx=0 \(/vm tok\)",
+        rf"OUT rw#2 \(d0\) {STAMP} WATCH rid=\d+ tx=0 \(OK\)",
+        rf"OUT rw#2 \(d0\) {STAMP} WATCH_EVENT rid=0 tx=0 \(/vm tok\)",
+        rf"IN  rw#3 \(d0\) {STAMP} WRITE rid=\d+ tx=0 \(/vm/1/name web\)",
+        rf"OUT rw#2 \(d0\) {STAMP} WATCH_EVENT rid=0 tx=0 \(/vm/1/name tok\)",
+        rf"IN  rw#3 \(d0\) {STAMP} READ rid=\d+ tx={tx} \(/vm/1/name\)",
+        rf"OUT rw#3 \(d0\) {STAMP} READ rid=\d+ tx={tx} \(web\)",
+        rf"OUT rw#3 \(d0\) {STAMP} ERROR rid=\d+ tx=0 \(ENOENT\)",
     ]
     for pattern in patterns:
         assert any(re.fullmatch(pattern, line) for line in lines), (pattern, text)

@@ -1,13 +1,14 @@
 """``-T FILE``: the C xenstored's trace, one line an operator can read per request,
 reply, watch event and connection.
 
-    io: IN  rw#1 (d0) 20261127 14:02:11 WRITE rid=5 tx=0 (/vm/1/name web)
-    io: OUT rw#1 (d0) 20261127 14:02:11 WRITE rid=5 tx=0 (OK)
-    io: OUT rw#2 (d0) 20261127 14:02:11 WATCH_EVENT rid=0 tx=0 (/vm/1/name tok)
+    IN  rw#1 (d0) 20261127 14:02:11 WRITE rid=5 tx=0 (/vm/1/name web)
+    OUT rw#1 (d0) 20261127 14:02:11 WRITE rid=5 tx=0 (OK)
+    OUT rw#2 (d0) 20261127 14:02:11 WATCH_EVENT rid=0 tx=0 (/vm/1/name tok)
     CREATE connection rw#1 (d0)
     DESTROY connection rw#1 (d0)
 
-As in C (trace_io in tools/xenstored/core.c) NUL separators print as spaces;
+As in C (trace_io in tools/xenstored/core.c: `IN|OUT <conn> <date> <type> (<payload>)`)
+NUL separators print as spaces; xsd adds the domain, request id and transaction;
 payloads are cut at PAYLOAD_SHOWN bytes so one line stays one line.  The tracer
 wraps the daemon's session doors (open, handle, close) and each session's write,
 so the request path itself carries no tracing code.
@@ -74,14 +75,14 @@ class Tracer:
         try:
             packets = decoder.feed(data)
         except ProtocolError as err:
-            self.line(f"io: OUT {_who(session)} undecodable output: {err}")
+            self.line(f"OUT {_who(session)} undecodable output: {err}")
             return
         for packet in packets:
             self.packet("OUT", session, packet)
 
     def packet(self, direction: str, session, packet) -> None:
         stamp = time.strftime("%Y%m%d %H:%M:%S")
-        self.line(f"io: {direction} {_who(session)} {stamp} {_op_name(packet.op)} "
+        self.line(f"{direction} {_who(session)} {stamp} {_op_name(packet.op)} "
                   f"rid={packet.req_id} tx={packet.tx_id} ({_summary(packet.payload)})")
 
     def line(self, text: str) -> None:
