@@ -11,7 +11,7 @@ setup(
     package_data={"xsd._native": ["*.c", "*.h", "*.cdef"], "xsd.hypervisor": ["*.cdef"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
-    install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17"],
+    install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17", "prometheus-client>=0.16"],
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1"],
     },

@@ -53,9 +53,23 @@ def parse_args(argv=None) -> Config:
     durable.add_argument("--journal-salvage", action="store_true",
                          help="start on the journal records before a damaged one (loses the rest)")
     durable.add_argument("--live-restore", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--metrics", default="", metavar="ADDR",
+                        help="serve Prometheus metrics on ADDR: HOST:PORT (e.g. 127.0.0.1:9101) "
+                             "or a Unix socket path (default: off; docs/operators.md)")
+    parser.add_argument("--log-summary-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="repeated warnings (quota refusals, dropped watch events) are "
+                             "summarised once per interval (default 60)")
     parser.add_argument("--log-level", default=os.environ.get("XSD_LOG_LEVEL", "INFO"))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.metrics:
+        from .metrics import parse_address
+        try:
+            parse_address(args.metrics)
+        except ValueError as err:
+            parser.error(f"--metrics: {err}")
+    if not args.log_summary_interval > 0:
+        parser.error("--log-summary-interval: must be more than 0")
     rundir = args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_"))
               for name in QUOTA_DEFAULTS}
@@ -75,6 +89,8 @@ def parse_args(argv=None) -> Config:
         fsync_interval=args.fsync_interval,
         journal_max_bytes=args.journal_max_bytes,
         journal_salvage=args.journal_salvage,
+        metrics=args.metrics,
+        log_summary_interval=args.log_summary_interval,
         live_restore=args.live_restore,
         argv=tuple(argv),
     )
@@ -82,8 +98,8 @@ def parse_args(argv=None) -> Config:
 
 def main(argv=None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s xsd[%(process)d] %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+    configure(config.log_level)
     from ._native import BACKEND
     from .transport.server import Server
     logging.getLogger("xsd").info("native backend: %s", BACKEND)
@@ -107,10 +123,15 @@ def main(argv=None) -> int:
     except ImportError:
         uvloop = None
         logging.getLogger("xsd").warning("uvloop not installed: running on the default asyncio loop")
-    if uvloop is not None:
-        uvloop.run(server.serve())
-    else:
-        asyncio.run(server.serve())
+    from .transport.server import StartError
+    try:
+        if uvloop is not None:
+            uvloop.run(server.serve())
+        else:
+            asyncio.run(server.serve())
+    except StartError as err:
+        print(f"xsd: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

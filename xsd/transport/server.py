@@ -10,9 +10,14 @@ from . import liveupdate
 from .connection import Connection
 from ..core.daemon import Daemon
 from .guest import Guests
+from ..core import stats
 from ..hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
+
+
+class StartError(Exception):
+    """A start-up condition the operator must fix: one line on stderr, exit status 1."""
 
 
 class Server:
@@ -29,6 +34,8 @@ class Server:
         self.live_update_task = None
         self._stopping = None
         self._count = 0
+        self.metrics = None              # metrics.MetricsServer with --metrics
+        self._summary_timer = None
 
     def _factory(self, read_only: bool):
         def make():
@@ -40,7 +47,10 @@ class Server:
 
     def live_update(self) -> str:
         """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
-        return liveupdate.start(self)
+        answer = liveupdate.start(self)
+        if answer == "OK":
+            self.daemon.stats.live_updates += 1
+        return answer
 
     async def start(self) -> None:
         config = self.config
@@ -51,6 +61,16 @@ class Server:
         self.guests = Guests(self.daemon, self.hypervisor, loop,
                              live_update=self.handoff is not None)
         self.daemon.loop = loop
+        if config.metrics:                # first: a bad address stops us before any socket
+            from ..metrics import MetricsServer
+            self.metrics = MetricsServer(self.daemon, config.metrics,
+                                         restored_by_live_update=self.handoff is not None)
+            try:
+                await self.metrics.start()
+            except OSError as err:
+                raise StartError(f"--metrics {config.metrics}: {err.strerror or err}") from None
+            self.daemon.stats.timed = True
+        self._summary_timer = loop.call_later(config.log_summary_interval, self._log_summaries)
         if self.handoff is not None:
             self.handoff.restore_guests(self)        # guest sessions of the old process
         for path, read_only in ((config.socket_path, False), (config.ro_socket_path, True)):
@@ -87,6 +107,14 @@ class Server:
         finally:
             await self.close()
 
+    def _log_summaries(self) -> None:
+        """Repeated warnings, one line per domain or connection per interval (stats.py)."""
+        try:
+            stats.log_summaries(self.daemon)
+        finally:
+            self._summary_timer = asyncio.get_running_loop().call_later(
+                self.config.log_summary_interval, self._log_summaries)
+
     def _stop(self, sig) -> None:
         log.info("signal %s: shutting down", signal.Signals(sig).name)
         if self._stopping is not None and not self._stopping.done():
@@ -94,6 +122,11 @@ class Server:
 
     async def close(self) -> None:
         self.daemon.flush()              # a batch still waiting for group commit
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            stats.log_summaries(self.daemon)     # what the last interval has not told yet
+        if self.metrics is not None:
+            self.metrics.close()
         if self.daemon.persist is not None:
             self.daemon.persist.sync()
         for server in self.servers:
@@ -114,3 +147,4 @@ class Server:
             except FileNotFoundError:
                 pass
         self.servers.clear()
+        log.info("stopped")
