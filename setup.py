@@ -28,6 +28,7 @@ setup(
             "xenstore-list = watchlib.cli:list_main",
             "xenstore-exists = watchlib.cli:exists_main",
             "xenstore-chmod = watchlib.cli:chmod_main",
+            "xenstore-top = watchlib.cli.top:main",
         ],
     },
     zip_safe=False,

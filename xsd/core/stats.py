@@ -20,7 +20,7 @@ import json
 import logging
 from bisect import bisect_left
 
-from xenstore_protocol import Op
+from xenstore_protocol import PAYLOAD_MAX, Op, XenstoreError
 
 log = logging.getLogger("xsd.stats")
 
@@ -175,9 +175,25 @@ def _errors_by_name(errors: dict) -> dict:
     return out
 
 
-def control_text(d) -> str:
-    """``CONTROL stats``: the per-domain rows as one JSON document (xenstore-top reads it)."""
-    return json.dumps({"domains": domain_rows(d)}, sort_keys=True)
+def control_text(d, first_domid: int = 0) -> str:
+    """``CONTROL stats [<domid>]``: the rows of domains from ``first_domid`` on, as many as
+    fit in one reply (PAYLOAD_MAX, as DIRECTORY_PART pages), as one JSON object;
+    ``"next"`` is the domid to ask for next, or null at the end (xenstore-top reads it)."""
+    room = PAYLOAD_MAX - 64          # the envelope, the "next" field and the final NUL
+    rows, used, following = [], 0, None
+    for row in domain_rows(d):
+        if row["domid"] < first_domid:
+            continue
+        text = json.dumps(row, separators=(",", ":"), sort_keys=True)
+        if used + len(text) + 1 > room:
+            following = row["domid"]
+            break
+        rows.append(text)
+        used += len(text) + 1
+    if not rows and following is not None:
+        raise XenstoreError("E2BIG", f"dom{following}'s row does not fit in a reply")
+    nxt = "null" if following is None else str(following)
+    return '{"domains":[' + ",".join(rows) + '],"next":' + nxt + "}"
 
 
 def log_summaries(d) -> None:
