@@ -21,7 +21,6 @@ import os
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
 from xenstore_protocol import Op
@@ -30,6 +29,9 @@ from .core import stats
 
 log = logging.getLogger("xsd.metrics")
 
+# generate_latest writes the classic text format; Prometheus 2.x (Debian's) negotiates it
+# by this type, whatever newer default the client library advertises.
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0
 
@@ -252,7 +254,7 @@ class MetricsServer:
                 self._respond(writer, b"404 Not Found", b"text/plain", b"try /metrics\n")
             else:
                 body = generate_latest(self.registry)
-                self._respond(writer, b"200 OK", CONTENT_TYPE_LATEST.encode(),
+                self._respond(writer, b"200 OK", CONTENT_TYPE,
                               b"" if method == b"HEAD" else body)
             await writer.drain()
         except ConnectionError:
