@@ -116,7 +116,8 @@ class DaemonCollector:
                                                      "catch-up event per watch)"}[name],
                                       value=value)
         latency = HistogramMetricFamily("xsd_request_latency_seconds", "Time to handle a "
-                                        "request, by type (measured while --metrics is on)",
+                                        f"request, by type (a sample: one request in "
+                                        f"{stats.SAMPLE_EVERY})",
                                         labels=("type",))
         bounds = [str(b) for b in stats.LATENCY_BOUNDS] + ["+Inf"]
         for op, counts in sorted(d.stats.latency.items()):

@@ -1,5 +1,6 @@
 """xsd --metrics: a scrape of a running daemon whose guests did known work, checked by
 Debian's promtool and against what was done."""
+import math
 import socket
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import sys
 from xenstore_protocol import Op
 
 from tests.daemon_process import ROOT
+from xsd.core.stats import SAMPLE_EVERY
 
 from .conftest import cooperate, flood, http_get, promtool_check, samples, set_quota, wait_for
 
@@ -50,11 +52,14 @@ def test_scrape_counts_known_work_and_passes_promtool(opsd, guests, toolstack):
     assert m['xsd_connections{kind="guest-ring"}'] == 2
     assert m['xsd_connections{kind="socket"}'] >= 1        # the toolstack
     assert m["xsd_domains"] == 2
-    # Latency: one histogram per request type seen, its count the requests of that type.
-    writes = sum(v for k, v in m.items()
-                 if k.startswith("xsd_requests_total{") and 'type="WRITE"' in k)
-    assert m['xsd_request_latency_seconds_count{type="WRITE"}'] == writes
-    assert m['xsd_request_latency_seconds_bucket{le="+Inf",type="WRITE"}'] == writes
+    # Latency: the first request and every SAMPLE_EVERY-th after it are timed.
+    requests = sum(v for k, v in m.items() if k.startswith("xsd_requests_total{"))
+    timed = [v for k, v in m.items() if k.startswith("xsd_request_latency_seconds_count{")]
+    assert sum(timed) == math.ceil(requests / SAMPLE_EVERY)
+    for key, count in m.items():
+        if key.startswith("xsd_request_latency_seconds_count{"):
+            kind = key[key.index("{"):]
+            assert m["xsd_request_latency_seconds_bucket{le=\"+Inf\"," + kind[1:]] == count
     assert m["xsd_flush_duration_seconds_count"] > 0
     assert m["xsd_journal_bytes"] > 0
     assert m["xsd_live_update_restored"] == 0

@@ -8,9 +8,10 @@ per domain, quota fill, the Prometheus exposition in ``xsd/metrics.py``, the
 ``CONTROL stats`` text that ``xenstore-top`` reads) is computed when someone
 asks, from these counters and the daemon's existing state.
 
-Latency is the one exception: it needs two clock reads per request, so it is
-measured only while ``Stats.timed`` is on (``--metrics``), into fixed
-histogram buckets (``LATENCY_BOUNDS``).
+Latency is the one exception: it needs two clock reads and a histogram update,
+about a tenth of a request's own cost, so it is measured only while metrics are
+on (``Stats.start_timing``), and then on one request in ``SAMPLE_EVERY``
+(dispatch.handle counts down), into fixed buckets (``LATENCY_BOUNDS``).
 
 A session's counters outlive it: on close they are added to its domain's
 ``retired`` totals, so a domain's counts only ever grow (Prometheus counters
@@ -24,7 +25,10 @@ from xenstore_protocol import PAYLOAD_MAX, Op, XenstoreError
 
 log = logging.getLogger("xsd.stats")
 
-N_OPS = max(int(op) for op in Op) + 1
+# Counted per message type; XS_INVALID (0xffff) is a marker, never a request answered OK.
+N_OPS = max(int(op) for op in Op if op != Op.INVALID) + 1
+
+SAMPLE_EVERY = 16      # with --metrics, one request in this many is timed
 
 # Upper bounds (seconds) of the latency buckets; the last bucket is +Inf.
 LATENCY_BOUNDS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
@@ -79,13 +83,18 @@ class Stats:
 
     def __init__(self):
         self.retired = {}            # domid -> Counters of its closed sessions
-        self.timed = False           # measure latency (--metrics on)
+        self.timed = False           # measure latency and flush time (--metrics on)
+        self.countdown = -1          # dispatch: requests until the next timed one; -1: never
         self.latency = {}            # op -> [count per bucket] (len(LATENCY_BOUNDS) + 1)
         self.latency_sum = {}        # op -> seconds
         self.flush_buckets = [0] * (len(LATENCY_BOUNDS) + 1)    # Daemon.flush, while timed
         self.flush_sum = 0.0
         self.live_updates = 0        # started by this process
         self._logged = {}            # (domid, quota) -> refusals already summarised
+
+    def start_timing(self) -> None:
+        self.timed = True
+        self.countdown = 0
 
     def observe(self, op: int, seconds: float) -> None:
         buckets = self.latency.get(op)

@@ -69,7 +69,7 @@ class Server:
                 await self.metrics.start()
             except OSError as err:
                 raise StartError(f"--metrics {config.metrics}: {err.strerror or err}") from None
-            self.daemon.stats.timed = True
+            self.daemon.stats.start_timing()
         self._summary_timer = loop.call_later(config.log_summary_interval, self._log_summaries)
         if self.handoff is not None:
             self.handoff.restore_guests(self)        # guest sessions of the old process
