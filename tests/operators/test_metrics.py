@@ -136,3 +136,20 @@ def test_address_in_use_is_one_line_and_a_status(tmp_path):
     assert f"xsd: --metrics 127.0.0.1:{port}: " in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (tmp_path / "r" / "socket").exists()
+
+
+def test_live_update_keeps_serving_metrics(opsd):
+    """The new process binds the same address again and says it took over."""
+    from tests.durability.test_live_update import wait_closed, wait_log
+    from tests.wire import RawClient
+    before = samples(http_get(opsd.metrics_path)[2])
+    assert before["xsd_live_update_restored"] == 0
+    with RawClient(opsd.socket_path) as c:
+        assert c.ok(Op.CONTROL, b"live-update") == b"OK\0"
+        wait_closed(c)
+    wait_log(opsd, "live update: restored from pid")
+    wait_for(lambda: opsd.log().count("metrics on ") == 2, what="metrics served again")
+    text = http_get(opsd.metrics_path)[2]
+    after = samples(text)
+    assert after["xsd_live_update_restored"] == 1
+    assert promtool_check(text).returncode == 0
