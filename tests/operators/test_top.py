@@ -138,3 +138,15 @@ def test_live_view_in_a_terminal(opsd, guests, toolstack, tmux):
                          for line in tmux.pane().splitlines()), what="the watch counted")
     tmux("send-keys", "-t", "top", "q")
     wait_for(lambda: tmux("has-session", "-t", "top").returncode != 0, what="top quit")
+
+
+def test_a_released_domain_leaves_the_view(opsd, guests, toolstack):
+    guest = guests.start()
+    guest.write("data/x", b"1")
+    rows = by_domid(json.loads(toolstack.ok(Op.CONTROL, b"stats").rstrip(b"\0")))
+    assert rows[guest.domid]["requests"] == {"WRITE": 1}
+    toolstack.ok(Op.RELEASE, str(guest.domid).encode())
+    wait_for(lambda: guest.domid not in by_domid(json.loads(
+        toolstack.ok(Op.CONTROL, b"stats").rstrip(b"\0"))), what="the row gone")
+    time.sleep(0.3)        # the guest's connection closing after the release adds nothing
+    assert guest.domid not in by_domid(json.loads(toolstack.ok(Op.CONTROL, b"stats").rstrip(b"\0")))

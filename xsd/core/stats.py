@@ -152,7 +152,9 @@ def domain_rows(d) -> list:
     for domid in sorted(domids):
         c = counters.get(domid) or Counters()
         mine = sessions.get(domid, [])
-        usage = d.usage(domid)
+        usage = {"nodes": d.store.owned_by(domid),        # as Daemon.usage, sessions grouped
+                 "watches": sum(len(s.watches) for s in mine),
+                 "transactions": sum(len(s.transactions) for s in mine)}
         quota = {}
         privileged = domid == 0 or not mine or all(s.privileged for s in mine)
         for name in ("nodes", "watches", "transactions"):
