@@ -12,7 +12,8 @@ contending for the GIL while requests are handled.  Its cost is one scrape's
 collection (proportional to sessions and domains, and one pass over the nodes
 for the bytes each domain owns) at the scraper's rate, typically every few
 seconds.  A scrape connection may send at most ``MAX_REQUEST`` bytes of
-request head and must send it within ``READ_TIMEOUT`` seconds.
+request head and must send it within ``READ_TIMEOUT`` seconds, and at most ``MAX_CLIENTS`` may be open at once, so idle scrapers
+cannot use up the daemon's descriptors.
 """
 import asyncio
 import logging
@@ -34,6 +35,7 @@ log = logging.getLogger("xsd.metrics")
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0
+MAX_CLIENTS = 16        # scrape connections at once; more are closed unanswered
 
 _OP_VALUES = frozenset(int(op) for op in Op)
 
@@ -211,6 +213,7 @@ class MetricsServer:
         self.address = parse_address(address)
         self.registry = make_registry(daemon, restored_by_live_update)
         self.server = None
+        self.clients = 0
 
     async def start(self) -> None:
         """Listen; raise OSError when the address cannot be bound."""
@@ -241,6 +244,10 @@ class MetricsServer:
                     pass
 
     async def _serve(self, reader, writer) -> None:
+        if self.clients >= MAX_CLIENTS:
+            writer.close()
+            return
+        self.clients += 1
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -261,6 +268,7 @@ class MetricsServer:
         except ConnectionError:
             pass
         finally:
+            self.clients -= 1
             writer.close()
 
     @staticmethod

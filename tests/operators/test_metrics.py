@@ -4,6 +4,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 
 from xenstore_protocol import Op
 
@@ -99,13 +100,23 @@ def test_tcp_address_and_other_paths(daemon_factory):
     status, _, text = http_get(("127.0.0.1", port))
     assert status == "HTTP/1.0 200 OK" and "xsd_requests_total" in text
     assert http_get(("127.0.0.1", port), "/other")[0] == "HTTP/1.0 404 Not Found"
-    # A client that sends nothing, or garbage, harms no one.
-    with socket.socket() as idle:
-        idle.connect(("127.0.0.1", port))
+    # Clients that send nothing, or garbage, cost the daemon a bounded number of descriptors:
+    # beyond MAX_CLIENTS at once, a connection is closed unanswered.
+    from xsd.metrics import MAX_CLIENTS
+    idle = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            idle.append(socket.create_connection(("127.0.0.1", port)))
         with socket.socket() as junk:
             junk.connect(("127.0.0.1", port))
             junk.sendall(b"\xff" * 20000)
-        assert http_get(("127.0.0.1", port))[0] == "HTTP/1.0 200 OK"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            time.sleep(0.2)
+            assert extra.recv(10) == b""                    # closed unanswered
+    finally:
+        for s in idle:
+            s.close()
+    wait_for(lambda: http_get(("127.0.0.1", port))[0] == "HTTP/1.0 200 OK", what="served again")
 
 
 def test_off_by_default(daemon):
