@@ -18,7 +18,7 @@ setup(
     package_data={"xsd._native": ["*.c", "*.h", "*.cdef"], "xsd.hypervisor": ["*.cdef"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
-    install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17"],
+    install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17", "prometheus-client>=0.16"],
     extras_require={
         "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1"],
     },
@@ -36,6 +36,7 @@ setup(
             "xenstore-exists = watchlib.cli:exists_main",
             "xenstore-chmod = watchlib.cli:chmod_main",
             "xenstore-control = watchlib.cli:control_main",
+            "xenstore-top = watchlib.cli.top:main",
         ],
     },
     zip_safe=False,

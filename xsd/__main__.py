@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", type=_log_level, metavar="LEVEL",
                         default=os.environ.get("XSD_LOG_LEVEL", "INFO"),
                         help=f"one of {', '.join(LOG_LEVELS)} (default $XSD_LOG_LEVEL, else INFO)")
+    parser.add_argument("--log-summary-interval", type=float, default=60.0, metavar="SECONDS",
+                        help="repeated warnings (quota refusals, dropped watch events) are "
+                             "summarised once per interval (default %(default)s)")
+    parser.add_argument("--metrics", default="", metavar="ADDR",
+                        help="serve Prometheus metrics on ADDR: HOST:PORT (e.g. 127.0.0.1:9101) "
+                             "or a Unix socket path (default: off; docs/operators.md)")
     durable = parser.add_argument_group("durability (docs/durability.md)")
     durable.add_argument("--state-dir", default=None, metavar="DIR",
                          help="where the snapshot and journal live (default: the run dir)")
@@ -177,7 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv=None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.metrics:
+        from .metrics import parse_address
+        try:
+            parse_address(args.metrics)
+        except ValueError as err:
+            parser.error(f"--metrics: {err}")
+    if not args.log_summary_interval > 0:
+        parser.error("--log-summary-interval: must be more than 0")
     rundir = args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_")) for name in QUOTA_DEFAULTS}
     for _short, long, quota, _text in C_QUOTA_OPTIONS:
@@ -206,6 +221,8 @@ def parse_args(argv=None) -> Config:
         fsync_interval=args.fsync_interval,
         journal_max_bytes=args.journal_max_bytes,
         journal_salvage=args.journal_salvage,
+        metrics=args.metrics,
+        log_summary_interval=args.log_summary_interval,
         live_restore=args.live_restore,
         fork=args.fork and not args.no_fork and not args.live_restore,
         argv=tuple(argv),
@@ -246,8 +263,8 @@ def _fork() -> int:
 
 def main(argv=None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s xsd[%(process)d] %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+    configure(config.log_level)
     log = logging.getLogger("xsd")
     from . import startup
     try:

@@ -33,6 +33,10 @@ class Config:
     fsync_interval: float = 1.0         # seconds, with fsync="interval"
     journal_max_bytes: int = 16 << 20   # snapshot once the journal is past this (or 2x the snapshot)
     journal_salvage: bool = False       # start on the records before a damaged one
+    # Operators (docs/operators.md): Prometheus endpoint ("" = off), HOST:PORT or a
+    # socket path; repeated warnings summarised once per this many seconds.
+    metrics: str = ""
+    log_summary_interval: float = 60.0
     live_restore: str = ""              # state file handed over by a live update (internal)
     fork: bool = False                  # --fork: background, as xenstored without -N
     ready_fd: int = -1                  # --fork: the child says "R" here once serving

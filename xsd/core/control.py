@@ -21,6 +21,7 @@ print <string>          write <string> to the log
 quota                   global quota values
 quota <domid>           a domain's quota values and usage
 quota set <name> <val>  change a global quota
+stats [<domid>]         per-domain counters and usage from <domid> on, JSON, one page
 """
 
 
@@ -107,9 +108,16 @@ def _live_update(d, args):
     return d.live_update()
 
 
+def _stats(d, args):
+    from .stats import control_text
+    if len(args) > 1 or (args and not (args[0].isdigit() and int(args[0]) < 1 << 16)):
+        raise XenstoreError("EINVAL", "stats [<domid>]")
+    return control_text(d, int(args[0]) if args else 0)
+
+
 _COMMANDS = {
     "check": _check, "help": _help, "log": _log, "logfile": _logfile,
     "memreport": _memreport, "print": _print, "quota": _quota,
-    "live-update": _live_update,
+    "live-update": _live_update, "stats": _stats,
 }
 

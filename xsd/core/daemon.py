@@ -9,6 +9,7 @@ record for every transport's batch of that turn (group commit).
 """
 import logging
 import os
+from time import perf_counter
 
 from xenstore_protocol import paths
 from xenstore_protocol.perms import Perm
@@ -17,6 +18,7 @@ from . import dispatch, ops
 from .domains import DomainTable
 from .quota import Quotas
 from .session import Session
+from .stats import Stats
 from .store import Store
 from .watches import WatchRegistry
 
@@ -32,6 +34,7 @@ class Daemon:
         self.hypervisor = None      # set by guest.Guests: the domain list, rings, event channels
         self.quotas = Quotas(config.quotas)
         self.sessions = set()
+        self.stats = Stats()        # counters read by CONTROL stats and --metrics
         self.dirty = []             # sessions with output waiting for flush()
         self.access_log = False
         self.loop = None            # set by the server: call_soon/call_later for group commit
@@ -70,6 +73,7 @@ class Daemon:
 
     def close_session(self, session: Session) -> None:
         session.closed = True
+        self.stats.retire(session)
         self.watches.remove_all(session)
         session.transactions.clear()
         session.backlog.clear()
@@ -86,6 +90,7 @@ class Daemon:
         Journaling, the batch's changes are written (and fsynced) first:
         nothing is acknowledged, no watch event told, before it is on disk.
         """
+        started = perf_counter() if self.stats.timed else None
         persist = self.persist
         if persist is not None:
             persist.commit()
@@ -94,6 +99,8 @@ class Daemon:
             dirty.pop().flush()
         for callback in self.after_flush:
             callback()
+        if started is not None:
+            self.stats.observe_flush(perf_counter() - started)
         if persist is not None and persist.want_snapshot:
             persist.checkpoint()
 
@@ -165,6 +172,7 @@ class Daemon:
                     events.append((ops.REMOVE, path, removed))
         self._forget_in_perms(domid)
         self.quotas.forget(domid)
+        self.stats.forget(domid)
         if self.guest_watches is not None:
             self.guest_watches.cleared(domid)
         for domain in self.domains.domains.values():

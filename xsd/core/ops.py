@@ -6,6 +6,8 @@ anything, raises XenstoreError to refuse, and appends the watch events it
 causes to ``events`` (the dispatcher fires them, or holds them until commit).
 No I/O here.
 """
+import logging
+
 from xenstore_protocol import PAYLOAD_MAX, XenstoreError, split_fields
 from xenstore_protocol import paths
 from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
@@ -15,6 +17,8 @@ from .domains import atoi
 from .permissions import OWNER, READ, WRITE, access, existing_node
 from .store import Node
 from .transactions import Transaction
+
+log = logging.getLogger("xsd.domains")
 
 OK = b"OK\0"
 
@@ -325,6 +329,7 @@ def do_release(d, s, view, payload, events):
     (domid,) = _domid_arg(payload)
     d.domains.release(domid)
     d.forget_domain(domid, events)
+    log.info("domain %d released (RELEASE from %s)", domid, s.name)
     return OK
 
 

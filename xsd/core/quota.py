@@ -60,4 +60,5 @@ class Quotas:
         """Raise ``error`` when ``would_be`` exceeds the caller's ``name`` quota."""
         limit = self.limit(session, name)
         if limit is not None and would_be > limit:
+            session.counters.refuse(name)       # stats.py: summarised in the log, shown by top
             raise XenstoreError(error, f"quota {name} ({limit}) exceeded")

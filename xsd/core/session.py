@@ -20,6 +20,8 @@ from collections import deque
 
 from xenstore_protocol.constants import HEADER, Op, PAYLOAD_MAX
 
+from .stats import Counters
+
 log = logging.getLogger("xsd.session")
 
 _WATCH_EVENT = int(Op.WATCH_EVENT)
@@ -46,6 +48,10 @@ class Session:
         self.backlog = deque()      # output held while the transport is paused
         self.pending_events = set() # events in the backlog, for coalescing
         self.events_dropped = 0
+        self.events_sent = 0        # queued for the client (stats.py reads these three)
+        self.events_coalesced = 0   # identical to one still waiting: not queued twice
+        self.drops_logged = 0       # events_dropped already told in the log (stats.log_summaries)
+        self.counters = Counters()  # requests by type and outcome (dispatch.py)
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
@@ -87,26 +93,32 @@ class Session:
                 self._drop_event("too many in one batch", watch)
                 return
             self.out_events += 1
+            self.events_sent += 1
             if not self.out:
                 self._dirty.append(self)
             self.out.append(data)
             self.out_bytes += len(data)
             return
         if data in self.pending_events:
-            self.events_dropped += 1        # coalesced with the identical one waiting
+            self.events_coalesced += 1      # the identical one waiting will tell the same
             return
         if len(self.pending_events) >= self.max_events:
             self._drop_event("backlog full", watch)
             return
         self.pending_events.add(data)
         self.backlog.append(data)
+        self.events_sent += 1
 
     def _drop_event(self, why: str, watch) -> None:
         if watch is not None:
             self.overflowed[watch] = None
         self.events_dropped += 1
-        if self.events_dropped == 1 or self.events_dropped % 1000 == 0:
-            log.warning("%r: watch event dropped (%s); %d dropped so far", self, why, self.events_dropped)
+        if self.drops_logged == 0:
+            # The first drop is told at once; the rest once per interval, per connection
+            # (stats.log_summaries), so a guest that never reads cannot flood the log.
+            self.drops_logged = self.events_dropped
+            log.warning("%r: watch event dropped (%s); further drops are summarised "
+                        "periodically", self, why)
 
     def flush(self) -> None:
         out = self.out

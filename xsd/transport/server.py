@@ -16,6 +16,7 @@ from ..startup import StartupError, check_socket_path
 from .connection import Connection
 from ..core.daemon import Daemon
 from .guest import Guests
+from ..core import stats
 from ..hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
@@ -47,6 +48,8 @@ class Server:
         self.owned = {}                  # socket path -> (st_dev, st_ino) of the file we bound
         self.notifier = Notifier()
         self._fd_warned = -FD_WARN_EVERY
+        self.metrics = None              # metrics.MetricsServer with --metrics
+        self._summary_timer = None
 
     def _factory(self, read_only: bool):
         def make():
@@ -88,6 +91,7 @@ class Server:
         """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
         answer = liveupdate.start(self)
         if answer == "OK":               # the new process says READY=1 again once serving
+            self.daemon.stats.live_updates += 1
             self.notifier.status("live update under way")
         return answer
 
@@ -100,6 +104,16 @@ class Server:
         self.guests = Guests(self.daemon, self.hypervisor, loop,
                              live_update=self.handoff is not None)
         self.daemon.loop = loop
+        if config.metrics:                # first: a bad address stops us before any socket
+            from ..metrics import MetricsServer
+            self.metrics = MetricsServer(self.daemon, config.metrics,
+                                         restored_by_live_update=self.handoff is not None)
+            try:
+                await self.metrics.start()
+            except OSError as err:
+                raise StartupError(f"--metrics {config.metrics}: {err.strerror or err}") from None
+            self.daemon.stats.start_timing()
+        self._summary_timer = loop.call_later(config.log_summary_interval, self._log_summaries)
         if self.handoff is not None:
             self.handoff.restore_guests(self)        # guest sessions of the old process
         for path, read_only in ((config.socket_path, False), (config.ro_socket_path, True)):
@@ -150,6 +164,14 @@ class Server:
             await self.close()
             self.notifier.close()
 
+    def _log_summaries(self) -> None:
+        """Repeated warnings, one line per domain or connection per interval (stats.py)."""
+        try:
+            stats.log_summaries(self.daemon)
+        finally:
+            self._summary_timer = asyncio.get_running_loop().call_later(
+                self.config.log_summary_interval, self._log_summaries)
+
     def _stop(self, sig) -> None:
         log.info("signal %s: shutting down", signal.Signals(sig).name)
         if self._stopping is not None and not self._stopping.done():
@@ -157,6 +179,11 @@ class Server:
 
     async def close(self) -> None:
         self.daemon.flush()              # a batch still waiting for group commit
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            stats.log_summaries(self.daemon)     # what the last interval has not told yet
+        if self.metrics is not None:
+            self.metrics.close()
         if self.daemon.persist is not None:
             self.daemon.persist.sync()
         for server in self.servers:
@@ -186,3 +213,4 @@ class Server:
             except (FileNotFoundError, UnicodeDecodeError):
                 pass
         self.servers.clear()
+        log.info("stopped")
