@@ -44,6 +44,16 @@ def _script_argv():
     return argv
 
 
+def version_text(prog: str) -> str:
+    """What ``--version`` prints: the installed xsd package's version (watchlib needs no xsd)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        number = version("xsd")
+    except PackageNotFoundError:
+        number = "unknown"
+    return f"{prog} (xsd) {number}"
+
+
 def version_requested(argv) -> bool:
     """``--version`` among the options (before ``--``): print it (a flag the Xen tools
     lack, so no script of theirs passes it) and say so."""
@@ -51,12 +61,7 @@ def version_requested(argv) -> bool:
         if arg == "--":
             return False
         if arg == "--version":
-            from importlib.metadata import PackageNotFoundError, version
-            try:
-                number = version("xsd")
-            except PackageNotFoundError:
-                number = "unknown"
-            print(f"{os.path.basename(argv[0])} (xsd) {number}")
+            print(version_text(os.path.basename(argv[0])))
             return True
     return False
 

@@ -22,6 +22,7 @@ from xenstore_protocol import Op, XenstoreError
 
 from ..client import Client
 from ..connection import Disconnected
+from . import version_text
 
 SORT_KEYS = {
     "d": ("domid", lambda r: r["domid"]),
@@ -156,6 +157,7 @@ def run_curses(client, interval: float, key: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="xenstore-top", description="Per-domain activity of xenstored (xsd's CONTROL stats).")
+    parser.add_argument("--version", action="version", version=version_text("xenstore-top"))
     parser.add_argument("--once", action="store_true", help="print one table and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON document and exit")
     parser.add_argument("-i", "--interval", type=float, default=1.0, metavar="SECONDS",
