@@ -9,17 +9,13 @@ client's request function, so the multi-request logic (DIRECTORY_PART
 paging, glob walks, transactions and their replay) is written once.
 
 Wire facts: docs/misc/xenstore.txt and xs_wire.h; DIRECTORY_PART chunking as
-C xenstored sends it (see /work/shared/anchors/README.md section 4).
+C xenstored sends it.
 """
-import os
-
 from xenstore_protocol import Op, XenstoreError, join_fields, split_fields
 from xenstore_protocol.perms import Perm, encode_list, parse
 
+from . import sockets
 from .protocol import Disconnected
-
-DEFAULT_SOCKET = "/var/run/xenstored/socket"
-DEFAULT_RO_SOCKET = "/var/run/xenstored/socket_ro"
 
 # How often `ls` restarts its DIRECTORY_PART walk when the directory keeps
 # changing under it (its generation differs between chunks) before giving up.
@@ -61,20 +57,8 @@ async def adrive(gen, request):
 
 
 def socket_path(path=None, read_only=False) -> str:
-    """The socket to use: ``path``, else ``$XENSTORED_PATH``, else the default.
-
-    ``read_only`` picks the read-only socket when no path is given: the
-    default ``socket_ro``, or ``$XENSTORED_PATH + "_ro"`` when that exists
-    (xsd and the anchors' daemons put both sockets side by side).
-    """
-    if path:
-        return str(path)
-    env = os.environ.get("XENSTORED_PATH")
-    if env:
-        if read_only and os.path.exists(env + "_ro"):
-            return env + "_ro"
-        return env
-    return DEFAULT_RO_SOCKET if read_only else DEFAULT_SOCKET
+    """The socket to use: ``path``, else libxenstore's rule (``watchlib.sockets``)."""
+    return sockets.client_socket(path, read_only)
 
 
 def encode_path(path) -> bytes:

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from .config import DEFAULT_RUNDIR, Config
+from .config import DEFAULT_RUNDIR, Config, default_rundir
 from .quota import DEFAULTS as QUOTA_DEFAULTS
 
 
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> Config:
     parser.add_argument("--log-level", default=os.environ.get("XSD_LOG_LEVEL", "INFO"))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    rundir = args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
+    rundir = args.rundir or default_rundir()
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_"))
               for name in QUOTA_DEFAULTS}
     return Config(
