@@ -25,17 +25,15 @@ works as in the blocking client, from the same sans-I/O pieces.
 import asyncio
 import inspect
 import logging
-import os
 
 from xenstore_protocol import Op, ProtocolError, XenstoreError
 
 from . import commands
-from .client import _client_ids
+from .client import ClientBase
 from .commands import adrive  # noqa: F401  (re-exported)
-from .protocol import Disconnected, ProtocolCore
+from .protocol import Disconnected
 from .reconnect import Backoff
-from .subscription import DEFAULT_MAX_PENDING, DeliveryQueue, Subscription
-from .watches import WatchRegistry
+from .subscription import DEFAULT_MAX_PENDING, Subscription
 
 log = logging.getLogger("watchlib")
 
@@ -124,17 +122,12 @@ class AsyncTransaction(commands.TransactionState, _AOps):
         await adrive(commands.commit_replaying(self, self._client._core), self._client._request)
 
 
-class AsyncClient(_AOps):
+class AsyncClient(_AOps, ClientBase):
     """asyncio connection to xenstored; ``await connect()`` or ``async with``."""
 
     def __init__(self, path=None, *, read_only=False, timeout=None, reconnect=True):
-        self.socket_path = commands.socket_path(path, read_only)
-        self.read_only = read_only
-        self.timeout = timeout
+        self._setup(path, read_only, timeout, token_tag="a")
         self._reconnect = reconnect
-        self._id = next(_client_ids)
-        self._core = ProtocolCore(WatchRegistry(f"watchlib{os.getpid()}.a{self._id}"),
-                                  DeliveryQueue())
         self._reader = None
         self._writer = None
         self._reader_task = None
@@ -142,23 +135,9 @@ class AsyncClient(_AOps):
         self._wake = None
         self._connected = None
         self._reg_lock = None
-        self._closed = False
         self.reconnects = 0
         self._backoff = Backoff()
         self._loop = None
-
-    # The core's state, by the names the blocking client uses.
-    @property
-    def _registry(self):
-        return self._core.registry
-
-    @property
-    def _queue(self):
-        return self._core.queue
-
-    @property
-    def _barriers(self):
-        return self._core.barriers
 
     async def connect(self) -> "AsyncClient":
         self._loop = asyncio.get_running_loop()

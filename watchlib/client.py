@@ -112,30 +112,18 @@ class Transaction(commands.TransactionState, _Ops):
         drive(commands.commit_replaying(self, self._client._core), self._client._request)
 
 
-class Client(_Ops):
-    """A blocking connection to xenstored.  See the module docstring for threads.
+class ClientBase:
+    """What both clients (this one and ``aio.AsyncClient``) hold: the socket path,
+    the options, and the protocol core with their subscriptions."""
 
-    ``path``: the socket (default: see ``commands.socket_path``; ``read_only``
-    picks the read-only socket).
-    ``timeout``: seconds to wait for any one reply (None: no limit).
-    ``reconnect``: reconnect when the daemon goes away (see ``Resync``).
-    """
-
-    def __init__(self, path=None, *, read_only=False, timeout=None, reconnect=True):
+    def _setup(self, path, read_only, timeout, token_tag=""):
         self.socket_path = commands.socket_path(path, read_only)
         self.read_only = read_only
         self.timeout = timeout
         self._id = next(_client_ids)
-        self._core = ProtocolCore(WatchRegistry(f"watchlib{os.getpid()}.{self._id}"),
-                                  DeliveryQueue())
-        self._reg_mutex = threading.RLock()     # serialises watch/cancel/rewatch
-        self._dispatcher = None
-        self._current = None                    # subscription whose callback runs
+        self._core = ProtocolCore(
+            WatchRegistry(f"watchlib{os.getpid()}.{token_tag}{self._id}"), DeliveryQueue())
         self._closed = False
-        self._conn = Connection(self.socket_path, on_restored=self._on_restored,
-                                reconnect=reconnect, name=f"watchlib{self._id}",
-                                core=self._core)
-        self._cv = self._conn.cv                # guards the core, wakes the dispatcher
 
     # The core's state, by the names the tests and the docs use.
     @property
@@ -149,6 +137,26 @@ class Client(_Ops):
     @property
     def _barriers(self):
         return self._core.barriers
+
+
+class Client(_Ops, ClientBase):
+    """A blocking connection to xenstored.  See the module docstring for threads.
+
+    ``path``: the socket (default: see ``commands.socket_path``; ``read_only``
+    picks the read-only socket).
+    ``timeout``: seconds to wait for any one reply (None: no limit).
+    ``reconnect``: reconnect when the daemon goes away (see ``Resync``).
+    """
+
+    def __init__(self, path=None, *, read_only=False, timeout=None, reconnect=True):
+        self._setup(path, read_only, timeout)
+        self._reg_mutex = threading.RLock()     # serialises watch/cancel/rewatch
+        self._dispatcher = None
+        self._current = None                    # subscription whose callback runs
+        self._conn = Connection(self.socket_path, on_restored=self._on_restored,
+                                reconnect=reconnect, name=f"watchlib{self._id}",
+                                core=self._core)
+        self._cv = self._conn.cv                # guards the core, wakes the dispatcher
 
     # -- plumbing ------------------------------------------------------------
 

@@ -139,14 +139,20 @@ class PyGlobSet:
             node = nxt
         return node
 
+    def _ids(self, pattern: str, create: bool) -> set:
+        """The id set of ``pattern`` (made when ``create``; an empty one when absent)."""
+        comps = parse_key(pattern)
+        if comps is None:
+            if create:
+                return self._specials.setdefault(pattern, set())
+            return self._specials.get(pattern, set())
+        node = self._walk(comps, create)
+        return node.ids if node is not None else set()
+
     def add(self, pattern: str, id: int) -> None:
         """Register ``id`` for ``pattern``; ValueError if that pair is there already."""
         id = check_id(id)
-        comps = parse_key(pattern)
-        if comps is None:
-            ids = self._specials.setdefault(pattern, set())
-        else:
-            ids = self._walk(comps, True).ids
+        ids = self._ids(pattern, True)
         if id in ids:
             raise ValueError(f"({pattern!r}, {id}) is already registered")
         ids.add(id)
@@ -156,12 +162,7 @@ class PyGlobSet:
         """Unregister ``id`` for ``pattern``; False if that pair was not there."""
         # Emptied nodes are kept: watch patterns come and go in small numbers.
         id = check_id(id)
-        comps = parse_key(pattern)
-        if comps is None:
-            ids = self._specials.get(pattern, set())
-        else:
-            node = self._walk(comps, False)
-            ids = node.ids if node is not None else set()
+        ids = self._ids(pattern, False)
         if id not in ids:
             return False
         ids.discard(id)
