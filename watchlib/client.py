@@ -1,11 +1,17 @@
 """The blocking client: requests, transactions, subscriptions, barriers.
 
+A thin shell: what is not I/O or threads (request ids, reply matching,
+routing, re-watch, barriers) is ``protocol.ProtocolCore``, and requests,
+transactions and their replay are ``commands``' generators, all shared with
+``aio.AsyncClient``.
+
 Threads of a Client, and the order in which things happen on them:
 
-- *reader* (``connection.Connection``): reads every packet in daemon order;
-  completes requests; routes each watch event to the subscriptions it
-  reaches and appends it to the delivery FIFO (``DeliveryQueue``); on a lost
-  connection, reconnects and starts a *rewatch* thread.
+- *reader* (``connection.Connection``): feeds the bytes to the core in daemon
+  order, under the client's one lock; the core completes requests and routes
+  each watch event to the subscriptions it reaches, appending it to the
+  delivery FIFO (``DeliveryQueue``); on a lost connection the reader
+  reconnects and starts a *rewatch* thread.
 - *dispatcher* (started by the first ``watch`` or ``sync``): takes items off
   the FIFO one at a time and calls the subscription's callback; for a
   ``with_value`` subscription it first reads the value (a request, answered
