@@ -75,6 +75,15 @@ class RawClient:
         assert packet.payload.endswith(b"\0")
         return packet.payload[:-1].decode()
 
+    def memreport(self) -> dict:
+        """CONTROL memreport as a dict of its "name: value" lines."""
+        text = self.ok(Op.CONTROL, b"memreport").decode().rstrip("\0")
+        return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+    def check(self) -> None:
+        """CONTROL check: the daemon's own consistency check must answer OK."""
+        assert self.ok(Op.CONTROL, b"check") == b"OK\0"
+
     def wait_events(self, count: int, timeout: float = 5.0) -> list:
         """Wait until at least ``count`` events arrived; return and clear them."""
         import time

@@ -7,11 +7,12 @@
 
 Tasks of an AsyncClient, all on the loop that connected it:
 
-- *reader*: reads packets in daemon order, resolves the futures of requests
-  and appends watch events to the delivery FIFO (``DeliveryQueue``); on a
-  lost connection it fails the requests in flight with ``Disconnected``,
-  reconnects with backoff and starts a *rewatch* task (WATCH again, then a
-  ``Resync`` for every subscription).
+- *reader*: reads bytes and feeds them to the protocol core
+  (``protocol.ProtocolCore``, shared with the blocking client), which
+  matches replies to requests and routes watch events into the delivery FIFO;
+  the reader resolves the futures.  On a lost connection it fails the
+  requests in flight with ``Disconnected``, reconnects with backoff and starts
+  a *rewatch* task (WATCH again, then a ``Resync`` for every subscription).
 - *dispatcher*: delivers the FIFO one item at a time: calls the callback and,
   if it returns an awaitable, awaits it before the next item.  So callbacks
   of a client never overlap and see events in daemon order; an exception is
@@ -24,33 +25,17 @@ works as in the blocking client, from the same sans-I/O pieces.
 import asyncio
 import inspect
 import logging
-import os
 
-from xenstore_protocol import Decoder, Op, Packet, ProtocolError, XenstoreError, join_fields, split_fields
+from xenstore_protocol import Op, ProtocolError, XenstoreError
 
 from . import commands
-from .client import BARRIER_PATH, _client_ids
-from .connection import Disconnected, error_from_reply
+from .client import ClientBase
+from .commands import adrive  # noqa: F401  (re-exported)
+from .protocol import Disconnected
 from .reconnect import Backoff
-from .subscription import DEFAULT_MAX_PENDING, DeliveryQueue, Event, Subscription
-from .watches import WatchRegistry
+from .subscription import DEFAULT_MAX_PENDING, Subscription
 
 log = logging.getLogger("watchlib")
-
-
-async def adrive(gen, request):
-    """Run a sans-I/O command with an async ``request(op, payload)``."""
-    try:
-        req = next(gen)
-        while True:
-            try:
-                reply = await request(*req)
-            except XenstoreError as e:
-                req = gen.throw(e)
-            else:
-                req = gen.send(reply)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _retrieve(fut):
@@ -58,30 +43,52 @@ def _retrieve(fut):
         fut.exception()
 
 
+class _Waiter:
+    """A future as the core's waiter: ``complete`` resolves it (once)."""
+    __slots__ = ("fut",)
+
+    def __init__(self, loop):
+        self.fut = loop.create_future()
+        # Mark a failure as seen even when nobody awaits (fire-and-forget UNWATCH).
+        self.fut.add_done_callback(_retrieve)
+
+    def complete(self, reply, error):
+        if not self.fut.done():
+            if error is not None:
+                self.fut.set_exception(error)
+            else:
+                self.fut.set_result(reply)
+
+
 class _AOps:
-    async def read(self, path) -> bytes:
-        return await self._run(commands.read(path))
+    """read/write/... for AsyncClient and AsyncTransaction, through ``self._run``.
 
-    async def write(self, path, value) -> None:
-        await self._run(commands.write(path, value))
+    ``tx``: run the request in that transaction instead (``await c.read(path, tx=t)``).
+    """
 
-    async def mkdir(self, path) -> None:
-        await self._run(commands.mkdir(path))
+    async def read(self, path, tx=None) -> bytes:
+        return await (tx or self)._run(commands.read(path))
 
-    async def rm(self, path) -> None:
-        await self._run(commands.rm(path))
+    async def write(self, path, value, tx=None) -> None:
+        await (tx or self)._run(commands.write(path, value))
 
-    async def ls(self, path) -> list:
-        return await self._run(commands.ls(path))
+    async def mkdir(self, path, tx=None) -> None:
+        await (tx or self)._run(commands.mkdir(path))
 
-    async def exists(self, path) -> bool:
-        return await self._run(commands.exists(path))
+    async def rm(self, path, tx=None) -> None:
+        await (tx or self)._run(commands.rm(path))
 
-    async def get_perms(self, path) -> list:
-        return await self._run(commands.get_perms(path))
+    async def ls(self, path, tx=None) -> list:
+        return await (tx or self)._run(commands.ls(path))
 
-    async def set_perms(self, path, perms) -> None:
-        await self._run(commands.set_perms(path, perms))
+    async def exists(self, path, tx=None) -> bool:
+        return await (tx or self)._run(commands.exists(path))
+
+    async def get_perms(self, path, tx=None) -> list:
+        return await (tx or self)._run(commands.get_perms(path))
+
+    async def set_perms(self, path, perms, tx=None) -> None:
+        await (tx or self)._run(commands.set_perms(path, perms))
 
 
 class AsyncTransaction(commands.TransactionState, _AOps):
@@ -99,60 +106,28 @@ class AsyncTransaction(commands.TransactionState, _AOps):
         return False
 
     async def _begin(self):
-        c = self._client
-        gen = c._gen
-        reply = await c._request(Op.TRANSACTION_START, b"\0", gen=gen)
-        self.tx_id = int(reply.rstrip(b"\0"))
-        self._gen = gen
-        self._log = []
-
-    async def _request(self, op, payload):
-        try:
-            reply = await self._client._request(op, payload, self.tx_id, gen=self._gen)
-        except XenstoreError as e:
-            self._log.append((op, payload, None, e.name))
-            raise
-        self._log.append((op, payload, reply, None))
-        return reply
+        await adrive(commands.transaction_begin(self, self._client._core.generation),
+                     self._client._request)
 
     async def _run(self, gen):
-        if self.tx_id is None:
-            raise RuntimeError("transaction not started (use it as an async context manager)")
-        return await adrive(gen, self._request)
+        return await adrive(commands.in_transaction(self, gen), self._client._request)
 
     async def _end(self, commit: bool):
-        tx_id, self.tx_id = self.tx_id, None
-        if tx_id is None:
-            return
-        try:
-            await self._client._request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0",
-                                        tx_id, gen=self._gen)
-        except (XenstoreError, Disconnected):
-            if commit:
-                raise
+        await adrive(commands.transaction_finish(self, commit), self._client._request)
 
     async def abort(self):
         await self._end(False)
 
     async def commit(self):
-        steps = {"end": self._end, "begin": self._begin, "request": self._request}
-        await adrive(commands.commit_replaying(self), lambda step, *args: steps[step](*args))
+        await adrive(commands.commit_replaying(self, self._client._core), self._client._request)
 
 
-class AsyncClient(_AOps):
+class AsyncClient(_AOps, ClientBase):
     """asyncio connection to xenstored; ``await connect()`` or ``async with``."""
 
     def __init__(self, path=None, *, read_only=False, timeout=None, reconnect=True):
-        self.socket_path = commands.socket_path(path, read_only)
-        self.read_only = read_only
-        self.timeout = timeout
+        self._setup(path, read_only, timeout, token_tag="a")
         self._reconnect = reconnect
-        self._id = next(_client_ids)
-        self._registry = WatchRegistry(f"watchlib{os.getpid()}.a{self._id}")
-        self._queue = DeliveryQueue()
-        self._barriers = {}
-        self._pending = {}
-        self._req_id = 0
         self._reader = None
         self._writer = None
         self._reader_task = None
@@ -160,8 +135,6 @@ class AsyncClient(_AOps):
         self._wake = None
         self._connected = None
         self._reg_lock = None
-        self._closed = False
-        self._gen = 0
         self.reconnects = 0
         self._backoff = Backoff()
         self._loop = None
@@ -174,7 +147,6 @@ class AsyncClient(_AOps):
         self._rewatched.set()
         self._reg_lock = asyncio.Lock()
         self._reader, self._writer = await asyncio.open_unix_connection(self.socket_path)
-        self._gen = 1
         self._connected.set()
         self._reader_task = asyncio.ensure_future(self._read_loop(self._reader))
         return self
@@ -195,14 +167,8 @@ class AsyncClient(_AOps):
         if self._closed:
             return
         self._closed = True
-        for fut, _ in self._pending.values():
-            if not fut.done():
-                fut.set_exception(Disconnected("client closed"))
-        self._pending.clear()
-        for fut in self._barriers.values():
-            if not fut.done():
-                fut.set_exception(Disconnected("client closed"))
-        self._barriers.clear()
+        for waiter in self._core.close():
+            waiter.complete(None, Disconnected("client closed"))
         if self._writer is not None:
             self._writer.close()
         current = asyncio.current_task()
@@ -228,15 +194,10 @@ class AsyncClient(_AOps):
                 raise Disconnected(f"not connected to {self.socket_path}") from None
         if self._closed:
             raise Disconnected("client closed")
-        if gen is not None and gen != self._gen:
-            raise Disconnected("the connection this transaction belonged to was lost")
-        self._req_id = (self._req_id % 0xFFFFFFFF) + 1
-        fut = self._loop.create_future()
-        # Mark a failure as seen even when nobody awaits (fire-and-forget UNWATCH).
-        fut.add_done_callback(_retrieve)
-        self._pending[self._req_id] = (fut, hook)
-        self._writer.write(Packet(op, self._req_id, tx_id, payload).encode())
-        return fut
+        waiter = _Waiter(self._loop)
+        _, data = self._core.send(op, payload, tx_id, waiter, hook, gen)
+        self._writer.write(data)
+        return waiter.fut
 
     async def _request(self, op, payload, tx_id=0, gen=None, hook=None):
         fut = await self._send(op, payload, tx_id, gen, hook)
@@ -268,34 +229,20 @@ class AsyncClient(_AOps):
 
     async def glob(self, pattern: str) -> list:
         """The existing nodes a pattern selects, sorted (see Client.glob)."""
-        from .patterns import Pattern
-        pat = Pattern(pattern)
-        if pat.literal:
-            return [pat.text] if pat.special or await self.exists(pat.text) else []
-        return await self._run(commands.walk_matches(pat))
+        return await self._run(commands.glob(pattern))
 
     def transaction(self, attempts: int = 5) -> AsyncTransaction:
         return AsyncTransaction(self, attempts)
 
     async def run_transaction(self, fn, attempts: int = 5):
         """``await fn(t)`` (or ``fn(t)``) in a transaction, re-run on EAGAIN."""
-        for attempt in range(attempts):
-            t = AsyncTransaction(self, 1, replay=False)
-            await t._begin()
-            try:
-                result = fn(t)
-                if inspect.isawaitable(result):
-                    result = await result
-            except BaseException:
-                await t._end(False)
-                raise
-            try:
-                await t._end(True)
-                return result
-            except XenstoreError as e:
-                if e.name != "EAGAIN" or attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        async def step(*req):
+            if req[0] is not commands.CALL:
+                return await self._request(*req)
+            result = fn(req[1])
+            return (await result) if inspect.isawaitable(result) else result
+        return await adrive(commands.run_transaction(
+            lambda: AsyncTransaction(self, 1, replay=False), self._core, attempts), step)
 
     # -- subscriptions --------------------------------------------------------------
 
@@ -307,58 +254,33 @@ class AsyncClient(_AOps):
         sub = Subscription(self, pattern, callback, with_value=with_value, initial=initial,
                            max_pending=max_pending)
         async with self._reg_lock:
-            dw, created = self._registry.add(sub)
-            if created:
+            dw = self._core.subscribe(sub)
+            if dw is not None:
+                op, payload, hook = self._core.watch_request(dw)
                 try:
-                    await self._register(dw)
+                    await self._request(op, payload, hook=hook)
                 except BaseException:
-                    sub.active = False
-                    self._registry.remove(sub)
+                    self._core.watch_failed(dw, sub)
                     raise
             self._start_dispatcher()
         if initial:
-            pat = sub._pattern
-            found = [pat.text] if pat.literal else await self._run(commands.walk_matches(pat))
-            if sub.active:
-                for path in found:
-                    self._queue.push_event(sub, path, initial=True)
+            found = await self._run(commands.initial_paths(sub._pattern))
+            if self._core.push_initial(sub, found):
                 self._wake.set()
         return sub
 
-    async def _register(self, dw):
-        dw.swallow = True
-        try:
-            await self._request(Op.WATCH, join_fields(dw.path.encode(), dw.token.encode()),
-                                hook=self._watch_hook(dw))
-        except BaseException:
-            dw.swallow = False
-            raise
-
-    @staticmethod
-    def _watch_hook(dw):
-        def hook(packet):
-            if packet.op == Op.ERROR:
-                dw.swallow = False
-            else:
-                dw.registered = True
-        return hook
-
     def _unsubscribe(self, sub):
         """Called by Subscription.cancel(): synchronous; the UNWATCH goes out in a task."""
-        if not sub.active:
-            return
-        sub.active = False
-        self._queue.drop(sub)
-        dw = self._registry.remove(sub)
-        if dw is not None and dw.registered and not self._closed:
-            asyncio.ensure_future(self._unwatch(dw))
+        payload = self._core.unsubscribe(sub)
+        if payload is not None and not self._closed:
+            asyncio.ensure_future(self._unwatch(sub, payload))
 
-    async def _unwatch(self, dw):
+    async def _unwatch(self, sub, payload):
         try:
             async with self._reg_lock:
-                await self._request(Op.UNWATCH, join_fields(dw.path.encode(), dw.token.encode()))
+                await self._request(Op.UNWATCH, payload)
         except (XenstoreError, Disconnected, asyncio.TimeoutError) as e:
-            log.debug("watchlib: UNWATCH %s: %s", dw.path, e)
+            log.debug("watchlib: UNWATCH %s: %s", sub.pattern, e)
 
     async def sync(self, timeout=None) -> None:
         """Barrier, as ``Client.sync``; not from a callback (RuntimeError)."""
@@ -372,21 +294,18 @@ class AsyncClient(_AOps):
                 await self._rewatched.wait()     # let the Resync items be queued first
             if self._closed:
                 raise Disconnected("client closed")
-            token = self._registry.new_token()
-            fut = self._loop.create_future()
-            self._barriers[token] = fut
+            waiter = _Waiter(self._loop)
+            payload = self._core.add_barrier(waiter)
             self._start_dispatcher()
-            payload = join_fields(BARRIER_PATH.encode(), token.encode())
             try:
                 await self._request(Op.WATCH, payload)
-                await fut
+                await waiter.fut
             except Disconnected:
-                self._barriers.pop(token, None)
                 if self._closed:
                     raise
                 continue
             finally:
-                self._barriers.pop(token, None)
+                self._core.drop_barrier(payload)
             try:
                 await self._send(Op.UNWATCH, payload)   # reply read and dropped
             except (Disconnected, asyncio.TimeoutError):
@@ -396,7 +315,6 @@ class AsyncClient(_AOps):
     # -- reader task ----------------------------------------------------------------
 
     async def _read_loop(self, reader):
-        decoder = Decoder()
         while True:
             try:
                 data = await reader.read(1 << 16)
@@ -404,63 +322,26 @@ class AsyncClient(_AOps):
                 data = b""
             if data:
                 try:
-                    packets = decoder.feed(data)
+                    fed = self._core.feed(data)
                 except ProtocolError as e:
                     log.error("watchlib: broken stream from %s (%s)", self.socket_path, e)
-                    packets = None
-                if packets is not None:
-                    for packet in packets:
-                        self._handle(packet)
+                    fed = None
+                if fed is not None:
+                    for waiter, reply, error in fed.replies:
+                        waiter.complete(reply, error)
+                    if fed.woke:
+                        self._wake.set()
                     continue
             reader = await self._lost()
             if reader is None:
                 return
-            decoder = Decoder()
-
-    def _handle(self, packet):
-        if packet.op == Op.WATCH_EVENT:
-            fields = split_fields(packet.payload)
-            if len(fields) < 2:
-                return
-            path, token = fields[0].decode("latin-1"), fields[1].decode("latin-1")
-            fut = self._barriers.pop(token, None)
-            if fut is not None:
-                self._queue.push_barrier(fut)
-                self._wake.set()
-                return
-            routes = self._registry.route(path, token)
-            if routes:
-                for sub, above in routes:
-                    self._queue.push_event(sub, path, False, above)
-                self._wake.set()
-            return
-        fut, hook = self._pending.pop(packet.req_id, (None, None))
-        if fut is None or fut.done():
-            return
-        if hook is not None:
-            try:
-                hook(packet)
-            except Exception:
-                log.exception("watchlib: error in a reply hook")
-        if packet.op == Op.ERROR:
-            fut.set_exception(error_from_reply(packet.payload))
-        else:
-            fut.set_result(packet.payload)
 
     async def _lost(self):
         self._connected.clear()
         if self._reconnect:
             self._rewatched.clear()
-        self._gen += 1
-        failed, self._pending = self._pending, {}
-        for fut, _ in failed.values():
-            if not fut.done():
-                fut.set_exception(Disconnected("connection to xenstored lost"))
-        self._registry.disconnected()
-        for fut in self._barriers.values():
-            if not fut.done():
-                fut.set_exception(Disconnected("connection lost"))
-        self._barriers.clear()
+        for waiter in self._core.lost(rewatch=self._reconnect):
+            waiter.complete(None, Disconnected("connection to xenstored lost"))
         self._writer.close()
         if self._closed:
             return None
@@ -487,14 +368,11 @@ class AsyncClient(_AOps):
 
     async def _rewatch(self):
         async with self._reg_lock:
-            watches = [dw for dw in self._registry.watches() if not dw.registered]
+            requests = self._core.rewatch_requests()
             sent = []
             try:
-                for dw in watches:
-                    dw.swallow = True
-                    payload = join_fields(dw.path.encode(), dw.token.encode())
-                    sent.append((dw, await self._send(Op.WATCH, payload,
-                                                      hook=self._rewatch_hook(dw))))
+                for dw, op, payload, hook in requests:
+                    sent.append((dw, await self._send(op, payload, hook=hook)))
             except Disconnected:
                 return
             for dw, fut in sent:
@@ -504,20 +382,8 @@ class AsyncClient(_AOps):
                     return
                 except XenstoreError as e:
                     log.error("watchlib: could not re-register the watch on %s: %s", dw.path, e)
+            self._core.rewatch_pending = False
             self._rewatched.set()
-
-    def _rewatch_hook(self, dw):
-        # Run by the reader as the OK arrives: the Resync is queued exactly
-        # where the watch became active again in the event stream.
-        def hook(packet):
-            if packet.op == Op.ERROR:
-                dw.swallow = False
-                return
-            dw.registered = True
-            for sub in list(dw.subs.values()):
-                self._queue.push_resync(sub)
-            self._wake.set()
-        return hook
 
     # -- dispatcher task --------------------------------------------------------------
 
@@ -526,7 +392,7 @@ class AsyncClient(_AOps):
             self._dispatch_task = asyncio.ensure_future(self._dispatch_loop())
 
     async def _dispatch_loop(self):
-        queue = self._queue
+        queue = self._core.queue
         while not self._closed:
             entry = queue.pop()
             if entry is None:
@@ -535,10 +401,9 @@ class AsyncClient(_AOps):
                 continue
             sub, item = entry
             if sub is None:
-                if not item.done():
-                    item.set_result(None)
+                item.complete(None, None)
                 continue
-            if isinstance(item, Event) and sub.with_value and not item.path.startswith("@"):
+            if self._core.wants_value(sub, item):
                 try:
                     item.value = await self._run(commands.read(item.path))
                 except (XenstoreError, Disconnected, asyncio.TimeoutError):

@@ -1,42 +1,64 @@
 """Requests as sans-I/O generators, shared by the blocking and the asyncio client.
 
 A command is a generator that yields ``(op, payload)`` for each request it
-needs and receives the reply payload (or has the ``XenstoreError`` of an
-ERROR reply thrown into it); its return value is the result.  The drivers
-(``Client._run``, ``AsyncClient._run``) do the I/O, so the multi-request
-logic (DIRECTORY_PART paging, transaction replay) is written once.
+needs (``(op, payload, tx_id, generation)`` inside a transaction) and
+receives the reply payload (or has the exception of the request, such as the
+``XenstoreError`` of an ERROR reply, thrown into it); its return value is the
+result.  ``drive`` (threads) and ``adrive`` (asyncio) run one with the
+client's request function, so the multi-request logic (DIRECTORY_PART
+paging, glob walks, transactions and their replay) is written once.
 
 Wire facts: docs/misc/xenstore.txt and xs_wire.h; DIRECTORY_PART chunking as
-C xenstored sends it (see /work/shared/anchors/README.md section 4).
+C xenstored sends it.
 """
-import os
-
 from xenstore_protocol import Op, XenstoreError, join_fields, split_fields
 from xenstore_protocol.perms import Perm, encode_list, parse
 
-DEFAULT_SOCKET = "/var/run/xenstored/socket"
-DEFAULT_RO_SOCKET = "/var/run/xenstored/socket_ro"
+from . import sockets
+from .protocol import Disconnected
 
 # How often `ls` restarts its DIRECTORY_PART walk when the directory keeps
 # changing under it (its generation differs between chunks) before giving up.
 DIRECTORY_PART_RESTARTS = 16
 
+# A step of ``run_transaction`` that is no request: call the user's function
+# with the transaction (``(CALL, t)``); its result is sent back.
+CALL = "call"
+
+
+def drive(gen, request):
+    """Run a command to completion with a blocking ``request(*step)``."""
+    try:
+        req = next(gen)
+        while True:
+            try:
+                reply = request(*req)
+            except BaseException as e:
+                req = gen.throw(e)
+            else:
+                req = gen.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def adrive(gen, request):
+    """Run a command to completion with an async ``request(*step)``."""
+    try:
+        req = next(gen)
+        while True:
+            try:
+                reply = await request(*req)
+            except BaseException as e:
+                req = gen.throw(e)
+            else:
+                req = gen.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
 
 def socket_path(path=None, read_only=False) -> str:
-    """The socket to use: ``path``, else ``$XENSTORED_PATH``, else the default.
-
-    ``read_only`` picks the read-only socket when no path is given: the
-    default ``socket_ro``, or ``$XENSTORED_PATH + "_ro"`` when that exists
-    (xsd and the anchors' daemons put both sockets side by side).
-    """
-    if path:
-        return str(path)
-    env = os.environ.get("XENSTORED_PATH")
-    if env:
-        if read_only and os.path.exists(env + "_ro"):
-            return env + "_ro"
-        return env
-    return DEFAULT_RO_SOCKET if read_only else DEFAULT_SOCKET
+    """The socket to use: ``path``, else libxenstore's rule (``watchlib.sockets``)."""
+    return sockets.client_socket(path, read_only)
 
 
 def encode_path(path) -> bytes:
@@ -157,20 +179,7 @@ def ls(path):
     raise XenstoreError("EAGAIN", f"directory {path} kept changing during DIRECTORY_PART")
 
 
-def raw(op, payload):
-    return (yield op, payload)
-
-
-def transaction_start():
-    reply = yield Op.TRANSACTION_START, b"\0"
-    return int(reply.rstrip(b"\0"))
-
-
-def transaction_end(commit: bool):
-    yield Op.TRANSACTION_END, b"T\0" if commit else b"F\0"
-
-
-# -- glob walking ------------------------------------------------------------
+# -- transactions ------------------------------------------------------------
 
 class TransactionState:
     """What ``Transaction`` and ``AsyncTransaction`` hold: the log of the block's requests
@@ -188,17 +197,55 @@ class TransactionState:
         self.retries = 0
 
 
-def commit_replaying(t):
+def transaction_begin(t, generation):
+    """TRANSACTION_START on the connection of ``generation``; ``t`` then holds its id."""
+    reply = yield Op.TRANSACTION_START, b"\0", 0, generation
+    t.tx_id = int(reply.rstrip(b"\0"))
+    t._gen = generation
+    t._log = []
+
+
+def in_transaction(t, command):
+    """Run ``command`` inside ``t``, logging every request with its outcome for the replay."""
+    if t.tx_id is None:
+        raise RuntimeError("transaction not started (use it as a context manager)")
+    try:
+        req = next(command)
+        while True:
+            op, payload = req
+            try:
+                reply = yield op, payload, t.tx_id, t._gen
+            except XenstoreError as e:
+                t._log.append((op, payload, None, e.name))
+                req = command.throw(e)
+            else:
+                t._log.append((op, payload, reply, None))
+                req = command.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+def transaction_finish(t, commit: bool):
+    """TRANSACTION_END; a failed abort is no error (the transaction is gone either way)."""
+    tx_id, t.tx_id = t.tx_id, None
+    if tx_id is None:
+        return
+    try:
+        yield Op.TRANSACTION_END, b"T\0" if commit else b"F\0", tx_id, t._gen
+    except (XenstoreError, Disconnected):
+        if commit:
+            raise
+
+
+def commit_replaying(t, core):
     """Commit transaction ``t`` (a TransactionState); on EAGAIN replay its log in a new
     transaction, committed in its place when every request gets the same answer.
 
-    Yields steps for the client's own methods rather than wire requests:
-    ``("end", commit)``, ``("begin",)`` and ``("request", op, payload)`` (the reply, or
-    the XenstoreError thrown in), so the blocking and the asyncio client drive it with
-    ``drive`` / ``adrive`` like any command.
+    ``core`` (the client's ProtocolCore) says which connection a new
+    transaction is opened on.
     """
     try:
-        yield ("end", True)
+        yield from transaction_finish(t, True)
         return
     except XenstoreError as e:
         if e.name != "EAGAIN" or not t._replay_ok:
@@ -206,22 +253,66 @@ def commit_replaying(t):
     log_ = t._log
     for _ in range(t.attempts - 1):
         t.retries += 1
-        yield ("begin",)
+        yield from transaction_begin(t, core.generation)
         for op, payload, reply, err in log_:
             try:
-                got, got_err = (yield ("request", op, payload)), None
+                got, got_err = (yield from in_transaction(t, _one(op, payload))), None
             except XenstoreError as e:
                 got, got_err = None, e.name
             if (got, got_err) != (reply, err):
-                yield ("end", False)
+                yield from transaction_finish(t, False)
                 raise XenstoreError("EAGAIN", "transaction conflicted and its reads changed")
         try:
-            yield ("end", True)
+            yield from transaction_finish(t, True)
             return
         except XenstoreError as e:
             if e.name != "EAGAIN":
                 raise
     raise XenstoreError("EAGAIN", f"transaction conflicted {t.attempts} times")
+
+
+def _one(op, payload):
+    return (yield op, payload)
+
+
+def run_transaction(new_transaction, core, attempts: int):
+    """``fn(t)`` (the ``CALL`` step) in a new transaction, re-run on EAGAIN up to
+    ``attempts`` times; returns its result."""
+    for attempt in range(attempts):
+        t = new_transaction()
+        yield from transaction_begin(t, core.generation)
+        try:
+            result = yield CALL, t
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield from transaction_finish(t, False)
+            raise
+        try:
+            yield from transaction_finish(t, True)
+            return result
+        except XenstoreError as e:
+            if e.name != "EAGAIN" or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+# -- glob walking ------------------------------------------------------------
+
+def glob(pattern: str):
+    """The existing nodes a pattern selects (as a subscription's initial events), sorted."""
+    from .patterns import Pattern
+    pat = Pattern(pattern)
+    if pat.literal:
+        return [pat.text] if pat.special or (yield from exists(pat.text)) else []
+    return (yield from walk_matches(pat))
+
+
+def initial_paths(pattern):
+    """The paths of a new subscription's initial events (``pattern``: a patterns.Pattern)."""
+    if pattern.literal:
+        return [pattern.text]
+    return (yield from walk_matches(pattern))
 
 
 def walk_matches(pattern):

@@ -14,44 +14,37 @@ reconnects with backoff (``reconnect.Backoff``); then ``on_restored()`` runs
 and requests flow again.  Requests made while disconnected wait for the
 connection, up to their timeout.  ``generation`` counts connections: a
 transaction id is only valid in the generation that opened it.
+
+What is not I/O (request ids, reply matching, routing, re-watch) is in
+``protocol.ProtocolCore``, shared with the asyncio client.
 """
-import itertools
 import logging
 import socket
 import threading
 
-from xenstore_protocol import (
-    ERROR_NAMES, Decoder, Op, Packet, ProtocolError, XenstoreError, split_fields,
-)
+from xenstore_protocol import ProtocolError
 
+from .protocol import Disconnected, ProtocolCore, error_from_reply  # noqa: F401 (re-exported)
 from .reconnect import Backoff
 
 log = logging.getLogger("watchlib")
 
 
-class Disconnected(ConnectionError):
-    """The connection to the daemon was lost (or closed) before a reply came.
-
-    The request may or may not have been applied.
-    """
-
-
-def error_from_reply(payload: bytes) -> XenstoreError:
-    name = payload.split(b"\0", 1)[0].decode("ascii", "replace")
-    if name not in ERROR_NAMES:
-        return XenstoreError("EIO", f"daemon sent unknown error {name!r}")
-    return XenstoreError(name)
-
-
 class Pending:
-    """One request in flight."""
-    __slots__ = ("done", "reply", "error", "hook")
+    """One request in flight (or one sync barrier): the waiter of the threaded shell."""
+    __slots__ = ("done", "reply", "error", "hook", "req_id")
 
     def __init__(self, hook=None):
         self.done = threading.Event()
         self.reply = None
         self.error = None
         self.hook = hook
+        self.req_id = None
+
+    def complete(self, reply, error) -> None:
+        self.reply = reply
+        self.error = error
+        self.done.set()
 
 
 def _connect(path: str) -> socket.socket:
@@ -65,63 +58,64 @@ def _connect(path: str) -> socket.socket:
 
 
 class Connection:
-    def __init__(self, path: str, *, on_event, on_lost=None, on_restored=None,
-                 reconnect=True, backoff=None, name="watchlib"):
+    """The threaded shell around a ``ProtocolCore``: a socket, a reader thread, one lock.
+
+    ``cv`` (a Condition on that lock) guards the core; a client that keeps
+    state of its own in the core (subscriptions) takes the same ``cv`` and is
+    woken through it when the reader queues events for its dispatcher.
+    """
+
+    def __init__(self, path: str, *, on_event=None, on_lost=None, on_restored=None,
+                 reconnect=True, backoff=None, name="watchlib", core=None):
         self.path = path
+        self.core = core if core is not None else ProtocolCore()
         self._on_event = on_event
         self._on_lost = on_lost
         self._on_restored = on_restored
         self._reconnect = reconnect
         self._backoff = backoff or Backoff()
         self._sock = _connect(path)          # the first connection must succeed
-        self._decoder = Decoder()
-        self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
+        self.cv = threading.Condition(threading.Lock())
         self._send_lock = threading.Lock()
-        self._pending = {}
-        self._req_ids = itertools.count(1)
         self._connected = True
         self._closed = False
         self._closing = threading.Event()
-        self.generation = 1
         self.reconnects = 0
         self._reader = threading.Thread(target=self._read_loop, name=f"{name}-reader",
                                         daemon=True)
         self._reader.start()
+
+    @property
+    def generation(self) -> int:
+        return self.core.generation
 
     # -- requests ------------------------------------------------------------
 
     def send(self, op: int, payload: bytes, tx_id: int = 0, *, gen=None, timeout=None,
              hook=None) -> Pending:
         """Send one request; returns its Pending (see ``wait``)."""
-        with self._lock:
+        pending = Pending(hook)
+        with self.cv:
             if not self._connected and not self._closed:
-                if not self._cv.wait_for(lambda: self._connected or self._closed, timeout):
+                if not self.cv.wait_for(lambda: self._connected or self._closed, timeout):
                     raise Disconnected(f"not connected to {self.path}")
             if self._closed:
                 raise Disconnected("client closed")
-            if gen is not None and gen != self.generation:
-                raise Disconnected("the connection this transaction belonged to was lost")
-            req_id = next(self._req_ids) & 0xFFFFFFFF or next(self._req_ids)
-            pending = Pending(hook)
-            self._pending[req_id] = pending
+            pending.req_id, data = self.core.send(op, payload, tx_id, pending, hook, gen)
             sock = self._sock
-        data = Packet(op, req_id, tx_id, payload).encode()
         try:
             with self._send_lock:
                 sock.sendall(data)
         except OSError as e:
-            with self._lock:
-                self._pending.pop(req_id, None)
+            with self.cv:
+                self.core.forget(pending.req_id)
             raise Disconnected(f"send failed: {e}") from None
         return pending
 
     def wait(self, pending: Pending, timeout=None) -> bytes:
         if not pending.done.wait(timeout):
-            with self._lock:
-                for req_id, p in list(self._pending.items()):
-                    if p is pending:
-                        del self._pending[req_id]
+            with self.cv:
+                self.core.forget(pending.req_id)
             raise TimeoutError("no reply from xenstored")
         if pending.error is not None:
             raise pending.error
@@ -143,18 +137,17 @@ class Connection:
         return self._closed
 
     def close(self) -> None:
-        with self._lock:
+        with self.cv:
             if self._closed:
                 return
             self._closed = True
             self._connected = False
-            self._cv.notify_all()
-            failed, self._pending = self._pending, {}
+            failed = self.core.close()
+            self.cv.notify_all()
             sock = self._sock
         self._closing.set()
-        for p in failed.values():
-            p.error = Disconnected("client closed")
-            p.done.set()
+        for waiter in failed:
+            waiter.complete(None, Disconnected("client closed"))
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -173,68 +166,53 @@ class Connection:
             except OSError:
                 data = b""
             if data:
-                try:
-                    packets = self._decoder.feed(data)
-                except ProtocolError as e:
-                    log.error("watchlib: broken stream from %s (%s); reconnecting", self.path, e)
-                    packets = None
-                if packets is not None:
-                    for packet in packets:
-                        self._handle(packet)
+                with self.cv:
+                    try:
+                        fed = self.core.feed(data)
+                    except ProtocolError as e:
+                        log.error("watchlib: broken stream from %s (%s); reconnecting",
+                                  self.path, e)
+                        fed = None
+                    if fed is not None and fed.woke:
+                        self.cv.notify_all()
+                if fed is not None:
+                    for waiter, reply, error in fed.replies:
+                        waiter.complete(reply, error)
+                    if self._on_event is not None:
+                        for path, token in fed.events:
+                            try:
+                                self._on_event(path, token)
+                            except Exception:
+                                log.exception("watchlib: error while routing a watch event")
                     continue
             if not self._lost(sock):
                 return
 
-    def _handle(self, packet: Packet):
-        if packet.op == Op.WATCH_EVENT:
-            fields = split_fields(packet.payload)
-            if len(fields) >= 2:
-                try:
-                    self._on_event(fields[0].decode("latin-1"), fields[1].decode("latin-1"))
-                except Exception:
-                    log.exception("watchlib: error while routing a watch event")
-            return
-        with self._lock:
-            pending = self._pending.pop(packet.req_id, None)
-        if pending is None:
-            return          # timed out, or fire-and-forget
-        if packet.op == Op.ERROR:
-            pending.error = error_from_reply(packet.payload)
-        else:
-            pending.reply = packet.payload
-        if pending.hook is not None:
-            try:
-                pending.hook(packet)
-            except Exception:
-                log.exception("watchlib: error in a reply hook")
-        pending.done.set()
-
     def _lost(self, sock) -> bool:
         """The socket closed: fail what is in flight, reconnect.  False: stop reading."""
-        with self._lock:
+        with self.cv:
             self._connected = False
-            self.generation += 1
-            failed, self._pending = self._pending, {}
             closed = self._closed
+            # Before failing the requests: a caller that retries must find the
+            # client already in its "lost" state.
+            failed = self.core.lost(rewatch=self._reconnect and not closed)
+            self.cv.notify_all()
         sock.close()
         if not closed:
             log.warning("watchlib: lost the connection to %s", self.path)
-            # Before failing the requests: a caller that retries must find the
-            # client already in its "lost" state.
             if self._on_lost is not None:
                 try:
                     self._on_lost()
                 except Exception:
                     log.exception("watchlib: error in on_lost")
-        for p in failed.values():
-            p.error = Disconnected("connection to xenstored lost")
-            p.done.set()
+        for waiter in failed:
+            waiter.complete(None, Disconnected("connection to xenstored lost"))
         if closed:
             return False
         if not self._reconnect:
-            with self._lock:
+            with self.cv:
                 self._closed = True
-                self._cv.notify_all()
+                self.cv.notify_all()
             return False
         while True:
             if self._closing.wait(self._backoff.next_delay()):
@@ -245,15 +223,14 @@ class Connection:
                 continue
             break
         self._backoff.reset()
-        with self._lock:
+        with self.cv:
             if self._closed:
                 new.close()
                 return False
             self._sock = new
-            self._decoder = Decoder()
             self._connected = True
             self.reconnects += 1
-            self._cv.notify_all()
+            self.cv.notify_all()
         log.warning("watchlib: reconnected to %s", self.path)
         if self._on_restored is not None:
             try:

@@ -7,34 +7,16 @@ xenstore says domains came or went.  Two sources are meant to exist:
   a thin adapter over xsd's cffi binding (``xsd.hypervisor.xen``), imported
   only when used, so watchlib still runs where xsd is not installed.
 - ``MockHypervisor``: a domain table in a JSON file, for machines without
-  Xen and for tests.  xsd's own mock hypervisor is to read the same file, so
-  a test can drive both the daemon and the library from one table.
-
-The file format (version 1), written atomically (temporary file + rename):
-
-    {"version": 1,
-     "domains": [
-        {"domid": 0, "uuid": "00000000-0000-0000-0000-000000000000",
-         "state": "running", "shutdown_reason": null},
-        {"domid": 5, "uuid": "...", "state": "shutdown", "shutdown_reason": "reboot"}
-     ]}
-
-``state`` is "running", "shutdown" (the domain stopped and says why in
-``shutdown_reason``: "poweroff", "reboot", "suspend", "crash", "watchdog",
-"soft_reset", as in xen/include/public/sched.h) or "dying" (being destroyed).
-A destroyed domain is simply absent.  Unknown keys are kept as they are, so the
-daemon can add its own.
+  Xen and for tests.  xsd's own mock hypervisor reads the same file (format
+  and lock in ``watchlib.mock_table``, written once for both), so a test can
+  drive both the daemon and the library from one table.
 """
-import fcntl
-import json
 import os
 import uuid as uuidlib
 from typing import NamedTuple, Optional
 
-RUNNING, SHUTDOWN, DYING = "running", "shutdown", "dying"
-STATES = (RUNNING, SHUTDOWN, DYING)
-SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
-DOM0_UUID = "00000000-0000-0000-0000-000000000000"
+from . import mock_table
+from .mock_table import DOM0_UUID, DYING, RUNNING, SHUTDOWN, SHUTDOWN_REASONS, STATES  # noqa: F401
 
 MOCK_ENV = "XSD_MOCK_HYPERVISOR"      # path of the mock's JSON file
 
@@ -55,36 +37,22 @@ class Hypervisor:
 
 
 class MockHypervisor(Hypervisor):
-    """A domain table in a JSON file (see the module docstring).
+    """A domain table in a JSON file (``watchlib.mock_table``).
 
     ``MockHypervisor(path)`` creates the file with dom0 alone if it does not
-    exist.  ``create``, ``shutdown``, ``destroy`` edit it under an flock on
-    ``path + ".lock"``, so several processes may share one table.
+    exist.  ``create``, ``shutdown``, ``destroy`` edit it under the table's
+    flock, so several processes may share one table.
     """
 
     def __init__(self, path):
         self.path = str(path)
-        if not os.path.exists(self.path):
-            with self._locked():
-                if not os.path.exists(self.path):
-                    self._save([{"domid": 0, "uuid": DOM0_UUID, "state": RUNNING,
-                                 "shutdown_reason": None}])
+        mock_table.ensure(self.path)
 
     # -- reading ------------------------------------------------------------
 
-    def _load(self) -> list:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return []
-        if data.get("version") != 1:
-            raise ValueError(f"{self.path}: unknown mock hypervisor version {data.get('version')!r}")
-        return data["domains"]
-
     def list_domains(self) -> list:
         return [DomainInfo(int(d["domid"]), d.get("uuid") or "", d.get("state", RUNNING),
-                           d.get("shutdown_reason")) for d in self._load()]
+                           d.get("shutdown_reason")) for d in mock_table.load(self.path)]
 
     def get(self, domid: int) -> Optional[DomainInfo]:
         for info in self.list_domains():
@@ -94,78 +62,43 @@ class MockHypervisor(Hypervisor):
 
     # -- editing --------------------------------------------------------------
 
-    def _locked(self):
-        return _FileLock(self.path + ".lock")
-
-    def _save(self, domains: list) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"version": 1, "domains": domains}, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, self.path)
-
     def _edit(self, domid: int, fn) -> DomainInfo:
-        with self._locked():
-            domains = self._load()
-            for i, d in enumerate(domains):
-                if int(d["domid"]) == domid:
-                    result = fn(domains, i, d)
-                    self._save(domains)
-                    return result
-            raise KeyError(f"no domain {domid} in the mock hypervisor")
+        return mock_table.update(self.path,
+                                 lambda rows: fn(rows, mock_table.find(rows, domid)))
 
     def create(self, domid: int, uuid: Optional[str] = None) -> DomainInfo:
         """A new running domain; ValueError if the domid exists."""
         uuid = uuid or str(uuidlib.uuid4())
-        with self._locked():
-            domains = self._load()
-            if any(int(d["domid"]) == domid for d in domains):
+
+        def add(rows):
+            if any(int(d["domid"]) == domid for d in rows):
                 raise ValueError(f"domain {domid} already exists")
-            domains.append({"domid": domid, "uuid": uuid, "state": RUNNING,
-                            "shutdown_reason": None})
-            domains.sort(key=lambda d: int(d["domid"]))
-            self._save(domains)
+            rows.append({"domid": domid, "uuid": uuid, "state": RUNNING,
+                         "shutdown_reason": None})
+            rows.sort(key=lambda d: int(d["domid"]))
+        mock_table.update(self.path, add)
         return DomainInfo(domid, uuid, RUNNING, None)
 
     def shutdown(self, domid: int, reason: str = "poweroff") -> DomainInfo:
         if reason not in SHUTDOWN_REASONS:
             raise ValueError(f"shutdown reason must be one of {SHUTDOWN_REASONS}")
-
-        def fn(domains, i, d):
-            d["state"], d["shutdown_reason"] = SHUTDOWN, reason
-            return DomainInfo(domid, d.get("uuid", ""), SHUTDOWN, reason)
-        return self._edit(domid, fn)
+        return self.set_state(domid, SHUTDOWN, reason)
 
     def set_state(self, domid: int, state: str, reason: Optional[str] = None) -> DomainInfo:
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}")
 
-        def fn(domains, i, d):
-            d["state"], d["shutdown_reason"] = state, reason
-            return DomainInfo(domid, d.get("uuid", ""), state, reason)
+        def fn(rows, i):
+            rows[i]["state"], rows[i]["shutdown_reason"] = state, reason
+            return DomainInfo(domid, rows[i].get("uuid", ""), state, reason)
         return self._edit(domid, fn)
 
     def destroy(self, domid: int) -> DomainInfo:
-        def fn(domains, i, d):
-            del domains[i]
+        def fn(rows, i):
+            d = rows.pop(i)
             return DomainInfo(domid, d.get("uuid", ""), d.get("state", RUNNING),
                               d.get("shutdown_reason"))
         return self._edit(domid, fn)
-
-
-class _FileLock:
-    def __init__(self, path):
-        self.path = path
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
 
 
 class XenHypervisor(Hypervisor):

@@ -17,66 +17,18 @@ The daemon is asked to watch the *literal prefix*, the components before the
 first wildcard; every event the daemon sends for it is then filtered here,
 with xsd's C glob matcher when ``xsd._native`` imports with its C extension,
 else in Python.  ``BACKEND`` says which ("cffi" or "python", the reason in
-``BACKEND_REASON``); ``WATCHLIB_MATCHER=python`` forces the fallback.
+``BACKEND_REASON``); ``WATCHLIB_MATCHER=python`` forces the fallback.  The Python engine is ``watchlib.globs``.
 """
-import logging
 import os
 
-log = logging.getLogger("watchlib")
+from .globs import GLOBSTAR, STAR, PyGlobSet, _split, nfa_states, py_glob_match
 
-STAR = "*"
-GLOBSTAR = "**"
-
-
-def _split(path: str) -> tuple:
-    return () if path == "/" else tuple(path[1:].split("/"))
+__all__ = ["BACKEND", "BACKEND_REASON", "GlobSet", "Pattern", "PyGlobSet", "glob_match",
+           "new_globset", "nfa_states", "py_glob_match"]
 
 
 def _join(parts) -> str:
     return "/" + "/".join(parts)
-
-
-def _closure(comps, states):
-    """Add the positions reachable by letting a ``**`` match nothing."""
-    out = set(states)
-    stack = list(states)
-    while stack:
-        i = stack.pop()
-        if i < len(comps) and comps[i] == GLOBSTAR and i + 1 not in out:
-            out.add(i + 1)
-            stack.append(i + 1)
-    return out
-
-
-def nfa_states(comps, parts) -> set:
-    """Positions in ``comps`` reachable after matching every one of ``parts``.
-
-    ``len(comps) in result``: the parts match the pattern exactly; any
-    position below ``len(comps)``: a longer path could still match.
-    """
-    states = _closure(comps, {0})
-    for part in parts:
-        nxt = set()
-        for i in states:
-            if i == len(comps):
-                continue
-            c = comps[i]
-            if c == GLOBSTAR:
-                nxt.add(i)
-            elif c == STAR or c == part:
-                nxt.add(i + 1)
-        if not nxt:
-            return nxt
-        states = _closure(comps, nxt)
-    return states
-
-
-def py_glob_match(pattern: str, path: str) -> bool:
-    """Exact match of ``path`` against ``pattern`` (the trie.h rules)."""
-    if pattern.startswith("@") or path.startswith("@"):
-        return pattern == path
-    comps = _split(pattern)
-    return len(comps) in nfa_states(comps, _split(path))
 
 
 class Pattern:
@@ -174,115 +126,6 @@ class Pattern:
         return self._head_max
 
 
-class _Node:
-    __slots__ = ("children", "star", "globstar", "ids", "loop")
-
-    def __init__(self, loop=False):
-        self.children = {}
-        self.star = None
-        self.globstar = None     # the node reached through a "**" component
-        self.ids = set()
-        self.loop = loop         # this node is a "**": it may swallow any component
-
-
-class PyGlobSet:
-    """Many patterns, each with ids; ``match(path)`` gives the ids of every
-    pattern matching ``path`` exactly, sorted.  The pure-Python counterpart of
-    ``xsd._native.GlobSet`` (same API): the patterns share a trie of their
-    components and a path is run through it as an NFA, so the cost grows
-    with the path's depth and the live states, not with the number of
-    patterns that cannot match.
-    """
-
-    def __init__(self):
-        self._root = _Node()
-        self._specials = {}
-        self._count = 0
-
-    def _walk(self, pattern: str, create: bool):
-        node = self._root
-        for comp in _split(pattern):
-            if comp == GLOBSTAR:
-                nxt = node.globstar
-                if nxt is None and create:
-                    nxt = node.globstar = _Node(loop=True)
-            elif comp == STAR:
-                nxt = node.star
-                if nxt is None and create:
-                    nxt = node.star = _Node()
-            else:
-                nxt = node.children.get(comp)
-                if nxt is None and create:
-                    nxt = node.children[comp] = _Node()
-            if nxt is None:
-                return None
-            node = nxt
-        return node
-
-    def add(self, pattern: str, id: int) -> None:
-        if pattern.startswith("@"):
-            ids = self._specials.setdefault(pattern, set())
-        else:
-            ids = self._walk(pattern, True).ids
-        if id in ids:
-            raise ValueError(f"{pattern!r} already has id {id}")
-        ids.add(id)
-        self._count += 1
-
-    def remove(self, pattern: str, id: int) -> bool:
-        # Emptied nodes are kept: watch patterns come and go in small numbers.
-        if pattern.startswith("@"):
-            ids = self._specials.get(pattern, set())
-        else:
-            node = self._walk(pattern, False)
-            ids = node.ids if node is not None else set()
-        if id not in ids:
-            return False
-        ids.discard(id)
-        self._count -= 1
-        return True
-
-    def __len__(self):
-        return self._count
-
-    @staticmethod
-    def _closure(nodes):
-        out = []
-        seen = set()
-        stack = list(nodes)
-        while stack:
-            n = stack.pop()
-            if id(n) in seen:
-                continue
-            seen.add(id(n))
-            out.append(n)
-            if n.globstar is not None:
-                stack.append(n.globstar)
-        return out
-
-    def match(self, path: str) -> list:
-        if path.startswith("@"):
-            return sorted(self._specials.get(path, ()))
-        states = self._closure([self._root])
-        for part in _split(path):
-            nxt = []
-            for n in states:
-                c = n.children.get(part)
-                if c is not None:
-                    nxt.append(c)
-                if n.star is not None:
-                    nxt.append(n.star)
-                if n.loop:
-                    nxt.append(n)
-            states = self._closure(nxt)
-            if not states:
-                return []
-        ids = set()
-        for n in states:
-            ids |= n.ids
-        return sorted(ids)
-
-
 def _is_at_or_below(path: str, base: str) -> bool:
     if base == "/":
         return path.startswith("/")
@@ -291,46 +134,18 @@ def _is_at_or_below(path: str, base: str) -> bool:
 
 # -- backend choice ----------------------------------------------------------
 
-_SELF_TEST = [
-    ("/local/domain/*/device/**", "/local/domain/3/device", True),
-    ("/local/domain/*/device/**", "/local/domain/3/device/vif/0/state", True),
-    ("/local/domain/*/device/**", "/local/domain/3/devices", False),
-    ("/local/domain/*/device/**", "/local/domain/device", False),
-    ("/a/**/state/**", "/a/state", True),
-    ("/a/**/state/**", "/a/b/c/state/x", True),
-    ("/a/**/state/**", "/a/b/c/stat", False),
-    ("/**", "/", True),
-    ("@introduceDomain", "@introduceDomain", True),
-    ("@introduceDomain", "/@introduceDomain", False),
-]
-
-
 def _load_native():
-    """(glob_match, GlobSet or None) from xsd._native, checked against the Python rules."""
+    """(glob_match, GlobSet) from xsd._native's C extension.
+
+    Its agreement with the Python engine above is checked by the tests
+    (tests/watchlib/test_patterns.py, tests/native/test_trie_property.py),
+    not at every import.
+    """
     from xsd import _native  # may raise ImportError
     if getattr(_native, "BACKEND", None) != "cffi":
-        # xsd's own fallback is pygtrie-based: no faster than ours.
+        # xsd's own fallback is this module's engine: nothing to gain.
         raise ImportError(f"xsd._native backend is {getattr(_native, 'BACKEND', None)!r}")
-    glob_match = getattr(_native, "glob_match")
-    for pattern, path, want in _SELF_TEST:
-        if bool(glob_match(pattern, path)) != want:
-            raise ImportError(f"xsd._native.glob_match disagrees on {pattern!r} {path!r}")
-    globset = getattr(_native, "GlobSet", None)
-    if globset is not None:
-        try:
-            g = globset()
-            for i, (pattern, _, _) in enumerate(_SELF_TEST):
-                g.add(pattern, i)
-            for path in {p for _, p, _ in _SELF_TEST}:
-                got = {int(i) for i in g.match(path)}
-                want = {i for i, (pat, _, _) in enumerate(_SELF_TEST) if py_glob_match(pat, path)}
-                if got != want:
-                    raise ValueError(f"GlobSet.match({path!r}) gave {got}, expected {want}")
-            g.remove(_SELF_TEST[0][0], 0)
-        except Exception as e:  # an API we do not understand: match one by one
-            log.debug("watchlib: xsd._native.GlobSet not usable (%s)", e)
-            globset = None
-    return glob_match, globset
+    return _native.glob_match, _native.GlobSet
 
 
 def new_globset():

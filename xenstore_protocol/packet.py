@@ -13,10 +13,6 @@ class Packet(NamedTuple):
     def encode(self) -> bytes:
         return HEADER.pack(self.op, self.req_id, self.tx_id, len(self.payload)) + self.payload
 
-    def fields(self) -> list:
-        """The payload's NUL-separated strings (see ``split_fields``)."""
-        return split_fields(self.payload)
-
     def __repr__(self) -> str:
         try:
             name = Op(self.op).name

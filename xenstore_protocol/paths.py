@@ -73,20 +73,6 @@ def join(parent_path: str, name: str) -> str:
     return parent_path + name if parent_path == "/" else f"{parent_path}/{name}"
 
 
-def split(path: str) -> tuple:
-    """``"/a/b"`` -> ``("a", "b")``; the root is the empty tuple."""
-    return () if path == "/" else tuple(path[1:].split("/"))
-
-
-def ancestors(path: str) -> list:
-    """The path itself and every ancestor up to ``/``, deepest first."""
-    out = [path]
-    while path != "/":
-        path = parent(path)
-        out.append(path)
-    return out
-
-
 def is_child(child: str, parent_path: str) -> bool:
     """True when ``child`` is ``parent_path`` or lies below it (by component)."""
     if parent_path == "/":

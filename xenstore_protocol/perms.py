@@ -48,7 +48,3 @@ def parse_list(fields) -> tuple:
 def encode_list(perms) -> bytes:
     return b"".join(p.encode() + b"\0" for p in perms)
 
-
-def format_list(perms) -> str:
-    """``(Perm("n",0), Perm("r",1))`` -> ``"n0,r1"`` as xenstore-ls -p prints."""
-    return ",".join(f"{p.kind}{p.domid}" for p in perms)

@@ -14,7 +14,7 @@ import resource
 import sys
 
 from . import __version__
-from .config import DEFAULT_RUNDIR, Config
+from .config import DEFAULT_RUNDIR, Config, default_rundir
 from .core.quota import DEFAULTS as QUOTA_DEFAULTS
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -193,7 +193,7 @@ def parse_args(argv=None) -> Config:
             parser.error(f"--metrics: {err}")
     if not args.log_summary_interval > 0:
         parser.error("--log-summary-interval: must be more than 0")
-    rundir = args.rundir or os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR
+    rundir = args.rundir or default_rundir()
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_")) for name in QUOTA_DEFAULTS}
     for _short, long, quota, _text in C_QUOTA_OPTIONS:
         value = getattr(args, "c_" + quota.replace("-", "_"))

@@ -2,7 +2,9 @@
 import os
 from dataclasses import dataclass, field
 
-DEFAULT_RUNDIR = "/var/run/xenstored"    # where the Xen daemons and libxenstore look
+# Where the Xen daemons and libxenstore look: one rule for all (watchlib.sockets).
+from watchlib.sockets import DEFAULT_RUNDIR, RO_SOCKET_NAME, SOCKET_NAME
+from watchlib.sockets import rundir as default_rundir  # noqa: F401  ($XENSTORED_RUNDIR, else the default)
 
 
 @dataclass
@@ -44,8 +46,8 @@ class Config:
 
     @property
     def socket_path(self) -> str:
-        return os.path.join(self.rundir, "socket")
+        return os.path.join(self.rundir, SOCKET_NAME)
 
     @property
     def ro_socket_path(self) -> str:
-        return os.path.join(self.rundir, "socket_ro")
+        return os.path.join(self.rundir, RO_SOCKET_NAME)

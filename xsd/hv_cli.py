@@ -22,6 +22,8 @@ import sys
 from xenstore_protocol import Op, XenstoreError
 
 from . import __version__
+from watchlib.sockets import daemon_socket
+
 from .config import DEFAULT_RUNDIR
 from .hypervisor.base import SHUTDOWN_REASONS
 from .hypervisor.mock import MockControl
@@ -39,7 +41,7 @@ def default_rundir() -> str:
 
 
 def socket_path(rundir: str) -> str:
-    return os.environ.get("XENSTORED_PATH") or os.path.join(rundir, "socket")
+    return daemon_socket(run_dir=rundir)
 
 
 def toolstack_introduce(client, row) -> None:

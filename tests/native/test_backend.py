@@ -4,6 +4,7 @@ The suite fails when the compiled backend is not in use, unless the run asked
 for the fallback explicitly with XSD_NATIVE=python: a missing or stale build
 must never slip through as "tests passed on pygtrie".
 """
+import importlib
 import os
 import shutil
 import subprocess
@@ -56,7 +57,11 @@ def fields(stdout):
 
 def copy_package(tmp_path, with_extension=True):
     """A private copy of xsd._native under tmp_path/xsd, importable through
-    PYTHONPATH ahead of the checkout, to tamper with safely."""
+    PYTHONPATH ahead of the checkout, to tamper with safely; with the
+    packages its pure-Python fallback imports (watchlib's glob engine)."""
+    for package in ("watchlib", "xenstore_protocol"):
+        src = os.path.dirname(os.path.abspath(importlib.import_module(package).__file__))
+        shutil.copytree(src, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     dest = tmp_path / "xsd" / "_native"
     dest.mkdir(parents=True)
     (tmp_path / "xsd" / "__init__.py").write_text("")

@@ -3,7 +3,10 @@
 Random add / remove / match sequences (hypothesis) must give identical
 answers from the C backend, the pygtrie backend and a model that is a plain
 list of (path, id) pairs with string-prefix ancestor logic. Globs are checked
-against a dynamic-programming table, unrelated to both implementations.
+against a dynamic-programming table (tests/glob_model.py), unrelated to both
+implementations; the Python glob set and glob_match are watchlib's engine
+(watchlib.globs, which xsd._native.pytrie imports), so the C glob set is
+checked side by side with it.
 
 The C backend is imported directly (not through BACKEND) so both are always
 tested; if it cannot be imported the tests fail, unless XSD_NATIVE=python
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize,
                                  invariant, rule)
 
+from tests.glob_model import is_special, model_glob
 from xsd._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, pytrie
 
 if os.environ.get("XSD_NATIVE", "").strip().lower() == "python":
@@ -35,10 +39,6 @@ SETTINGS = settings(deadline=None, max_examples=150,
 
 
 # ---- the model ----------------------------------------------------------
-
-def is_special(path):
-    return path.startswith("@")
-
 
 def valid(path):
     if path.startswith("@"):
@@ -82,24 +82,6 @@ class Model:
             elif flags & MATCH_DESCENDANTS and p != path and anc_or_self(path, p):
                 out.add(i)
         return sorted(out)
-
-
-def model_glob(pattern, path):
-    """By table: ok[i][j] = the first i pattern components match the first j
-    path components ("*" one component, "**" any run, others literally)."""
-    if is_special(pattern) or is_special(path):
-        return is_special(pattern) and pattern == path
-    pat = pattern[1:].split("/") if pattern != "/" else []
-    comps = path[1:].split("/") if path != "/" else []
-    ok = [[False] * (len(comps) + 1) for _ in range(len(pat) + 1)]
-    ok[0][0] = True
-    for i, p in enumerate(pat, 1):
-        for j in range(len(comps) + 1):
-            if p == "**":
-                ok[i][j] = ok[i - 1][j] or (j > 0 and ok[i][j - 1])
-            elif j > 0 and (p == "*" or p == comps[j - 1]):
-                ok[i][j] = ok[i - 1][j - 1]
-    return ok[len(pat)][len(comps)]
 
 
 # ---- strategies ---------------------------------------------------------

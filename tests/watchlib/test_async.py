@@ -193,3 +193,18 @@ def test_closed_client_refuses(daemon):
         with pytest.raises(Disconnected):
             await c.read("/")
     run(main())
+
+
+def test_tx_argument_form(daemon):
+    """AsyncClient takes ``tx=`` like Client: the request runs inside the transaction."""
+    async def main():
+        async with AsyncClient(daemon.socket_path) as c, AsyncClient(daemon.socket_path) as o:
+            async with c.transaction() as t:
+                await c.write("/atx/arg", b"1", tx=t)
+                assert await c.read("/atx/arg", tx=t) == b"1"
+                assert await c.exists("/atx/arg", tx=t)
+                assert await c.ls("/atx", tx=t) == ["arg"]
+                assert (await c.get_perms("/atx/arg", tx=t))[0].kind == "n"
+                assert not await o.exists("/atx/arg")       # not committed yet
+            assert await o.read("/atx/arg") == b"1"
+    run(main())

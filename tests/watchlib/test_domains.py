@@ -163,3 +163,26 @@ def test_xen_backend_names_what_is_missing_and_is_never_the_mock(monkeypatch):
     assert "xen" in str(failure.value).lower()
     with pytest.raises(RuntimeError, match="not a Xen host"):
         hypervisor.default_hypervisor()
+
+
+def test_one_table_for_the_daemon_and_watchlib(tmp_path):
+    """xsd's mock and watchlib's read and edit one file, through one format and lock module."""
+    from watchlib import mock_table
+    from xsd.hypervisor.base import HypervisorError
+    from xsd.hypervisor.mock import MockControl, load_table
+    control = MockControl(tmp_path)
+    control.ensure()
+    hv = MockHypervisor(tmp_path / mock_table.FILE_NAME)
+    row = control.create("web")
+    assert hv.get(row.domid) == DomainInfo(row.domid, row["uuid"], "running", None)
+    hv.shutdown(row.domid, "reboot")
+    assert control.record(row.domid).info().shutdown_reason == "reboot"
+    assert control.record(row.domid)["name"] == "web"        # xsd's keys survive watchlib's edit
+    hv.create(40, uuid="u40")
+    assert [r.domid for r in control.domains()] == [0, row.domid, 40]
+    # A table neither side can read: one error type underneath, each side's own on top.
+    (tmp_path / mock_table.FILE_NAME).write_text('{"version": 2, "domains": []}')
+    with pytest.raises(mock_table.TableError, match="version 2"):
+        hv.list_domains()
+    with pytest.raises(HypervisorError, match="version 2"):
+        load_table(tmp_path)

@@ -1,21 +1,18 @@
 """Patterns: the Python matcher against a trivial model and against xsd's C matcher."""
+import importlib
+import os
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from tests.glob_model import model_glob
 from watchlib import patterns
 from watchlib.patterns import Pattern, py_glob_match
 
 
 def model_match(comps, parts):
-    """Recursive reference: '*' one component, '**' zero or more."""
-    if not comps:
-        return not parts
-    head, rest = comps[0], comps[1:]
-    if head == "**":
-        return any(model_match(rest, parts[i:]) for i in range(len(parts) + 1))
-    if not parts:
-        return False
-    return (head == "*" or head == parts[0]) and model_match(rest, parts[1:])
+    """The shared model (tests/glob_model.py) on component tuples."""
+    return model_glob(as_path(comps), as_path(parts))
 
 
 names = st.sampled_from(["a", "b", "c", "0"])
@@ -90,7 +87,6 @@ def test_bad_patterns(bad):
 
 
 def test_python_fallback_can_be_forced(monkeypatch):
-    import importlib
     monkeypatch.setenv("WATCHLIB_MATCHER", "python")
     mod = importlib.reload(patterns)
     try:
@@ -156,3 +152,57 @@ def test_daemon_watch_routing_agrees_with_classify(pps, parts):
     for sub in subs:
         reg.remove(sub)
     assert reg.by_path == {}
+
+
+# Examples the C glob set and glob_match must answer as the Python engine does.
+# Once checked at every import of watchlib.patterns; a test is where it belongs.
+NATIVE_EXAMPLES = [
+    ("/local/domain/*/device/**", "/local/domain/3/device", True),
+    ("/local/domain/*/device/**", "/local/domain/3/device/vif/0/state", True),
+    ("/local/domain/*/device/**", "/local/domain/3/devices", False),
+    ("/local/domain/*/device/**", "/local/domain/device", False),
+    ("/a/**/state/**", "/a/state", True),
+    ("/a/**/state/**", "/a/b/c/state/x", True),
+    ("/a/**/state/**", "/a/b/c/stat", False),
+    ("/**", "/", True),
+    ("@introduceDomain", "@introduceDomain", True),
+    ("@introduceDomain", "/@introduceDomain", False),
+]
+
+
+def test_native_glob_set_answers_the_examples_as_the_python_engine():
+    native = pytest.importorskip("xsd._native")
+    if native.BACKEND != "cffi":
+        pytest.skip("xsd._native has no C extension here")
+    for pattern, path, want in NATIVE_EXAMPLES:
+        assert bool(native.glob_match(pattern, path)) is want is py_glob_match(pattern, path)
+    c_set, py_set = native.GlobSet(), patterns.PyGlobSet()
+    for i, (pattern, _, _) in enumerate(NATIVE_EXAMPLES):
+        c_set.add(pattern, i)
+        py_set.add(pattern, i)
+    for _, path, _ in NATIVE_EXAMPLES:
+        assert [int(i) for i in c_set.match(path)] == py_set.match(path)
+    assert c_set.remove(NATIVE_EXAMPLES[0][0], 0) and py_set.remove(NATIVE_EXAMPLES[0][0], 0)
+    assert [int(i) for i in c_set.match("/local/domain/3/device")] == \
+        py_set.match("/local/domain/3/device")
+
+
+def test_watchlib_uses_the_c_glob_set_when_xsd_has_it():
+    native = pytest.importorskip("xsd._native")
+    if native.BACKEND != "cffi" or os.environ.get("WATCHLIB_MATCHER"):
+        pytest.skip("no C extension here, or the Python matcher was asked for")
+    assert patterns.BACKEND == "cffi" and patterns.GlobSet is native.GlobSet
+
+
+def test_importing_patterns_runs_no_matching(monkeypatch):
+    """The backend choice only looks at what xsd._native offers; it matches nothing."""
+    native = pytest.importorskip("xsd._native")
+    calls = []
+    monkeypatch.setattr(native, "glob_match", lambda *a: calls.append(a) or False)
+    monkeypatch.delenv("WATCHLIB_MATCHER", raising=False)
+    try:
+        importlib.reload(patterns)
+        assert calls == []
+    finally:
+        monkeypatch.undo()
+        importlib.reload(patterns)

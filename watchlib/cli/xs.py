@@ -6,7 +6,7 @@ same errno here, or ``xenstore-ls`` would print another strerror.  What this
 layer adds to ``watchlib.connection.Connection``:
 
 - opening: ``$XENSTORED_PATH`` (else ``$XENSTORED_RUNDIR/socket``, else
-  /var/run/xenstored/socket); on failure the xenbus device is tried next, so
+  /var/run/xenstored/socket: ``watchlib.sockets``); on failure the xenbus device is tried next, so
   the errno reported is the one of that last attempt;
 - a request whose payload would pass 4096 bytes fails with E2BIG unsent;
 - an error name the daemon sends that libxenstore does not know is EINVAL;
@@ -28,9 +28,9 @@ import stat
 from xenstore_protocol import Op, PAYLOAD_MAX, XenstoreError, join_fields, split_fields
 
 from ..connection import Connection, Disconnected
+from ..sockets import daemon_socket
 from .cformat import c_strtol, c_strtoul
 
-DEFAULT_RUNDIR = "/var/run/xenstored"
 SUN_PATH_MAX = 108          # sizeof(sockaddr_un.sun_path) on Linux
 
 
@@ -42,16 +42,9 @@ class XsError(Exception):
         self.errno = err
 
 
-def daemon_socket() -> str:
-    path = os.environ.get("XENSTORED_PATH")
-    if path:
-        return path
-    return os.path.join(os.environ.get("XENSTORED_RUNDIR") or DEFAULT_RUNDIR, "socket")
-
-
 def domain_dev() -> str:
     path = os.environ.get("XENSTORED_PATH")
-    if path:
+    if path is not None:          # xs_domain_dev(): set, even empty, wins (getenv)
         return path
     if os.path.exists("/dev/xen/xenbus"):
         return "/dev/xen/xenbus"

@@ -30,7 +30,8 @@ The backend is chosen at import by the environment variable XSD_NATIVE:
             matches the C sources beside it; otherwise the pygtrie fallback,
             with a warning logged and the reason kept in FALLBACK_REASON.
     c       the cffi extension, or ImportError at import saying why not.
-    python  the pygtrie fallback (xsd._native.pytrie).
+    python  the pygtrie fallback (xsd._native.pytrie; its GlobSet and
+            glob_match are watchlib's Python glob engine, watchlib.globs).
 
 BACKEND is "cffi" or "python"; BACKEND_INFO is a one-line description for the
 daemon's start-up log.

@@ -18,14 +18,14 @@ domain list.
 """
 from typing import NamedTuple, Optional
 
+# Domain states and shutdown reasons (sched.h) as the daemon, watchlib and the
+# mock's table name them: defined once, in the table's module.
+from watchlib.mock_table import (  # noqa: F401
+    DOM0_UUID, DYING, RUNNING, SHUTDOWN, SHUTDOWN_REASONS, STATES,
+)
+
 VIRQ_DOM_EXC = 3                 # xen/include/public/xen.h
 DOMID_FIRST_RESERVED = 0x7FF0    # xen.h: ids from here on are never ordinary domains
-
-RUNNING, SHUTDOWN, DYING = "running", "shutdown", "dying"
-STATES = (RUNNING, SHUTDOWN, DYING)
-# SHUTDOWN_* in xen/include/public/sched.h, by code.
-SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
-DOM0_UUID = "00000000-0000-0000-0000-000000000000"
 
 
 class HypervisorError(Exception):

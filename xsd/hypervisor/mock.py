@@ -4,11 +4,9 @@ Everything lives under the daemon's run directory, so the daemon, ``xsd-hv``,
 tests, guests and watchlib all see one hypervisor:
 
 ``mock-hypervisor.json``
-    The domain table, shared with ``watchlib.hypervisor.MockHypervisor``
-    (same file, same format, same lock ``mock-hypervisor.json.lock``).
-    Version 1: ``{"version": 1, "domains": [{"domid", "uuid", "state",
-    "shutdown_reason"}, ...]}``, written whole to a temporary file and
-    renamed.  Unknown keys are kept; this module adds per domain ``name``,
+    The domain table, shared with ``watchlib.hypervisor.MockHypervisor``:
+    format, lock and atomic rewrite are ``watchlib.mock_table``'s, written
+    once for both.  Unknown keys are kept; this module adds per domain ``name``,
     ``store_mfn`` and ``store_port`` (what a toolstack passes to INTRODUCE),
     ``ring`` and ``evtchn`` (paths relative to the run directory).  A
     domain without ``ring`` (created through watchlib) exists but has no
@@ -31,8 +29,6 @@ destroy); ``MockHypervisor`` is the daemon's side.  Nothing here checks who
 the caller is: on the mock every process of the user is the hypervisor.
 """
 import errno
-import fcntl
-import json
 import logging
 import mmap
 import os
@@ -43,18 +39,19 @@ import struct
 import uuid as uuidlib
 from typing import Optional
 
+from watchlib import mock_table
+
 from .base import (
-    DOM0_UUID, DOMID_FIRST_RESERVED, DYING, DomainInfo, EventChannels, Hypervisor,
+    DOMID_FIRST_RESERVED, DYING, DomainInfo, EventChannels, Hypervisor,
     HypervisorError, NoRing, RingMapping, RUNNING, SHUTDOWN, SHUTDOWN_REASONS, STATES, VIRQ_DOM_EXC,
 )
 
 log = logging.getLogger("xsd.hypervisor")
 
-TABLE = "mock-hypervisor.json"
+TABLE = mock_table.FILE_NAME
 STATE_DIR = "mock-hv"
 XENSTORED_EVTCHN = os.path.join(STATE_DIR, "xenstored.evtchn")
 PAGE_SIZE = 4096
-VERSION = 1
 STORE_PORT = 1          # the guest's xenstore port; ports are per domain in Xen
 
 
@@ -82,16 +79,12 @@ def load_table(rundir: str) -> list:
     """The table's rows, or [] when there is no table yet."""
     path = table_path(rundir)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError) as err:
+        rows = mock_table.load(path)
+    except OSError as err:
         raise HypervisorError(f"{path}: unreadable mock hypervisor table: {err}") from None
-    if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise HypervisorError(f"{path}: unknown mock hypervisor table version "
-                              f"{data.get('version') if isinstance(data, dict) else data!r}")
-    return [MockDomain(d) for d in data.get("domains", [])]
+    except mock_table.TableError as err:
+        raise HypervisorError(str(err)) from None
+    return [MockDomain(d) for d in rows]
 
 
 class MockControl:
@@ -124,12 +117,7 @@ class MockControl:
     def ensure(self) -> None:
         """Create the table with dom0 alone if there is none."""
         os.makedirs(os.path.join(self.rundir, STATE_DIR), exist_ok=True)
-        if os.path.exists(self.path):
-            return
-        with self._locked():
-            if not os.path.exists(self.path):
-                self._save([MockDomain(domid=0, uuid=DOM0_UUID, state=RUNNING,
-                                       shutdown_reason=None, name="Domain-0")])
+        mock_table.ensure(self.path, name="Domain-0")
 
     def create(self, name: str = "", domid: Optional[int] = None,
                uuid: Optional[str] = None) -> MockDomain:
@@ -213,14 +201,10 @@ class MockControl:
         return load_table(self.rundir)
 
     def _save(self, rows: list) -> None:
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"version": VERSION, "domains": rows}, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, self.path)
+        mock_table.save(self.path, rows)
 
     def _locked(self):
-        return _FileLock(self.path + ".lock")
+        return mock_table.locked(self.path)
 
 
 def _next_domid(taken: set) -> int:
@@ -232,21 +216,6 @@ def _next_domid(taken: set) -> int:
         if domid not in taken:
             return domid
     raise ValueError("no free domid")
-
-
-class _FileLock:
-    def __init__(self, path: str):
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
 
 
 # -- the daemon's side ---------------------------------------------------------
