@@ -137,12 +137,15 @@ class FleetMirror:
     """
 
     def __init__(self, servers, host_glob: str = "*", path_glob: str = "/**", on_change=None, *,
-                 bucket: str = DEFAULT_BUCKET):
+                 bucket: str = DEFAULT_BUCKET, idle_heartbeat: float = 0.5):
         self.servers = servers
         self.host_glob = host_glob
         self.pattern = Pattern(path_glob)
         self.on_change = on_change
         self.bucket = bucket
+        # The server's heartbeat to the watch: two missed (a broker restart, a lost
+        # consumer) and nats-py re-creates the consumer from the last sequence seen.
+        self.idle_heartbeat = idle_heartbeat
         self.values = {}           # (host, path) -> value
         self.heartbeats = {}       # host -> the last heartbeat (its JSON, "time" = bridge clock)
         self._nc = None
@@ -166,10 +169,11 @@ class FleetMirror:
         subject = f"{KV_PREFIX}{self.bucket}.{subject_filter(self.host_glob, self.pattern.text)}"
         meta_subject = f"{KV_PREFIX}{self.bucket}.*.{HEARTBEAT}"
         self._sub = await js.subscribe(subject, stream=f"KV_{self.bucket}", cb=self._on_msg,
-                                       ordered_consumer=True,
+                                       ordered_consumer=True, idle_heartbeat=self.idle_heartbeat,
                                        deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
         self._hb_sub = await js.subscribe(meta_subject, stream=f"KV_{self.bucket}",
                                           cb=self._on_heartbeat, ordered_consumer=True,
+                                          idle_heartbeat=self.idle_heartbeat,
                                           deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
 
     async def _on_heartbeat(self, msg):

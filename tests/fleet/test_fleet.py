@@ -128,6 +128,7 @@ def test_two_hosts_never_see_each_others_keys(daemon_factory, nats_server):
 def test_restarting_nats_server_ends_equal(daemon, nats_server):
     async def main():
         bridge = await start_bridge(daemon, nats_server, "host-1")
+        fm = await FleetMirror.start([nats_server.url], "host-1", "/**")   # lives through it
         with Client(daemon.socket_path) as c:
             c.write("/vm/a/state", b"running")
             c.write("/vm/b/state", b"running")
@@ -137,7 +138,6 @@ def test_restarting_nats_server_ends_equal(daemon, nats_server):
             c.rm("/vm/b")
             c.write("/vm/c/state", b"running")
             await bridge.sync(timeout=60)
-        fm = await FleetMirror.start([nats_server.url], "host-1", "/**")
         try:
             await fm.sync()
             assert fleet_view(fm, "host-1") == store_view(daemon.socket_path)
