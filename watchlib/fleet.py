@@ -148,6 +148,8 @@ class FleetMirror:
         self.idle_heartbeat = idle_heartbeat
         self.values = {}           # (host, path) -> value
         self.heartbeats = {}       # host -> the last heartbeat (its JSON, "time" = bridge clock)
+        self.messages = 0          # node messages received (all hosts and paths of the filter)
+        self.heartbeat_messages = 0
         self._nc = None
         self._sub = None
         self._last_seq = 0
@@ -177,6 +179,7 @@ class FleetMirror:
                                           deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
 
     async def _on_heartbeat(self, msg):
+        self.heartbeat_messages += 1
         host, _ = path_of_key(msg.subject[len(KV_PREFIX) + len(self.bucket) + 1:])
         if fnmatch.fnmatchcase(host, self.host_glob) and msg.data:
             try:
@@ -192,6 +195,7 @@ class FleetMirror:
         return (time.time() if now is None else now) - beat["time"]
 
     async def _on_msg(self, msg):
+        self.messages += 1
         async with self._lock:
             self._last_seq = max(self._last_seq, msg.metadata.sequence.stream)
             key = msg.subject[len(KV_PREFIX) + len(self.bucket) + 1:]

@@ -8,7 +8,7 @@ import sys
 
 from watchlib.fleet import DEFAULT_BUCKET
 
-from .bridge import DEFAULT_PATTERNS, DEFAULT_STREAM, Bridge
+from .bridge import DEFAULT_PATTERNS, DEFAULT_STREAM, Bridge, StartError
 
 
 def parse_args(argv):
@@ -31,6 +31,8 @@ def parse_args(argv):
     p.add_argument("--no-domains", action="store_true", help="publish no domain events")
     p.add_argument("--mock-hypervisor", metavar="JSON",
                    help="the mock hypervisor's table (else $XSD_MOCK_HYPERVISOR, else Xen)")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to reach the broker and xenstored at start")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     args = p.parse_args(argv)
     if args.queue_max < 1:
@@ -53,16 +55,20 @@ async def run(args) -> int:
     bridge = Bridge(args.host, servers=args.servers.split(","), xenstored_path=args.xenstored_path,
                     patterns=args.patterns or DEFAULT_PATTERNS, bucket=args.bucket,
                     stream=args.stream, queue_max=args.queue_max, heartbeat=args.heartbeat,
-                    hypervisor=hypervisor, domains=not args.no_domains)
+                    hypervisor=hypervisor, domains=not args.no_domains,
+                    connect_timeout=args.connect_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.wait_for(bridge.start(), 30)
-    except (OSError, asyncio.TimeoutError, ValueError) as e:
-        print(f"xsd-fleet: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
-        await bridge.close()
+        await bridge.start()
+    except StartError as e:
+        print(f"xsd-fleet: {e}", file=sys.stderr)
+        try:
+            await bridge.close()
+        except Exception:
+            pass
         return 1
     logging.getLogger("xsd_fleet").info("xsd-fleet %s: running", args.host)
     await stop.wait()

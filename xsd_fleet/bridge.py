@@ -54,10 +54,20 @@ def _nats_errors():
     return NATS_ERRORS + (nats.errors.Error, nats.js.errors.Error)
 
 
+def _why(e, timeout) -> str:
+    if isinstance(e, (asyncio.TimeoutError, TimeoutError)) and not str(e):
+        return f"no answer within {timeout:g} s"
+    return str(e) or type(e).__name__
+
+
+class StartError(Exception):
+    """The bridge cannot start: the broker or xenstored cannot be reached (one line)."""
+
+
 class Bridge:
     def __init__(self, host: str, *, servers, xenstored_path=None, patterns=DEFAULT_PATTERNS,
                  bucket=DEFAULT_BUCKET, stream=DEFAULT_STREAM, queue_max=10000, heartbeat=5.0,
-                 hypervisor=None, domains=True, publish_timeout=2.0):
+                 hypervisor=None, domains=True, publish_timeout=2.0, connect_timeout=30.0):
         self.host = host
         self.host_token = escape_token(host)
         self.servers = servers
@@ -70,6 +80,7 @@ class Bridge:
         self.hypervisor = hypervisor
         self.with_domains = domains
         self.publish_timeout = publish_timeout
+        self.connect_timeout = connect_timeout
         self.counters = collections.Counter()
         self.pending = {}                # bucket key -> value (None: delete), newest last
         self._reconcile_due = True
@@ -86,20 +97,34 @@ class Bridge:
         self._nc = self._js = self._kv = self._xs = self.mirror = None
         self._xs_blocking = self._domain_watcher = None
 
+    @property
+    def stats(self) -> dict:
+        """The counters, and what is held now (also in every heartbeat)."""
+        return {**self.counters, "pending": len(self.pending), "reconcile_due": self._reconcile_due}
+
     # -- life-cycle -------------------------------------------------------------------
 
     async def start(self) -> "Bridge":
         import nats
         self._loop = asyncio.get_running_loop()
-        self._nc = await nats.connect(
-            self.servers, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-            reconnected_cb=self._on_nats_reconnected, disconnected_cb=self._on_nats_disconnected,
-            error_cb=self._on_nats_error, name=f"xsd-fleet {self.host}")
-        self._js = self._nc.jetstream(timeout=self.publish_timeout)
-        self._kv = await ensure_bucket(self._js, self.bucket)
-        await self._ensure_stream()
-        await self._load_domains()
-        self._xs = await AsyncClient(self.xenstored_path, timeout=10).connect()
+        try:
+            self._nc = await asyncio.wait_for(nats.connect(
+                self.servers, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                reconnected_cb=self._on_nats_reconnected,
+                disconnected_cb=self._on_nats_disconnected, error_cb=self._on_nats_error,
+                name=f"xsd-fleet {self.host}"), self.connect_timeout)
+            self._js = self._nc.jetstream(timeout=self.publish_timeout)
+            self._kv = await ensure_bucket(self._js, self.bucket)
+            await self._ensure_stream()
+            await self._load_domains()
+        except Exception as e:
+            raise StartError(f"cannot use NATS JetStream at {','.join(self.servers)}: "
+                             f"{_why(e, self.connect_timeout)}") from e
+        try:
+            self._xs = await asyncio.wait_for(
+                AsyncClient(self.xenstored_path, timeout=10).connect(), self.connect_timeout)
+        except Exception as e:
+            raise StartError(f"cannot connect to xenstored: {_why(e, self.connect_timeout)}") from e
         self.mirror = await AsyncMirror.start(self.patterns, self._on_change, client=self._xs,
                                               max_pending=self.queue_max)
         if self.with_domains:
@@ -181,12 +206,12 @@ class Bridge:
     def _on_change(self, change):
         self.counters["changes"] += 1
         if self._reconcile_due:
-            self.counters["dropped"] += 1        # the reconcile due will write it
+            self.counters["deferred"] += 1       # the reconcile that is due will write it
             return
         key = key_of(self.host, change.path)
         if key not in self.pending and len(self.pending) >= self.queue_max:
             self.counters["overflows"] += 1
-            self.counters["dropped"] += len(self.pending) + 1
+            self.counters["deferred"] += len(self.pending) + 1
             log.warning("xsd-fleet %s: %d changes waiting for the broker, the bound; "
                         "dropping them and reconciling when it takes changes again",
                         self.host, len(self.pending))
@@ -198,8 +223,10 @@ class Bridge:
         self._wake.set()
 
     def _on_domain(self, kind, info):
-        self._dom_current.pop(info.domid, None) if kind == "removed" else \
-            self._dom_current.__setitem__(info.domid, info)
+        if kind == "removed":
+            self._dom_current.pop(info.domid, None)
+        else:
+            self._dom_current[info.domid] = info
         if len(self._dom_events) >= self.queue_max:
             self.counters["overflows"] += 1
             self._dom_events.clear()                 # the state diff below covers them
@@ -255,11 +282,15 @@ class Bridge:
                     if key in self.pending and self.pending[key] is value:
                         del self.pending[key]
                 await self._publish_domains()
+                if backoff > 0.05:
+                    log.warning("xsd-fleet %s: the broker takes changes again", self.host)
                 backoff = 0.05
             except errors as e:
                 self.counters["publish_errors"] += 1
-                log.warning("xsd-fleet %s: broker refused or unreachable (%s: %s); retrying",
-                            self.host, type(e).__name__, e)
+                if backoff == 0.05:       # once per outage, not once per retry
+                    log.warning("xsd-fleet %s: broker refused or unreachable (%s: %s); holding up "
+                                "to %d changes, retrying", self.host, type(e).__name__, e,
+                                self.queue_max)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 self._wake.set()
@@ -373,8 +404,7 @@ class Bridge:
         errors = _nats_errors()
         while not self._closed:
             self._check_mirror_gaps()
-            beat = {"time": time.time(), "interval": self.heartbeat, "pending": len(self.pending),
-                    "counters": dict(self.counters)}
+            beat = {"time": time.time(), "interval": self.heartbeat, "stats": self.stats}
             try:
                 await self._kv.put(meta_key(self.host, HEARTBEAT), json.dumps(beat).encode())
             except errors as e:

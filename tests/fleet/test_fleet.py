@@ -270,3 +270,18 @@ def test_domain_created_and_destroyed_is_announced_once_each(daemon, nats_server
                        ("xsd.host-d.domain.7.added", 7, "u7"),
                        ("xsd.host-d.domain.7.removed", 7, "u7")]
     run(main())
+
+
+def test_start_up_failures_are_one_line(nats_server, tmp_path):
+    def xsd_fleet(*args):
+        return subprocess.run([sys.executable, "-m", "xsd_fleet", "--no-domains", *args],
+                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                              capture_output=True, text=True, timeout=60)
+
+    no_xs = xsd_fleet("--servers", nats_server.url, "--xenstored-path", str(tmp_path / "none"))
+    assert no_xs.returncode == 1
+    assert no_xs.stderr.startswith("xsd-fleet: cannot connect to xenstored: ")
+    assert len(no_xs.stderr.splitlines()) == 1, no_xs.stderr
+    bad = xsd_fleet("--queue-max", "0")
+    assert bad.returncode == 2 and "--queue-max must be at least 1" in bad.stderr
+    assert "Traceback" not in no_xs.stderr + bad.stderr
