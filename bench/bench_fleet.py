@@ -216,6 +216,7 @@ async def orchestrate(args):
     print(f"{'write -> callback p99 (ms)':34}{percentile(latencies, 0.99):>14.1f}{'up to 15,000':>16}")
     print(f"{'bridge CPU per host (% of a core)':34}{cpu_pct_host:>14.3f}{'':>16}")
     print(f"{'bridge RSS per host (KiB)':34}{rss_host:>14.0f}{'':>16}")
+    print(f"{'bridges process RSS, all (MiB)':34}{stats['rss_kib'] / 1024:>14.1f}{'':>16}")
     vms = args.hosts * args.vms
     even = OVIRT_REQUESTS_PER_MIN - per_min_hb              # changes/min where the totals meet
     if even > 0:

@@ -46,9 +46,8 @@ from typing import NamedTuple, Optional
 
 from xenstore_protocol import XenstoreError
 
-from .connection import Disconnected
+from . import Disconnected, Event, Resync     # the public names (watchlib/__init__.py)
 from .patterns import Pattern
-from .subscription import Event, Resync
 
 log = logging.getLogger("watchlib")
 
