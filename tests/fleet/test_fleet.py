@@ -148,6 +148,34 @@ def test_restarting_nats_server_ends_equal(daemon, nats_server):
     run(main())
 
 
+def test_restarting_xenstored_ends_equal(daemon_factory, nats_server):
+    """A daemon without persistence comes back empty: the bridge's mirror re-reads on its
+    Resync, and the bucket loses the keys of nodes that are gone."""
+    daemon = daemon_factory("--no-persist")
+
+    async def main():
+        with Client(daemon.socket_path) as c:
+            c.write("/vm/before/state", b"running")
+        bridge = await start_bridge(daemon, nats_server, "host-1")
+        fm = await FleetMirror.start([nats_server.url], "host-1", "/**")
+        try:
+            await bridge.sync()
+            await fm.sync()
+            assert ("host-1", "/vm/before/state") in fm.values
+            daemon.restart()
+            with Client(daemon.socket_path) as c:
+                c.write("/vm/after/state", b"running")
+            await bridge.sync(timeout=60)
+            await fm.sync()
+            assert fleet_view(fm, "host-1") == store_view(daemon.socket_path)
+            assert ("host-1", "/vm/before/state") not in fm.values
+            assert bridge.mirror.resyncs >= 1
+        finally:
+            await fm.close()
+            await bridge.close()
+    run(main())
+
+
 def test_overflowing_the_bridge_queue_ends_equal(daemon, nats_server):
     async def main():
         bridge = await start_bridge(daemon, nats_server, "host-1", queue_max=5)
