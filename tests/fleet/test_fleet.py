@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.daemon_process import ROOT
+from tests.nats_process import free_port
 from tests.waiting import wait_for
 from watchlib import Client, XenstoreError
 from watchlib.fleet import DOMAINS, FleetMirror, key_of, meta_key, path_of_key, subject_filter
@@ -203,13 +204,15 @@ def test_overflowing_the_bridge_queue_ends_equal(daemon, nats_server):
 def test_killing_the_bridge_ends_equal(daemon, nats_server, tmp_path):
     """A real xsd-fleet process, SIGKILLed; what changed meanwhile (writes and a removed
     subtree) is in the bucket once a new one has run, and stale keys are gone."""
+    log = open(tmp_path / "bridge.log", "ab")
+
     def bridge_process():
         return subprocess.Popen(
             [sys.executable, "-m", "xsd_fleet", "--host", "host-k", "--servers", nats_server.url,
              "--xenstored-path", daemon.socket_path, "--no-domains", "--heartbeat", "0.1",
              *sum((["--pattern", p] for p in PATTERNS), [])],
             cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "bridge.log", "ab"))
+            stdout=subprocess.DEVNULL, stderr=log)
 
     async def main():
         fm = await FleetMirror.start([nats_server.url], "host-k", "/**")
@@ -240,7 +243,10 @@ def test_killing_the_bridge_ends_equal(daemon, nats_server, tmp_path):
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(20) == 0, (tmp_path / "bridge.log").read_text()
         await fm.close()
-    run(main())
+    try:
+        run(main())
+    finally:
+        log.close()
 
 
 def test_domain_created_and_destroyed_is_announced_once_each(daemon, nats_server):
@@ -310,6 +316,10 @@ def test_start_up_failures_are_one_line(nats_server, tmp_path):
     assert no_xs.returncode == 1
     assert no_xs.stderr.startswith("xsd-fleet: cannot connect to xenstored: ")
     assert len(no_xs.stderr.splitlines()) == 1, no_xs.stderr
+    no_nats = xsd_fleet("--servers", f"nats://127.0.0.1:{free_port()}", "--connect-timeout", "1")
+    assert no_nats.returncode == 1
+    assert no_nats.stderr.startswith("xsd-fleet: cannot use NATS JetStream at nats://127.0.0.1:")
+    assert len(no_nats.stderr.splitlines()) == 1, no_nats.stderr
     bad = xsd_fleet("--queue-max", "0")
     assert bad.returncode == 2 and "--queue-max must be at least 1" in bad.stderr
-    assert "Traceback" not in no_xs.stderr + bad.stderr
+    assert "Traceback" not in no_xs.stderr + no_nats.stderr + bad.stderr
