@@ -92,6 +92,40 @@ def test_removing_an_ancestor_of_the_prefix_is_seen(client, other):
         assert len(m) == 0
 
 
+class CountingClient(Client):
+    """A real client that records the reads and listings the mirror makes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def read(self, path, tx=None):
+        self.calls.append(("read", path))
+        return super().read(path, tx)
+
+    def ls(self, path, tx=None):
+        self.calls.append(("ls", path))
+        return super().ls(path, tx)
+
+
+def test_only_the_affected_subtree_is_read_again(daemon, other):
+    for domid in range(20):
+        other.write(f"/t/{domid}/dev/vif/state", b"1")
+    with CountingClient(daemon.socket_path, timeout=10) as c, \
+            Mirror(["/t/*/dev/*/state"], client=c) as m:
+        assert len(m) == 20
+        c.calls.clear()
+        other.write("/t/7/dev/vif/state", b"4")
+        other.write("/t/7/data", b"x")                    # off the pattern: nothing read
+        m.sync()
+        assert c.calls == [("read", "/t/7/dev/vif/state")]
+        c.calls.clear()
+        other.rm("/t/7/dev")
+        m.sync()
+        assert c.calls and all(path.startswith("/t/7/") for _, path in c.calls), c.calls
+        assert len(m) == 19
+
+
 def test_patterns_are_checked():
     for bad in (["relative/path"], ["@introduceDomain"], []):
         try:
