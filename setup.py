@@ -14,18 +14,21 @@ setup(
     description="xenstore-compatible, watchable key-value daemon",
     python_requires=">=3.9",
     packages=find_packages(include=["xsd", "xsd.*", "watchlib", "watchlib.*",
-                                    "xenstore_protocol", "xenstore_protocol.*"]),
+                                    "xenstore_protocol", "xenstore_protocol.*",
+                                    "xsd_fleet", "xsd_fleet.*"]),
     package_data={"xsd._native": ["*.c", "*.h", "*.cdef"], "xsd.hypervisor": ["*.cdef"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
     install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17", "prometheus-client>=0.16"],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1"],
+        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1", "nats-py>=2.6"],
+        "fleet": ["nats-py>=2.6"],
     },
     entry_points={
         "console_scripts": [
             "xsd = xsd.__main__:main",
             "xsd-hv = xsd.hv_cli:main",
+            "xsd-fleet = xsd_fleet.__main__:main",
             "xenstore = watchlib.cli:main",
             "xenstore-read = watchlib.cli:read_main",
             "xenstore-write = watchlib.cli:write_main",

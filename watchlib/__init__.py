@@ -31,10 +31,12 @@ _LAZY = {
     "Event": (".subscription", "Event"), "LostEvents": (".subscription", "LostEvents"),
     "Resync": (".subscription", "Resync"), "Subscription": (".subscription", "Subscription"),
     "AsyncClient": (".aio", "AsyncClient"),
+    "Mirror": (".mirror", "Mirror"), "AsyncMirror": (".mirror", "AsyncMirror"),
+    "Added": (".mirror", "Added"), "Changed": (".mirror", "Changed"), "Removed": (".mirror", "Removed"),
 }
 
 __all__ = [
-    "AsyncClient", "Client", "Disconnected", "DomainWatcher", "Event", "LostEvents", "MATCHER_BACKEND",
+    "Added", "AsyncClient", "AsyncMirror", "Changed", "Mirror", "Removed", "Client", "Disconnected", "DomainWatcher", "Event", "LostEvents", "MATCHER_BACKEND",
     "Perm", "Resync", "Subscription", "Transaction", "XenstoreError", "default_client",
     "domains", "watch",
 ]

@@ -1,0 +1,87 @@
+"""xsd-fleet: run one host's bridge until SIGTERM/SIGINT."""
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+from watchlib.fleet import DEFAULT_BUCKET
+
+from .bridge import DEFAULT_PATTERNS, DEFAULT_STREAM, Bridge, StartError
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="xsd-fleet", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Mirror this host's xenstore into a NATS JetStream key-value bucket "
+                    "and publish its domains' life-cycle events (docs/fleet.md).")
+    p.add_argument("--host", default=socket.gethostname(), help="this host's name in the keys")
+    p.add_argument("--servers", default="nats://127.0.0.1:4222",
+                   help="NATS server URLs, comma separated")
+    p.add_argument("--xenstored-path", default=None,
+                   help="xenstored socket (default: $XENSTORED_PATH, else /var/run/xenstored/socket)")
+    p.add_argument("--pattern", action="append", dest="patterns", metavar="GLOB",
+                   help=f"a pattern to mirror, repeatable (default: {' '.join(DEFAULT_PATTERNS)})")
+    p.add_argument("--bucket", default=DEFAULT_BUCKET, help="JetStream KV bucket")
+    p.add_argument("--stream", default=DEFAULT_STREAM, help="JetStream stream for domain events")
+    p.add_argument("--queue-max", type=int, default=10000,
+                   help="changes held while the broker is slow or away; past it, reconcile later")
+    p.add_argument("--heartbeat", type=float, default=5.0, help="seconds between heartbeats")
+    p.add_argument("--no-domains", action="store_true", help="publish no domain events")
+    p.add_argument("--mock-hypervisor", metavar="JSON",
+                   help="the mock hypervisor's table (else $XSD_MOCK_HYPERVISOR, else Xen)")
+    p.add_argument("--connect-timeout", type=float, default=30.0,
+                   help="seconds to reach the broker and xenstored at start")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    args = p.parse_args(argv)
+    if args.queue_max < 1:
+        p.error("--queue-max must be at least 1")
+    if args.heartbeat <= 0:
+        p.error("--heartbeat must be positive")
+    return args
+
+
+async def run(args) -> int:
+    hypervisor = None
+    if not args.no_domains:
+        from watchlib.hypervisor import MockHypervisor, default_hypervisor
+        try:
+            hypervisor = (MockHypervisor(args.mock_hypervisor) if args.mock_hypervisor
+                          else default_hypervisor())
+        except (RuntimeError, OSError, ValueError) as e:
+            print(f"xsd-fleet: {e} (or --no-domains)", file=sys.stderr)
+            return 2
+    bridge = Bridge(args.host, servers=args.servers.split(","), xenstored_path=args.xenstored_path,
+                    patterns=args.patterns or DEFAULT_PATTERNS, bucket=args.bucket,
+                    stream=args.stream, queue_max=args.queue_max, heartbeat=args.heartbeat,
+                    hypervisor=hypervisor, domains=not args.no_domains,
+                    connect_timeout=args.connect_timeout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await bridge.start()
+    except StartError as e:
+        print(f"xsd-fleet: {e}", file=sys.stderr)
+        try:
+            await bridge.close()
+        except Exception:
+            pass
+        return 1
+    logging.getLogger("xsd_fleet").info("xsd-fleet %s: running", args.host)
+    await stop.wait()
+    await bridge.close()
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
