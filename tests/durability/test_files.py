@@ -9,11 +9,12 @@ from xenstore_protocol import Op, Packet
 from xsd.durability import persist, snapshot
 from xsd.config import Config
 from xsd.core.daemon import Daemon
+from xsd.durability.persist import open_daemon as open_state
 from xsd.durability.journal import FILE_HEADER, RECORD, CorruptError, StateError, read_records
 
 
 def open_daemon(path, **kwargs) -> Daemon:
-    return Daemon(Config(rundir=str(path), state_dir=str(path), **kwargs))
+    return open_state(Config(rundir=str(path), state_dir=str(path), **kwargs))
 
 
 def write(d, *pairs) -> None:
@@ -240,18 +241,18 @@ def test_guest_watches_are_journaled_replayed_and_kept_by_snapshots(tmp_path):
     kept = {5: {("/a", b"t1"): False, ("/local/domain/5/b", b"t2"): True}}
 
     again = open_daemon(tmp_path)                           # snapshot, then journal replayed
-    assert again.guest_watches.by_domid == kept
-    assert list(again.guest_watches.by_domid[5]) == [("/a", b"t1"), ("/local/domain/5/b", b"t2")]
+    assert again.persist.guest_watches.by_domid == kept
+    assert list(again.persist.guest_watches.by_domid[5]) == [("/a", b"t1"), ("/local/domain/5/b", b"t2")]
     again.persist.close()                                   # that start wrote a new snapshot
     third = open_daemon(tmp_path)
-    assert third.guest_watches.by_domid == kept
+    assert third.persist.guest_watches.by_domid == kept
 
     # RESET_WATCHES forgets them; so does the domain's release.
     g = guest_session(third, 5)
     third.handle(g, Packet(Op.RESET_WATCHES, 1, 0, b""))
     third.flush()
     third.persist.close()
-    assert open_daemon(tmp_path).guest_watches.by_domid == {}
+    assert open_daemon(tmp_path).persist.guest_watches.by_domid == {}
 
 
 def test_a_released_domain_leaves_no_watches_behind(tmp_path):
@@ -263,4 +264,4 @@ def test_a_released_domain_leaves_no_watches_behind(tmp_path):
     d.handle(dom0, Packet(Op.RELEASE, 2, 0, b"7\0"))
     d.flush()
     d.persist.close()
-    assert open_daemon(tmp_path).guest_watches.by_domid == {}
+    assert open_daemon(tmp_path).persist.guest_watches.by_domid == {}

@@ -1,13 +1,15 @@
 """Durability: the daemon's state on disk, as a snapshot plus a journal of what followed.
 
-Start-up (``start``, called by ``Daemon.__init__``): load ``xsd.snapshot``,
+Start-up (``Opener.open``, called by ``Daemon.__init__``; ``open_daemon`` builds
+both): load ``xsd.snapshot``,
 replay ``xsd.journal`` on top, drop a torn last record (logged), refuse a
 damaged one with a sound record after it; then write a fresh snapshot and
 start an empty journal (a new *epoch*), so every run begins clean.
 
-Running: mutators note what they change (``Store.changes``, plus
-``meta_dirty`` for domains, quotas and special permissions); ``commit``,
-called by ``Daemon.flush`` before any output is handed on, turns all of it
+Running: a listener of the core (``xsd.core.daemon.Listener``): mutators
+note what they change (``Store.changes``, plus ``state_changed`` for domains,
+quotas and special permissions, and guests' watches); ``commit``, called by
+``Daemon.flush`` before any output is handed on, turns all of it
 into one journal record: one write and (``--fsync batch``) one fsync for
 every request of the batch: group commit.  The journal is written at
 offsets into space allocated ahead (``PREALLOC_BYTES`` at a time): an
@@ -34,15 +36,14 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
-
-from xenstore_protocol.perms import parse
 
 from . import snapshot
-from ..core.domains import Domain
-from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, UNWATCH, WATCH, Codec, CorruptError,
-                      StateError, encode_changes, file_header, frame, read_file_header,
-                      read_records)
+from ..core.daemon import Daemon
+from .group_commit import MAX_HOLD_SECONDS, GroupCommit  # noqa: F401  (MAX_HOLD_SECONDS: tests)
+from .guest_watches import GuestWatches
+from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, Codec, CorruptError, StateError,
+                      encode_changes, file_header, frame, read_file_header, read_records)
+from .state import finish_load, load_state, meta_loader, meta_state  # noqa: F401  (meta_state: tests)
 
 log = logging.getLogger("xsd.persist")
 
@@ -50,171 +51,57 @@ SNAPSHOT_NAME = "xsd.snapshot"
 JOURNAL_NAME = "xsd.journal"
 LOCK_NAME = "xsd.lock"
 EXIT_JOURNAL_FAILED = 70          # EX_SOFTWARE: the journal cannot be trusted any more
-MAX_HOLD_SECONDS = 0.002          # hold_back never delays a commit longer than this
 PREALLOC_BYTES = 1 << 20          # journal space allocated ahead of the writes
 
 
-def start(d, handoff=None):
-    """Fill daemon ``d`` from saved state (live-update hand-off, else snapshot and journal).
+def open_daemon(config, host=None, handoff=None) -> Daemon:
+    """A daemon with the saved state of ``config.state_dir`` (and/or a live update's
+    ``handoff``), journaling from then on when ``config.state_dir`` is set.
+    Raises StateError when the saved state cannot be trusted."""
+    return Daemon(config, host, Opener(config, handoff))
 
-    Returns the ``Persistence`` when journaling (``config.state_dir``), else None.
-    Raises StateError when the saved state cannot be trusted.
-    """
-    config = d.config
-    if handoff is not None:
-        load_state(d, handoff.data, handoff.offset, handoff.name)
-    if not config.state_dir:
-        if handoff is None:
-            d._init_tree()
-        return None
-    persist = Persistence(d, config)
-    try:
+
+class Opener:
+    """The ``durability`` a Daemon is built with: fills it at start, and journals after."""
+
+    def __init__(self, config, handoff=None):
+        self.config = config
+        self.handoff = handoff
+
+    def open(self, d):
+        """Fill daemon ``d`` (live-update hand-off, else snapshot and journal, else the
+        initial tree); return the ``Persistence`` listening to it when journaling, else None."""
+        config, handoff = self.config, self.handoff
+        guest_watches = GuestWatches() if config.state_dir else None
         if handoff is not None:
-            persist.epoch = persist.existing_epoch()   # numbering goes on past what is on disk
-        elif not persist.load():
-            d._init_tree()
-        persist.checkpoint()
-    except BaseException:
-        persist.close()
-        raise
-    d.store.changes = {}
-    return persist
-
-
-# -- state outside the store --------------------------------------------------
-
-def meta_state(d) -> dict:
-    """Domains, quotas, features and special permissions, as JSON-able data."""
-    domains = d.domains
-    return {
-        "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features, x.uuid]
-                    for x in domains.domains.values()],
-        "pending_features": [[domid, value] for domid, value in domains.pending_features.items()],
-        "quotas": dict(d.quotas.values),
-        "quota_overrides": [[domid, dict(values)] for domid, values in d.quotas.per_domain.items()],
-        "special_perms": {name: [f"{p.kind}{p.domid}" for p in perms]
-                          for name, perms in d.watches.special_perms.items()},
-        "guest_watches": d.guest_watches.state() if d.guest_watches is not None else {},
-    }
-
-
-def restore_meta(d, state: dict) -> None:
-    """Inverse of ``meta_state``.  Quotas given on this run's command line win over saved ones."""
-    table = d.domains
-    table.domains.clear()
-    for row in state["domains"]:
-        domid, mfn, port, target, shutdown_seen, features = row[:6]
-        domain = Domain(domid, mfn, port, features)
-        domain.target = target
-        domain.shutdown_seen = shutdown_seen
-        domain.uuid = row[6] if len(row) > 6 else None      # state saved before uuids were
-        table.domains[domid] = domain
-    table.pending_features = {domid: value for domid, value in state["pending_features"]}
-    quotas = d.quotas
-    quotas.values.update(state["quotas"])
-    for name, value in d.config.quotas.items():
-        quotas.set(name, value)
-    quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
-    d.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
-                               for name, perms in state["special_perms"].items()}
-
-
-def meta_loader(d, metas: list):
-    """The META handler while loading: each kept for ``restore_meta`` (the last counts), and
-    the guests' watches in it restored at once, so that the WATCH / UNWATCH entries of the
-    journal apply in order around it (``GuestWatches.replay``)."""
-    def on_meta(state: dict) -> None:
-        metas.append(state)
-        if d.guest_watches is not None:
-            d.guest_watches.restore(state.get("guest_watches", {}))   # absent: saved before
-    return on_meta
-
-
-def load_state(d, data, offset: int, name: str) -> None:
-    """Load snapshot records (``data`` from ``offset``) into ``d``, whose store holds only the root."""
-    metas = []
-    snapshot.load(data, offset, name, Codec(), d.store, meta_loader(d, metas))
-    if metas:
-        restore_meta(d, metas[-1])
-    finish_load(d, name)
-
-
-def finish_load(d, name: str) -> None:
-    """Recount owners (the quota accounting) and check the tree before serving it."""
-    store = d.store
-    store.owned = Counter(node.owner for node in store.nodes.values())
-    problems = store.check()
-    if problems:
-        raise CorruptError(f"{name}: the loaded store is inconsistent: " + "; ".join(problems[:5]))
-
-
-# -- guests' watches --------------------------------------------------------------
-
-class GuestWatches:
-    """The watches of guest domains, as the journal has them.
-
-    A guest's ring outlives a crash of the daemon, and the guest's xenbus
-    driver does not know to register its watches again; so they are journaled
-    (WATCH / UNWATCH entries per change, the whole set in snapshots) and given
-    back to the guest's session when its ring is re-attached (guest.py).
-    Socket clients lose their connection in a crash and re-register by
-    themselves, so theirs are not kept.  Changes come from the guest's own
-    WATCH / UNWATCH / RESET_WATCHES, from a dropped or reset connection, and
-    from the domain's release; never from the daemon shutting down.
-    """
-
-    def __init__(self):
-        self.by_domid = {}        # domid -> {(path, token): relative}, in registration order
-        self.pending = []         # (kind, domid, path, token, relative) not yet journaled
-
-    def added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
-        watches = self.by_domid.setdefault(domid, {})
-        if (path, token) not in watches:
-            watches[(path, token)] = relative
-            self.pending.append((WATCH, domid, path, token, relative))
-
-    def removed(self, domid: int, path: str, token: bytes) -> None:
-        watches = self.by_domid.get(domid)
-        if watches is not None and watches.pop((path, token), None) is not None:
-            self.pending.append((UNWATCH, domid, path, token, False))
-            if not watches:
-                del self.by_domid[domid]
-
-    def cleared(self, domid: int) -> None:
-        for path, token in list(self.by_domid.get(domid, ())):
-            self.removed(domid, path, token)
-
-    def replay(self, kind: int, domid: int, path: str, token: bytes, relative: bool) -> None:
-        """A journal entry, at start-up."""
-        if kind == WATCH:
-            self.by_domid.setdefault(domid, {})[(path, token)] = relative
-        else:
-            watches = self.by_domid.get(domid, {})
-            watches.pop((path, token), None)
-            if not watches:
-                self.by_domid.pop(domid, None)
-
-    def state(self) -> dict:
-        return {str(domid): [[path, token.hex(), relative]
-                             for (path, token), relative in watches.items()]
-                for domid, watches in self.by_domid.items()}
-
-    def restore(self, state: dict) -> None:
-        self.by_domid = {int(domid): {(path, bytes.fromhex(token)): relative
-                                      for path, token, relative in watches}
-                         for domid, watches in state.items()}
-
-    def encode(self, codec, parts: list) -> None:
-        for kind, domid, path, token, relative in self.pending:
-            codec.watch(parts, kind, domid, path, token, relative)
-        self.pending.clear()
+            load_state(d, handoff.data, handoff.offset, handoff.name, guest_watches)
+        if not config.state_dir:
+            if handoff is None:
+                d.init_tree()
+            return None
+        persist = Persistence(d, config, guest_watches)
+        try:
+            if handoff is not None:
+                persist.epoch = persist.existing_epoch()   # numbering goes on past what is on disk
+            elif not persist.load():
+                d.init_tree()
+            persist.checkpoint()
+        except BaseException:
+            persist.close()
+            raise
+        d.add_listener(persist, track_changes=True)
+        return persist
 
 
 # -- files ----------------------------------------------------------------------
 
 class Persistence:
-    def __init__(self, d, config):
+    """The state directory's files: lock, snapshot, journal and their epochs; the core's
+    journaling listener."""
+
+    def __init__(self, d, config, guest_watches=None):
         self.d = d
+        self.guest_watches = guest_watches if guest_watches is not None else GuestWatches()
         self.dir = config.state_dir
         self.fsync = config.fsync
         self.fsync_interval = config.fsync_interval
@@ -234,9 +121,9 @@ class Persistence:
         self.records = 0              # statistics: records written since start
         self.snapshots = 0
         self._sync_timer = None
+        self.call_later = None        # the loop's, once serving (run_timers_on)
         self.fsync_seconds = 0.0      # recent fdatasync duration (moving average)
-        self._last_batches = 0        # transports' batches in the last commit
-        self._hold_since = None
+        self.group_commit = GroupCommit(self)
         os.makedirs(self.dir, exist_ok=True)
         self._lock_fd = self._lock()
 
@@ -269,7 +156,7 @@ class Persistence:
         d = self.d
         self.epoch = snapshot.read_epoch(snap, self.snapshot_path)
         metas = []
-        on_meta = meta_loader(d, metas)
+        on_meta = meta_loader(metas, self.guest_watches)
         count = snapshot.load(snap, snapshot.HEADER_SIZE, self.snapshot_path, self.codec, d.store,
                               on_meta)
         replayed = 0
@@ -278,10 +165,9 @@ class Persistence:
         else:
             replayed = self._replay(journal, on_meta)
         if metas:
-            restore_meta(d, metas[-1])
-        known = d.domains.domains
-        for domid in [x for x in d.guest_watches.by_domid if x not in known]:
-            del d.guest_watches.by_domid[domid]     # not introduced (any more): nothing to give back
+            d.from_state(metas[-1])
+        # Watches of a domain not introduced (any more): nothing to give back.
+        self.guest_watches.keep_only(d.domains.is_introduced)
         finish_load(d, self.journal_path)
         log.info("loaded %s: epoch %d, %d nodes; replayed %d journal records; %d nodes now (%.0f ms)",
                  self.dir, self.epoch, count, replayed, len(d.store.nodes),
@@ -323,7 +209,7 @@ class Persistence:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name, salvage=True)
         store = self.d.store
         apply = self.codec.apply
-        on_watch = self.d.guest_watches.replay
+        on_watch = self.guest_watches.replay
         for payload in payloads:
             apply(store, payload, BATCH.size, on_meta, on_watch)
             store.next_gen = max(store.next_gen, BATCH.unpack_from(payload)[1])
@@ -332,12 +218,32 @@ class Persistence:
                         "by the crash, never acknowledged)", name, torn, end)
         return len(payloads)
 
+    # -- the core's listener ------------------------------------------------------
+    def watch_added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
+        self.guest_watches.added(domid, path, token, relative)
+
+    def watch_removed(self, domid: int, path: str, token: bytes) -> None:
+        self.guest_watches.removed(domid, path, token)
+
+    def watches_cleared(self, domid: int) -> None:
+        self.guest_watches.cleared(domid)
+
+    def state_changed(self) -> None:
+        self.meta_dirty = True
+
+    def after_output(self) -> None:
+        if self.want_snapshot:
+            self.checkpoint()
+
+    def check(self, d) -> list:
+        return self.guest_watches.differences(d)
+
     # -- running --------------------------------------------------------------
-    def commit(self) -> None:
+    def commit(self, changes=None) -> None:
         """Journal the batch's changes: one write, and one fsync with ``--fsync batch``."""
         store = self.d.store
         changes = store.changes
-        watches = self.d.guest_watches
+        watches = self.guest_watches
         if not changes and not self.meta_dirty and not watches.pending:
             return
         try:
@@ -347,7 +253,7 @@ class Persistence:
             if watches.pending:
                 watches.encode(self.codec, parts)      # before META, which holds the result
             if self.meta_dirty:
-                self.codec.meta(parts, meta_state(self.d))
+                self.codec.meta(parts, meta_state(self.d, watches))
             size = self._append(frame(b"".join(parts)))
             if self.fsync == "batch":
                 started = time.monotonic()
@@ -381,34 +287,18 @@ class Persistence:
         return len(data)
 
     def hold_back(self, batches: int) -> bool:
-        """Should the scheduled flush wait one more loop turn?  (``--fsync batch`` only.)
+        """Group commit's policy (``group_commit.py``)."""
+        return self.group_commit.hold_back(batches)
 
-        Synchronous clients come back one by one after their replies; an
-        fsync started on the first of them serves one client where it could
-        have served all.  So while fewer transports have handed over a batch
-        than did for the last commit, wait a turn (a poll that does not
-        block), for at most half an fsync: a client that does not come back
-        costs that much latency once, then the expectation follows it down.
-        (PostgreSQL's commit_delay/commit_siblings, made adaptive.)
-        """
-        if self.fsync != "batch":
-            return False
-        if batches < self._last_batches:
-            now = time.monotonic()
-            if self._hold_since is None:
-                self._hold_since = now
-            if now - self._hold_since < min(self.fsync_seconds / 2, MAX_HOLD_SECONDS):
-                return True
-        self._last_batches = batches
-        self._hold_since = None
-        return False
+    def run_timers_on(self, call_later) -> None:
+        """Serving: ``--fsync interval`` syncs on the loop's timer (``call_later(delay, f)``)."""
+        self.call_later = call_later
 
     def _schedule_sync(self) -> None:
-        loop = self.d.loop
-        if loop is None:
+        if self.call_later is None:
             os.fdatasync(self.fd)
         else:
-            self._sync_timer = loop.call_later(self.fsync_interval, self._interval_sync)
+            self._sync_timer = self.call_later(self.fsync_interval, self._interval_sync)
 
     def _interval_sync(self) -> None:
         self._sync_timer = None
@@ -427,7 +317,7 @@ class Persistence:
         epoch = self.epoch + 1
         try:
             self.snapshot_size = snapshot.write(self.snapshot_path, epoch, self.codec, d.store,
-                                                meta_state(d))
+                                                meta_state(d, self.guest_watches))
             tmp = self.journal_path + ".tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
