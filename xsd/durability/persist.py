@@ -49,9 +49,11 @@ log = logging.getLogger("xsd.persist")
 
 SNAPSHOT_NAME = "xsd.snapshot"
 JOURNAL_NAME = "xsd.journal"
+NEXT_JOURNAL_NAME = "xsd.journal.next"   # the journal after a snapshot being written
 LOCK_NAME = "xsd.lock"
 EXIT_JOURNAL_FAILED = 70          # EX_SOFTWARE: the journal cannot be trusted any more
 PREALLOC_BYTES = 1 << 20          # journal space allocated ahead of the writes
+STEP_SECONDS = 0.005              # a snapshot being written: one step per this, at least
 
 
 def open_daemon(config, host=None, handoff=None) -> Daemon:
@@ -109,6 +111,7 @@ class Persistence:
         self.salvage = config.journal_salvage
         self.snapshot_path = os.path.join(self.dir, SNAPSHOT_NAME)
         self.journal_path = os.path.join(self.dir, JOURNAL_NAME)
+        self.next_journal_path = os.path.join(self.dir, NEXT_JOURNAL_NAME)
         self.codec = Codec()
         self.fd = -1
         self.epoch = 0
@@ -121,7 +124,12 @@ class Persistence:
         self.records = 0              # statistics: records written since start
         self.snapshots = 0
         self._sync_timer = None
-        self.call_later = None        # the loop's, once serving (run_timers_on)
+        self.loop = None              # once serving (serve_on): timers, a thread for fsync
+        self.job = None               # snapshot.Writer of a snapshot being written meanwhile
+        self.job_syncing = False      # its writing is done; its fsync runs in a thread
+        self._step_timer = None
+        self.snapshot_steps = 0       # statistics: steps of incremental snapshots
+        self.snapshot_steps_charged = 0    # of which run in the turn of the client charged
         self.fsync_seconds = 0.0      # recent fdatasync duration (moving average)
         self.group_commit = GroupCommit(self)
         os.makedirs(self.dir, exist_ok=True)
@@ -146,8 +154,9 @@ class Persistence:
         """Load snapshot and journal into the daemon; False when there is nothing saved."""
         snap = _read(self.snapshot_path)
         journal = _read(self.journal_path)
+        following = _read(self.next_journal_path)
         if snap is None:
-            if journal is None:
+            if journal is None and following is None:
                 log.info("%s: no saved state: starting with the initial tree", self.dir)
                 return False
             raise CorruptError(f"{self.journal_path} exists but {self.snapshot_path} does not: "
@@ -160,10 +169,17 @@ class Persistence:
         count = snapshot.load(snap, snapshot.HEADER_SIZE, self.snapshot_path, self.codec, d.store,
                               on_meta)
         replayed = 0
+        expected = self.epoch
         if journal is None:
             log.warning("%s missing: state as of the snapshot only", self.journal_path)
         else:
-            replayed = self._replay(journal, on_meta)
+            replayed, used = self._replay(self.journal_path, journal, on_meta, expected)
+            expected += used
+        if following is not None:
+            # A snapshot of epoch E+1 was being written while the journal went on in the
+            # next journal (start_snapshot): replayed after the journal of epoch E, or after
+            # that snapshot when it was renamed in before the crash.
+            replayed += self._replay(self.next_journal_path, following, on_meta, expected)[0]
         if metas:
             d.from_state(metas[-1])
         # Watches of a domain not introduced (any more): nothing to give back.
@@ -178,7 +194,8 @@ class Persistence:
         """The highest epoch in the files' headers (0 without files), whatever follows them."""
         epoch = 0
         for path, magic in ((self.snapshot_path, snapshot.SNAPSHOT_MAGIC),
-                            (self.journal_path, JOURNAL_MAGIC)):
+                            (self.journal_path, JOURNAL_MAGIC),
+                            (self.next_journal_path, JOURNAL_MAGIC)):
             try:
                 with open(path, "rb") as f:
                     epoch = max(epoch, read_file_header(f.read(FILE_HEADER.size), magic, path))
@@ -186,15 +203,17 @@ class Persistence:
                 pass
         return epoch
 
-    def _replay(self, journal: bytes, on_meta) -> int:
-        name = self.journal_path
+    def _replay(self, name: str, journal: bytes, on_meta, expected: int):
+        """Replay ``journal`` if it is of epoch ``expected``: ``(records, 1)``; ``(0, 0)`` if
+        older (already in the snapshot).  ``self.epoch`` becomes the highest epoch loaded."""
         epoch = read_file_header(journal, JOURNAL_MAGIC, name)
-        if epoch < self.epoch:
-            log.info("%s: epoch %d, already in the snapshot (epoch %d): skipped", name, epoch, self.epoch)
-            return 0
-        if epoch > self.epoch:
+        if epoch < expected:
+            log.info("%s: epoch %d, already in the snapshot (epoch %d): skipped", name, epoch, expected)
+            return 0, 0
+        if epoch > expected:
             raise CorruptError(f"{name}: epoch {epoch} follows a snapshot of epoch {epoch - 1}, "
                                f"but {self.snapshot_path} has epoch {self.epoch}")
+        self.epoch = epoch
         try:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name)
         except CorruptError as err:
@@ -216,7 +235,7 @@ class Persistence:
         if torn:
             log.warning("%s: dropped a torn last record: %d bytes at offset %d (a batch cut short "
                         "by the crash, never acknowledged)", name, torn, end)
-        return len(payloads)
+        return len(payloads), 1
 
     # -- the core's listener ------------------------------------------------------
     def watch_added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
@@ -232,8 +251,11 @@ class Persistence:
         self.meta_dirty = True
 
     def after_output(self) -> None:
-        if self.want_snapshot:
-            self.checkpoint()
+        if self.want_snapshot and self.job is None:
+            if self.loop is None:
+                self.checkpoint()           # in-process, no loop: all at once
+            else:
+                self.start_snapshot()
 
     def check(self, d) -> list:
         return self.guest_watches.differences(d)
@@ -290,15 +312,16 @@ class Persistence:
         """Group commit's policy (``group_commit.py``)."""
         return self.group_commit.hold_back(batches)
 
-    def run_timers_on(self, call_later) -> None:
-        """Serving: ``--fsync interval`` syncs on the loop's timer (``call_later(delay, f)``)."""
-        self.call_later = call_later
+    def serve_on(self, loop) -> None:
+        """Serving: timers (``--fsync interval``, snapshot steps) on ``loop``'s ``call_later``,
+        a snapshot's fsync in its ``run_in_executor`` thread, so none stops the requests."""
+        self.loop = loop
 
     def _schedule_sync(self) -> None:
-        if self.call_later is None:
+        if self.loop is None:
             os.fdatasync(self.fd)
         else:
-            self._sync_timer = self.call_later(self.fsync_interval, self._interval_sync)
+            self._sync_timer = self.loop.call_later(self.fsync_interval, self._interval_sync)
 
     def _interval_sync(self) -> None:
         self._sync_timer = None
@@ -310,7 +333,9 @@ class Persistence:
             os._exit(EXIT_JOURNAL_FAILED)
 
     def checkpoint(self) -> None:
-        """Snapshot the whole state, then restart the journal empty (a new epoch)."""
+        """Snapshot the whole state at once, then restart the journal empty (a new epoch).
+        (At start-up, and in-process without a loop; a serving daemon uses ``start_snapshot``.)"""
+        self._abandon_job()
         if self.fd >= 0:
             self.commit()
         d = self.d
@@ -318,18 +343,35 @@ class Persistence:
         try:
             self.snapshot_size = snapshot.write(self.snapshot_path, epoch, self.codec, d.store,
                                                 meta_state(d, self.guest_watches))
-            tmp = self.journal_path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
-            os.fsync(fd)
-            os.rename(tmp, self.journal_path)
-            snapshot.fsync_dir(self.dir)
+            fd = self._new_journal(self.journal_path, epoch)
+            # A next journal left by an unfinished snapshot is older now: gone.
+            _unlink(self.next_journal_path)
         except OSError:
             if self.fd < 0:
                 raise                      # at start-up: the caller reports it
             log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
             logging.shutdown()
             os._exit(EXIT_JOURNAL_FAILED)
+        self._switch_journal(fd, epoch)
+        self.snapshots += 1
+        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store.nodes),
+                 self.snapshot_size, snapshot.write.last_seconds * 1000)
+
+    def _new_journal(self, path: str, epoch: int) -> int:
+        """An empty journal of ``epoch`` at ``path``, durably in place; its descriptor."""
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
+            os.fsync(fd)
+            os.rename(tmp, path)
+            snapshot.fsync_dir(self.dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _switch_journal(self, fd: int, epoch: int) -> None:
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
@@ -337,9 +379,115 @@ class Persistence:
         self.seq = 0
         self.journal_size = self.journal_allocated = FILE_HEADER.size
         self.want_snapshot = False
+
+    # -- snapshots written between requests (issue 12, item 9) ----------------------------
+    #
+    # A snapshot of 300,000 nodes takes about a second to write; written at once, it stops
+    # every client for that long.  Instead: at one instant (one loop callback) the batch is
+    # committed, the store frozen (copy on write, Store.freeze), and the journal goes on in a
+    # new file of epoch E+1, NEXT_JOURNAL_NAME.  The snapshot of E+1 (the tree as frozen) is
+    # then written a record at a time (snapshot_step): from a timer every STEP_SECONDS, and in
+    # the turn of the clients whose writes made the journal grow (the request pump charges
+    # them, pump.py), fsynced in a thread, and renamed into place; then the next journal is
+    # renamed over the journal.  A crash anywhere leaves files the loader understands: the
+    # snapshot of E with the journal of E and the next journal of E+1, or the snapshot of E+1
+    # with the (skipped) journal of E and the next journal of E+1, or the snapshot and journal
+    # of E+1.
+
+    def start_snapshot(self) -> None:
+        self.commit()
+        d = self.d
+        epoch = self.epoch + 1
+        try:
+            if self.fsync != "batch":
+                os.fdatasync(self.fd)    # the journal of E whole on disk before its successor
+            fd = self._new_journal(self.next_journal_path, epoch)
+        except OSError:
+            log.critical("%s: cannot start a snapshot; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        tree = d.store.freeze()
+        try:
+            self.job = snapshot.Writer(self.snapshot_path, epoch, self.codec, tree,
+                                       meta_state(d, self.guest_watches))
+        except BaseException:
+            d.store.thaw()
+            os.close(fd)
+            raise
+        self._switch_journal(fd, epoch)
+        self._step_timer = self.loop.call_later(STEP_SECONDS, self._timer_step)
+
+    @property
+    def snapshot_running(self) -> bool:
+        """A snapshot is being written and has records left to write."""
+        return self.job is not None and not self.job_syncing
+
+    def snapshot_step(self, charged: bool = False) -> None:
+        """Write one record of the snapshot being written, if any; after the last, fsync it
+        in a thread.  ``charged``: run in the turn of a client that caused it (statistics)."""
+        job = self.job
+        if job is None or self.job_syncing:
+            return
+        try:
+            more = job.step()
+        except OSError:
+            log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        self.snapshot_steps += 1
+        if charged:
+            self.snapshot_steps_charged += 1
+        if not more:
+            self.job_syncing = True
+            future = self.loop.run_in_executor(None, self._install, job)
+            future.add_done_callback(lambda f: self._installed(job, f))
+
+    def _timer_step(self) -> None:
+        self._step_timer = None
+        self.snapshot_step()
+        if self.snapshot_running:
+            self._step_timer = self.loop.call_later(STEP_SECONDS, self._timer_step)
+
+    def _install(self, job) -> int:
+        """In a thread (only files no request touches; the journal's descriptor stays valid
+        across the rename): fsync the snapshot, rename it in, then the next journal."""
+        job.sync()
+        size = job.install()
+        os.rename(self.next_journal_path, self.journal_path)
+        snapshot.fsync_dir(self.dir)
+        return size
+
+    def _installed(self, job, future) -> None:
+        if job is not self.job:
+            return                                   # abandoned meanwhile
+        try:
+            if future.cancelled():
+                raise OSError("snapshot installation cancelled")
+            size = future.result()
+        except BaseException:
+            log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        self.d.store.thaw()
+        self.job = None
+        self.job_syncing = False
+        self.snapshot_size = size
         self.snapshots += 1
-        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store.nodes),
-                 self.snapshot_size, snapshot.write.last_seconds * 1000)
+        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms, written between requests "
+                 "in %d steps", self.epoch, len(self.d.store.nodes), size,
+                 (time.monotonic() - job.started) * 1000, self.snapshot_steps)
+
+    def _abandon_job(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        self.job = None
+        self.job_syncing = False
+        job.abandon()
+        self.d.store.thaw()
+        if self._step_timer is not None:
+            self._step_timer.cancel()
+            self._step_timer = None
 
     def sync(self) -> None:
         """Everything written so far onto the disk (shutdown, live update)."""
@@ -348,6 +496,7 @@ class Persistence:
 
     def close(self) -> None:
         """Release the files and the state directory's lock (the journal stays as it is)."""
+        self._abandon_job()
         for fd in (self.fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)
@@ -356,7 +505,15 @@ class Persistence:
     def statistics(self) -> dict:
         return {"journal-epoch": self.epoch, "journal-bytes": self.journal_size,
                 "journal-records": self.records, "snapshot-bytes": self.snapshot_size,
-                "snapshots": self.snapshots, "fsync": self.fsync}
+                "snapshots": self.snapshots, "snapshot-steps": self.snapshot_steps,
+                "snapshot-steps-charged": self.snapshot_steps_charged, "fsync": self.fsync}
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _read(path: str):

@@ -4,7 +4,6 @@ The daemon gives and takes its state only through ``Daemon.to_state`` /
 ``from_state`` and its store; guests' watches (``guest_watches.py``) ride in
 the same META entry.
 """
-from collections import Counter
 
 from . import snapshot
 from .journal import Codec, CorruptError
@@ -41,7 +40,7 @@ def load_state(d, data, offset: int, name: str, guest_watches=None) -> None:
 def finish_load(d, name: str) -> None:
     """Recount owners (the quota accounting) and check the tree before serving it."""
     store = d.store
-    store.owned = Counter(node.owner for node in store.nodes.values())
+    store.recount()
     problems = store.check()
     if problems:
         raise CorruptError(f"{name}: the loaded store is inconsistent: " + "; ".join(problems[:5]))

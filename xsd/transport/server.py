@@ -59,7 +59,7 @@ class Server:
         self.pump.loop = loop
         self.pump.policy = persist
         if persist is not None:
-            persist.run_timers_on(loop.call_later)
+            persist.serve_on(loop)
         self.guests = Guests(self.pump, self.hypervisor, loop,
                              live_update=self.handoff is not None,
                              saved_watches=persist.guest_watches.by_domid if persist else None)
