@@ -19,7 +19,8 @@ designs that overlap the fsync with the next batch measured slower here: a
 Python thread, and a C writer thread with the replies held until it reports
 the batch durable.  Both make batches smaller, and on two cores each extra
 fdatasync's CPU costs more than the overlap saves; docs/benchmarks.md.)  Once the journal outgrows ``journal_max_bytes`` (or twice the snapshot),
-``checkpoint`` compacts it.
+a new snapshot compacts it: written between requests while serving
+(``start_snapshot``, below), at once at start-up (``checkpoint``).
 
 Epochs: snapshot and journal headers carry one.  A checkpoint writes the
 snapshot of epoch E+1 first, then replaces the journal with an empty one of
