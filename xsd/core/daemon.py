@@ -24,6 +24,7 @@ import os
 from xenstore_protocol import paths
 from xenstore_protocol.perms import Perm, parse
 
+from ..hypervisor.base import DYING, SHUTDOWN
 from . import dispatch, ops
 from .domains import DomainTable
 from .quota import Quotas
@@ -303,6 +304,41 @@ class Daemon:
         self.retarget(domid, None)
         self.state_changed()
         events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+
+    def reconcile_domains(self, infos: dict) -> None:
+        """VIRQ_DOM_EXC (guest.py asks the hypervisor, ``infos``: domid -> DomainInfo): release
+        introduced domains that died or were replaced by a new domain on the same domid, as
+        C xenstored's domain_cleanup; one @releaseDomain for domains newly shut down."""
+        events = []
+        released = shut_down = False
+        for domid, domain in list(self.domains.domains.items()):
+            info = infos.get(domid)
+            known = domain.uuid
+            if info is None or info.state == DYING or known is None or info.uuid != known:
+                why = ("gone" if info is None else "dying" if info.state == DYING
+                       else "never known to the hypervisor" if known is None else "replaced")
+                log.info("domain %d %s: released", domid, why)
+                self.domains.release(domid)         # its connection goes (the on_release hook)
+                self.forget_domain(domid, events)   # nodes, quotas, targets; @releaseDomain
+                released = True
+            elif info.state == SHUTDOWN and not domain.shutdown_seen:
+                log.info("domain %d shut down (%s)", domid, info.shutdown_reason)
+                domain.shutdown_seen = True
+                shut_down = True
+        if shut_down and not released:
+            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+        # Settings made for a domid never introduced go with the domain (XSA-322).
+        stale_quotas = [x for x in self.quotas.per_domain
+                        if x not in infos and not self.domains.is_introduced(x)]
+        stale_features = [x for x in self.domains.pending_features if x not in infos]
+        for domid in stale_quotas:
+            self.quotas.forget(domid)
+        for domid in stale_features:
+            del self.domains.pending_features[domid]
+        if shut_down or stale_quotas or stale_features:
+            self.state_changed()
+        if events:
+            self.fire(events)
 
     def _forget_in_perms(self, domid: int) -> None:
         """XSA-322: a later domain with this domid inherits no right of this one.

@@ -4,10 +4,12 @@
 ``on_release``: INTRODUCE maps the domain's ring and binds its event channel;
 RELEASE undoes it.  It owns the hypervisor's event-channel handle, whose one
 descriptor is registered with the asyncio loop, and watches VIRQ_DOM_EXC:
-on each, the domain list is read and domains that died, or were replaced by
-a new domain with the same domid, are released as C xenstored's
-domain_cleanup does (``@releaseDomain``, XSA-419 node removal), while
-domains newly shut down get one ``@releaseDomain`` (again only after RESUME).
+on each, the domain list is read and handed to ``Daemon.reconcile_domains``:
+domains that died, or were replaced by a new domain with the same domid, are
+released as C xenstored's domain_cleanup does (``@releaseDomain``, XSA-419
+node removal), while domains newly shut down get one ``@releaseDomain``
+(again only after RESUME).  Requests go through the request pump shared with
+socket connections (``pump.py``).
 
 A ``GuestConnection`` serves one domain as an unprivileged Session with the
 domain's domid.  Callback order: it is created while INTRODUCE is handled,
@@ -38,12 +40,11 @@ import logging
 import secrets
 from collections import deque
 
-from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
+from xenstore_protocol import Decoder, ProtocolError, XenstoreError
 from xenstore_protocol.constants import (HEADER_SIZE, SERVER_FEATURE_ERROR,
                                          SERVER_FEATURE_RECONNECTION)
 
-from ..core import ops
-from ..hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
+from ..hypervisor.base import VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
     ERROR_COMM, ERROR_NONE, ERROR_PROTO, RING_SIZE, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring,
     RingError,
@@ -411,35 +412,7 @@ class Guests:
         except HypervisorError as err:
             log.error("domain check: %s", err)
             return
-        events = []
-        released = shut_down = False
-        for domid, domain in list(d.domains.domains.items()):
-            info = infos.get(domid)
-            known = domain.uuid
-            if info is None or info.state == DYING or known is None or info.uuid != known:
-                why = ("gone" if info is None else "dying" if info.state == DYING
-                       else "never known to the hypervisor" if known is None else "replaced")
-                log.info("domain %d %s: released", domid, why)
-                d.domains.release(domid)        # its connection goes (the on_release hook)
-                d.forget_domain(domid, events)  # nodes, quotas, targets; @releaseDomain
-                released = True
-            elif info.state == SHUTDOWN and not domain.shutdown_seen:
-                log.info("domain %d shut down (%s)", domid, info.shutdown_reason)
-                domain.shutdown_seen = True
-                shut_down = True
-        if shut_down and not released:
-            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
-        # Settings made for a domid never introduced go with the domain (XSA-322).
-        stale_quotas = [x for x in d.quotas.per_domain if x not in infos and not d.domains.is_introduced(x)]
-        stale_features = [x for x in d.domains.pending_features if x not in infos]
-        for domid in stale_quotas:
-            d.quotas.forget(domid)
-        for domid in stale_features:
-            del d.domains.pending_features[domid]
-        if shut_down or stale_quotas or stale_features:
-            d.state_changed()
-        if events:
-            d.fire(events)
+        d.reconcile_domains(infos)
 
     def pause(self) -> None:
         """Stop reading guests' requests: their event channel is no longer watched (live update)."""
