@@ -242,13 +242,10 @@ class Codec:
     def _node_entry(self, target, kind, payload, offset: int) -> int:
         """CREATE (re)appends to the parent's children; UPDATE changes a node in place."""
         _, plen, vlen, perms_len, gen = NODE.unpack_from(payload, offset)
-        offset += NODE.size
-        path = bytes(payload[offset:offset + plen]).decode("ascii")
-        offset += plen
-        value = bytes(payload[offset:offset + vlen])
-        offset += vlen
-        perms = self.perms_tuple(bytes(payload[offset:offset + perms_len]))
-        offset += perms_len
+        path, offset = _text(payload, offset + NODE.size, plen)
+        value, offset = _bytes(payload, offset, vlen)
+        raw_perms, offset = _bytes(payload, offset, perms_len)
+        perms = self.perms_tuple(raw_perms)
         nodes = target.nodes
         if kind == CREATE:
             _create(nodes, path, value, perms, gen)
@@ -261,9 +258,7 @@ class Codec:
 
     def _delete_entry(self, target, kind, payload, offset: int) -> int:
         _, plen = PATH.unpack_from(payload, offset)
-        offset += PATH.size
-        path = bytes(payload[offset:offset + plen]).decode("ascii")
-        offset += plen
+        path, offset = _text(payload, offset + PATH.size, plen)
         nodes = target.nodes
         if nodes.pop(path, None) is not None:
             up = nodes.get(parent(path))
@@ -273,11 +268,9 @@ class Codec:
 
     def _order_entry(self, target, kind, payload, offset: int) -> int:
         _, plen, nlen = NAMES.unpack_from(payload, offset)
-        offset += NAMES.size
-        path = bytes(payload[offset:offset + plen]).decode("ascii")
-        offset += plen
-        names = bytes(payload[offset:offset + nlen]).decode("ascii").split("\0")[:-1]
-        offset += nlen
+        path, offset = _text(payload, offset + NAMES.size, plen)
+        names, offset = _text(payload, offset, nlen)
+        names = names.split("\0")[:-1]
         node = target.nodes.get(path)
         if node is None or set(names) != set(node.children):
             raise CorruptError(f"children order of {path} does not match its children")
@@ -292,11 +285,8 @@ class Codec:
 
     def _watch_entry(self, target, kind, payload, offset: int) -> int:
         _, domid, relative, plen, tlen = WATCH_ENTRY.unpack_from(payload, offset)
-        offset += WATCH_ENTRY.size
-        path = bytes(payload[offset:offset + plen]).decode("ascii")
-        offset += plen
-        token = bytes(payload[offset:offset + tlen])
-        offset += tlen
+        path, offset = _text(payload, offset + WATCH_ENTRY.size, plen)
+        token, offset = _bytes(payload, offset, tlen)
         if offset > len(payload):
             raise ValueError("watch entry past the end")
         if target.on_watch is not None:
@@ -306,6 +296,16 @@ class Codec:
     def _end_entry(self, target, kind, payload, offset: int) -> int:
         target.count = COUNT.unpack_from(payload, offset)[1]
         return offset + COUNT.size
+
+
+def _bytes(payload, offset: int, length: int):
+    """``length`` bytes at ``offset``, and the offset after them."""
+    return bytes(payload[offset:offset + length]), offset + length
+
+
+def _text(payload, offset: int, length: int):
+    """The same, as ASCII text (paths, names)."""
+    return bytes(payload[offset:offset + length]).decode("ascii"), offset + length
 
 
 class _Target:
