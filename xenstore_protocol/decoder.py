@@ -44,6 +44,11 @@ class Decoder:
             del buf[:pos]
         return packets
 
+    def unread(self) -> bytes:
+        """The bytes held that do not yet make a whole packet, exactly as fed (to hand the
+        stream over to another decoder, which ``feed`` takes them back in)."""
+        return bytes(self._buf)
+
     @property
     def pending(self) -> int:
         """Bytes held that do not yet make a whole packet."""

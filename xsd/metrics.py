@@ -189,14 +189,10 @@ class DaemonCollector:
                                 value=p["snapshot-bytes"])
         yield CounterMetricFamily("xsd_snapshots", "Snapshots written by this process",
                                   value=p["snapshots"])
-        last = getattr(persist, "last_snapshot_seconds", None)
-        if last is None:
-            from .durability import snapshot
-            last = getattr(snapshot.write, "last_seconds", 0.0)
         yield GaugeMetricFamily("xsd_snapshot_last_duration_seconds", "Time the last snapshot "
-                                "took to write", value=last)
+                                "took to write", value=persist.last_snapshot_seconds)
         yield GaugeMetricFamily("xsd_fsync_seconds_average", "Moving average of the journal's "
-                                "fsync time", value=getattr(persist, "fsync_seconds", 0.0))
+                                "fsync time", value=persist.fsync_seconds)
 
 
 def make_registry(daemon, restored_by_live_update: bool = False) -> CollectorRegistry:

@@ -1,4 +1,5 @@
 """Snapshot and journal files, in-process: what start-up accepts, drops, and refuses."""
+import asyncio
 import os
 import re
 import shutil
@@ -9,11 +10,12 @@ from xenstore_protocol import Op, Packet
 from xsd.durability import persist, snapshot
 from xsd.config import Config
 from xsd.core.daemon import Daemon
+from xsd.durability.persist import open_daemon as open_state
 from xsd.durability.journal import FILE_HEADER, RECORD, CorruptError, StateError, read_records
 
 
 def open_daemon(path, **kwargs) -> Daemon:
-    return Daemon(Config(rundir=str(path), state_dir=str(path), **kwargs))
+    return open_state(Config(rundir=str(path), state_dir=str(path), **kwargs))
 
 
 def write(d, *pairs) -> None:
@@ -240,18 +242,18 @@ def test_guest_watches_are_journaled_replayed_and_kept_by_snapshots(tmp_path):
     kept = {5: {("/a", b"t1"): False, ("/local/domain/5/b", b"t2"): True}}
 
     again = open_daemon(tmp_path)                           # snapshot, then journal replayed
-    assert again.guest_watches.by_domid == kept
-    assert list(again.guest_watches.by_domid[5]) == [("/a", b"t1"), ("/local/domain/5/b", b"t2")]
+    assert again.persist.guest_watches.by_domid == kept
+    assert list(again.persist.guest_watches.by_domid[5]) == [("/a", b"t1"), ("/local/domain/5/b", b"t2")]
     again.persist.close()                                   # that start wrote a new snapshot
     third = open_daemon(tmp_path)
-    assert third.guest_watches.by_domid == kept
+    assert third.persist.guest_watches.by_domid == kept
 
     # RESET_WATCHES forgets them; so does the domain's release.
     g = guest_session(third, 5)
     third.handle(g, Packet(Op.RESET_WATCHES, 1, 0, b""))
     third.flush()
     third.persist.close()
-    assert open_daemon(tmp_path).guest_watches.by_domid == {}
+    assert open_daemon(tmp_path).persist.guest_watches.by_domid == {}
 
 
 def test_a_released_domain_leaves_no_watches_behind(tmp_path):
@@ -263,4 +265,77 @@ def test_a_released_domain_leaves_no_watches_behind(tmp_path):
     d.handle(dom0, Packet(Op.RELEASE, 2, 0, b"7\0"))
     d.flush()
     d.persist.close()
-    assert open_daemon(tmp_path).guest_watches.by_domid == {}
+    assert open_daemon(tmp_path).persist.guest_watches.by_domid == {}
+
+
+# -- snapshots written between requests: every crash point ---------------------------------
+
+def snapshot_in_progress(path):
+    """A daemon serving on a loop, with a snapshot of epoch E+1 started and changes after it:
+    /a rewritten, /gone removed, /made created, a transaction committed over /tx."""
+    d = open_daemon(path)
+    write(d, ("/a", b"before"), ("/gone", b"x"), ("/tx/k", b"0"))
+    loop = asyncio.new_event_loop()
+    d.persist.serve_on(loop)
+    d.persist.start_snapshot()
+    s = d.open_session(lambda data: None, name="t")
+    d.handle(s, Packet(Op.WRITE, 1, 0, b"/a\0after"))
+    d.handle(s, Packet(Op.RM, 2, 0, b"/gone\0"))
+    d.handle(s, Packet(Op.WRITE, 3, 0, b"/made\0new"))
+    d.handle(s, Packet(Op.TRANSACTION_START, 4, 0, b"\0"))
+    d.flush()
+    tx = max(s.transactions)
+    d.handle(s, Packet(Op.WRITE, 5, tx, b"/tx/k\0committed"))
+    d.handle(s, Packet(Op.TRANSACTION_END, 6, tx, b"T\0"))
+    d.flush()
+    return d, loop
+
+
+def assert_after(d):
+    assert value(d, "/a") == b"after"
+    assert value(d, "/gone") is None
+    assert value(d, "/made") == b"new"
+    assert value(d, "/tx/k") == b"committed"
+    assert d.check() == []
+
+
+def test_a_crash_before_the_snapshot_is_renamed_in_replays_both_journals(tmp_path):
+    d, loop = snapshot_in_progress(tmp_path / "live")
+    assert os.path.exists(os.path.join(tmp_path / "live", persist.NEXT_JOURNAL_NAME))
+    assert_after(open_daemon(copy(tmp_path / "live", tmp_path / "crash")))
+    d.persist.close()
+    loop.close()
+
+
+def test_a_crash_between_the_two_renames_skips_the_old_journal(tmp_path):
+    d, loop = snapshot_in_progress(tmp_path / "live")
+    job = d.persist.job
+    while job.step():
+        pass
+    job.sync()
+    job.install()           # the snapshot of E+1 (the frozen tree) is in; the journal of E still there
+    again = open_daemon(copy(tmp_path / "live", tmp_path / "crash"))
+    assert_after(again)
+    again.persist.close()
+    # The snapshot alone holds the tree as it was when the snapshot began.
+    os.unlink(os.path.join(tmp_path / "live", persist.NEXT_JOURNAL_NAME))
+    before = open_daemon(copy(tmp_path / "live", tmp_path / "frozen"))
+    assert value(before, "/a") == b"before" and value(before, "/gone") == b"x"
+    assert value(before, "/made") is None and value(before, "/tx/k") == b"0"
+    d.persist.close()
+    loop.close()
+
+
+def test_a_snapshot_written_between_requests_ends_with_one_journal(tmp_path):
+    d, loop = snapshot_in_progress(tmp_path / "live")
+    before = d.persist.snapshots
+    while d.persist.snapshots == before:
+        loop.run_until_complete(asyncio.sleep(0.001))
+    assert d.store.frozen is None
+    assert not os.path.exists(os.path.join(tmp_path / "live", persist.NEXT_JOURNAL_NAME))
+    write(d, ("/later", b"1"))
+    d.persist.close()
+    loop.close()
+    again = open_daemon(copy(tmp_path / "live", tmp_path / "next-run"))
+    assert_after(again)
+    assert value(again, "/later") == b"1"

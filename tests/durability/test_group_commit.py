@@ -6,7 +6,8 @@ import pytest
 
 from xenstore_protocol import Decoder, Op, Packet
 from xsd.config import Config
-from xsd.core.daemon import Daemon
+from xsd.durability.persist import open_daemon
+from xsd.transport.pump import RequestPump
 
 
 class WatchedDisk:
@@ -44,8 +45,8 @@ def replies(out: list) -> list:
 
 
 def test_nothing_is_handed_to_a_client_before_the_fsync(tmp_path, monkeypatch, loop):
-    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
-    d.loop = loop
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    pump = RequestPump(d, loop, d.persist)
     writer_out, watcher_out = [], []
     disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
     writer = d.open_session(writer_out.append, name="writer")
@@ -62,8 +63,8 @@ def test_nothing_is_handed_to_a_client_before_the_fsync(tmp_path, monkeypatch, l
 
 
 def test_replies_leave_at_once_when_nothing_is_waiting_for_the_disk(tmp_path, loop):
-    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
-    d.loop = loop
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    pump = RequestPump(d, loop, d.persist)
     out = []
     s = d.open_session(out.append, name="reader")
     d.handle(s, Packet(Op.READ, 1, 0, b"/tool/xenstored\0"))
@@ -73,8 +74,8 @@ def test_replies_leave_at_once_when_nothing_is_waiting_for_the_disk(tmp_path, lo
 
 
 def test_one_record_and_one_fsync_per_loop_turn(tmp_path, monkeypatch, loop):
-    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
-    d.loop = loop
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    pump = RequestPump(d, loop, d.persist)
     outs = [[] for _ in range(8)]
     disk = WatchedDisk(monkeypatch, outs)
     sessions = [d.open_session(out.append, name=f"c{i}") for i, out in enumerate(outs)]
@@ -84,7 +85,7 @@ def test_one_record_and_one_fsync_per_loop_turn(tmp_path, monkeypatch, loop):
         # What eight connections' data_received do in one loop turn.
         for i, s in enumerate(sessions):
             d.handle(s, Packet(Op.WRITE, 1, 0, b"/gc/k%d\0v" % i))
-            d.request_flush()
+            pump.request_flush()
 
     loop.call_soon(turn)
     run_until(loop, lambda: all(outs))
@@ -95,19 +96,19 @@ def test_one_record_and_one_fsync_per_loop_turn(tmp_path, monkeypatch, loop):
 
 
 def test_no_persist_flushes_at_once_without_a_loop_turn(tmp_path, loop):
-    d = Daemon(Config(rundir=str(tmp_path)))
-    d.loop = loop
+    d = open_daemon(Config(rundir=str(tmp_path)))
+    pump = RequestPump(d, loop, d.persist)
     out = []
     s = d.open_session(out.append, name="c")
     d.handle(s, Packet(Op.WRITE, 1, 0, b"/gc\0v"))
-    d.request_flush()
+    pump.request_flush()
     assert replies(out) == [Packet(Op.WRITE, 1, 0, b"OK\0")]
     assert d.persist is None
 
 
 def test_hold_back_waits_for_the_clients_of_the_last_commit_within_half_an_fsync(tmp_path, monkeypatch):
     from xsd.durability import persist
-    d = Daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
     p = d.persist
     p.fsync_seconds = 0.010
     now = [100.0]

@@ -15,6 +15,7 @@ from xenstore_protocol import Op, Packet
 from xsd.durability import persist
 from xsd.config import Config
 from xsd.core.daemon import Daemon
+from xsd.durability.persist import open_daemon
 from xsd.durability.journal import FILE_HEADER, RECORD
 
 NAMES = ["a", "b", "c", "d"]
@@ -32,7 +33,7 @@ def state(d) -> dict:
 
 
 def load(path) -> Daemon:
-    return Daemon(Config(rundir=str(path), state_dir=str(path)))
+    return open_daemon(Config(rundir=str(path), state_dir=str(path)))
 
 
 def random_path(rng) -> str:
@@ -141,7 +142,7 @@ def test_reload_equals_the_live_store(tmp_path, seed):
 
 def test_compaction_keeps_the_state(tmp_path):
     rng = random.Random(99)
-    d = Daemon(Config(rundir=str(tmp_path / "live"), state_dir=str(tmp_path / "live"),
+    d = open_daemon(Config(rundir=str(tmp_path / "live"), state_dir=str(tmp_path / "live"),
                       journal_max_bytes=2000))
     driver = Driver(d, rng)
     for _ in range(300):

@@ -158,3 +158,14 @@ def test_guest_keeps_its_ring_watches_and_pending_output(proc):
         assert guest.read("data/in-tx") == b"retried"
     finally:
         guest.close()
+
+
+def test_the_decoder_hands_over_a_partial_packet_exactly_as_read():
+    """What a guest connection moves to the new process (GuestConnection.export_state)."""
+    from xenstore_protocol import Decoder, Packet
+    wire = Packet(Op.WRITE, 7, 0, b"/a\0value").encode() + Packet(Op.READ, 8, 0, b"/a\0").encode()
+    old = Decoder()
+    assert old.feed(wire[:-3]) == [Packet(Op.WRITE, 7, 0, b"/a\0value")]
+    handed = old.unread()
+    assert handed == wire[len(wire) - 3 - len(handed):-3]
+    assert Decoder().feed(handed + wire[-3:]) == [Packet(Op.READ, 8, 0, b"/a\0")]

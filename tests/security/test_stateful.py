@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from xenstore_protocol import Decoder, Op, Packet
 
 from xsd.config import Config
-from xsd.core.daemon import Daemon
+from xsd.durability.persist import open_daemon
 
 PATHS = ["/a", "/a/b", "/a/b/c", "/x", "/local/domain/5", "/local/domain/5/d", "/local/domain/6/e",
          "d", "d/f", "/local/domain/6", "@introduceDomain", "/", "/a//b"]
@@ -38,7 +38,7 @@ class StoreMachine(RuleBasedStateMachine):
         # Journaling (without fsync): check() also compares the guests' journaled watches
         # with their sessions, and teardown reloads the files and compares everything.
         self.dir = tempfile.mkdtemp(prefix="xsd-stateful-")
-        self.daemon = Daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never",
+        self.daemon = open_daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never",
                                     quotas=quotas))
         self.callers = {"dom0": Caller(self.daemon, 0)}
         self.req = 0
@@ -137,10 +137,10 @@ class StoreMachine(RuleBasedStateMachine):
         try:
             daemon.flush()
             daemon.persist.close()
-            again = Daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never"))
+            again = open_daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never"))
             assert {p: (n.value, n.perms) for p, n in again.store.nodes.items()} == \
                 {p: (n.value, n.perms) for p, n in daemon.store.nodes.items()}
-            assert again.guest_watches.by_domid == daemon.guest_watches.by_domid
+            assert again.persist.guest_watches.by_domid == daemon.persist.guest_watches.by_domid
             again.persist.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,59 +1,156 @@
-"""The daemon's state, independent of any I/O: store, watches, domains, quotas, sessions.
+"""The daemon's state and request path, free of I/O: store, watches, domains, quotas, sessions.
 
-Transports (``connection.py`` for sockets, guest rings later) create a
-Session per client with ``open_session``, pass each request packet to
-``handle``, and call ``flush`` when a batch of requests is done so that all
-output it caused leaves in one write per client.  ``request_flush`` is the
-same once per loop turn, so that journaling (``persist.py``) writes one
-record for every transport's batch of that turn (group commit).
+Transports (``xsd.transport``) create a Session per client with
+``open_session``, pass each request packet to ``handle``, and call ``flush``
+when a batch of requests is done so that all output it caused leaves in one
+write per client (when to flush, group commit, is the transport's request
+pump: ``xsd/transport/pump.py``).
+
+Doors to the outside, all given when the daemon is built:
+
+- ``host`` (``Host``): what the core asks of the world: the hypervisor's
+  ``domain_info`` and ``live_update``.
+- ``durability``: the saved state.  ``durability.open(daemon)`` fills the
+  daemon (``from_state``, the store's nodes, or ``init_tree``) and returns
+  the listener that journals from then on, or None.
+- listeners (``add_listener``, see ``Listener``): told each batch's store
+  changes before any of its output leaves, guests' watches added and
+  removed, and that domains, quotas, features or special permissions
+  changed; ``to_state`` / ``from_state`` give and take that state.
 """
 import logging
 import os
 from time import perf_counter
 
 from xenstore_protocol import paths
-from xenstore_protocol.perms import Perm
+from xenstore_protocol.perms import Perm, parse
 
+from ..hypervisor.base import DYING, SHUTDOWN
 from . import dispatch, ops
 from .domains import DomainTable
 from .quota import Quotas
 from .session import Session
 from .stats import Stats
 from .store import Store
+from .transactions import Transaction
 from .watches import WatchRegistry
 
 log = logging.getLogger("xsd")
 
 
+class Host:
+    """What the core needs from outside; the defaults stand for none (tests, tools).
+
+    The server (``xsd/transport/server.py``) is the host of a running daemon.
+    """
+
+    def domain_info(self, domid: int):
+        """The hypervisor's record of ``domid``, or None when it knows no such domain."""
+        return None
+
+    live_update = None      # or a callable starting a live update: "OK" or "BUSY" (control.py)
+
+
+class Listener:
+    """What the core reports (durability and live update listen); every method may be left out.
+
+    Order within ``Daemon.flush``: ``commit`` (before any output of the
+    batch leaves: a journal writes it here), output, ``after_output``.
+    """
+
+    def commit(self, changes: dict) -> None:
+        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED); cleared after."""
+
+    def after_output(self) -> None:
+        """The batch's output is handed on (a good moment for slower work)."""
+
+    def watch_added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
+        """A guest's watch (only watches that outlive the connection: ``Session.journal_watches``)."""
+
+    def watch_removed(self, domid: int, path: str, token: bytes) -> None:
+        """A guest removed one."""
+
+    def watches_cleared(self, domid: int) -> None:
+        """A guest's watches are gone for good (RESET_WATCHES, a dropped connection, release)."""
+
+    def state_changed(self) -> None:
+        """Domains, quotas, features or special permissions changed (``to_state``)."""
+
+    def check(self, daemon) -> list:
+        """Problems of the listener's own state against the daemon's (CONTROL check)."""
+        return []
+
+    def statistics(self) -> dict:
+        return {}
+
+
 class Daemon:
-    def __init__(self, config, handoff=None):
+    def __init__(self, config, host=None, durability=None):
         self.config = config
+        self.host = host if host is not None else Host()
         self.store = Store()
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
-        self.hypervisor = None      # set by guest.Guests: the domain list, rings, event channels
         self.quotas = Quotas(config.quotas)
         self.sessions = set()
         self.stats = Stats()        # counters read by CONTROL stats and --metrics
         self.dirty = []             # sessions with output waiting for flush()
         self.access_log = False
-        self.loop = None            # set by the server: call_soon/call_later for group commit
-        self.live_update = None     # set by the server: starts a live update (control.py)
+        self.live_update = self.host.live_update    # control.py: None without a server
         self.after_flush = []       # callbacks once output is handed on (guest.py consumes requests)
-        self._flush_scheduled = False
-        self._batches = 0           # transports' batches waiting for the scheduled flush
-        self.persist = None         # persist.Persistence while journaling
-        self.guest_watches = None   # persist.GuestWatches while journaling
-        if config.state_dir or handoff is not None:
-            from ..durability import persist
-            if config.state_dir:
-                self.guest_watches = persist.GuestWatches()
-            self.persist = persist.start(self, handoff)   # saved state, else the initial tree
+        self.listeners = []
+        self.persist = None         # the journaling listener, while journaling
+        if durability is None:
+            self.init_tree()
         else:
-            self._init_tree()
+            self.persist = durability.open(self)     # saved state, else the initial tree
+
+    def add_listener(self, listener, track_changes: bool = False) -> None:
+        """``listener`` is told of changes from now on; ``track_changes``: it wants the
+        store's changes per batch (``Listener.commit``)."""
+        self.listeners.append(listener)
+        if track_changes and self.store.changes is None:
+            self.store.changes = {}
+
+    # -- state that must survive ------------------------------------------------
+    def to_state(self) -> dict:
+        """Domains, quotas, features and special permissions, as JSON-able data
+        (the store's nodes are ``store.nodes``)."""
+        domains = self.domains
+        return {
+            "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features, x.uuid]
+                        for x in domains.domains.values()],
+            "pending_features": [[domid, value] for domid, value in domains.pending_features.items()],
+            "quotas": dict(self.quotas.values),
+            "quota_overrides": [[domid, dict(values)]
+                                for domid, values in self.quotas.per_domain.items()],
+            "special_perms": {name: [f"{p.kind}{p.domid}" for p in perms]
+                              for name, perms in self.watches.special_perms.items()},
+        }
+
+    def from_state(self, state: dict) -> None:
+        """Inverse of ``to_state``.  Quotas given on this run's command line win over saved ones."""
+        from .domains import Domain
+        table = self.domains
+        table.domains.clear()
+        for row in state["domains"]:
+            domid, mfn, port, target, shutdown_seen, features = row[:6]
+            domain = Domain(domid, mfn, port, features)
+            domain.target = target
+            domain.shutdown_seen = shutdown_seen
+            domain.uuid = row[6] if len(row) > 6 else None      # state saved before uuids were
+            table.domains[domid] = domain
+        table.pending_features = {domid: value for domid, value in state["pending_features"]}
+        quotas = self.quotas
+        quotas.values.update(state["quotas"])
+        for name, value in self.config.quotas.items():
+            quotas.set(name, value)
+        quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
+        self.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
+                                      for name, perms in state["special_perms"].items()}
 
     # -- tree ---------------------------------------------------------------
-    def _init_tree(self) -> None:
+    def init_tree(self) -> None:
         """C xenstored's initial tree, plus what a toolstack writes for dom0 at boot."""
         boot = Session(lambda data: None, [], name="boot")
         for path, value in (("/tool/xenstored", b""),):
@@ -71,6 +168,41 @@ class Daemon:
         self.sessions.add(session)
         return session
 
+    def session_state(self, session: Session) -> dict:
+        """What a client's session holds beyond the store (live update): watches,
+        transactions, pending output."""
+        return {
+            "domid": session.domid, "privileged": session.privileged,
+            "read_only": session.read_only, "target": session.target, "name": session.name,
+            "next_tx_id": session.next_tx_id,
+            # Registration order is firing order: ids grow with it.
+            "watches": [[w.path, w.token.hex(), w.relative]
+                        for w in sorted(session.watches.values(), key=lambda w: w.id)],
+            "transactions": sorted(session.transactions),
+            "output": b"".join([*session.out, *session.backlog]).hex(),
+            "events_dropped": session.events_dropped,
+        }
+
+    def restore_session(self, session: Session, state: dict) -> None:
+        """Give ``session`` (freshly opened for the same client) what ``session_state`` saved.
+
+        Open transactions cannot move (their overlays are not saved): each comes
+        back doomed, so its TRANSACTION_END answers EAGAIN and the client retries,
+        which every xenstore client does (C xenstored ends them the same way).
+        """
+        session.target = state["target"]
+        session.next_tx_id = state["next_tx_id"]
+        session.events_dropped = state["events_dropped"]
+        for path, token, relative in state["watches"]:
+            token = bytes.fromhex(token)
+            if (path, token) not in session.watches:     # a guest's may be back from the journal
+                self.watches.add(session, path, token, relative)
+        for tx_id in state["transactions"]:
+            session.transactions[tx_id] = Transaction.doomed(self.store, tx_id)
+        output = bytes.fromhex(state["output"])
+        if output:
+            session.send(output)
+
     def close_session(self, session: Session) -> None:
         session.closed = True
         self.stats.retire(session)
@@ -87,13 +219,18 @@ class Daemon:
     def flush(self) -> None:
         """Hand every session's gathered output to its transport.
 
-        Journaling, the batch's changes are written (and fsynced) first:
-        nothing is acknowledged, no watch event told, before it is on disk.
+        Listeners first (``Listener.commit``): journaling, the batch's changes
+        are written (and fsynced) before anything is acknowledged or any
+        watch event told.
         """
         started = perf_counter() if self.stats.timed else None
-        persist = self.persist
-        if persist is not None:
-            persist.commit()
+        listeners = self.listeners
+        if listeners:
+            changes = self.store.changes
+            for listener in listeners:
+                listener.commit(changes)
+            if changes:
+                changes.clear()
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
@@ -101,41 +238,35 @@ class Daemon:
             callback()
         if started is not None:
             self.stats.observe_flush(perf_counter() - started)
-        if persist is not None and persist.want_snapshot:
-            persist.checkpoint()
+        for listener in listeners:
+            listener.after_output()
 
-    def request_flush(self) -> None:
-        """A transport handed over its batch.  In memory: flush now.  Journaling: flush once
-        every transport's callbacks of this loop turn have run, so that one journal write
-        and one fsync cover them all (group commit)."""
-        if self.persist is None or self.loop is None:
-            self.flush()
-            return
-        self._batches += 1
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._scheduled_flush)
+    # -- what listeners are told ---------------------------------------------------
+    def _keeps_watches(self, session) -> bool:
+        """A guest's watches outlive its connection while its domain is introduced
+        (a socket client re-registers by itself)."""
+        return session.journal_watches and self.domains.is_introduced(session.domid)
 
-    def _scheduled_flush(self) -> None:
-        if self.persist.hold_back(self._batches):
-            self.loop.call_soon(self._scheduled_flush)   # one more turn: more clients are coming
-            return
-        self._flush_scheduled = False
-        self._batches = 0
-        self.flush()
+    def watch_added(self, session, watch) -> None:
+        if self._keeps_watches(session):
+            for listener in self.listeners:
+                listener.watch_added(session.domid, watch.path, watch.token, watch.relative)
 
-    def watch_journal(self, session):
-        """Where a change to ``session``'s watches is journaled (persist.GuestWatches), or None:
-        only a guest's, while its domain is introduced (a socket client re-registers by itself)."""
-        journal = self.guest_watches
-        if journal is not None and session.journal_watches and self.domains.is_introduced(session.domid):
-            return journal
-        return None
+    def watch_removed(self, session, path: str, token: bytes) -> None:
+        if self._keeps_watches(session):
+            for listener in self.listeners:
+                listener.watch_removed(session.domid, path, token)
+
+    def watches_reset(self, session) -> None:
+        """``session``'s watches are gone for good (RESET_WATCHES, a dropped guest connection)."""
+        if self._keeps_watches(session):
+            for listener in self.listeners:
+                listener.watches_cleared(session.domid)
 
     def state_changed(self) -> None:
-        """Domains, quotas, features or special permissions changed: journal them."""
-        if self.persist is not None:
-            self.persist.meta_dirty = True
+        """Domains, quotas, features or special permissions changed: listeners save ``to_state``."""
+        for listener in self.listeners:
+            listener.state_changed()
 
     # -- events -------------------------------------------------------------
     def fire(self, events) -> None:
@@ -157,7 +288,7 @@ class Daemon:
         """Dom0, an introduced domain, or one the hypervisor lists (C xenstored asks xc_domain_getinfo)."""
         if self.domains.is_introduced(domid):
             return True
-        return self.hypervisor is not None and self.hypervisor.domain_info(domid) is not None
+        return self.host.domain_info(domid) is not None
 
     def forget_domain(self, domid: int, events: list) -> None:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
@@ -167,14 +298,13 @@ class Daemon:
                            key=len)
             for path in owned:
                 if path in store.nodes:
-                    removed = ops.subtree(store, path)
-                    ops._remove_subtree(store, path, removed)
+                    removed = ops.remove_subtree(store, path)
                     events.append((ops.REMOVE, path, removed))
         self._forget_in_perms(domid)
         self.quotas.forget(domid)
         self.stats.forget(domid)
-        if self.guest_watches is not None:
-            self.guest_watches.cleared(domid)
+        for listener in self.listeners:
+            listener.watches_cleared(domid)
         for domain in self.domains.domains.values():
             if domain.target == domid:
                 domain.target = None
@@ -182,6 +312,41 @@ class Daemon:
         self.retarget(domid, None)
         self.state_changed()
         events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+
+    def reconcile_domains(self, infos: dict) -> None:
+        """VIRQ_DOM_EXC (guest.py asks the hypervisor, ``infos``: domid -> DomainInfo): release
+        introduced domains that died or were replaced by a new domain on the same domid, as
+        C xenstored's domain_cleanup; one @releaseDomain for domains newly shut down."""
+        events = []
+        released = shut_down = False
+        for domid, domain in list(self.domains.domains.items()):
+            info = infos.get(domid)
+            known = domain.uuid
+            if info is None or info.state == DYING or known is None or info.uuid != known:
+                why = ("gone" if info is None else "dying" if info.state == DYING
+                       else "never known to the hypervisor" if known is None else "replaced")
+                log.info("domain %d %s: released", domid, why)
+                self.domains.release(domid)         # its connection goes (the on_release hook)
+                self.forget_domain(domid, events)   # nodes, quotas, targets; @releaseDomain
+                released = True
+            elif info.state == SHUTDOWN and not domain.shutdown_seen:
+                log.info("domain %d shut down (%s)", domid, info.shutdown_reason)
+                domain.shutdown_seen = True
+                shut_down = True
+        if shut_down and not released:
+            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+        # Settings made for a domid never introduced go with the domain (XSA-322).
+        stale_quotas = [x for x in self.quotas.per_domain
+                        if x not in infos and not self.domains.is_introduced(x)]
+        stale_features = [x for x in self.domains.pending_features if x not in infos]
+        for domid in stale_quotas:
+            self.quotas.forget(domid)
+        for domid in stale_features:
+            del self.domains.pending_features[domid]
+        if shut_down or stale_quotas or stale_features:
+            self.state_changed()
+        if events:
+            self.fire(events)
 
     def _forget_in_perms(self, domid: int) -> None:
         """XSA-322: a later domain with this domid inherits no right of this one.
@@ -216,12 +381,8 @@ class Daemon:
             problems.append(f"watch registry holds {len(self.watches)}, sessions {counted}")
         if len(self.watches.trie) != len(self.watches):
             problems.append(f"watch trie holds {len(self.watches.trie)}, registry {len(self.watches)}")
-        if self.guest_watches is not None:
-            for s in self.sessions:
-                if self.watch_journal(s) is not None:
-                    live = {key: w.relative for key, w in s.watches.items()}
-                    if live != self.guest_watches.by_domid.get(s.domid, {}):
-                        problems.append(f"dom{s.domid}: journaled watches differ from its session's")
+        for listener in self.listeners:
+            problems.extend(listener.check(self))
         return problems
 
     def usage(self, domid: int) -> dict:

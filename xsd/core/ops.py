@@ -204,6 +204,13 @@ def _remove_subtree(view, path: str, removed: dict) -> None:
         view.remove(node_path)
 
 
+def remove_subtree(view, path: str) -> dict:
+    """Remove ``path`` and everything below it; ``{path: perms}`` of what went (for REMOVE events)."""
+    removed = subtree(view, path)
+    _remove_subtree(view, path, removed)
+    return removed
+
+
 def do_set_perms(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) < 2:
@@ -247,9 +254,7 @@ def do_watch(d, s, view, payload, events):
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
     watch = d.watches.add(s, path, token, relative)
-    journal = d.watch_journal(s)
-    if journal is not None:
-        journal.added(s.domid, path, token, relative)
+    d.watch_added(s, watch)
     events.append((INITIAL, watch))
     return OK
 
@@ -260,17 +265,13 @@ def do_unwatch(d, s, view, payload, events):
     if watch is None:
         raise XenstoreError("ENOENT", "no such watch")
     d.watches.remove(watch)
-    journal = d.watch_journal(s)
-    if journal is not None:
-        journal.removed(s.domid, path, token)
+    d.watch_removed(s, path, token)
     return OK
 
 
 def do_reset_watches(d, s, view, payload, events):
     d.watches.remove_all(s)
-    journal = d.watch_journal(s)
-    if journal is not None:
-        journal.cleared(s.domid)
+    d.watches_reset(s)
     s.transactions.clear()
     return OK
 

@@ -54,6 +54,7 @@ class Store:
         self.next_gen = 1
         self.owned = Counter({0: 1})       # domid -> nodes it owns (quota)
         self.changes = None                # path -> CREATED/UPDATED/REMOVED while journaling
+        self.frozen = None                 # path -> Node as it was (None: absent) while frozen
 
     # -- the View interface (also implemented by Transaction) --------------
     def get(self, path: str):
@@ -61,6 +62,9 @@ class Store:
 
     def get_mut(self, path: str) -> Node:
         node = self.nodes[path]
+        frozen = self.frozen
+        if frozen is not None and path not in frozen:
+            frozen[path] = node.copy()                # changed in place below: keep it as it was
         node.gen = self.next_gen
         self.next_gen += 1
         if self.changes is not None:
@@ -68,6 +72,8 @@ class Store:
         return node
 
     def create(self, path: str, node: Node) -> None:
+        if self.frozen is not None:
+            self.frozen.setdefault(path, None)
         node.gen = self.next_gen
         self.next_gen += 1
         self.nodes[path] = node
@@ -77,6 +83,8 @@ class Store:
 
     def remove(self, path: str) -> None:
         node = self.nodes.pop(path)
+        if self.frozen is not None:
+            self.frozen.setdefault(path, node)        # no longer in the tree: never changed again
         self._uncount(node.owner)
         if self.changes is not None:
             self.changes[path] = REMOVED
@@ -90,6 +98,32 @@ class Store:
 
     def owned_by(self, domid: int) -> int:
         return self.owned.get(domid, 0)
+
+    # -- a frozen view, for snapshots written while requests go on -------------------
+    def freeze(self) -> "FrozenView":
+        """The tree as it is now, readable while it changes (copy on write): every mutator
+        keeps the node as it was the first time it changes it.  One view at a time;
+        ``thaw`` when done.  Cost: a dict entry per node changed meanwhile."""
+        if self.frozen is not None:
+            raise RuntimeError("the store is already frozen")
+        self.frozen = {}
+        return FrozenView(self.nodes, self.frozen, self.next_gen)
+
+    def preserve(self, paths) -> None:
+        """Before ``paths`` are replaced or dropped wholesale (a transaction's commit)."""
+        frozen = self.frozen
+        if frozen is not None:
+            nodes = self.nodes
+            for path in paths:
+                if path not in frozen:
+                    frozen[path] = nodes.get(path)    # replaced, not changed in place
+
+    def thaw(self) -> None:
+        self.frozen = None
+
+    def recount(self) -> None:
+        """Recount owners (the quota accounting) after nodes were loaded directly."""
+        self.owned = Counter(node.owner for node in self.nodes.values())
 
     # -- live-only ----------------------------------------------------------
     def _uncount(self, domid: int) -> None:
@@ -133,3 +167,20 @@ class Store:
         if recount != +self.owned:
             problems.append(f"owner accounting {dict(self.owned)} != recount {dict(recount)}")
         return problems
+
+
+class FrozenView:
+    """``Store.freeze``: ``get(path)`` as the tree was when frozen."""
+
+    __slots__ = ("_nodes", "_frozen", "next_gen")
+
+    def __init__(self, nodes: dict, frozen: dict, next_gen: int):
+        self._nodes = nodes
+        self._frozen = frozen
+        self.next_gen = next_gen
+
+    def get(self, path: str):
+        frozen = self._frozen
+        if path in frozen:
+            return frozen[path]
+        return self._nodes.get(path)

@@ -99,6 +99,7 @@ class Transaction:
             if (current.gen if current is not None else None) != gen:
                 raise XenstoreError("EAGAIN", f"{path} changed during the transaction")
         changes = store.changes
+        store.preserve(self.overlay)    # a snapshot being written reads the tree as it was
         for path, node in self.overlay.items():
             if node is None:
                 if nodes.pop(path, None) is not None and changes is not None:

@@ -220,76 +220,110 @@ class Codec:
 
         Writes ``store.nodes`` directly (no generation stamping, no change
         tracking); owner counts are recomputed by the caller afterwards.
-        WATCH / UNWATCH go to ``on_watch(kind, domid, path, token, relative)``.
+        META goes to ``on_meta(state)``, WATCH / UNWATCH to
+        ``on_watch(kind, domid, path, token, relative)``.  One method per
+        entry kind (``_ENTRIES``), each returning the offset after its entry.
         """
-        nodes = store.nodes
+        target = _Target(store.nodes, on_meta, on_watch)
         size = len(payload)
-        count = -1
         try:
             while offset < size:
                 kind = payload[offset]
-                if kind == CREATE or kind == UPDATE:
-                    _, plen, vlen, perms_len, gen = NODE.unpack_from(payload, offset)
-                    offset += NODE.size
-                    path = bytes(payload[offset:offset + plen]).decode("ascii")
-                    offset += plen
-                    value = bytes(payload[offset:offset + vlen])
-                    offset += vlen
-                    perms = self.perms_tuple(bytes(payload[offset:offset + perms_len]))
-                    offset += perms_len
-                    if kind == CREATE:
-                        _create(nodes, path, value, perms, gen)
-                    else:
-                        node = nodes.get(path)
-                        if node is None:
-                            raise CorruptError(f"update of {path}, which does not exist")
-                        node.value, node.perms, node.gen = value, perms, gen
-                elif kind == DELETE:
-                    _, plen = PATH.unpack_from(payload, offset)
-                    offset += PATH.size
-                    path = bytes(payload[offset:offset + plen]).decode("ascii")
-                    offset += plen
-                    if nodes.pop(path, None) is not None:
-                        up = nodes.get(parent(path))
-                        if up is not None:
-                            up.children.pop(basename(path), None)
-                elif kind == ORDER:
-                    _, plen, nlen = NAMES.unpack_from(payload, offset)
-                    offset += NAMES.size
-                    path = bytes(payload[offset:offset + plen]).decode("ascii")
-                    offset += plen
-                    names = bytes(payload[offset:offset + nlen]).decode("ascii").split("\0")[:-1]
-                    offset += nlen
-                    node = nodes.get(path)
-                    if node is None or set(names) != set(node.children):
-                        raise CorruptError(f"children order of {path} does not match its children")
-                    node.children = dict.fromkeys(names)
-                elif kind == META:
-                    _, blen = BLOB.unpack_from(payload, offset)
-                    offset += BLOB.size
-                    on_meta(json.loads(bytes(payload[offset:offset + blen])))
-                    offset += blen
-                elif kind == WATCH or kind == UNWATCH:
-                    _, domid, relative, plen, tlen = WATCH_ENTRY.unpack_from(payload, offset)
-                    offset += WATCH_ENTRY.size
-                    path = bytes(payload[offset:offset + plen]).decode("ascii")
-                    offset += plen
-                    token = bytes(payload[offset:offset + tlen])
-                    offset += tlen
-                    if offset > size:
-                        raise ValueError("watch entry past the end")
-                    if on_watch is not None:
-                        on_watch(kind, domid, path, token, bool(relative))
-                elif kind == END:
-                    count = COUNT.unpack_from(payload, offset)[1]
-                    offset += COUNT.size
-                else:
+                read = _ENTRIES.get(kind)
+                if read is None:
                     raise CorruptError(f"unknown entry kind {kind} at offset {offset}")
+                offset = read(self, target, kind, payload, offset)
         except (struct.error, UnicodeDecodeError, ValueError, IndexError) as err:
             raise CorruptError(f"undecodable entry at offset {offset}: {err}") from None
         if offset != size:
             raise CorruptError("entry runs past the end of its record")
-        return count
+        return target.count
+
+    def _node_entry(self, target, kind, payload, offset: int) -> int:
+        """CREATE (re)appends to the parent's children; UPDATE changes a node in place."""
+        _, plen, vlen, perms_len, gen = NODE.unpack_from(payload, offset)
+        path, offset = _text(payload, offset + NODE.size, plen)
+        value, offset = _bytes(payload, offset, vlen)
+        raw_perms, offset = _bytes(payload, offset, perms_len)
+        perms = self.perms_tuple(raw_perms)
+        nodes = target.nodes
+        if kind == CREATE:
+            _create(nodes, path, value, perms, gen)
+        else:
+            node = nodes.get(path)
+            if node is None:
+                raise CorruptError(f"update of {path}, which does not exist")
+            node.value, node.perms, node.gen = value, perms, gen
+        return offset
+
+    def _delete_entry(self, target, kind, payload, offset: int) -> int:
+        _, plen = PATH.unpack_from(payload, offset)
+        path, offset = _text(payload, offset + PATH.size, plen)
+        nodes = target.nodes
+        if nodes.pop(path, None) is not None:
+            up = nodes.get(parent(path))
+            if up is not None:
+                up.children.pop(basename(path), None)
+        return offset
+
+    def _order_entry(self, target, kind, payload, offset: int) -> int:
+        _, plen, nlen = NAMES.unpack_from(payload, offset)
+        path, offset = _text(payload, offset + NAMES.size, plen)
+        names, offset = _text(payload, offset, nlen)
+        names = names.split("\0")[:-1]
+        node = target.nodes.get(path)
+        if node is None or set(names) != set(node.children):
+            raise CorruptError(f"children order of {path} does not match its children")
+        node.children = dict.fromkeys(names)
+        return offset
+
+    def _meta_entry(self, target, kind, payload, offset: int) -> int:
+        _, blen = BLOB.unpack_from(payload, offset)
+        offset += BLOB.size
+        target.on_meta(json.loads(bytes(payload[offset:offset + blen])))
+        return offset + blen
+
+    def _watch_entry(self, target, kind, payload, offset: int) -> int:
+        _, domid, relative, plen, tlen = WATCH_ENTRY.unpack_from(payload, offset)
+        path, offset = _text(payload, offset + WATCH_ENTRY.size, plen)
+        token, offset = _bytes(payload, offset, tlen)
+        if offset > len(payload):
+            raise ValueError("watch entry past the end")
+        if target.on_watch is not None:
+            target.on_watch(kind, domid, path, token, bool(relative))
+        return offset
+
+    def _end_entry(self, target, kind, payload, offset: int) -> int:
+        target.count = COUNT.unpack_from(payload, offset)[1]
+        return offset + COUNT.size
+
+
+def _bytes(payload, offset: int, length: int):
+    """``length`` bytes at ``offset``, and the offset after them."""
+    return bytes(payload[offset:offset + length]), offset + length
+
+
+def _text(payload, offset: int, length: int):
+    """The same, as ASCII text (paths, names)."""
+    return bytes(payload[offset:offset + length]).decode("ascii"), offset + length
+
+
+class _Target:
+    """Where ``Codec.apply`` puts what it decodes."""
+    __slots__ = ("nodes", "on_meta", "on_watch", "count")
+
+    def __init__(self, nodes: dict, on_meta, on_watch):
+        self.nodes = nodes
+        self.on_meta = on_meta
+        self.on_watch = on_watch
+        self.count = -1
+
+
+_ENTRIES = {
+    CREATE: Codec._node_entry, UPDATE: Codec._node_entry, DELETE: Codec._delete_entry,
+    ORDER: Codec._order_entry, META: Codec._meta_entry, WATCH: Codec._watch_entry,
+    UNWATCH: Codec._watch_entry, END: Codec._end_entry,
+}
 
 
 def _create(nodes: dict, path: str, value: bytes, perms: tuple, gen: int) -> None:

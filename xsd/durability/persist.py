@@ -1,13 +1,15 @@
 """Durability: the daemon's state on disk, as a snapshot plus a journal of what followed.
 
-Start-up (``start``, called by ``Daemon.__init__``): load ``xsd.snapshot``,
+Start-up (``Opener.open``, called by ``Daemon.__init__``; ``open_daemon`` builds
+both): load ``xsd.snapshot``,
 replay ``xsd.journal`` on top, drop a torn last record (logged), refuse a
 damaged one with a sound record after it; then write a fresh snapshot and
 start an empty journal (a new *epoch*), so every run begins clean.
 
-Running: mutators note what they change (``Store.changes``, plus
-``meta_dirty`` for domains, quotas and special permissions); ``commit``,
-called by ``Daemon.flush`` before any output is handed on, turns all of it
+Running: a listener of the core (``xsd.core.daemon.Listener``): mutators
+note what they change (``Store.changes``, plus ``state_changed`` for domains,
+quotas and special permissions, and guests' watches); ``commit``, called by
+``Daemon.flush`` before any output is handed on, turns all of it
 into one journal record: one write and (``--fsync batch``) one fsync for
 every request of the batch: group commit.  The journal is written at
 offsets into space allocated ahead (``PREALLOC_BYTES`` at a time): an
@@ -17,7 +19,8 @@ designs that overlap the fsync with the next batch measured slower here: a
 Python thread, and a C writer thread with the replies held until it reports
 the batch durable.  Both make batches smaller, and on two cores each extra
 fdatasync's CPU costs more than the overlap saves; docs/benchmarks.md.)  Once the journal outgrows ``journal_max_bytes`` (or twice the snapshot),
-``checkpoint`` compacts it.
+a new snapshot compacts it: written between requests while serving
+(``start_snapshot``, below), at once at start-up (``checkpoint``).
 
 Epochs: snapshot and journal headers carry one.  A checkpoint writes the
 snapshot of epoch E+1 first, then replaces the journal with an empty one of
@@ -34,187 +37,74 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
-
-from xenstore_protocol.perms import parse
 
 from . import snapshot
-from ..core.domains import Domain
-from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, UNWATCH, WATCH, Codec, CorruptError,
-                      StateError, encode_changes, file_header, frame, read_file_header,
-                      read_records)
+from ..core.daemon import Daemon
+from .group_commit import MAX_HOLD_SECONDS, GroupCommit  # noqa: F401  (MAX_HOLD_SECONDS: tests)
+from .guest_watches import GuestWatches
+from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, Codec, CorruptError, StateError,
+                      encode_changes, file_header, frame, read_file_header, read_records)
+from .state import finish_load, load_state, meta_loader, meta_state  # noqa: F401  (meta_state: tests)
 
 log = logging.getLogger("xsd.persist")
 
 SNAPSHOT_NAME = "xsd.snapshot"
 JOURNAL_NAME = "xsd.journal"
+NEXT_JOURNAL_NAME = "xsd.journal.next"   # the journal after a snapshot being written
 LOCK_NAME = "xsd.lock"
 EXIT_JOURNAL_FAILED = 70          # EX_SOFTWARE: the journal cannot be trusted any more
-MAX_HOLD_SECONDS = 0.002          # hold_back never delays a commit longer than this
 PREALLOC_BYTES = 1 << 20          # journal space allocated ahead of the writes
+STEP_SECONDS = 0.005              # a snapshot being written: one step per this, at least
 
 
-def start(d, handoff=None):
-    """Fill daemon ``d`` from saved state (live-update hand-off, else snapshot and journal).
+def open_daemon(config, host=None, handoff=None) -> Daemon:
+    """A daemon with the saved state of ``config.state_dir`` (and/or a live update's
+    ``handoff``), journaling from then on when ``config.state_dir`` is set.
+    Raises StateError when the saved state cannot be trusted."""
+    return Daemon(config, host, Opener(config, handoff))
 
-    Returns the ``Persistence`` when journaling (``config.state_dir``), else None.
-    Raises StateError when the saved state cannot be trusted.
-    """
-    config = d.config
-    if handoff is not None:
-        load_state(d, handoff.data, handoff.offset, handoff.name)
-    if not config.state_dir:
-        if handoff is None:
-            d._init_tree()
-        return None
-    persist = Persistence(d, config)
-    try:
+
+class Opener:
+    """The ``durability`` a Daemon is built with: fills it at start, and journals after."""
+
+    def __init__(self, config, handoff=None):
+        self.config = config
+        self.handoff = handoff
+
+    def open(self, d):
+        """Fill daemon ``d`` (live-update hand-off, else snapshot and journal, else the
+        initial tree); return the ``Persistence`` listening to it when journaling, else None."""
+        config, handoff = self.config, self.handoff
+        guest_watches = GuestWatches() if config.state_dir else None
         if handoff is not None:
-            persist.epoch = persist.existing_epoch()   # numbering goes on past what is on disk
-        elif not persist.load():
-            d._init_tree()
-        persist.checkpoint()
-    except BaseException:
-        persist.close()
-        raise
-    d.store.changes = {}
-    return persist
-
-
-# -- state outside the store --------------------------------------------------
-
-def meta_state(d) -> dict:
-    """Domains, quotas, features and special permissions, as JSON-able data."""
-    domains = d.domains
-    return {
-        "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features, x.uuid]
-                    for x in domains.domains.values()],
-        "pending_features": [[domid, value] for domid, value in domains.pending_features.items()],
-        "quotas": dict(d.quotas.values),
-        "quota_overrides": [[domid, dict(values)] for domid, values in d.quotas.per_domain.items()],
-        "special_perms": {name: [f"{p.kind}{p.domid}" for p in perms]
-                          for name, perms in d.watches.special_perms.items()},
-        "guest_watches": d.guest_watches.state() if d.guest_watches is not None else {},
-    }
-
-
-def restore_meta(d, state: dict) -> None:
-    """Inverse of ``meta_state``.  Quotas given on this run's command line win over saved ones."""
-    table = d.domains
-    table.domains.clear()
-    for row in state["domains"]:
-        domid, mfn, port, target, shutdown_seen, features = row[:6]
-        domain = Domain(domid, mfn, port, features)
-        domain.target = target
-        domain.shutdown_seen = shutdown_seen
-        domain.uuid = row[6] if len(row) > 6 else None      # state saved before uuids were
-        table.domains[domid] = domain
-    table.pending_features = {domid: value for domid, value in state["pending_features"]}
-    quotas = d.quotas
-    quotas.values.update(state["quotas"])
-    for name, value in d.config.quotas.items():
-        quotas.set(name, value)
-    quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
-    d.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
-                               for name, perms in state["special_perms"].items()}
-
-
-def meta_loader(d, metas: list):
-    """The META handler while loading: each kept for ``restore_meta`` (the last counts), and
-    the guests' watches in it restored at once, so that the WATCH / UNWATCH entries of the
-    journal apply in order around it (``GuestWatches.replay``)."""
-    def on_meta(state: dict) -> None:
-        metas.append(state)
-        if d.guest_watches is not None:
-            d.guest_watches.restore(state.get("guest_watches", {}))   # absent: saved before
-    return on_meta
-
-
-def load_state(d, data, offset: int, name: str) -> None:
-    """Load snapshot records (``data`` from ``offset``) into ``d``, whose store holds only the root."""
-    metas = []
-    snapshot.load(data, offset, name, Codec(), d.store, meta_loader(d, metas))
-    if metas:
-        restore_meta(d, metas[-1])
-    finish_load(d, name)
-
-
-def finish_load(d, name: str) -> None:
-    """Recount owners (the quota accounting) and check the tree before serving it."""
-    store = d.store
-    store.owned = Counter(node.owner for node in store.nodes.values())
-    problems = store.check()
-    if problems:
-        raise CorruptError(f"{name}: the loaded store is inconsistent: " + "; ".join(problems[:5]))
-
-
-# -- guests' watches --------------------------------------------------------------
-
-class GuestWatches:
-    """The watches of guest domains, as the journal has them.
-
-    A guest's ring outlives a crash of the daemon, and the guest's xenbus
-    driver does not know to register its watches again; so they are journaled
-    (WATCH / UNWATCH entries per change, the whole set in snapshots) and given
-    back to the guest's session when its ring is re-attached (guest.py).
-    Socket clients lose their connection in a crash and re-register by
-    themselves, so theirs are not kept.  Changes come from the guest's own
-    WATCH / UNWATCH / RESET_WATCHES, from a dropped or reset connection, and
-    from the domain's release; never from the daemon shutting down.
-    """
-
-    def __init__(self):
-        self.by_domid = {}        # domid -> {(path, token): relative}, in registration order
-        self.pending = []         # (kind, domid, path, token, relative) not yet journaled
-
-    def added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
-        watches = self.by_domid.setdefault(domid, {})
-        if (path, token) not in watches:
-            watches[(path, token)] = relative
-            self.pending.append((WATCH, domid, path, token, relative))
-
-    def removed(self, domid: int, path: str, token: bytes) -> None:
-        watches = self.by_domid.get(domid)
-        if watches is not None and watches.pop((path, token), None) is not None:
-            self.pending.append((UNWATCH, domid, path, token, False))
-            if not watches:
-                del self.by_domid[domid]
-
-    def cleared(self, domid: int) -> None:
-        for path, token in list(self.by_domid.get(domid, ())):
-            self.removed(domid, path, token)
-
-    def replay(self, kind: int, domid: int, path: str, token: bytes, relative: bool) -> None:
-        """A journal entry, at start-up."""
-        if kind == WATCH:
-            self.by_domid.setdefault(domid, {})[(path, token)] = relative
-        else:
-            watches = self.by_domid.get(domid, {})
-            watches.pop((path, token), None)
-            if not watches:
-                self.by_domid.pop(domid, None)
-
-    def state(self) -> dict:
-        return {str(domid): [[path, token.hex(), relative]
-                             for (path, token), relative in watches.items()]
-                for domid, watches in self.by_domid.items()}
-
-    def restore(self, state: dict) -> None:
-        self.by_domid = {int(domid): {(path, bytes.fromhex(token)): relative
-                                      for path, token, relative in watches}
-                         for domid, watches in state.items()}
-
-    def encode(self, codec, parts: list) -> None:
-        for kind, domid, path, token, relative in self.pending:
-            codec.watch(parts, kind, domid, path, token, relative)
-        self.pending.clear()
+            load_state(d, handoff.data, handoff.offset, handoff.name, guest_watches)
+        if not config.state_dir:
+            if handoff is None:
+                d.init_tree()
+            return None
+        persist = Persistence(d, config, guest_watches)
+        try:
+            if handoff is not None:
+                persist.epoch = persist.existing_epoch()   # numbering goes on past what is on disk
+            elif not persist.load():
+                d.init_tree()
+            persist.checkpoint()
+        except BaseException:
+            persist.close()
+            raise
+        d.add_listener(persist, track_changes=True)
+        return persist
 
 
 # -- files ----------------------------------------------------------------------
 
 class Persistence:
-    def __init__(self, d, config):
+    """The state directory's files: lock, snapshot, journal and their epochs; the core's
+    journaling listener."""
+
+    def __init__(self, d, config, guest_watches=None):
         self.d = d
+        self.guest_watches = guest_watches if guest_watches is not None else GuestWatches()
         self.dir = config.state_dir
         self.fsync = config.fsync
         self.fsync_interval = config.fsync_interval
@@ -222,6 +112,7 @@ class Persistence:
         self.salvage = config.journal_salvage
         self.snapshot_path = os.path.join(self.dir, SNAPSHOT_NAME)
         self.journal_path = os.path.join(self.dir, JOURNAL_NAME)
+        self.next_journal_path = os.path.join(self.dir, NEXT_JOURNAL_NAME)
         self.codec = Codec()
         self.fd = -1
         self.epoch = 0
@@ -234,9 +125,15 @@ class Persistence:
         self.records = 0              # statistics: records written since start
         self.snapshots = 0
         self._sync_timer = None
+        self.loop = None              # once serving (serve_on): timers, a thread for fsync
+        self.job = None               # snapshot.Writer of a snapshot being written meanwhile
+        self.job_syncing = False      # its writing is done; its fsync runs in a thread
+        self._step_timer = None
+        self.snapshot_steps = 0       # statistics: steps of incremental snapshots
+        self.snapshot_steps_charged = 0    # of which run in the turn of the client charged
         self.fsync_seconds = 0.0      # recent fdatasync duration (moving average)
-        self._last_batches = 0        # transports' batches in the last commit
-        self._hold_since = None
+        self.last_snapshot_seconds = 0.0   # statistics: the last snapshot, start to installed
+        self.group_commit = GroupCommit(self)
         os.makedirs(self.dir, exist_ok=True)
         self._lock_fd = self._lock()
 
@@ -259,8 +156,9 @@ class Persistence:
         """Load snapshot and journal into the daemon; False when there is nothing saved."""
         snap = _read(self.snapshot_path)
         journal = _read(self.journal_path)
+        following = _read(self.next_journal_path)
         if snap is None:
-            if journal is None:
+            if journal is None and following is None:
                 log.info("%s: no saved state: starting with the initial tree", self.dir)
                 return False
             raise CorruptError(f"{self.journal_path} exists but {self.snapshot_path} does not: "
@@ -269,19 +167,25 @@ class Persistence:
         d = self.d
         self.epoch = snapshot.read_epoch(snap, self.snapshot_path)
         metas = []
-        on_meta = meta_loader(d, metas)
+        on_meta = meta_loader(metas, self.guest_watches)
         count = snapshot.load(snap, snapshot.HEADER_SIZE, self.snapshot_path, self.codec, d.store,
                               on_meta)
         replayed = 0
+        expected = self.epoch
         if journal is None:
             log.warning("%s missing: state as of the snapshot only", self.journal_path)
         else:
-            replayed = self._replay(journal, on_meta)
+            replayed, used = self._replay(self.journal_path, journal, on_meta, expected)
+            expected += used
+        if following is not None:
+            # A snapshot of epoch E+1 was being written while the journal went on in the
+            # next journal (start_snapshot): replayed after the journal of epoch E, or after
+            # that snapshot when it was renamed in before the crash.
+            replayed += self._replay(self.next_journal_path, following, on_meta, expected)[0]
         if metas:
-            restore_meta(d, metas[-1])
-        known = d.domains.domains
-        for domid in [x for x in d.guest_watches.by_domid if x not in known]:
-            del d.guest_watches.by_domid[domid]     # not introduced (any more): nothing to give back
+            d.from_state(metas[-1])
+        # Watches of a domain not introduced (any more): nothing to give back.
+        self.guest_watches.keep_only(d.domains.is_introduced)
         finish_load(d, self.journal_path)
         log.info("loaded %s: epoch %d, %d nodes; replayed %d journal records; %d nodes now (%.0f ms)",
                  self.dir, self.epoch, count, replayed, len(d.store.nodes),
@@ -292,7 +196,8 @@ class Persistence:
         """The highest epoch in the files' headers (0 without files), whatever follows them."""
         epoch = 0
         for path, magic in ((self.snapshot_path, snapshot.SNAPSHOT_MAGIC),
-                            (self.journal_path, JOURNAL_MAGIC)):
+                            (self.journal_path, JOURNAL_MAGIC),
+                            (self.next_journal_path, JOURNAL_MAGIC)):
             try:
                 with open(path, "rb") as f:
                     epoch = max(epoch, read_file_header(f.read(FILE_HEADER.size), magic, path))
@@ -300,15 +205,17 @@ class Persistence:
                 pass
         return epoch
 
-    def _replay(self, journal: bytes, on_meta) -> int:
-        name = self.journal_path
+    def _replay(self, name: str, journal: bytes, on_meta, expected: int):
+        """Replay ``journal`` if it is of epoch ``expected``: ``(records, 1)``; ``(0, 0)`` if
+        older (already in the snapshot).  ``self.epoch`` becomes the highest epoch loaded."""
         epoch = read_file_header(journal, JOURNAL_MAGIC, name)
-        if epoch < self.epoch:
-            log.info("%s: epoch %d, already in the snapshot (epoch %d): skipped", name, epoch, self.epoch)
-            return 0
-        if epoch > self.epoch:
+        if epoch < expected:
+            log.info("%s: epoch %d, already in the snapshot (epoch %d): skipped", name, epoch, expected)
+            return 0, 0
+        if epoch > expected:
             raise CorruptError(f"{name}: epoch {epoch} follows a snapshot of epoch {epoch - 1}, "
                                f"but {self.snapshot_path} has epoch {self.epoch}")
+        self.epoch = epoch
         try:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name)
         except CorruptError as err:
@@ -323,21 +230,44 @@ class Persistence:
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name, salvage=True)
         store = self.d.store
         apply = self.codec.apply
-        on_watch = self.d.guest_watches.replay
+        on_watch = self.guest_watches.replay
         for payload in payloads:
             apply(store, payload, BATCH.size, on_meta, on_watch)
             store.next_gen = max(store.next_gen, BATCH.unpack_from(payload)[1])
         if torn:
             log.warning("%s: dropped a torn last record: %d bytes at offset %d (a batch cut short "
                         "by the crash, never acknowledged)", name, torn, end)
-        return len(payloads)
+        return len(payloads), 1
+
+    # -- the core's listener ------------------------------------------------------
+    def watch_added(self, domid: int, path: str, token: bytes, relative: bool) -> None:
+        self.guest_watches.added(domid, path, token, relative)
+
+    def watch_removed(self, domid: int, path: str, token: bytes) -> None:
+        self.guest_watches.removed(domid, path, token)
+
+    def watches_cleared(self, domid: int) -> None:
+        self.guest_watches.cleared(domid)
+
+    def state_changed(self) -> None:
+        self.meta_dirty = True
+
+    def after_output(self) -> None:
+        if self.want_snapshot and self.job is None:
+            if self.loop is None:
+                self.checkpoint()           # in-process, no loop: all at once
+            else:
+                self.start_snapshot()
+
+    def check(self, d) -> list:
+        return self.guest_watches.differences(d)
 
     # -- running --------------------------------------------------------------
-    def commit(self) -> None:
+    def commit(self, changes=None) -> None:
         """Journal the batch's changes: one write, and one fsync with ``--fsync batch``."""
         store = self.d.store
         changes = store.changes
-        watches = self.d.guest_watches
+        watches = self.guest_watches
         if not changes and not self.meta_dirty and not watches.pending:
             return
         try:
@@ -347,7 +277,7 @@ class Persistence:
             if watches.pending:
                 watches.encode(self.codec, parts)      # before META, which holds the result
             if self.meta_dirty:
-                self.codec.meta(parts, meta_state(self.d))
+                self.codec.meta(parts, meta_state(self.d, watches))
             size = self._append(frame(b"".join(parts)))
             if self.fsync == "batch":
                 started = time.monotonic()
@@ -381,34 +311,19 @@ class Persistence:
         return len(data)
 
     def hold_back(self, batches: int) -> bool:
-        """Should the scheduled flush wait one more loop turn?  (``--fsync batch`` only.)
+        """Group commit's policy (``group_commit.py``)."""
+        return self.group_commit.hold_back(batches)
 
-        Synchronous clients come back one by one after their replies; an
-        fsync started on the first of them serves one client where it could
-        have served all.  So while fewer transports have handed over a batch
-        than did for the last commit, wait a turn (a poll that does not
-        block), for at most half an fsync: a client that does not come back
-        costs that much latency once, then the expectation follows it down.
-        (PostgreSQL's commit_delay/commit_siblings, made adaptive.)
-        """
-        if self.fsync != "batch":
-            return False
-        if batches < self._last_batches:
-            now = time.monotonic()
-            if self._hold_since is None:
-                self._hold_since = now
-            if now - self._hold_since < min(self.fsync_seconds / 2, MAX_HOLD_SECONDS):
-                return True
-        self._last_batches = batches
-        self._hold_since = None
-        return False
+    def serve_on(self, loop) -> None:
+        """Serving: timers (``--fsync interval``, snapshot steps) on ``loop``'s ``call_later``,
+        a snapshot's fsync in its ``run_in_executor`` thread, so none stops the requests."""
+        self.loop = loop
 
     def _schedule_sync(self) -> None:
-        loop = self.d.loop
-        if loop is None:
+        if self.loop is None:
             os.fdatasync(self.fd)
         else:
-            self._sync_timer = loop.call_later(self.fsync_interval, self._interval_sync)
+            self._sync_timer = self.loop.call_later(self.fsync_interval, self._interval_sync)
 
     def _interval_sync(self) -> None:
         self._sync_timer = None
@@ -420,26 +335,46 @@ class Persistence:
             os._exit(EXIT_JOURNAL_FAILED)
 
     def checkpoint(self) -> None:
-        """Snapshot the whole state, then restart the journal empty (a new epoch)."""
+        """Snapshot the whole state at once, then restart the journal empty (a new epoch).
+        (At start-up, and in-process without a loop; a serving daemon uses ``start_snapshot``.)"""
+        self._abandon_job()
         if self.fd >= 0:
             self.commit()
         d = self.d
         epoch = self.epoch + 1
         try:
             self.snapshot_size = snapshot.write(self.snapshot_path, epoch, self.codec, d.store,
-                                                meta_state(d))
-            tmp = self.journal_path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
-            os.fsync(fd)
-            os.rename(tmp, self.journal_path)
-            snapshot.fsync_dir(self.dir)
+                                                meta_state(d, self.guest_watches))
+            fd = self._new_journal(self.journal_path, epoch)
+            # A next journal left by an unfinished snapshot is older now: gone.
+            _unlink(self.next_journal_path)
         except OSError:
             if self.fd < 0:
                 raise                      # at start-up: the caller reports it
             log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
             logging.shutdown()
             os._exit(EXIT_JOURNAL_FAILED)
+        self._switch_journal(fd, epoch)
+        self.snapshots += 1
+        self.last_snapshot_seconds = snapshot.write.last_seconds
+        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store.nodes),
+                 self.snapshot_size, self.last_snapshot_seconds * 1000)
+
+    def _new_journal(self, path: str, epoch: int) -> int:
+        """An empty journal of ``epoch`` at ``path``, durably in place; its descriptor."""
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
+            os.fsync(fd)
+            os.rename(tmp, path)
+            snapshot.fsync_dir(self.dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _switch_journal(self, fd: int, epoch: int) -> None:
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
@@ -447,9 +382,116 @@ class Persistence:
         self.seq = 0
         self.journal_size = self.journal_allocated = FILE_HEADER.size
         self.want_snapshot = False
+
+    # -- snapshots written between requests (issue 12, item 9) ----------------------------
+    #
+    # A snapshot of 300,000 nodes takes about a second to write; written at once, it stops
+    # every client for that long.  Instead: at one instant (one loop callback) the batch is
+    # committed, the store frozen (copy on write, Store.freeze), and the journal goes on in a
+    # new file of epoch E+1, NEXT_JOURNAL_NAME.  The snapshot of E+1 (the tree as frozen) is
+    # then written a record at a time (snapshot_step): from a timer every STEP_SECONDS, and in
+    # the turn of the clients whose writes made the journal grow (the request pump charges
+    # them, pump.py), fsynced in a thread, and renamed into place; then the next journal is
+    # renamed over the journal.  A crash anywhere leaves files the loader understands: the
+    # snapshot of E with the journal of E and the next journal of E+1, or the snapshot of E+1
+    # with the (skipped) journal of E and the next journal of E+1, or the snapshot and journal
+    # of E+1.
+
+    def start_snapshot(self) -> None:
+        self.commit()
+        d = self.d
+        epoch = self.epoch + 1
+        try:
+            if self.fsync != "batch":
+                os.fdatasync(self.fd)    # the journal of E whole on disk before its successor
+            fd = self._new_journal(self.next_journal_path, epoch)
+        except OSError:
+            log.critical("%s: cannot start a snapshot; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        tree = d.store.freeze()
+        try:
+            self.job = snapshot.Writer(self.snapshot_path, epoch, self.codec, tree,
+                                       meta_state(d, self.guest_watches))
+        except BaseException:
+            d.store.thaw()
+            os.close(fd)
+            raise
+        self._switch_journal(fd, epoch)
+        self._step_timer = self.loop.call_later(STEP_SECONDS, self._timer_step)
+
+    @property
+    def snapshot_running(self) -> bool:
+        """A snapshot is being written and has records left to write."""
+        return self.job is not None and not self.job_syncing
+
+    def snapshot_step(self, charged: bool = False) -> None:
+        """Write one record of the snapshot being written, if any; after the last, fsync it
+        in a thread.  ``charged``: run in the turn of a client that caused it (statistics)."""
+        job = self.job
+        if job is None or self.job_syncing:
+            return
+        try:
+            more = job.step()
+        except OSError:
+            log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        self.snapshot_steps += 1
+        if charged:
+            self.snapshot_steps_charged += 1
+        if not more:
+            self.job_syncing = True
+            future = self.loop.run_in_executor(None, self._install, job)
+            future.add_done_callback(lambda f: self._installed(job, f))
+
+    def _timer_step(self) -> None:
+        self._step_timer = None
+        self.snapshot_step()
+        if self.snapshot_running:
+            self._step_timer = self.loop.call_later(STEP_SECONDS, self._timer_step)
+
+    def _install(self, job) -> int:
+        """In a thread (only files no request touches; the journal's descriptor stays valid
+        across the rename): fsync the snapshot, rename it in, then the next journal."""
+        job.sync()
+        size = job.install()
+        os.rename(self.next_journal_path, self.journal_path)
+        snapshot.fsync_dir(self.dir)
+        return size
+
+    def _installed(self, job, future) -> None:
+        if job is not self.job:
+            return                                   # abandoned meanwhile
+        try:
+            if future.cancelled():
+                raise OSError("snapshot installation cancelled")
+            size = future.result()
+        except BaseException:
+            log.critical("%s: snapshot failed; stopping", self.dir, exc_info=True)
+            logging.shutdown()
+            os._exit(EXIT_JOURNAL_FAILED)
+        self.d.store.thaw()
+        self.job = None
+        self.job_syncing = False
+        self.snapshot_size = size
         self.snapshots += 1
-        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store.nodes),
-                 self.snapshot_size, snapshot.write.last_seconds * 1000)
+        self.last_snapshot_seconds = time.monotonic() - job.started
+        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms, written between requests "
+                 "in %d steps", self.epoch, len(self.d.store.nodes), size,
+                 self.last_snapshot_seconds * 1000, self.snapshot_steps)
+
+    def _abandon_job(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        self.job = None
+        self.job_syncing = False
+        job.abandon()
+        self.d.store.thaw()
+        if self._step_timer is not None:
+            self._step_timer.cancel()
+            self._step_timer = None
 
     def sync(self) -> None:
         """Everything written so far onto the disk (shutdown, live update)."""
@@ -458,6 +500,7 @@ class Persistence:
 
     def close(self) -> None:
         """Release the files and the state directory's lock (the journal stays as it is)."""
+        self._abandon_job()
         for fd in (self.fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)
@@ -466,7 +509,15 @@ class Persistence:
     def statistics(self) -> dict:
         return {"journal-epoch": self.epoch, "journal-bytes": self.journal_size,
                 "journal-records": self.records, "snapshot-bytes": self.snapshot_size,
-                "snapshots": self.snapshots, "fsync": self.fsync}
+                "snapshots": self.snapshots, "snapshot-steps": self.snapshot_steps,
+                "snapshot-steps-charged": self.snapshot_steps_charged, "fsync": self.fsync}
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _read(path: str):

@@ -9,8 +9,12 @@ rebuilds each parent's children in their order; the last ends with END and
 the node count.  Unlike the journal a snapshot has no torn tail: it is
 renamed into place only once complete and on disk, so any damage refuses.
 
-Writing (``write``): ``<name>.tmp``, fsync, rename over ``<name>``, fsync
-the directory, so a crash leaves the old snapshot or the new one, whole.
+Writing (``Writer``, or ``write`` all at once): ``<name>.tmp``, fsync,
+rename over ``<name>``, fsync the directory, so a crash leaves the old
+snapshot or the new one, whole.  A ``Writer`` writes one record per ``step``
+(at most ``STEP_NODES`` nodes or ``CHUNK`` bytes), so that a running daemon
+can write a snapshot between requests, from a frozen view of its store
+(``Store.freeze``), and fsync it in a thread.
 """
 import os
 import time
@@ -22,31 +26,38 @@ from .journal import (BATCH, COUNT, CREATE, END, FILE_HEADER, UPDATE, CorruptErr
 
 SNAPSHOT_MAGIC = b"XSDS"
 CHUNK = 1 << 20          # bytes of entries per record: bounded memory, cheap CRCs
+STEP_NODES = 2048        # nodes per record: bounds one step of an incremental snapshot
 
 
-def preorder(nodes: dict):
-    """``(path, node)`` for every node, each parent before its children, children in order."""
+def preorder(tree):
+    """``(path, node)`` for every node, each parent before its children, children in order.
+    ``tree``: anything with ``get(path)`` (a Store, a frozen view of one)."""
+    get = tree.get
     stack = ["/"]
     while stack:
         path = stack.pop()
-        node = nodes[path]
+        node = get(path)
         yield path, node
         if node.children:
             stack.extend(join(path, name) for name in reversed(node.children))
 
 
 def records(codec: Codec, store, meta: dict):
-    """The records of a snapshot of ``store`` and ``meta`` (framed bytes, in order)."""
+    """The records of a snapshot of ``store`` (a Store or ``Store.freeze``'s view: ``get``
+    and ``next_gen``) and ``meta`` (framed bytes, in order)."""
     seq = 1
     parts = [BATCH.pack(seq, store.next_gen)]
     codec.meta(parts, meta)
     size = 0
     count = 0
-    for path, node in preorder(store.nodes):
+    in_record = 0
+    for path, node in preorder(store):
         codec.node(parts, CREATE if count else UPDATE, path, node)
         count += 1
+        in_record += 1
         size += len(node.value) + len(path) + 32
-        if size >= CHUNK:
+        if size >= CHUNK or in_record >= STEP_NODES:
+            in_record = 0
             yield frame(b"".join(parts))
             seq += 1
             parts = [BATCH.pack(seq, store.next_gen)]
@@ -55,23 +66,63 @@ def records(codec: Codec, store, meta: dict):
     yield frame(b"".join(parts))
 
 
+class Writer:
+    """One snapshot file being written: ``step`` until it returns False, ``sync`` (may run in
+    another thread: it touches only the descriptor), then ``install``; or ``abandon``."""
+
+    def __init__(self, path: str, epoch: int, codec: Codec, tree, meta: dict):
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.started = time.monotonic()
+        self.size = 0
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._records = records(codec, tree, meta)
+        self._write(file_header(SNAPSHOT_MAGIC, epoch))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.write(self.fd, view)
+            view = view[done:]
+        self.size += len(data)
+
+    def step(self) -> bool:
+        """Write the next record; False once there is none left."""
+        record = next(self._records, None)
+        if record is None:
+            return False
+        self._write(record)
+        return True
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def install(self) -> int:
+        """Rename the synced file into place, durably; return its size."""
+        os.close(self.fd)
+        self.fd = -1
+        os.rename(self.tmp, self.path)
+        fsync_dir(os.path.dirname(self.path) or ".")
+        return self.size
+
+    def abandon(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def write(path: str, epoch: int, codec: Codec, store, meta: dict) -> int:
-    """Write the snapshot atomically and durably; return its size in bytes."""
-    tmp = path + ".tmp"
-    started = time.monotonic()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    """Write the snapshot atomically and durably, all at once; return its size in bytes."""
+    writer = Writer(path, epoch, codec, store, meta)
     try:
-        with os.fdopen(fd, "wb", buffering=CHUNK, closefd=False) as f:
-            f.write(file_header(SNAPSHOT_MAGIC, epoch))
-            for record in records(codec, store, meta):
-                f.write(record)
-        size = os.lseek(fd, 0, os.SEEK_END)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
-    write.last_seconds = time.monotonic() - started
+        while writer.step():
+            pass
+        writer.sync()
+    except BaseException:
+        writer.abandon()
+        raise
+    size = writer.install()
+    write.last_seconds = time.monotonic() - writer.started
     return size
 
 

@@ -1,4 +1,4 @@
-"""A socket client: asyncio.Protocol from bytes to requests and back.
+"""A socket client: asyncio.Protocol from bytes to requests and back (through the pump).
 
 Callback order, as asyncio runs them: ``connection_made`` once; then
 ``data_received`` per chunk, interleaved with ``pause_writing`` /
@@ -15,14 +15,11 @@ from xenstore_protocol import Decoder, ProtocolError
 
 log = logging.getLogger("xsd.connection")
 
-# Output gathered from one batch of requests before it is handed over early:
-# a read of 256 KiB of small requests may ask for 50 MiB of replies.
-FLUSH_AT = 64 * 1024
-
 
 class Connection(asyncio.Protocol):
-    def __init__(self, daemon, read_only: bool, name: str):
-        self.daemon = daemon
+    def __init__(self, pump, read_only: bool, name: str):
+        self.pump = pump              # pump.RequestPump, shared with every transport
+        self.daemon = pump.daemon
         self.read_only = read_only
         self.name = name
         self.decoder = Decoder()
@@ -54,16 +51,10 @@ class Connection(asyncio.Protocol):
             self.queue.extend(packets)
             self.transport.pause_reading()
             return
-        handle = self.daemon.handle
-        for i, packet in enumerate(packets):
-            handle(session, packet)
-            if session.out_bytes > FLUSH_AT:
-                self.daemon.flush()         # lets the transport push back mid-batch
-            if session.paused:
-                self.queue.extend(packets[i + 1:])
-                self.transport.pause_reading()
-                break
-        self.daemon.request_flush()         # journaling: once per loop turn (group commit)
+        self.pump.serve(session, packets, self.queue)
+        if self.queue:
+            self.transport.pause_reading()
+        self.pump.request_flush()           # journaling: once per loop turn (group commit)
 
     def pause_writing(self) -> None:
         self.session.pause()
@@ -71,11 +62,8 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         session = self.session
         session.resume()
-        handle = self.daemon.handle
         queue = self.queue
-        while queue and not session.paused:
-            handle(session, queue.popleft())
-            self.daemon.flush()
+        self.pump.drain(session, queue, flush_each=True)
         if not queue and not session.paused and not self.transport.is_closing():
             self.transport.resume_reading()
 

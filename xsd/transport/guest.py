@@ -4,10 +4,12 @@
 ``on_release``: INTRODUCE maps the domain's ring and binds its event channel;
 RELEASE undoes it.  It owns the hypervisor's event-channel handle, whose one
 descriptor is registered with the asyncio loop, and watches VIRQ_DOM_EXC:
-on each, the domain list is read and domains that died, or were replaced by
-a new domain with the same domid, are released as C xenstored's
-domain_cleanup does (``@releaseDomain``, XSA-419 node removal), while
-domains newly shut down get one ``@releaseDomain`` (again only after RESUME).
+on each, the domain list is read and handed to ``Daemon.reconcile_domains``:
+domains that died, or were replaced by a new domain with the same domid, are
+released as C xenstored's domain_cleanup does (``@releaseDomain``, XSA-419
+node removal), while domains newly shut down get one ``@releaseDomain``
+(again only after RESUME).  Requests go through the request pump shared with
+socket connections (``pump.py``).
 
 A ``GuestConnection`` serves one domain as an unprivileged Session with the
 domain's domid.  Callback order: it is created while INTRODUCE is handled,
@@ -38,12 +40,11 @@ import logging
 import secrets
 from collections import deque
 
-from xenstore_protocol import Decoder, ProtocolError, XenstoreError, paths
+from xenstore_protocol import Decoder, ProtocolError, XenstoreError
 from xenstore_protocol.constants import (HEADER_SIZE, SERVER_FEATURE_ERROR,
                                          SERVER_FEATURE_RECONNECTION)
 
-from ..core import ops
-from ..hypervisor.base import DYING, SHUTDOWN, VIRQ_DOM_EXC, HypervisorError, NoRing
+from ..hypervisor.base import VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
     ERROR_COMM, ERROR_NONE, ERROR_PROTO, RING_SIZE, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring,
     RingError,
@@ -58,8 +59,9 @@ READS_PER_KICK = 4
 
 
 class GuestConnection:
-    def __init__(self, daemon, domain, mapping, evtchn, port: int):
-        self.daemon = daemon
+    def __init__(self, pump, domain, mapping, evtchn, port: int):
+        self.pump = pump                # pump.RequestPump, shared with every transport
+        self.daemon = daemon = pump.daemon
         self.domain = domain            # the DomainTable entry: features, target
         self.domid = domain.domid
         self.mapping = mapping
@@ -129,10 +131,9 @@ class GuestConnection:
         self._push()
         if session.paused and len(self.out) <= self.low and not self.broken:
             session.resume()            # hands the backlog to _write; may pause again
-        handle = self.daemon.handle
         queue = self.queue
-        while queue and not session.paused and not self.broken:
-            handle(session, queue.popleft())
+        if not self.broken:
+            self.pump.drain(session, queue)
         reads = 0
         more = False
         decoder = self.decoder
@@ -154,11 +155,7 @@ class GuestConnection:
             except ProtocolError as err:
                 self.fail(ERROR_PROTO, f"protocol error: {err}")
                 return False
-            for i, packet in enumerate(packets):
-                handle(session, packet)
-                if session.paused:
-                    queue.extend(packets[i + 1:])
-                    break
+            self.pump.serve(session, packets, queue)
             if decoder.pending and self.unacked >= RING_SIZE:
                 # A packet bigger than the ring: the guest needs room to finish it, and
                 # room means consuming what came before it too, so journal that first.
@@ -219,8 +216,7 @@ class GuestConnection:
 
     def _forget_watches(self) -> None:
         """The guest's session ends for good: its journaled watches go with it."""
-        if self.daemon.guest_watches is not None:
-            self.daemon.guest_watches.cleared(self.domid)
+        self.daemon.watches_reset(self.session)
 
     def restore_watches(self, saved: dict, mark: bool) -> None:
         """Register the watches the journal kept for this guest (a restart), in their order.
@@ -233,6 +229,22 @@ class GuestConnection:
                 watch = self.daemon.watches.add(session, path, token, relative)
                 if mark:
                     session.queue_event(watch.event_path(path), token, watch)
+
+    # -- live update ------------------------------------------------------------
+    def export_state(self) -> dict:
+        """What moves to a new process with this connection (liveupdate.py): what was read
+        from the ring and not yet answered (the queue, then a partial packet exactly as
+        read), output waiting for room in the ring, and the session."""
+        self.ack(everything=True)       # what is not yet handled moves with the state
+        pending_input = b"".join(p.encode() for p in self.queue) + self.decoder.unread()
+        return {"domid": self.domid, "session": self.daemon.session_state(self.session),
+                "out": bytes(self.out).hex(), "input": pending_input.hex()}
+
+    def adopt_state(self, state: dict) -> None:
+        """Inverse of ``export_state``, in the new process, on the re-attached ring."""
+        self.daemon.restore_session(self.session, state["session"])
+        self.out[:0] = bytes.fromhex(state["out"])
+        self.queue.extend(self.decoder.feed(bytes.fromhex(state["input"])))
 
     def close(self) -> None:
         if self.closed:
@@ -252,8 +264,10 @@ class GuestConnection:
 class Guests:
     """Every introduced domain's ring, and VIRQ_DOM_EXC."""
 
-    def __init__(self, daemon, hypervisor, loop=None, live_update: bool = False):
-        self.daemon = daemon
+    def __init__(self, pump, hypervisor, loop=None, live_update: bool = False, saved_watches=None):
+        """``saved_watches``: domid -> {(path, token): relative} kept by the journal."""
+        self.pump = pump
+        self.daemon = daemon = pump.daemon
         self.hypervisor = hypervisor
         self.loop = loop or asyncio.get_event_loop()
         self.evtchn = hypervisor.open_event_channels()
@@ -262,14 +276,13 @@ class Guests:
         self.by_domid = {}
         self.reading = set()            # connections with requests read and not yet consumed
         daemon.after_flush.append(self._acknowledge)
-        daemon.hypervisor = hypervisor
         daemon.domains.on_introduce.append(self._introduce)
         daemon.domains.on_release.append(self._release)
         self.loop.add_reader(self.evtchn.fileno(), self._on_events)
         # Domains restored from saved state (restart, live update) were introduced
         # before we were here: serve their rings now; dead ones go at the first check.
         restored = list(daemon.domains.domains.values())
-        saved = daemon.guest_watches.by_domid if daemon.guest_watches is not None else {}
+        saved = saved_watches or {}
         for domain in restored:
             try:
                 self._introduce(domain)
@@ -324,7 +337,7 @@ class Guests:
             mapping.close()
             domain.uuid = None
             raise XenstoreError("EINVAL", f"binding the event channel of domain {domid}: {err}") from None
-        conn = GuestConnection(self.daemon, domain, mapping, self.evtchn, port)
+        conn = GuestConnection(self.pump, domain, mapping, self.evtchn, port)
         self.by_port[port] = conn
         self.by_domid[domid] = conn
         log.info("domain %d introduced: ring mapped, event channel port %d", domid, port)
@@ -336,7 +349,7 @@ class Guests:
         self._kick(conn)
         if not conn.closed:
             conn.evtchn.notify(conn.port)    # as xenstored does after introducing
-        self.daemon.request_flush()
+        self.pump.request_flush()
 
     def _release(self, domid: int) -> None:
         conn = self.by_domid.pop(domid, None)
@@ -361,7 +374,7 @@ class Guests:
                 self._kick(conn)
         if virq:
             self.check_domains()
-        self.daemon.request_flush()
+        self.pump.request_flush()
 
     def _kick(self, conn) -> None:
         try:
@@ -385,11 +398,11 @@ class Guests:
     def _kick_again(self, conn) -> None:
         if not conn.closed:
             self._kick(conn)
-            self.daemon.request_flush()
+            self.pump.request_flush()
 
     def _check_and_flush(self) -> None:
         self.check_domains()
-        self.daemon.request_flush()
+        self.pump.request_flush()
 
     def check_domains(self) -> None:
         """VIRQ_DOM_EXC: compare introduced domains with the hypervisor's list."""
@@ -399,35 +412,32 @@ class Guests:
         except HypervisorError as err:
             log.error("domain check: %s", err)
             return
-        events = []
-        released = shut_down = False
-        for domid, domain in list(d.domains.domains.items()):
-            info = infos.get(domid)
-            known = domain.uuid
-            if info is None or info.state == DYING or known is None or info.uuid != known:
-                why = ("gone" if info is None else "dying" if info.state == DYING
-                       else "never known to the hypervisor" if known is None else "replaced")
-                log.info("domain %d %s: released", domid, why)
-                d.domains.release(domid)        # its connection goes (the on_release hook)
-                d.forget_domain(domid, events)  # nodes, quotas, targets; @releaseDomain
-                released = True
-            elif info.state == SHUTDOWN and not domain.shutdown_seen:
-                log.info("domain %d shut down (%s)", domid, info.shutdown_reason)
-                domain.shutdown_seen = True
-                shut_down = True
-        if shut_down and not released:
-            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
-        # Settings made for a domid never introduced go with the domain (XSA-322).
-        stale_quotas = [x for x in d.quotas.per_domain if x not in infos and not d.domains.is_introduced(x)]
-        stale_features = [x for x in d.domains.pending_features if x not in infos]
-        for domid in stale_quotas:
-            d.quotas.forget(domid)
-        for domid in stale_features:
-            del d.domains.pending_features[domid]
-        if shut_down or stale_quotas or stale_features:
-            d.state_changed()
-        if events:
-            d.fire(events)
+        d.reconcile_domains(infos)
+
+    def pause(self) -> None:
+        """Stop reading guests' requests: their event channel is no longer watched (live update)."""
+        self.loop.remove_reader(self.evtchn.fileno())
+
+    def resume(self) -> None:
+        self.loop.add_reader(self.evtchn.fileno(), self._on_events)
+
+    def export_state(self) -> list:
+        """Each live guest connection's ``export_state`` (live update)."""
+        return [conn.export_state() for conn in self.by_domid.values()
+                if not (conn.closed or conn.broken)]
+
+    def adopt_state(self, saved: list) -> int:
+        """Give each guest connection its saved state back; return how many found theirs."""
+        adopted = 0
+        for item in saved:
+            conn = self.by_domid.get(item["domid"])
+            if conn is None:
+                log.error("live update: domain %d had a connection, now none: its session is lost",
+                          item["domid"])
+                continue
+            conn.adopt_state(item)
+            adopted += 1
+        return adopted
 
     def close(self) -> None:
         self.loop.remove_reader(self.evtchn.fileno())

@@ -37,11 +37,9 @@ import struct
 import sys
 import time
 
-from xenstore_protocol import Packet
-
-from ..durability import persist, snapshot
+from ..durability import snapshot
 from ..durability.journal import Codec, StateError
-from ..core.transactions import Transaction
+from ..durability.state import meta_state
 
 log = logging.getLogger("xsd.liveupdate")
 
@@ -51,43 +49,6 @@ MAGIC = b"XSDL"
 VERSION = 1
 PREFLIGHT = "import xsd.transport.server, xsd.durability.persist, xsd.transport.liveupdate"
 DRAIN_SECONDS = 1.0
-
-
-# -- sessions ---------------------------------------------------------------------
-
-def session_state(session) -> dict:
-    """What a client's session holds beyond the store: watches, transactions, pending output."""
-    return {
-        "domid": session.domid, "privileged": session.privileged, "read_only": session.read_only,
-        "target": session.target, "name": session.name, "next_tx_id": session.next_tx_id,
-        # Registration order is firing order: ids grow with it.
-        "watches": [[w.path, w.token.hex(), w.relative]
-                    for w in sorted(session.watches.values(), key=lambda w: w.id)],
-        "transactions": sorted(session.transactions),
-        "output": b"".join([*session.out, *session.backlog]).hex(),
-        "events_dropped": session.events_dropped,
-    }
-
-
-def restore_session(d, session, state: dict) -> None:
-    """Give ``session`` (freshly opened for the same client) what ``session_state`` saved.
-
-    Open transactions cannot move (their overlays are not saved): each comes
-    back doomed, so its TRANSACTION_END answers EAGAIN and the client retries,
-    which every xenstore client does (C xenstored ends them the same way).
-    """
-    session.target = state["target"]
-    session.next_tx_id = state["next_tx_id"]
-    session.events_dropped = state["events_dropped"]
-    for path, token, relative in state["watches"]:
-        token = bytes.fromhex(token)
-        if (path, token) not in session.watches:     # a guest's may be back from the journal
-            d.watches.add(session, path, token, relative)
-    for tx_id in state["transactions"]:
-        session.transactions[tx_id] = Transaction.doomed(d.store, tx_id)
-    output = bytes.fromhex(state["output"])
-    if output:
-        session.send(output)
 
 
 # -- the old process ------------------------------------------------------------------
@@ -110,32 +71,23 @@ async def _run(server) -> None:
         return
     log.info("live update: pre-flight passed; freezing")
     d = server.daemon
-    listeners = []
-    for server_obj, (path, read_only) in zip(server.servers, server.listening):
-        fd = os.dup(server_obj.sockets[0].fileno())   # the socket outlives server.close()
-        os.set_inheritable(fd, True)
-        listeners.append({"path": path, "read_only": read_only, "fd": fd})
-    for server_obj in server.servers:
-        server_obj.close()
-    connections = [c for c in list(server.connections) if c.transport is not None]
-    for conn in connections:
-        if not conn.transport.is_closing():
-            conn.transport.pause_reading()
-    _stop_guests(server)
+    listeners = server.inheritable_listeners()   # duplicated: they outlive stop_listening()
+    server.stop_listening()
+    server.pause_clients()
     d.flush()
     if d.persist is not None:
         d.persist.sync()             # on disk whatever --fsync says
     deadline = time.monotonic() + DRAIN_SECONDS
-    while time.monotonic() < deadline and any(
-            not c.transport.is_closing() and c.transport.get_write_buffer_size()
-            for c in connections):
+    while time.monotonic() < deadline and server.output_waiting():
         await asyncio.sleep(0.01)
     try:
-        path = _write_state(server, listeners, _save_guests(server))
+        guests = server.guests.export_state() if server.guests is not None else []
+        path = _write_state(server, listeners, guests)
         _exec(server.config, path)
     except Exception:
         log.exception("live update failed before exec; serving on")
-        await _resume(server, listeners, connections)
+        await server.resume_clients(listeners)
+        server.live_update_task = None
 
 
 async def _preflight() -> None:
@@ -149,38 +101,6 @@ async def _preflight() -> None:
         raise RuntimeError("pre-flight import timed out") from None
     if proc.returncode:
         raise RuntimeError(f"the new program does not import: {err.decode(errors='replace')[-2000:]}")
-
-
-def _stop_guests(server) -> None:
-    """No more guest requests: their event channel is no longer watched."""
-    guests = server.guests
-    if guests is not None:
-        try:
-            guests.loop.remove_reader(guests.evtchn.fileno())
-        except Exception:
-            log.exception("live update: stopping guest event channels")
-
-
-def _save_guests(server) -> list:
-    """The saved state of each guest connection.
-
-    Reads GuestConnection's fields (guest.py): what was read from the ring
-    and not yet answered (``queue`` and the decoder's partial packet) and
-    what waits for room in the ring (``out``) move with the session.
-    """
-    guests = server.guests
-    if guests is None:
-        return []
-    saved = []
-    for domid, conn in guests.by_domid.items():
-        if conn.closed or conn.broken:
-            continue
-        conn.ack(everything=True)       # what is not yet handled moves with the state, below
-        pending_input = b"".join(Packet(*p).encode() for p in conn.queue)
-        pending_input += bytes(conn.decoder._buf)      # a partial packet, exactly as read
-        saved.append({"domid": domid, "session": session_state(conn.session),
-                      "out": bytes(conn.out).hex(), "input": pending_input.hex()})
-    return saved
 
 
 def _state_path(config) -> str:
@@ -197,7 +117,7 @@ def _write_state(server, listeners: list, guests: list) -> str:
     with open(tmp, "wb") as f:
         f.write(HEADER.pack(MAGIC, VERSION, len(header_json)))
         f.write(header_json)
-        for record in snapshot.records(Codec(), d.store, persist.meta_state(d)):
+        for record in snapshot.records(Codec(), d.store, meta_state(d)):
             f.write(record)
     os.rename(tmp, path)
     log.info("live update: state saved to %s (%d nodes, %d guests)", path, len(d.store.nodes),
@@ -222,22 +142,6 @@ def _exec(config, state_path: str) -> None:
     sys.stderr.flush()
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     os.execv(sys.executable, args)
-
-
-async def _resume(server, listeners: list, connections: list) -> None:
-    loop = asyncio.get_event_loop()
-    server.servers.clear()
-    for item in listeners:
-        sock = socket.socket(fileno=item["fd"])
-        server.servers.append(await loop.create_unix_server(
-            server._factory(item["read_only"]), sock=sock, backlog=512))
-    for conn in connections:
-        if not conn.transport.is_closing():
-            conn.transport.resume_reading()
-    guests = server.guests
-    if guests is not None:
-        guests.loop.add_reader(guests.evtchn.fileno(), guests._on_events)
-    server.live_update_task = None
 
 
 # -- the new process ------------------------------------------------------------------
@@ -275,16 +179,10 @@ class Handoff:
         in the restored table, with a fresh session and its first kick queued.
         """
         d = server.daemon
-        guests = server.guests
-        for item in self.runtime["guests"]:
-            conn = guests.by_domid.get(item["domid"]) if guests is not None else None
-            if conn is None:
-                log.error("live update: domain %d had a connection, now none: its session is lost",
-                          item["domid"])
-                continue
-            restore_session(d, conn.session, item["session"])
-            conn.out[:0] = bytes.fromhex(item["out"])
-            conn.queue.extend(conn.decoder.feed(bytes.fromhex(item["input"])))
+        saved = self.runtime["guests"]
+        if server.guests is not None:
+            server.guests.adopt_state(saved)
+        elif saved:
+            log.error("live update: %d guest sessions lost: no guest transport", len(saved))
         log.info("live update: restored from pid %d: %d nodes, %d domains, %d guest sessions",
-                 self.runtime["pid"], len(d.store.nodes), len(d.domains.domains),
-                 len(self.runtime["guests"]))
+                 self.runtime["pid"], len(d.store.nodes), len(d.domains.domains), len(saved))

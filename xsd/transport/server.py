@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import time
+import socket
 import weakref
 
 from . import liveupdate
@@ -14,9 +15,10 @@ from .sdnotify import Notifier
 from .trace import Tracer
 from ..startup import StartupError, check_socket_path
 from .connection import Connection
-from ..core.daemon import Daemon
+from ..durability.persist import open_daemon
 from .guest import Guests
 from ..core import stats
+from .pump import RequestPump
 from ..hypervisor import open_hypervisor
 
 log = logging.getLogger("xsd")
@@ -32,12 +34,13 @@ class Server:
         self.config = config
         # A live update's state file (liveupdate.py), read before the daemon exists.
         self.handoff = liveupdate.Handoff(config.live_restore) if config.live_restore else None
-        self.daemon = Daemon(config, self.handoff)
+        self.hypervisor = hypervisor     # opened from config at start when not given
+        self.daemon = open_daemon(config, host=self, handoff=self.handoff)   # self: core.daemon.Host
+        self.pump = RequestPump(self.daemon)   # its loop is given at start
         self.tracer = None
         if config.trace_file:
             self.tracer = Tracer(config.trace_file)
             self.tracer.install(self.daemon)
-        self.hypervisor = hypervisor     # opened from config at start when not given
         self.guests = None
         self.servers = []
         self.listening = []              # (path, read_only) of each of self.servers
@@ -55,7 +58,7 @@ class Server:
         def make():
             self._count += 1
             self._check_descriptors()
-            conn = Connection(self.daemon, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
+            conn = Connection(self.pump, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
             self.connections.add(conn)
             return conn
         return make
@@ -87,6 +90,7 @@ class Server:
             return
         loop.default_exception_handler(context)
 
+    # -- core.daemon.Host ---------------------------------------------------------
     def live_update(self) -> str:
         """CONTROL live-update, SIGUSR1: replace this process, keeping sockets and state."""
         answer = liveupdate.start(self)
@@ -95,15 +99,23 @@ class Server:
             self.notifier.status("live update under way")
         return answer
 
+    def domain_info(self, domid: int):
+        return self.hypervisor.domain_info(domid) if self.hypervisor is not None else None
+
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.rundir, exist_ok=True)
         loop = asyncio.get_running_loop()
         if self.hypervisor is None:
             self.hypervisor = open_hypervisor(config.hypervisor, config.rundir)
-        self.guests = Guests(self.daemon, self.hypervisor, loop,
-                             live_update=self.handoff is not None)
-        self.daemon.loop = loop
+        persist = self.daemon.persist
+        self.pump.loop = loop
+        self.pump.policy = persist
+        if persist is not None:
+            persist.serve_on(loop)
+        self.guests = Guests(self.pump, self.hypervisor, loop,
+                             live_update=self.handoff is not None,
+                             saved_watches=persist.guest_watches.by_domid if persist else None)
         if config.metrics:                # first: a bad address stops us before any socket
             from ..metrics import MetricsServer
             self.metrics = MetricsServer(self.daemon, config.metrics,
@@ -150,7 +162,6 @@ class Server:
             loop.add_signal_handler(sig, self._stop, sig)
         loop.add_signal_handler(signal.SIGUSR1, self.live_update)
         loop.set_exception_handler(self._loop_exception)
-        self.daemon.live_update = self.live_update
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
         self.notifier.ready(f"serving on {self.config.socket_path}")
         if self.config.ready_fd >= 0:             # --fork: the waiting parent may exit now
@@ -214,3 +225,47 @@ class Server:
                 pass
         self.servers.clear()
         log.info("stopped")
+
+    # -- live update (liveupdate.py) -------------------------------------------------
+    def inheritable_listeners(self) -> list:
+        """The listening sockets, duplicated and inheritable: ``{"path", "read_only", "fd"}``."""
+        listeners = []
+        for server, (path, read_only) in zip(self.servers, self.listening):
+            fd = os.dup(server.sockets[0].fileno())   # the socket outlives stop_listening()
+            os.set_inheritable(fd, True)
+            listeners.append({"path": path, "read_only": read_only, "fd": fd})
+        return listeners
+
+    def stop_listening(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def pause_clients(self) -> None:
+        """Read no more requests from any client, socket or guest."""
+        for conn in list(self.connections):
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.pause_reading()
+        if self.guests is not None:
+            try:
+                self.guests.pause()
+            except Exception:
+                log.exception("live update: stopping guest event channels")
+
+    def output_waiting(self) -> bool:
+        """Some socket client has replies not yet taken by the kernel."""
+        return any(c.transport is not None and not c.transport.is_closing()
+                   and c.transport.get_write_buffer_size() for c in list(self.connections))
+
+    async def resume_clients(self, listeners: list) -> None:
+        """Undo ``stop_listening`` and ``pause_clients`` (a live update that failed)."""
+        loop = asyncio.get_running_loop()
+        self.servers.clear()
+        for item in listeners:
+            sock = socket.socket(fileno=item["fd"])
+            self.servers.append(await loop.create_unix_server(
+                self._factory(item["read_only"]), sock=sock, backlog=512))
+        for conn in list(self.connections):
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.transport.resume_reading()
+        if self.guests is not None:
+            self.guests.resume()

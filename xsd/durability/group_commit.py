@@ -1,0 +1,39 @@
+"""Group commit's policy: whether a scheduled flush should wait one more loop turn.
+
+The request pump (``xsd/transport/pump.py``) schedules one flush per loop
+turn, so that one journal write and one fsync cover every transport's batch
+of that turn; this module decides whether to wait a turn longer.
+"""
+import time
+
+MAX_HOLD_SECONDS = 0.002          # hold_back never delays a commit longer than this
+
+
+class GroupCommit:
+    def __init__(self, journal):
+        self.journal = journal        # persist.Persistence: its fsync mode and fsync time
+        self._last_batches = 0        # transports' batches in the last commit
+        self._hold_since = None
+
+    def hold_back(self, batches: int) -> bool:
+        """Should the scheduled flush wait one more loop turn?  (``--fsync batch`` only.)
+
+        Synchronous clients come back one by one after their replies; an
+        fsync started on the first of them serves one client where it could
+        have served all.  So while fewer transports have handed over a batch
+        than did for the last commit, wait a turn (a poll that does not
+        block), for at most half an fsync: a client that does not come back
+        costs that much latency once, then the expectation follows it down.
+        (PostgreSQL's commit_delay/commit_siblings, made adaptive.)
+        """
+        if self.journal.fsync != "batch":
+            return False
+        if batches < self._last_batches:
+            now = time.monotonic()
+            if self._hold_since is None:
+                self._hold_since = now
+            if now - self._hold_since < min(self.journal.fsync_seconds / 2, MAX_HOLD_SECONDS):
+                return True
+        self._last_batches = batches
+        self._hold_since = None
+        return False

@@ -1,0 +1,110 @@
+"""The request pump: one for every transport (socket connections and guest rings).
+
+It feeds a client's request packets to the daemon, stops at the first one
+after which the client's session is paused (its output over the high-water
+mark) or closed, and keeps the rest for later (``serve`` / ``drain``).  And
+it decides when the daemon flushes (``request_flush``): in memory at once;
+journaling, once every transport's callbacks of this loop turn have run, so
+that one journal write and one fsync cover them all (group commit), waiting
+a turn longer while the durability's policy says so (``hold_back``,
+``xsd/durability/group_commit.py``).
+
+Snapshots are charged to who causes them.  A snapshot is due because the
+journal grew, and the journal grows by what clients write.  The pump counts
+the bytes of each session's WRITE, MKDIR, RM and SET_PERMS requests since the
+last snapshot began; while a snapshot is being written (persist.py,
+``start_snapshot``), each session that wrote at least a quarter of them
+(``DEBTOR_SHARE``) has one step of it (one record, about 2,048 nodes) run
+before each of its batches: its own requests wait for that work, where every
+other client waits at most for the one step a timer runs every few
+milliseconds.  (``snapshot-steps-charged`` in CONTROL print counts them.)
+"""
+import weakref
+
+from xenstore_protocol import Op
+
+# Output gathered from one batch of requests before it is handed over early:
+# a read of 256 KiB of small requests may ask for 50 MiB of replies.
+FLUSH_AT = 64 * 1024
+# Requests whose payload ends up in the journal as node state: what makes snapshots due.
+JOURNALED = frozenset({int(Op.WRITE), int(Op.MKDIR), int(Op.RM), int(Op.SET_PERMS)})
+DEBTOR_SHARE = 4                # a debtor wrote at least 1/DEBTOR_SHARE of the bytes
+
+
+class RequestPump:
+    def __init__(self, daemon, loop=None, policy=None):
+        self.daemon = daemon
+        self.loop = loop              # call_soon for group commit; None: flush at once
+        self.policy = policy          # the journal (persist.Persistence): hold_back, snapshots
+        self._flush_scheduled = False
+        self._batches = 0             # transports' batches waiting for the scheduled flush
+        self._written = weakref.WeakKeyDictionary()    # session -> journaled bytes it sent
+        self._debtors = ()            # sessions charged for the snapshot being written
+        self._debt_epoch = None       # the journal epoch the debtors were chosen for
+
+    # -- requests -----------------------------------------------------------------
+    def serve(self, session, packets, queue) -> None:
+        """Handle ``packets`` in order; once ``session`` is paused or closed, the rest wait
+        in ``queue`` (a deque the transport drains with ``drain`` when it can write again)."""
+        daemon = self.daemon
+        if self.policy is not None:
+            self._charge(session, packets)
+        handle = daemon.handle
+        for i, packet in enumerate(packets):
+            handle(session, packet)
+            if session.out_bytes > FLUSH_AT:
+                daemon.flush()        # lets the transport push back mid-batch
+            if session.paused or session.closed:
+                queue.extend(packets[i + 1:])
+                return
+
+    def drain(self, session, queue, flush_each: bool = False) -> None:
+        """Handle what waits in ``queue`` while ``session`` can take output."""
+        daemon = self.daemon
+        handle = daemon.handle
+        while queue and not (session.paused or session.closed):
+            handle(session, queue.popleft())
+            if flush_each or session.out_bytes > FLUSH_AT:
+                daemon.flush()
+
+    # -- who pays for snapshots ----------------------------------------------------------
+    def _charge(self, session, packets) -> None:
+        journal = self.policy
+        if journal.snapshot_running:
+            if self._debt_epoch != journal.epoch:
+                self._choose_debtors(journal.epoch)
+            if session in self._debtors:
+                journal.snapshot_step(charged=True)
+        sent = 0
+        for packet in packets:
+            if packet.op in JOURNALED:
+                sent += len(packet.payload)
+        if sent:
+            self._written[session] = self._written.get(session, 0) + sent
+
+    def _choose_debtors(self, epoch: int) -> None:
+        written = self._written
+        total = sum(written.values())
+        self._debtors = weakref.WeakSet(s for s, sent in written.items()
+                                        if total and sent * DEBTOR_SHARE >= total)
+        self._debt_epoch = epoch
+        written.clear()
+
+    # -- group commit ---------------------------------------------------------------
+    def request_flush(self) -> None:
+        """A transport handed over its batch: flush now, or once this loop turn is done."""
+        if self.policy is None or self.loop is None:
+            self.daemon.flush()
+            return
+        self._batches += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        if self.policy.hold_back(self._batches):
+            self.loop.call_soon(self._scheduled_flush)   # one more turn: more clients are coming
+            return
+        self._flush_scheduled = False
+        self._batches = 0
+        self.daemon.flush()
