@@ -24,10 +24,6 @@ short, for both backends:
   component, "**" any number including none.
 - Not thread-safe: one object, one thread at a time (the event loop).
 
-NodeStore is the node tree (store.h; interface in pystore.py): the C store
-under "cffi", PyNodeStore over xsd/store.py under "python". Not yet used by
-the daemon, whose ops drive xsd/store.py directly.
-
 The backend is chosen at import by the environment variable XSD_NATIVE:
 
     auto    (default) the cffi extension if it imports and its build stamp
@@ -44,7 +40,7 @@ import os
 
 from .pytrie import MATCH_ANCESTORS, MATCH_DESCENDANTS
 
-__all__ = ["WatchTrie", "GlobSet", "glob_match", "NodeStore", "BACKEND", "BACKEND_INFO",
+__all__ = ["WatchTrie", "GlobSet", "glob_match", "BACKEND", "BACKEND_INFO",
            "FALLBACK_REASON", "MATCH_ANCESTORS", "MATCH_DESCENDANTS"]
 
 _log = logging.getLogger(__name__)
@@ -59,13 +55,11 @@ FALLBACK_REASON = None
 
 if _choice == "python":
     from .pytrie import GlobSet, WatchTrie, glob_match
-    from .pystore import PyNodeStore as NodeStore
     BACKEND = "python"
     BACKEND_INFO = "python (pygtrie; XSD_NATIVE=python)"
 else:
     try:
         from .trie import EXTENSION, STAMP, GlobSet, WatchTrie, glob_match
-        from .store import NodeStore
     except ImportError as e:
         if _choice == "c":
             raise ImportError(
@@ -75,7 +69,6 @@ else:
         _log.warning("xsd._native: C extension not used, falling back to "
                      "pygtrie (slower watch matching): %s", FALLBACK_REASON)
         from .pytrie import GlobSet, WatchTrie, glob_match
-        from .pystore import PyNodeStore as NodeStore
         BACKEND = "python"
         BACKEND_INFO = "python (pygtrie; fallback: %s)" % FALLBACK_REASON
     else:

@@ -430,6 +430,8 @@ static int path_check(const char *path, size_t len)
     if (len == 1)
         return 0;
     for (size_t i = 0; i < len; i++) {
+        if (path[i] == '\0')
+            return -EINVAL;         /* would end a name early in the NUL-separated listings */
         if (path[i] == '/' && (i + 1 == len || path[i + 1] == '/'))
             return -EINVAL;
     }

@@ -3,8 +3,8 @@
  * object per node. The Python store (xsd/store.py, driven as in xsd/ops.py)
  * is the oracle: tests/native/test_store_property.py runs random operation
  * sequences through both and requires the same nodes, generations, children
- * order, owner counts and check results (xsd/_native/pystore.py is that
- * oracle behind the same interface as xsd/_native/store.py).
+ * order, owner counts and check results (xsd/nodestore.py PyNodeStore is
+ * that oracle behind the same interface as xsd/_native/store.py).
  *
  *   struct xsd_store                       one xsd_node per node, one block each:
  *   +-----------+                          +--------+--------+------+------+-----+
@@ -26,9 +26,10 @@
  *                       "name"
  *
  * Paths are (bytes, length) starting with '/', split on '/' into non-empty
- * components; "/" is the root. "", relative paths, "//", "/a//b" and a
- * trailing '/' are -EINVAL. Any other byte may be in a component (xenstore's
- * character rules are the caller's; xenstore_protocol.paths checks them).
+ * components; "/" is the root. "", relative paths, "//", "/a//b", a
+ * trailing '/' and a NUL byte anywhere (listings are NUL-separated) are
+ * -EINVAL. Any other byte may be in a component (xenstore's character rules
+ * are the caller's; xenstore_protocol.paths checks them).
  * Lookup of a path of d components is d index probes, whatever the width of
  * any directory. Walks (remove, subtree listing, free) are iterative: the
  * parent pointers are the stack, so depth costs no C stack.

@@ -1,4 +1,4 @@
-"""The node store in C (store.h), behind the interface of ``pystore.PyNodeStore``.
+"""The node store in C (store.h), behind the interface of ``xsd.nodestore.PyNodeStore``.
 
     from xsd._native.store import NodeStore
     s = NodeStore()
@@ -7,9 +7,12 @@
 
 One C handle, owned by this object through ``ffi.gc``; every return code is
 checked here and nowhere else.  Nodes live in C, one block each (no Python
-object per node); ``get`` builds a ``Node`` copy on demand.  Permissions cross
-as the wire encodes them (``b"n0\\0r5\\0"``); decoded tuples are cached by
-their bytes.  Importing this module checks the build stamp (xsd._native.trie),
+object per node); ``get`` builds a ``NodeView`` copy on demand.  Permissions
+cross as the wire encodes them (``b"n0\\0r5\\0"``): given as pairs
+``(kind, domid)`` (``xenstore_protocol.perms.Perm`` is one), given back as
+plain tuples, which compare equal to ``Perm``; decoded lists are cached by
+their bytes.  Like the rest of ``xsd._native`` this module imports nothing
+from xsd or xenstore_protocol; ``xsd/nodestore.py`` picks the backend.  Importing this module checks the build stamp (xsd._native.trie),
 so a stale extension is never used.
 
 Not wired into the daemon yet: ops.py still drives xsd/store.py.  Not
@@ -18,13 +21,29 @@ thread-safe (one object, one thread: the event loop).
 import errno
 import os
 
-from xenstore_protocol.perms import encode_list, parse_list
+from typing import NamedTuple
 
-from ..store import Node
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 from ._xsd_native import ffi, lib
 
-__all__ = ["NodeStore"]
+__all__ = ["NodeStore", "NodeView"]
+
+
+class NodeView(NamedTuple):
+    """A copy of one node: what ``xsd.store.Node`` offers a reader."""
+    value: bytes
+    perms: tuple            # ((kind, domid), ...), owner first
+    children: dict          # name -> None, in creation order
+    gen: int
+
+    @property
+    def owner(self) -> int:
+        return self.perms[0][1]
+
+
+def _encode_perms(perms) -> bytes:
+    """``(("n", 0), ("r", 5))`` -> ``b"n0\\0r5\\0"``; C checks what it gets."""
+    return b"".join(b"%s%d\0" % (kind.encode(), domid) for kind, domid in perms)
 
 _NULL = ffi.NULL
 _BUF_START = 4096
@@ -63,7 +82,8 @@ class NodeStore:
         if perms is None:
             if len(self._perms) >= _PERMS_CACHE_MAX:
                 self._perms.clear()
-            perms = self._perms[raw] = parse_list(raw.split(b"\0")[:-1])
+            perms = self._perms[raw] = tuple(
+                (field[:1].decode(), int(field[1:])) for field in raw.split(b"\0")[:-1])
         return perms
 
     def _listing(self, fn, path: str, key: bytes) -> bytes:
@@ -92,7 +112,7 @@ class NodeStore:
         gen = view.gen
         names = self._listing(lib.xsd_store_children, path, key)
         children = dict.fromkeys(names[:-1].decode().split("\0")) if names else {}
-        return Node(value, perms, children, gen)
+        return NodeView(value, perms, children, gen)
 
     def children_bytes(self, path: str) -> bytes:
         return self._listing(lib.xsd_store_children, path, path.encode())
@@ -107,7 +127,7 @@ class NodeStore:
 
     def write(self, path: str, value: bytes, perms: tuple) -> int:
         key = path.encode()
-        raw = encode_list(perms)
+        raw = _encode_perms(perms)
         n = lib.xsd_store_write(self._h, key, len(key), value, len(value), raw, len(raw))
         if n < 0:
             _fail(n, path)
@@ -115,7 +135,7 @@ class NodeStore:
 
     def set_perms(self, path: str, perms: tuple) -> None:
         key = path.encode()
-        raw = encode_list(perms)
+        raw = _encode_perms(perms)
         rc = lib.xsd_store_set_perms(self._h, key, len(key), raw, len(raw))
         if rc:
             _fail(rc, path)

@@ -1,4 +1,10 @@
-"""The node store's operations over the Python store: the fallback and the oracle.
+"""The node store's operations, over the C store or the Python store.
+
+``NodeStore`` is ``xsd._native.store.NodeStore`` (C) when the C extension is
+in use (``xsd._native.BACKEND == "cffi"``, see ``XSD_NATIVE``), else
+``PyNodeStore``: the swap point for when ops.py moves onto this interface.
+It lives here, not in ``xsd._native``, because the fallback wraps
+``xsd/store.py`` and imports point one way (core -> _native).
 
 ``PyNodeStore`` puts behind one interface what ``xsd/ops.py`` does to
 ``xsd.store.Store`` today (stamp the closest existing ancestor, create the
@@ -20,11 +26,13 @@ Interface (both classes):
     owned_by(domid), stamp(), check() -> [problems], len()
 
 Paths are canonical (xenstore_protocol.paths.canonicalize has run); perms are
-tuples of ``Perm`` with the owner first.
+tuples of ``Perm`` with the owner first (the C store gives back plain
+``(kind, domid)`` tuples, which compare equal to ``Perm``).
 """
 from xenstore_protocol.paths import basename, join, parent
 
-from ..store import Node, Store
+from ._native import BACKEND
+from .store import Node, Store
 
 
 class PyNodeStore:
@@ -105,3 +113,9 @@ class PyNodeStore:
 
     def __len__(self) -> int:
         return len(self.store.nodes)
+
+
+if BACKEND == "cffi":
+    from ._native.store import NodeStore
+else:
+    NodeStore = PyNodeStore
