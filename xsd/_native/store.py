@@ -64,7 +64,7 @@ def _fail(rc, path):
 class NodeStore:
     """xenstore's node tree in C; interface and semantics of ``PyNodeStore``."""
 
-    __slots__ = ("_h", "_view", "_buf", "_cap", "_perms")
+    __slots__ = ("_h", "_view", "_buf", "_cap", "_perms", "_encoded")
     backend = "cffi"
 
     def __init__(self):
@@ -75,7 +75,8 @@ class NodeStore:
         self._view = ffi.new("struct xsd_node_view *")
         self._buf = ffi.new("char[]", _BUF_START)
         self._cap = _BUF_START
-        self._perms = {}
+        self._perms = {}        # encoded bytes -> tuple
+        self._encoded = {}      # tuple -> encoded bytes
 
     def _decode_perms(self, raw: bytes) -> tuple:
         perms = self._perms.get(raw)
@@ -85,6 +86,14 @@ class NodeStore:
             perms = self._perms[raw] = tuple(
                 (field[:1].decode(), int(field[1:])) for field in raw.split(b"\0")[:-1])
         return perms
+
+    def _encode(self, perms) -> bytes:
+        raw = self._encoded.get(perms)
+        if raw is None:
+            if len(self._encoded) >= _PERMS_CACHE_MAX:
+                self._encoded.clear()
+            raw = self._encoded[perms] = _encode_perms(perms)
+        return raw
 
     def _listing(self, fn, path: str, key: bytes) -> bytes:
         """Call ``fn(handle, key, len, buf, cap) -> n`` with a buffer that fits."""
@@ -127,7 +136,7 @@ class NodeStore:
 
     def write(self, path: str, value: bytes, perms: tuple) -> int:
         key = path.encode()
-        raw = _encode_perms(perms)
+        raw = self._encode(perms)
         n = lib.xsd_store_write(self._h, key, len(key), value, len(value), raw, len(raw))
         if n < 0:
             _fail(n, path)
@@ -135,7 +144,7 @@ class NodeStore:
 
     def set_perms(self, path: str, perms: tuple) -> None:
         key = path.encode()
-        raw = _encode_perms(perms)
+        raw = self._encode(perms)
         rc = lib.xsd_store_set_perms(self._h, key, len(key), raw, len(raw))
         if rc:
             _fail(rc, path)
