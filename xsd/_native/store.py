@@ -97,16 +97,15 @@ class NodeStore:
 
     def _listing(self, fn, path: str, key: bytes) -> bytes:
         """Call ``fn(handle, key, len, buf, cap) -> n`` with a buffer that fits."""
-        n = fn(self._h, key, len(key), self._buf, self._cap)
-        if n > self._cap:
-            cap = max(n, 2 * self._cap)
-            buf = ffi.new("char[]", cap)
+        buf, cap = self._buf, self._cap
+        while True:
             n = fn(self._h, key, len(key), buf, cap)
-            if 0 <= n <= cap:
+            if n < 0:
+                _fail(n, path)
+            if n <= cap:
                 return ffi.unpack(buf, n)
-        if n < 0:
-            _fail(n, path)
-        return ffi.unpack(self._buf, n)
+            cap = max(n, 2 * cap)               # a big directory or subtree: not kept
+            buf = ffi.new("char[]", cap)
 
     def get(self, path: str):
         key = path.encode()
