@@ -53,7 +53,7 @@
  * value; the index holds one pointer per slot at load <= 0.8. A node whose
  * value or permissions shrink keeps its block; one that grows gets a new
  * block (its children's parent pointers are repointed: O(children)). The
- * index is not shrunk while the store lives. About 106 bytes of RSS per node
+ * index is not shrunk while the store lives. About 101 bytes of RSS per node
  * for 100k nodes of 32-byte values (bench/bench_store.py).
  *
  * Errors are negative errno values: -EINVAL (bad path or permissions),
