@@ -12,6 +12,7 @@ XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
 the node store).
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -55,7 +56,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
     r = run([CTEST, "--output-on-failure", "-j", JOBS], str(build_dir), 300)
     assert "tests passed" in r.stdout
     for name in ("trie", "whitebox", "alloc_fail", "store", "store_alloc_fail"):
-        assert name in r.stdout     # each ran, not just "no tests"
+        # each ran and passed ("1/7 Test #4: store ......   Passed"), not just "no tests"
+        assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 
 
 @pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")

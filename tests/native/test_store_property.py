@@ -189,3 +189,22 @@ def test_rm_of_a_wide_deep_subtree_frees_everything(handle):
     assert st_.nodes == 1 and lib.xsd_store_owned_by(handle, 3) == 0
     assert lib.xsd_store_check(handle) == 0
 
+
+def test_wrapper_turns_c_errors_into_python_ones():
+    s = NodeStore()
+    with pytest.raises(ValueError):
+        s.write("/a//b", b"", (Perm("n", 0),))
+    with pytest.raises(ValueError):
+        s.write("/a", b"", (Perm("n", 70000),))          # domid out of range: C refuses it
+    with pytest.raises(ValueError):
+        s.write("/a", b"x" * 65536, (Perm("n", 0),))
+    with pytest.raises(KeyError):
+        s.rm("/missing")
+    with pytest.raises(ValueError):
+        s.rm("/")
+    with pytest.raises(KeyError):
+        s.set_perms("/missing", (Perm("r", 1),))
+    with pytest.raises(KeyError):
+        s.children_bytes("/missing")
+    assert s.get("/missing") is None and len(s) == 1 and s.check() == []
+    assert s.stamp() == 1                                 # nothing above spent a generation
