@@ -780,9 +780,7 @@ int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
             if (n != parent->child) {
                 const struct xsd_node *c = n->prev;
                 size_t sep = buf_len == 1 ? 0 : 1;
-                /* c->name fits: a sibling's path is never longer than the
-                 * buffer's high-water mark... unless its name is longer: grow. */
-                size_t need = buf_len + sep + c->name_len;
+                size_t need = buf_len + sep + c->name_len;   /* a longer name: grow */
                 if (need > buf_cap) {
                     char *grown = XSD_REALLOC(buf, need * 2);
                     if (!grown) {
