@@ -2,15 +2,17 @@
 
 Configures CMakeLists.txt in a temporary build directory (Debug, ASan+UBSan,
 no recovery, warnings as errors), builds it, runs ctest (unit tests, white-box
-invariants, allocation-failure test, a fuzz smoke run), then runs the libFuzzer
-target for a bounded time. Skips only when cmake or a C compiler is genuinely
+invariants, allocation-failure tests, fuzz smoke runs) for the trie and the
+node store, then runs each libFuzzer target for a bounded time. Skips only when cmake or a C compiler is genuinely
 missing; the project's setup installs them (Debian: cmake, clang, and
 libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
 
-XSD_FUZZ_SECONDS (default 20) bounds the fuzz run.
+XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
+the node store).
 """
 import os
+import re
 import shutil
 import subprocess
 
@@ -22,6 +24,7 @@ CTEST = shutil.which("ctest")
 CLANG = shutil.which("clang")
 CC = CLANG or shutil.which("cc") or shutil.which("gcc")
 FUZZ_SECONDS = int(os.environ.get("XSD_FUZZ_SECONDS", "20"))
+STORE_FUZZ_SECONDS = int(os.environ.get("XSD_FUZZ_SECONDS", "10"))
 JOBS = str(max(1, min(4, os.cpu_count() or 1)))
 
 pytestmark = pytest.mark.skipif(
@@ -52,26 +55,29 @@ def build_dir(tmp_path_factory):
 def test_ctest_under_asan_and_ubsan(build_dir):
     r = run([CTEST, "--output-on-failure", "-j", JOBS], str(build_dir), 300)
     assert "tests passed" in r.stdout
-    for name in ("trie", "whitebox", "alloc_fail"):
-        assert name in r.stdout     # all three ran, not just "no tests"
+    for name in ("trie", "whitebox", "alloc_fail", "store", "store_alloc_fail"):
+        # each ran and passed ("1/7 Test #4: store ......   Passed"), not just "no tests"
+        assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 
 
 @pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")
-def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path):
-    fuzzer = build_dir / "fuzz_trie"
-    assert fuzzer.exists(), "CMake did not build fuzz_trie with clang"
+@pytest.mark.parametrize("target,seconds", [("fuzz_trie", FUZZ_SECONDS),
+                                            ("fuzz_store", STORE_FUZZ_SECONDS)])
+def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path, target, seconds):
+    fuzzer = build_dir / target
+    assert fuzzer.exists(), "CMake did not build %s with clang" % target
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     r = subprocess.run(
-        [str(fuzzer), "-max_total_time=%d" % FUZZ_SECONDS, "-timeout=10",
+        [str(fuzzer), "-max_total_time=%d" % seconds, "-timeout=10",
          "-rss_limit_mb=2048", "-print_final_stats=1",
          "-artifact_prefix=%s/" % tmp_path, str(corpus)],
         cwd=str(tmp_path), capture_output=True, text=True,
-        timeout=FUZZ_SECONDS + 120)
+        timeout=seconds + 120)
     crashes = [p.name for p in tmp_path.iterdir()
                if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))]
     assert r.returncode == 0 and not crashes, (
-        "fuzz_trie found something: %s\n%s" % (crashes, r.stderr[-6000:]))
+        "%s found something: %s\n%s" % (target, crashes, r.stderr[-6000:]))
     runs = [line for line in r.stderr.splitlines()
             if line.startswith("stat::number_of_executed_units")]
     assert runs and int(runs[0].split(":")[-1]) > 1000, r.stderr[-2000:]

@@ -38,20 +38,24 @@ STAMP_FILES, source_stamp = _stamp.STAMP_FILES, _stamp.source_stamp
 
 STAMP = source_stamp()
 
-with open(os.path.join(HERE, "native.cdef")) as _f:
-    CDEF = _f.read()
+# One .cdef per C module (trie, store), declared together in one extension.
+CDEF = ""
+for _name in ("native.cdef", "store.cdef"):
+    with open(os.path.join(HERE, _name)) as _f:
+        CDEF += _f.read()
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     MODULE,
     '#include "trie.h"\n'
+    '#include "store.h"\n'
     "static const char *xsd_native_stamp(void)\n"
     "{\n"
     '    return "%s";\n'
     "}\n" % STAMP,
     # Absolute: ffibuilder.compile() builds from inside its tmpdir.
-    sources=[os.path.join(HERE, "trie.c")],
+    sources=[os.path.join(HERE, "trie.c"), os.path.join(HERE, "store.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
 )

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Memory of the node store: RSS per node for 100k nodes of 32 B, C store vs Python store.
+
+    python bench/bench_store.py            # both backends, each in a fresh process, medians of 3
+    python bench/bench_store.py --reps 1
+
+The load is xsbench's ``rss`` test without a daemon: 100,000 writes of a
+32-byte value to /rss/<i/1000>/<i%1000> (100 directories of 1000), through
+the same interface (xsd/nodestore.py): PyNodeStore over xsd/store.py, what
+the daemon holds today, and xsd/_native/store.py over store.c.  VmRSS
+(/proc/self/status) before and after, in a process that did nothing else; the
+C store also reports the bytes it asked malloc for.  For the whole daemon's
+figure (Python store plus everything else) see bench/bench_floors.py.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NODES = 100_000
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def child(backend: str) -> None:
+    sys.path.insert(0, ROOT)
+    from xenstore_protocol.perms import Perm
+    from xsd.nodestore import PyNodeStore
+    if backend == "c":
+        from xsd._native.store import NodeStore as Store
+    else:
+        Store = PyNodeStore
+    perms = (Perm("n", 0),)
+    value = b"0123456789abcdef0123456789abcdef"
+    paths = ["/rss/%d/%d" % (i // 1000, i % 1000) for i in range(NODES)]
+    store = Store()
+    before = rss_kb()
+    t0 = time.perf_counter()
+    for path in paths:
+        store.write(path, value, perms)
+    elapsed = time.perf_counter() - t0
+    after = rss_kb()
+    print("rss_bytes_per_node %.1f" % ((after - before) * 1024 / NODES))
+    print("load_writes_per_s %.0f" % (NODES / elapsed))
+    if backend == "c":
+        st = store.stats()
+        print("malloc_bytes_per_node %.1f" % (st["bytes"] / st["nodes"]))
+    assert len(store) == NODES + 1 + 1 + 100 and store.check() == []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--child", choices=("c", "python"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return 0
+    results = {"python": {}, "c": {}}
+    for _ in range(args.reps):
+        for backend in results:
+            out = subprocess.run([sys.executable, __file__, "--child", backend], check=True,
+                                 capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                metric, value = line.split()
+                results[backend].setdefault(metric, []).append(float(value))
+    med = {b: {m: statistics.median(v) for m, v in r.items()} for b, r in results.items()}
+    print("| 100k nodes of 32 B | Python store (xsd/store.py) | C store (store.c) | C / Python |")
+    print("|---|---:|---:|---:|")
+    for metric in ("rss_bytes_per_node", "load_writes_per_s"):
+        p, c = med["python"][metric], med["c"][metric]
+        print(f"| {metric} | {p:.0f} | {c:.0f} | {c / p:.2f} |")
+    print(f"| malloc_bytes_per_node | | {med['c']['malloc_bytes_per_node']:.0f} | |")
+    print(f"\nmedians of {args.reps}; each figure from a fresh process; target (issue 17): "
+          "<= 115 B of RSS per node, C xenstored's figure")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

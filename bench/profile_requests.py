@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Where one READ and one WRITE spend the daemon's microseconds (xsd, in memory).
+
+    python bench/profile_requests.py            # 20,000 requests per load
+    python bench/profile_requests.py -n 5000
+
+One sequential client (tests/wire.py's RawClient) sends N READs, or N
+overwrites of 32 bytes, to keys it created first, on a fresh daemon each time:
+
+1. the uvloop floor (bench/floors/floor_uvloop.py: same loop, canned reply,
+   one write per batch): its CPU per request is what the event loop and the
+   kernel cost any uvloop daemon with this client;
+2. ``xsd --no-persist --no-domain-init``: its CPU per request (user + system,
+   /proc/PID/stat), nothing attached;
+3. the same xsd under cProfile with a CPU clock (time.thread_time: waiting in
+   epoll costs nothing), switched on by SIGRTMIN right before the N requests
+   and off (and dumped) by SIGRTMIN+1 right after.
+
+xsd's cost above the floor (2 minus 1) is split over stages (STAGES: by the
+module and function of our code) in proportion to their profiled CPU; a
+builtin's time (dict.get, struct.pack, bytes.split...) goes to the stage of
+the function that called it, except uvloop's transport write, which the floor
+does as well and is counted there.  cProfile's overhead falls on every Python call,
+so the split is approximate; the totals and the floor are measured without it.
+"""
+import argparse
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.wire import RawClient                       # noqa: E402
+from xenstore_protocol import Op                        # noqa: E402
+
+VALUE = b"0123456789abcdef0123456789abcdef"
+FLOOR = os.path.join(ROOT, "bench", "floors", "floor_uvloop.py")
+
+# (stage, test on (file, function) of a frame of ours); the first that matches wins.
+STAGES = [
+    ("decode (framing, Packet)", lambda f, fn: f.endswith("xenstore_protocol/decoder.py")),
+    ("encode reply (Packet.encode)", lambda f, fn: f.endswith("xenstore_protocol/packet.py")
+     and fn == "encode"),
+    ("payload fields, path checks", lambda f, fn: f.endswith(("xenstore_protocol/paths.py",
+                                                             "xenstore_protocol/packet.py"))),
+    ("permission and quota checks", lambda f, fn: f.endswith(("xsd/permissions.py", "xsd/quota.py",
+                                                             "xenstore_protocol/perms.py"))),
+    ("store (xsd/store.py)", lambda f, fn: f.endswith("xsd/store.py")),
+    ("op handler (xsd/ops.py)", lambda f, fn: f.endswith("xsd/ops.py")),
+    ("watches and events", lambda f, fn: f.endswith(("xsd/watches.py", "xsd/_native/trie.py"))
+     or "fire" in fn),
+    ("dispatch (table, errors, reply packet)", lambda f, fn: f.endswith("xsd/dispatch.py")),
+    ("session (reply queue, flush)", lambda f, fn: f.endswith("xsd/session.py")),
+    ("guests' acknowledgement hook at each flush", lambda f, fn: f.endswith("xsd/guest.py")),
+    ("daemon (handle, flush)", lambda f, fn: f.endswith("xsd/daemon.py")),
+    ("connection (data_received)", lambda f, fn: f.endswith("xsd/connection.py")),
+]
+OTHER = "other code of ours"
+OURS = ("xsd/", "xenstore_protocol/")
+
+# Runs xsd with a CPU-time profiler that two signals switch on and off (dump).
+PROFILED_XSD = """
+import cProfile, runpy, signal, sys, time
+out = sys.argv.pop(1)
+prof = cProfile.Profile(time.thread_time)
+signal.signal(signal.SIGRTMIN, lambda *a: prof.enable())
+def stop(*a):
+    prof.disable()
+    prof.dump_stats(out)
+signal.signal(signal.SIGRTMIN + 1, stop)
+runpy.run_module("xsd", run_name="__main__", alter_sys=True)
+"""
+
+
+def stage_of(func):
+    """The stage of a profiled function of ours, else None."""
+    filename, _, name = func
+    rel = os.path.relpath(filename, ROOT) if os.path.isabs(filename) else filename
+    if not rel.startswith(OURS):
+        return None
+    for stage, test in STAGES:
+        if test(rel, name):
+            return stage
+    return OTHER
+
+
+def split_by_stage(stats: dict) -> dict:
+    """Own CPU seconds per stage; builtins and library code go to their callers' stages."""
+    by_stage = {}
+    for func, (_, _, own, _, callers) in stats.items():
+        stage = stage_of(func)
+        if stage is not None:
+            by_stage[stage] = by_stage.get(stage, 0.0) + own
+            continue
+        if "uvloop" in func[2]:              # the transport's write: the floor does it too
+            continue
+        for caller, caller_row in callers.items():
+            caller_stage = stage_of(caller)
+            if caller_stage is not None:     # time of this function when called from there
+                by_stage[caller_stage] = by_stage.get(caller_stage, 0.0) + caller_row[2]
+    return by_stage
+
+
+def cpu_us(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e6 / os.sysconf("SC_CLK_TCK")
+
+
+def start(argv, rundir: str) -> subprocess.Popen:
+    os.makedirs(rundir, exist_ok=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.path.join(rundir, "socket")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{argv} did not start")
+
+
+def xsd_argv(rundir: str, profile_out=None) -> list:
+    prefix = [sys.executable] + (["-c", PROFILED_XSD, profile_out] if profile_out else ["-m", "xsd"])
+    return prefix + ["--rundir", rundir, "--no-persist", "--no-domain-init", "--log-level", "WARNING"]
+
+
+def load(client: RawClient, kind: str, n: int) -> None:
+    for i in range(n):
+        path = b"/bench/k%d" % i
+        if kind == "read":
+            client.ok(Op.READ, path)
+        else:                                   # create, or overwrite once they exist
+            client.ok(Op.WRITE, payload=path + b"\0" + VALUE)
+
+
+def cpu_per_request(argv, rundir: str, kind: str, n: int) -> float:
+    proc = start(argv, rundir)
+    try:
+        with RawClient(os.path.join(rundir, "socket")) as client:
+            load(client, "create", n)
+            before = cpu_us(proc.pid)
+            load(client, kind, n)
+            after = cpu_us(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    return (after - before) / n
+
+
+def profile(work: str, kind: str, n: int) -> dict:
+    rundir = os.path.join(work, "profiled-" + kind)
+    out = os.path.join(work, kind + ".prof")
+    proc = start(xsd_argv(rundir, out), rundir)
+    try:
+        with RawClient(os.path.join(rundir, "socket")) as client:
+            load(client, "create", n)
+            os.kill(proc.pid, signal.SIGRTMIN)
+            client.ok(Op.READ, b"/bench/k0")   # the signal has been handled by now
+            load(client, kind, n - 1)
+            os.kill(proc.pid, signal.SIGRTMIN + 1)
+            deadline = time.monotonic() + 20
+            while not os.path.exists(out) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)                     # dump_stats finishes writing
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return split_by_stage(pstats.Stats(out).stats)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=20000)
+    args = parser.parse_args()
+    rows = {}
+    with tempfile.TemporaryDirectory() as work:
+        for kind, label in (("read", "READ"), ("overwrite", "WRITE (overwrite, 32 B)")):
+            floor_dir = os.path.join(work, "floor-" + kind)
+            floor = cpu_per_request([sys.executable, FLOOR, os.path.join(floor_dir, "socket")],
+                                    floor_dir, kind, args.n)
+            xsd_dir = os.path.join(work, "xsd-" + kind)
+            total = cpu_per_request(xsd_argv(xsd_dir), xsd_dir, kind, args.n)
+            stages = profile(work, kind, args.n)
+            profiled = sum(stages.values())
+            above = max(total - floor, 0.0)
+            rows[label] = {stage: above * t / profiled for stage, t in stages.items()}
+            rows[label]["uvloop floor: event loop, socket read/write, kernel"] = floor
+            rows[label]["total daemon CPU per request"] = total
+            rows[label]["_profiled"] = profiled * 1e6 / args.n
+    names = [s for s, _ in STAGES] + [OTHER, "uvloop floor: event loop, socket read/write, kernel",
+                                      "total daemon CPU per request"]
+    labels = list(rows)
+    print("| where (us of daemon CPU per request) | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    for name in names:
+        print(f"| {name} | " + " | ".join(f"{rows[l].get(name, 0.0):.1f}" for l in labels) + " |")
+    print(f"\n{args.n} requests per load, one sequential RawClient; xsd's cost above the floor split by "
+          "cProfile (CPU clock) shares; under the profiler our code took "
+          + ", ".join(f"{l} {rows[l]['_profiled']:.1f} us" for l in labels) + " per request")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+/*
+ * fuzz_store.c: libFuzzer target for store.h. The input is a program of
+ * operations on one store, some with an injected allocation failure.
+ *
+ * Invariant: for any input, every call returns 0/a count or one of the
+ * documented -errno values; a call that returns -ENOMEM changed nothing (the
+ * dump of store_dump.h is the same before and after); xsd_store_check finds
+ * no problem after any operation; after freeing, no allocation is left.
+ *
+ * Program format, one operation after another until the input runs out:
+ *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get, 5 children,
+ *                       6 subtree, 7 missing
+ *             bit  3    inject an allocation failure in this operation,
+ *             bits 4-6  ... after this many successful allocations
+ *   path:     tokens from a small dictionary (so paths nest and collide),
+ *             or raw bytes (so bad paths are tried too)
+ *   value:    length byte (values up to 255 bytes, so nodes outgrow blocks)
+ *   perms:    one byte picks a valid list, or raw bytes follow
+ *
+ * Built only with clang (-fsanitize=fuzzer); run by
+ * tests/native/test_c_sanitizers.py for a bounded time.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_hooks.h"
+#include "store.h"
+#include "store_dump.h"
+
+struct input {
+    const uint8_t *p;
+    size_t n;
+};
+
+static int take(struct input *in, uint8_t *b)
+{
+    if (in->n == 0)
+        return 0;
+    *b = *in->p++;
+    in->n--;
+    return 1;
+}
+
+static int read_path(struct input *in, char *k, size_t *len)
+{
+    static const char *tokens[] = { "a", "b", "local", "domain", "0", "1", "x" };
+    uint8_t b, t;
+    size_t n = 0, count;
+    if (!take(in, &b))
+        return 0;
+    if (b >= 0xf0) {                 /* raw bytes */
+        count = b & 0x0f;
+        for (size_t i = 0; i < count && take(in, &t); i++)
+            k[n++] = (char)t;
+        *len = n;
+        return 1;
+    }
+    count = b % 6;                   /* 0 components: the root */
+    if (count == 0)
+        k[n++] = '/';
+    for (size_t i = 0; i < count && take(in, &t); i++) {
+        const char *tok = tokens[t % 7];
+        k[n++] = '/';
+        memcpy(k + n, tok, strlen(tok));
+        n += strlen(tok);
+    }
+    *len = n;
+    return 1;
+}
+
+#define LIST(lit) { (lit), sizeof(lit) - 1 }
+
+static int read_perms(struct input *in, char *p, size_t *len)
+{
+    static const struct { const char *s; size_t len; } lists[] = {
+        LIST("n0\0"), LIST("r1\0"), LIST("b2\0n0\0"), LIST("w65535\0r3\0r4\0"), LIST("n5\0"),
+    };
+    uint8_t b, t;
+    if (!take(in, &b))
+        return 0;
+    if (b >= 0xf0) {                 /* raw bytes: mostly invalid lists */
+        size_t n = 0;
+        for (size_t i = 0; i < (size_t)(b & 0x0f) && take(in, &t); i++)
+            p[n++] = (char)t;
+        *len = n;
+        return 1;
+    }
+    memcpy(p, lists[b % 5].s, lists[b % 5].len);
+    *len = lists[b % 5].len;
+    return 1;
+}
+
+static int documented(int64_t rc)
+{
+    return rc >= 0 || rc == -EINVAL || rc == -ENOENT || rc == -ENOMEM || rc == -E2BIG ||
+           rc == -ENAMETOOLONG;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct input in = { data, size };
+    static char path[64], perms[32], value[256], out[4096];
+    xsd_store *s;
+    uint8_t op, vlen;
+    size_t plen, permlen;
+
+    hooks_fail_after(-1, 0);
+    s = xsd_store_new();
+    if (!s)
+        abort();
+    memset(value, 'v', sizeof value);
+    while (take(&in, &op) && read_path(&in, path, &plen)) {
+        struct xsd_node_view v;
+        int64_t rc;
+        size_t before_len = 0, after_len;
+        char *before = NULL, *after;
+        if (op & 8) {
+            before = store_dump(s, &before_len);
+            hooks_fail_after((op >> 4) & 7, 0);
+        }
+        switch (op & 7) {
+        case 0: case 1:
+            if (!take(&in, &vlen) || !read_perms(&in, perms, &permlen))
+                goto out;
+            rc = xsd_store_write(s, path, plen, value, vlen, perms, permlen);
+            break;
+        case 2:
+            if (!read_perms(&in, perms, &permlen))
+                goto out;
+            rc = xsd_store_set_perms(s, path, plen, perms, permlen);
+            break;
+        case 3:
+            rc = xsd_store_rm(s, path, plen);
+            break;
+        case 4:
+            rc = xsd_store_get(s, path, plen, &v);
+            break;
+        case 5:
+            rc = xsd_store_children(s, path, plen, out, sizeof out);
+            break;
+        case 6:
+            rc = xsd_store_subtree(s, path, plen, out, sizeof out);
+            break;
+        default:
+            rc = xsd_store_missing(s, path, plen, &v);
+        }
+        hooks_fail_after(-1, 0);
+        if (!documented(rc))
+            abort();
+        if (rc == -ENOMEM && !before)
+            abort();                 /* -ENOMEM without an injected failure */
+        if (rc == -ENOMEM) {
+            after = store_dump(s, &after_len);
+            if (after_len != before_len || memcmp(after, before, after_len) != 0)
+                abort();             /* a failed call changed the store */
+            free(after);
+        }
+        free(before);
+        if (xsd_store_check(s) != 0)
+            abort();
+        continue;
+out:
+        free(before);
+        hooks_fail_after(-1, 0);
+        break;
+    }
+    xsd_store_free(s);
+    if (hooks_live_blocks() != 0)
+        abort();
+    return 0;
+}
