@@ -12,17 +12,12 @@ from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import atoi
+from .events import CHANGE, INITIAL, REMOVE, SPECIAL  # noqa: F401  (Daemon.fire reads ops.CHANGE)
 from .permissions import OWNER, READ, WRITE, access, existing_node
 from .store import Node
 from .transactions import Transaction
 
 OK = b"OK\0"
-
-# Event kinds (see Daemon.fire).
-CHANGE = "change"       # (CHANGE, path, perms, old_perms_or_None)
-REMOVE = "remove"       # (REMOVE, root, {path: perms})
-SPECIAL = "special"     # (SPECIAL, "@introduceDomain")
-INITIAL = "initial"     # (INITIAL, watch): the event every new watch gets
 
 SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
 
@@ -149,8 +144,6 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
         if not rights & WRITE:
             raise XenstoreError("EACCES", path)
         d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
-        if isinstance(view, Transaction):
-            d.quotas.check(s, "transaction-nodes", view.touched + len(missing) + 1, "ENOSPC")
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
     view.get_mut(top_path).children[basename(missing[-1])] = None
     node = None
@@ -174,9 +167,7 @@ def do_rm(d, s, view, payload, events):
         return OK
     if not s.privileged and not access(s, node.perms) & WRITE:
         raise XenstoreError("EACCES", path)
-    removed = subtree(view, path)
-    if isinstance(view, Transaction):
-        d.quotas.check(s, "transaction-nodes", view.touched + len(removed) + 1, "ENOSPC")
+    removed = subtree(view, path)      # in a transaction, bounded by transaction-nodes
     _remove_subtree(view, path, removed)
     events.append((REMOVE, path, removed))
     return OK
@@ -281,8 +272,16 @@ def do_transaction_start(d, s, view, payload, events):
     while tx_id == 0 or tx_id in s.transactions:     # ids wrap through uint32 (XSA-420)
         tx_id = (tx_id + 1) & 0xFFFFFFFF
     s.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
-    s.transactions[tx_id] = Transaction(d.store, tx_id)
+    s.transactions[tx_id] = Transaction(d.store, tx_id, _tx_node_limit(d, s))
     return b"%d\0" % tx_id
+
+
+def _tx_node_limit(d, s):
+    """What bounds the nodes a transaction of ``s`` touches (transactions.py): the
+    transaction-nodes quota as it stands at each new node, as C xenstored reads it; dom0 none."""
+    if s.privileged:
+        return None
+    return lambda: d.quotas.limit(s, "transaction-nodes")
 
 
 def adopt_lost_transaction(d, s, tx_id: int):
@@ -291,7 +290,7 @@ def adopt_lost_transaction(d, s, tx_id: int):
     TRANSACTION_END answers EAGAIN and the guest retries, as after a live update, instead
     of ENOENT for an id it was given.  Counted against the quota like any transaction."""
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOENT")
-    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id)
+    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id, _tx_node_limit(d, s))
     return tx
 
 

@@ -1,0 +1,129 @@
+"""Issue 12, second hardening pass: what a hostile guest could still make the daemon hold or do.
+
+Each test drives a real daemon, the attacker a guest over its ring, and bounds
+what the attack costs (memory, work) instead of timing it.
+"""
+import os
+
+from xenstore_protocol import Op
+
+from tests.guests.conftest import guests, hv, toolstack  # noqa: F401  (fixtures)
+
+DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
+
+
+def check_ok(client):
+    assert client.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def cpu_seconds(daemon) -> float:
+    """User + system CPU the daemon process has used (/proc/<pid>/stat, clock ticks)."""
+    with open(f"/proc/{daemon.proc.pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_missing_until_refused(guest, tx, prefix, attempts):
+    """READ distinct missing deep paths in transaction ``tx``: how many were answered before ENOSPC."""
+    for i in range(attempts):
+        error = guest.error(Op.READ, f"/{prefix}{i}{DEEP}".encode(), tx_id=tx)
+        if error == "ENOSPC":
+            return i
+        assert error == "EACCES"        # the root is not readable by a guest
+    return None
+
+
+def test_reads_of_missing_paths_in_transactions_are_bounded(daemon, guests, toolstack):
+    """Item 1: every path a transaction looked at was kept, reads of missing paths and the
+    ancestors checked for their error included: 2.4 MB per READ of a missing deep path,
+    without limit.  Now each counts against transaction-nodes (C xenstored's accounting)."""
+    guest = guests.start()
+    rss_before = daemon.rss_kib()
+    txs = [guest.transaction_start() for _ in range(10)]    # the transactions quota
+    for n, tx in enumerate(txs):
+        answered = read_missing_until_refused(guest, tx, f"z{n}-", 150)
+        assert answered is not None, "150 missing deep paths read in one transaction"
+        assert answered > 40         # a missing path costs a few nodes, not one per level
+        assert guest.error(Op.READ, b"/more" + DEEP.encode(), tx_id=tx) == "ENOSPC"
+    growth = (daemon.rss_kib() - rss_before) / 1024
+    # 10 transactions x 1024 nodes x 3 KB paths at most, plus the interpreter's slack.
+    assert growth < 48, f"grew {growth:.0f} MiB"
+    for tx in txs:
+        guest.transaction_end(tx, commit=False)
+    tx = guest.transaction_start()                 # a fresh transaction starts from nothing
+    assert guest.error(Op.READ, b"/again" + DEEP.encode(), tx_id=tx) == "EACCES"
+    guest.transaction_end(tx)
+    check_ok(toolstack)
+
+
+def test_transaction_nodes_quota_leaves_dom0_unlimited(guests, toolstack):
+    """C xenstored applies transaction-nodes to unprivileged domains only."""
+    guests.start()
+    tx = toolstack.transaction_start()
+    for i in range(1100):
+        assert toolstack.error(Op.READ, b"/none%d" % i, tx_id=tx) == "ENOENT"
+    toolstack.write("/dom0-tx", b"v", tx_id=tx)
+    toolstack.transaction_end(tx)
+    assert toolstack.read("/dom0-tx") == b"v"
+
+
+def test_transaction_nodes_quota_counts_what_a_guest_reads_and_writes(guests, toolstack):
+    """Reads and writes share the quota; a refused write leaves nothing behind."""
+    guest = guests.start()
+    toolstack.ok(Op.SET_QUOTA, str(guest.domid).encode(), b"transaction-nodes", b"20")
+    tx = guest.transaction_start()
+    for i in range(10):
+        assert guest.error(Op.READ, b"data/r%d" % i, tx_id=tx) == "ENOENT"
+    # data/w/x/y needs data/w/x/y, data/w/x, data/w, data: the quota runs out midway.
+    outcomes = [guest.call(Op.WRITE, payload=b"data/w%d/x/y\0v" % i, tx_id=tx).payload
+                for i in range(5)]
+    assert b"ENOSPC\0" in outcomes
+    guest.transaction_end(tx)
+    assert guest.directory("data") == [f"w{i}" for i, o in enumerate(outcomes) if o == b"OK\0"]
+    check_ok(toolstack)
+
+
+def test_a_missing_deep_path_costs_what_its_size_does(daemon, guests, toolstack):
+    """Item 11: a guest's READ of a missing 1,535-level path walked up every ancestor,
+    building and hashing each prefix (quadratic): 23 times a normal request's CPU.
+    Compared with a READ of an existing path as deep, in the same run (daemon CPU time)."""
+    guest = guests.start()
+    home = f"/local/domain/{guest.domid}"
+    existing = f"{home}/d{DEEP}"
+    toolstack.write(existing, b"v")                 # inherits the home's perms: the guest reads it
+    missing = f"/z{DEEP}".encode()
+    spent = {"existing": 0.0, "missing": 0.0}
+    for _ in range(4):
+        for name, path, want in (("existing", existing.encode(), None), ("missing", missing, "EACCES")):
+            before = cpu_seconds(daemon)
+            for _ in range(250):
+                reply = guest.call(Op.READ, path)
+                assert (reply.payload[:-1].decode() if reply.op == Op.ERROR else None) == want
+            spent[name] += cpu_seconds(daemon) - before
+    assert spent["missing"] < 2.5 * spent["existing"], spent
+
+
+def test_rewriting_one_node_in_a_transaction_holds_one_event(daemon, guests, toolstack):
+    """Item 2: each WRITE, RM or SET_PERMS in a transaction appended a watch event, no cap,
+    no merging: 175,000 rewrites of one 2 KB-named node held 369 MiB.  Now one pending
+    event per node, and the commit fires it once."""
+    guest = guests.start()
+    name = "data/" + "n" * 2000
+    guest.write(name, b"0")
+    guest.watch(name, b"w")
+    assert guest.wait_events(1) == [(name.encode(), b"w")]      # a relative watch
+    rss_before = daemon.rss_kib()
+    tx = guest.transaction_start()
+    for i in range(3000):
+        reqs = [guest.send_packet(Op.WRITE, name.encode() + b"\0%d" % i, tx_id=tx)]
+        if i % 3 == 2:
+            reqs.append(guest.send_packet(Op.SET_PERMS, name.encode() + b"\0b%d\0" % guest.domid,
+                                          tx_id=tx))
+            reqs.append(guest.send_packet(Op.RM, name.encode() + b"\0", tx_id=tx))
+        for req in reqs:
+            assert guest.reply(req).op != Op.ERROR
+    growth = (daemon.rss_kib() - rss_before) / 1024
+    guest.transaction_end(tx)
+    assert growth < 4, f"grew {growth:.1f} MiB"     # 3000 events of 2 KB each: 6 MiB and more
+    assert guest.quiet_events(0.3) == [(name.encode(), b"w")]
+    check_ok(toolstack)
