@@ -8,6 +8,7 @@ import os
 from xenstore_protocol import Op
 
 from tests.guests.conftest import guests, hv, toolstack  # noqa: F401  (fixtures)
+from tests.wire import RawClient
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
 
@@ -127,3 +128,47 @@ def test_rewriting_one_node_in_a_transaction_holds_one_event(daemon, guests, too
     assert growth < 4, f"grew {growth:.1f} MiB"     # 3000 events of 2 KB each: 6 MiB and more
     assert guest.quiet_events(0.3) == [(name.encode(), b"w")]
     check_ok(toolstack)
+
+
+def test_deep_watches_cost_about_their_size(daemon, guests, toolstack):
+    """Item 8: a watch on a 1,535-level path held a trie node per level, about 100 KiB:
+    128 such watches cost a guest 12.9 MiB, 25 times what its requests carried."""
+    guest = guests.start()
+    guest.watch("data", b"warm-up")                 # the session's first watch allocates more
+    guest.wait_events(1)
+    rss_before = daemon.rss_kib()
+    sent = 0
+    for i in range(127):                            # the watches quota (128)
+        path = f"/w{i:03d}" + "/a" * 1533           # 3,071 bytes, 1,534 levels
+        guest.watch(path, b"t")
+        sent += len(path) + 2
+    growth = (daemon.rss_kib() - rss_before) * 1024
+    assert growth < 5 * sent, f"{growth / 127:.0f} bytes per watch of {sent / 127:.0f}"
+    assert len(guest.wait_events(127)) == 127       # each watch's first event
+    toolstack.write("/w005", b"")
+    toolstack.set_perms("/w005", "n0", f"r{guest.domid}")   # what is made below, it may read
+    toolstack.write("/w005" + "/a" * 1533, b"x")   # and the watches still fire
+    assert guest.wait_events(1) == [(("/w005" + "/a" * 1533).encode(), b"t")]
+    check_ok(toolstack)
+
+
+def test_deep_watches_fire_exactly_as_shallow_ones(xs, daemon):
+    """Deep watches are filed in the trie under a cut path (item 8): what matches there is
+    checked against the full path, so writes beside them stay silent and removals reach them."""
+    base = "/d" + "/a" * 40
+    with RawClient(daemon.socket_path) as watcher:
+        for name, token in (("w", b"tw"), ("v", b"tv")):
+            watcher.ok(Op.WATCH, f"{base}/{name}".encode(), token)
+        assert len(watcher.wait_events(2)) == 2
+        xs.ok(Op.WRITE, payload=f"{base}/w/x\0".encode())
+        xs.ok(Op.WRITE, payload=f"{base}/v\0".encode())
+        xs.ok(Op.WRITE, payload=f"{base}/u\0".encode())     # beside both: no event
+        assert watcher.quiet_events() == [(f"{base}/w/x".encode(), b"tw"), (f"{base}/v".encode(), b"tv")]
+        xs.ok(Op.RM, f"{base}/w/x".encode())
+        assert watcher.quiet_events() == [(f"{base}/w/x".encode(), b"tw")]
+        xs.ok(Op.RM, "/d/a/a".encode())                   # above the cut: each sees its own path
+        assert watcher.quiet_events() == [(f"{base}/w".encode(), b"tw"), (f"{base}/v".encode(), b"tv")]
+        watcher.ok(Op.UNWATCH, f"{base}/w".encode(), b"tw")
+        xs.ok(Op.WRITE, payload=f"{base}/w\0".encode())
+        assert watcher.quiet_events() == []
+        assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
