@@ -27,6 +27,9 @@ def parse_args(argv=None) -> Config:
                         help="watch events held for a client that is not reading (beyond: dropped)")
     parser.add_argument("--out-high-water", type=int, default=1 << 20,
                         help="bytes buffered for a client before its requests wait")
+    parser.add_argument("--out-budget", type=int, default=0, metavar="BYTES",
+                        help="bytes held for all clients that do not read, together; beyond it "
+                             "their watch events are dropped (default 0: 64 x --out-high-water)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=int, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -66,6 +69,7 @@ def parse_args(argv=None) -> Config:
         quotas={k: v for k, v in quotas.items() if v is not None},
         max_watch_events=args.max_watch_events,
         out_high_water=args.out_high_water,
+        out_budget=args.out_budget,
         pid_file=args.pid_file,
         log_level=args.log_level,
         hypervisor=args.hypervisor,

@@ -15,6 +15,9 @@ class Config:
     # the transport's buffer gets 1 MiB before a client stops being served.
     max_watch_events: int = 1024
     out_high_water: int = 1 << 20
+    # Daemon-wide bound on output held for clients that do not read (session.OutputBudget);
+    # 0: 64 clients' worth of out_high_water.
+    out_budget: int = 0
     pid_file: str = ""
     log_level: str = "INFO"
     # Guests (docs/guests.md): "auto" = Xen where /dev/xen/privcmd or

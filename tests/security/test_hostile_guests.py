@@ -4,13 +4,19 @@ Each test drives a real daemon, the attacker a guest over its ring, and bounds
 what the attack costs (memory, work) instead of timing it.
 """
 import os
+import socket
 
-from xenstore_protocol import Op
+from xenstore_protocol import Op, Packet, join_fields
 
 from tests.guests.conftest import guests, hv, toolstack  # noqa: F401  (fixtures)
 from tests.wire import RawClient
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
+
+
+def memreport(client) -> dict:
+    text = client.ok(Op.CONTROL, b"memreport").decode().rstrip("\0")
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
 def check_ok(client):
@@ -172,3 +178,67 @@ def test_deep_watches_fire_exactly_as_shallow_ones(xs, daemon):
         xs.ok(Op.WRITE, payload=f"{base}/w\0".encode())
         assert watcher.quiet_events() == []
         assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def _stuck_watchers(daemon, count, token):
+    """``count`` dom0 connections that watch / and never read again (a small receive buffer)."""
+    stuck = []
+    for i in range(count):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(daemon.socket_path)
+        sock.sendall(Packet(Op.WATCH, 1, 0, join_fields(b"/", token + b"%d" % i)).encode())
+        stuck.append(sock)
+    return stuck
+
+
+def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
+    """Item 7: output held for clients that do not read was bounded per connection only:
+    500 such watchers of / with 1 KB tokens held 1.5 GB.  Beyond a daemon-wide budget,
+    their events are dropped (each watch owed one event on its own path), counted, and
+    the log says which connections are stuck, once per connection per interval."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", "65536",
+                            "--out-budget", str(4 << 20))
+    with RawClient(daemon.socket_path) as xs:
+        rss_before = daemon.rss_kib()
+        stuck = _stuck_watchers(daemon, 48, b"t" * 2000)
+        for i in range(1500):                       # 72,000 events of 2 KB offered
+            xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+            if i % 100 == 99:
+                while xs.replies or xs._pump(0):
+                    xs.replies.clear()
+        assert xs.ok(Op.READ, b"/s/1499") == b"x"   # dom0 still served
+        growth = (daemon.rss_kib() - rss_before) / 1024
+        report = memreport(xs)
+        # Per connection alone: 64 KiB of transport + 1024 events of 2 KB each, 2.1 MiB x 48.
+        assert growth < 24, f"grew {growth:.0f} MiB"
+        assert int(report["events-dropped"]) > 0
+        stuck_lines = [line for line in daemon.log().splitlines() if "not reading" in line]
+        assert 0 < len(stuck_lines) <= 2 * 48, stuck_lines[:3]
+        for sock in stuck:
+            sock.close()
+        assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory):
+    """Events dropped for the daemon-wide budget are never silent."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", "65536",
+                            "--out-budget", str(1 << 20))
+    with RawClient(daemon.socket_path) as xs, RawClient(daemon.socket_path) as late:
+        late.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        token = b"L" * 2000
+        late.ok(Op.WATCH, b"/s", token)
+        stuck = _stuck_watchers(daemon, 8, b"t" * 2000)
+        for i in range(600):
+            xs.ok(Op.WRITE, payload=b"/s/%d\0x" % i)
+        assert int(memreport(xs)["events-dropped"]) > 0
+        events = []
+        while True:
+            more = late.quiet_events(0.5)
+            if not more:
+                break
+            events += more
+        assert events[-1] == (b"/s", token)        # "re-read below /s"
+        assert len(events) < 601
+        for sock in stuck:
+            sock.close()

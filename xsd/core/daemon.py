@@ -16,7 +16,7 @@ from xenstore_protocol.perms import Perm
 from . import dispatch, ops
 from .domains import DomainTable
 from .quota import Quotas
-from .session import Session
+from .session import OutputBudget, Session
 from .store import Store
 from .watches import WatchRegistry
 
@@ -31,6 +31,8 @@ class Daemon:
         self.domains = DomainTable(config.server_features)
         self.hypervisor = None      # set by guest.Guests: the domain list, rings, event channels
         self.quotas = Quotas(config.quotas)
+        self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water,
+                                          config.out_high_water)
         self.sessions = set()
         self.dirty = []             # sessions with output waiting for flush()
         self.access_log = False
@@ -64,7 +66,8 @@ class Daemon:
 
     # -- sessions -------------------------------------------------------------
     def open_session(self, write, **kwargs) -> Session:
-        session = Session(write, self.dirty, max_events=self.config.max_watch_events, **kwargs)
+        session = Session(write, self.dirty, max_events=self.config.max_watch_events,
+                          budget=self.output_budget, **kwargs)
         self.sessions.add(session)
         return session
 
@@ -72,9 +75,7 @@ class Daemon:
         session.closed = True
         self.watches.remove_all(session)
         session.transactions.clear()
-        session.backlog.clear()
-        session.pending_events.clear()
-        session.overflowed.clear()
+        session.discard_output()
         self.sessions.discard(session)
 
     def handle(self, session: Session, packet) -> None:
