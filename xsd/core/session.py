@@ -19,7 +19,10 @@ Those bounds are per client; ``OutputBudget`` bounds their sum.  Every
 session's backlog counts against one daemon-wide budget, and so does each
 paused transport, as its high-water mark of bytes; once the budget is spent,
 events for paused clients are dropped as above (the watch owed its event)
-and the log names each such client, once per ``STUCK_LOG_INTERVAL``.
+and the log names each such client, once per ``STUCK_LOG_INTERVAL``; a
+client not (yet) paused gets at most ``BATCH_WHEN_SPENT`` bytes of events
+per batch meanwhile.  What the transports hold below their high-water marks
+stays bounded per connection only (connections x ``out_high_water``).
 """
 import logging
 import time
@@ -32,6 +35,7 @@ log = logging.getLogger("xsd.session")
 _WATCH_EVENT = int(Op.WATCH_EVENT)
 
 STUCK_LOG_INTERVAL = 60.0       # seconds between two "not reading" lines about one client
+BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once the budget is spent
 
 
 class OutputBudget:
@@ -116,6 +120,11 @@ class Session:
         if not self.paused and not self.backlog:
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
+                return
+            if (self.out_bytes >= BATCH_WHEN_SPENT and self.budget is not None
+                    and self.budget.spent()):
+                # One batch goes to the transport whole, past its high-water mark.
+                self._drop_event("daemon-wide output budget spent", watch)
                 return
             self.out_events += 1
             if not self.out:
