@@ -99,15 +99,20 @@ def test_a_missing_deep_path_costs_what_its_size_does(daemon, guests, toolstack)
     existing = f"{home}/d{DEEP}"
     toolstack.write(existing, b"v")                 # inherits the home's perms: the guest reads it
     missing = f"/z{DEEP}".encode()
-    spent = {"existing": 0.0, "missing": 0.0}
+    spent = {"existing": 0.0, "missing": 0.0, "refused write": 0.0}
+    requests = (("existing", Op.READ, existing.encode() + b"\0", None),
+                ("missing", Op.READ, missing + b"\0", "EACCES"),
+                # The same walk up, in creating a node's missing ancestors (a sibling).
+                ("refused write", Op.WRITE, missing + b"\0v", "EACCES"))
     for _ in range(4):
-        for name, path, want in (("existing", existing.encode(), None), ("missing", missing, "EACCES")):
+        for name, op, payload, want in requests:
             before = cpu_seconds(daemon)
             for _ in range(250):
-                reply = guest.call(Op.READ, path)
+                reply = guest.call(op, payload=payload)
                 assert (reply.payload[:-1].decode() if reply.op == Op.ERROR else None) == want
             spent[name] += cpu_seconds(daemon) - before
     assert spent["missing"] < 2.5 * spent["existing"], spent
+    assert spent["refused write"] < 2.5 * spent["existing"], spent
 
 
 def test_rewriting_one_node_in_a_transaction_holds_one_event(daemon, guests, toolstack):

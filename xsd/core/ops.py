@@ -13,7 +13,7 @@ from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import atoi
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL  # noqa: F401  (Daemon.fire reads ops.CHANGE)
-from .permissions import OWNER, READ, WRITE, access, existing_node
+from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .store import Node
 from .transactions import Transaction
 
@@ -131,20 +131,20 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
     inherit its permissions; an unprivileged creator owns what it creates
     (C xenstored's construct_node).
     """
-    missing = [path]
-    top_path = parent(path)
-    top = view.get(top_path)
-    while top is None:
-        missing.append(top_path)
-        top_path = parent(top_path)
-        top = view.get(top_path)
+    top_path, top = closest_ancestor(view, path)    # not level by level: quadratic (issue 12)
     perms = top.perms
+    if not s.privileged and not access(s, perms) & WRITE:
+        raise XenstoreError("EACCES", path)
+    missing = [path]
+    cut = path.rfind("/")
+    while cut > len(top_path):
+        missing.append(path[:cut])
+        cut = path.rfind("/", 0, cut)
     if not s.privileged:
-        rights = access(s, perms)
-        if not rights & WRITE:
-            raise XenstoreError("EACCES", path)
         d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
+    for node_path in missing:
+        view.get(node_path)     # a transaction counts them now: a quota stops it before any change
     view.get_mut(top_path).children[basename(missing[-1])] = None
     node = None
     for i in range(len(missing) - 1, -1, -1):
