@@ -109,7 +109,7 @@ class Transaction:
     """Implements the ``View`` interface of ``Store`` (get/get_mut/create/remove/set_perms)."""
 
     __slots__ = ("store", "id", "seen", "snapshot", "overlay", "owned_delta", "events",
-                 "node_limit")
+                 "node_limit", "lost")
 
     def __init__(self, store: Store, tx_id: int, node_limit=None):
         self.store = store
@@ -121,13 +121,14 @@ class Transaction:
         self.events = PendingEvents(self)
         # () -> the caller's transaction-nodes quota or None; None: no limit (dom0).
         self.node_limit = node_limit
+        self.lost = False           # doomed(): the commit conflicts whatever happened
 
     @classmethod
     def doomed(cls, store: Store, tx_id: int, node_limit=None) -> "Transaction":
         """A transaction whose state was lost (live update, crash): its commit conflicts, so
         TRANSACTION_END answers EAGAIN and the client retries, which every client does."""
         tx = cls(store, tx_id, node_limit)
-        tx.seen["/"] = -1          # never the root's generation
+        tx.lost = True
         return tx
 
     def get(self, path: str):
@@ -191,6 +192,8 @@ class Transaction:
 
     def commit(self) -> None:
         """Apply to the store, or raise EAGAIN and change nothing."""
+        if self.lost:
+            raise XenstoreError("EAGAIN", "transaction lost in a restart")
         store = self.store
         nodes = store.nodes
         for path, gen in self.seen.items():
