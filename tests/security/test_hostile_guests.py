@@ -5,10 +5,13 @@ what the attack costs (memory, work) instead of timing it.
 """
 import os
 import socket
+import time
+
+import pytest
 
 from xenstore_protocol import Op, Packet, join_fields
 
-from tests.guests.conftest import guests, hv, toolstack  # noqa: F401  (fixtures)
+from tests.guests.conftest import guests, hv, toolstack, wait_for  # noqa: F401  (fixtures)
 from tests.wire import RawClient
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
@@ -247,3 +250,22 @@ def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory)
         assert len(events) < 601
         for sock in stuck:
             sock.close()
+
+
+def test_a_transaction_doomed_by_a_live_update_stays_bounded(daemon, guests):
+    """A sibling of item 1: a guest's transaction comes back from a live update doomed
+    (its commit answers EAGAIN); until then it still reads, within transaction-nodes."""
+    guest = guests.start()
+    tx = guest.transaction_start()
+    with RawClient(daemon.socket_path, timeout=30) as c:
+        assert c.ok(Op.CONTROL, b"live-update") == b"OK\0"
+        deadline = time.monotonic() + 30
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while time.monotonic() < deadline:
+                c._pump(1.0)                        # until the old process closes it
+    wait_for(lambda: "live update: restored from pid" in daemon.log(), 30, "the live update")
+    answered = read_missing_until_refused(guest, tx, "lu", 150)
+    assert answered is not None, "150 missing deep paths read in a doomed transaction"
+    assert guest.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
+    with RawClient(daemon.socket_path) as c:
+        check_ok(c)

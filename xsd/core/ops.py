@@ -272,11 +272,11 @@ def do_transaction_start(d, s, view, payload, events):
     while tx_id == 0 or tx_id in s.transactions:     # ids wrap through uint32 (XSA-420)
         tx_id = (tx_id + 1) & 0xFFFFFFFF
     s.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
-    s.transactions[tx_id] = Transaction(d.store, tx_id, _tx_node_limit(d, s))
+    s.transactions[tx_id] = Transaction(d.store, tx_id, transaction_node_limit(d, s))
     return b"%d\0" % tx_id
 
 
-def _tx_node_limit(d, s):
+def transaction_node_limit(d, s):
     """What bounds the nodes a transaction of ``s`` touches (transactions.py): the
     transaction-nodes quota as it stands at each new node, as C xenstored reads it; dom0 none."""
     if s.privileged:
@@ -290,7 +290,7 @@ def adopt_lost_transaction(d, s, tx_id: int):
     TRANSACTION_END answers EAGAIN and the guest retries, as after a live update, instead
     of ENOENT for an id it was given.  Counted against the quota like any transaction."""
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOENT")
-    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id, _tx_node_limit(d, s))
+    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id, transaction_node_limit(d, s))
     return tx
 
 

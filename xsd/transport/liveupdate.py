@@ -41,6 +41,7 @@ from xenstore_protocol import Packet
 
 from ..durability import persist, snapshot
 from ..durability.journal import Codec, StateError
+from ..core import ops
 from ..core.transactions import Transaction
 
 log = logging.getLogger("xsd.liveupdate")
@@ -84,7 +85,8 @@ def restore_session(d, session, state: dict) -> None:
         if (path, token) not in session.watches:     # a guest's may be back from the journal
             d.watches.add(session, path, token, relative)
     for tx_id in state["transactions"]:
-        session.transactions[tx_id] = Transaction.doomed(d.store, tx_id)
+        session.transactions[tx_id] = Transaction.doomed(
+            d.store, tx_id, ops.transaction_node_limit(d, session))
     output = bytes.fromhex(state["output"])
     if output:
         session.send(output)
