@@ -185,11 +185,6 @@ class Transaction:
     def owned_by(self, domid: int) -> int:
         return self.store.owned_by(domid) + self.owned_delta.get(domid, 0)
 
-    @property
-    def touched(self) -> int:
-        """Distinct nodes this transaction has looked at (what ``transaction-nodes`` bounds)."""
-        return len(self.seen)
-
     def commit(self) -> None:
         """Apply to the store, or raise EAGAIN and change nothing."""
         if self.lost:
