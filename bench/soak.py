@@ -6,6 +6,15 @@ nothing was lost: every acknowledged write is readable afterwards (last value pe
 key), and every watch saw an event for every write made under it.
 
     python bench/soak.py [--connections 500] [--seconds 60] [--socket PATH]
+
+Hostile mode (issue 12): unprivileged guests on the mock hypervisor's rings attack at
+once for a bounded time (reads of missing deep paths and rewrites of one node inside
+transactions, watches on 1,535-level paths, READs of missing deep paths), while dom0
+sockets watch / with 1 KB tokens and never read, and one guest writes under its home
+to feed them.  A dom0 client measures its request latency before, during and after;
+the daemon's RSS and open descriptors are sampled.
+
+    python bench/soak.py --hostile [--seconds 30] [--stuck 200] [--daemon-args '...']
 """
 import argparse
 import asyncio
@@ -104,12 +113,174 @@ async def soak(path, connections, seconds):
     return stats, results, lost, len(acked), check.payload
 
 
+# -- hostile mode ----------------------------------------------------------------
+DEEP = "/a" * 1520
+
+
+def _attack(kind, rundir, domid, deadline, counts):
+    """One attacking guest (a process of its own: the latency probe must not share a GIL)."""
+    from xsd.hypervisor.guest_client import GuestClient
+    guest = GuestClient(rundir, domid, timeout=30)
+    done = errors = 0
+    i = 0
+    if kind == "tx-missing-reads":
+        tx = guest.transaction_start()
+        while time.monotonic() < deadline:
+            reply = guest.call(Op.READ, f"/z{i}{DEEP}".encode(), tx_id=tx)
+            i += 1
+            if reply.payload == b"ENOSPC\0":          # transaction-nodes: start afresh
+                errors += 1
+                guest.call(Op.TRANSACTION_END, b"F", tx_id=tx)
+                tx = guest.transaction_start()
+            done += 1
+    elif kind == "tx-rewrites":
+        name = ("data/" + "n" * 2000).encode()
+        guest.call(Op.WRITE, payload=name + b"\0v")
+        tx = guest.transaction_start()
+        while time.monotonic() < deadline:
+            ops = [(Op.WRITE, name + b"\0%d" % i)]
+            if i % 3 == 2:
+                ops += [(Op.SET_PERMS, name + b"\0b%d\0" % domid), (Op.RM, name + b"\0")]
+            for op, payload in ops:
+                errors += guest.call(op, payload=payload, tx_id=tx).op == Op.ERROR
+                done += 1
+            i += 1
+            if i % 50000 == 0:
+                guest.call(Op.TRANSACTION_END, b"F", tx_id=tx)
+                tx = guest.transaction_start()
+    elif kind == "deep-watches":
+        while time.monotonic() < deadline:
+            path = f"/w{i % 127:03d}" + "/a" * 1533
+            token = b"%d" % (i // 127)
+            errors += guest.call(Op.WATCH, path.encode(), token).op == Op.ERROR
+            if i >= 126:                                # keep 127 registered: churn the oldest
+                old = f"/w{(i - 126) % 127:03d}" + "/a" * 1533
+                guest.call(Op.UNWATCH, old.encode(), b"%d" % ((i - 126) // 127))
+            guest.take_events()
+            done += 1
+            i += 1
+    elif kind == "missing-deep-reads":
+        while time.monotonic() < deadline:
+            errors += guest.call(Op.READ, f"/z{i}{DEEP}".encode()).op == Op.ERROR
+            done += 1
+            i += 1
+    elif kind == "writer":                              # feeds the stuck dom0 watchers of /
+        while time.monotonic() < deadline:
+            errors += guest.call(Op.WRITE, payload=b"data/k%d\0%d" % (i % 500, i)).op == Op.ERROR
+            guest.take_events()
+            done += 1
+            i += 1
+    counts[kind] = (done, errors)
+    guest.close()
+
+
+def _fds(pid) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _probe(client, seconds, samples):
+    """dom0's request latency (a READ and a WRITE, alternately) for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        if i % 2:
+            client.ok(Op.WRITE, payload=b"/probe/%d\0v" % (i % 100))
+        else:
+            client.ok(Op.READ, b"/local/domain/0/name")
+        samples.append(time.perf_counter() - start)
+        i += 1
+        time.sleep(0.002)
+
+
+def hostile(args) -> int:
+    import multiprocessing
+    import socket as socketlib
+    from xsd.hv_cli import toolstack_introduce
+    from xsd.hypervisor.guest_client import SocketClient
+    from xsd.hypervisor.mock import MockControl
+    kinds = ["tx-missing-reads", "tx-rewrites", "deep-watches", "missing-deep-reads", "writer"]
+    with tempfile.TemporaryDirectory() as work:
+        proc = DaemonProcess(os.path.join(work, "run"),
+                             ["--log-level", "WARNING", *args.daemon_args.split()]).start()
+        pid = proc.proc.pid
+        hv = MockControl(proc.rundir)
+        probe = SocketClient(proc.socket_path, timeout=30)
+        domids = {}
+        for kind in kinds:
+            row = hv.create(name=kind)
+            toolstack_introduce(probe, row)
+            domids[kind] = row.domid
+
+        def figures(name, samples, peak=None):
+            q = statistics.quantiles(samples, n=100)
+            rss = proc.rss_kib() / 1024
+            print(f"{name:7s} RSS {rss:7.1f} MiB" + (f" (peak {peak / 1024:.1f})" if peak else "")
+                  + f", fds {_fds(pid):4d}, dom0 latency p50 {q[49] * 1e6:6.0f} us, "
+                  f"p99 {q[98] * 1e6:7.0f} us, max {max(samples) * 1e3:6.1f} ms ({len(samples)} requests)")
+
+        before = []
+        _probe(probe, 5, before)
+        figures("before", before)
+        ctx = multiprocessing.get_context("fork")
+        counts = ctx.Manager().dict()       # its process forked before the stuck sockets open
+        stuck = []
+        for i in range(args.stuck):                     # dom0 watchers of / that never read
+            sock = socketlib.socket(socketlib.AF_UNIX)
+            sock.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+            sock.connect(proc.socket_path)
+            sock.sendall(Packet(Op.WATCH, 1, 0, b"/\0" + b"t" * 1000 + b"%d\0" % i).encode())
+            stuck.append(sock)
+        deadline = time.monotonic() + args.seconds
+        attackers = [ctx.Process(target=_attack, args=(k, proc.rundir, domids[k], deadline, counts))
+                     for k in kinds]
+        for attacker in attackers:
+            attacker.start()
+        during, peak = [], 0
+        while time.monotonic() < deadline:
+            _probe(probe, 1, during)
+            peak = max(peak, proc.rss_kib())
+        for attacker in attackers:
+            attacker.join(60)
+        figures("during", during, peak)
+        report = probe.ok(Op.CONTROL, b"memreport").decode()   # before the stuck sessions go
+        dropped = [line for line in report.splitlines() if line.startswith("events-dropped")]
+        for sock in stuck:
+            sock.close()
+        time.sleep(1)
+        after = []
+        _probe(probe, 5, after)
+        figures("after", after)
+        check = probe.ok(Op.CONTROL, b"check")
+        probe.close()
+        alive = proc.alive()
+        proc.stop()
+        stuck_lines = sum("not reading" in line for line in proc.log().splitlines())
+    for kind in kinds:
+        done, errors = counts.get(kind, (0, 0))
+        print(f"  {kind:20s} {done:8d} requests, {errors:7d} refused")
+    print(f"stuck dom0 watchers {args.stuck}; {dropped[0] if dropped else ''}; "
+          f"'not reading' log lines {stuck_lines}")
+    print(f"CONTROL check: {check!r}; daemon alive through it: {alive}")
+    ok = alive and check == b"OK\0"
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--socket")
+    parser.add_argument("--hostile", action="store_true",
+                        help="guests attack (issue 12) while dom0's latency is measured")
+    parser.add_argument("--stuck", type=int, default=200,
+                        help="hostile mode: dom0 connections watching / that never read")
+    parser.add_argument("--daemon-args", default="",
+                        help="hostile mode: extra daemon options, e.g. '--out-high-water 65536'")
     args = parser.parse_args()
+    if args.hostile:
+        return hostile(args)
     with tempfile.TemporaryDirectory() as work:
         proc = None
         path = args.socket

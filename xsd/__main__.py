@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-high-water", type=_count, default=1 << 20, metavar="BYTES",
                         help="bytes buffered for a client before its requests wait "
                              "(default %(default)s)")
+    parser.add_argument("--out-budget", type=_count, default=0, metavar="BYTES",
+                        help="bytes held for all clients that do not read, together; beyond it "
+                             "their watch events are dropped (default 0: 64 x --out-high-water)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_count, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -210,6 +213,7 @@ def parse_args(argv=None) -> Config:
         soft_quotas=dict(args.quota_soft),
         max_watch_events=args.max_watch_events,
         out_high_water=args.out_high_water,
+        out_budget=args.out_budget,
         pid_file=args.pid_file,
         output_pid=args.output_pid,
         trace_file=args.trace_file,

@@ -18,6 +18,9 @@ class Config:
     # the transport's buffer gets 1 MiB before a client stops being served.
     max_watch_events: int = 1024
     out_high_water: int = 1 << 20
+    # Daemon-wide bound on output held for clients that do not read (session.OutputBudget);
+    # 0: 64 clients' worth of out_high_water.
+    out_budget: int = 0
     pid_file: str = ""
     output_pid: bool = False            # xenstored -P: print the pid at start
     trace_file: str = ""                # xenstored -T: one line per request, reply, event

@@ -29,7 +29,7 @@ from ..hypervisor.base import DYING, SHUTDOWN
 from . import dispatch, ops
 from .domains import DomainTable
 from .quota import Quotas
-from .session import Session
+from .session import OutputBudget, Session
 from .stats import Stats
 from .store import Store
 from .transactions import Transaction
@@ -92,6 +92,8 @@ class Daemon:
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas)
+        self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water,
+                                          config.out_high_water)
         self.sessions = set()
         self.stats = Stats()        # counters read by CONTROL stats and --metrics
         self.dirty = []             # sessions with output waiting for flush()
@@ -164,7 +166,8 @@ class Daemon:
 
     # -- sessions -------------------------------------------------------------
     def open_session(self, write, **kwargs) -> Session:
-        session = Session(write, self.dirty, max_events=self.config.max_watch_events, **kwargs)
+        session = Session(write, self.dirty, max_events=self.config.max_watch_events,
+                          budget=self.output_budget, **kwargs)
         self.sessions.add(session)
         return session
 
@@ -198,7 +201,8 @@ class Daemon:
             if (path, token) not in session.watches:     # a guest's may be back from the journal
                 self.watches.add(session, path, token, relative)
         for tx_id in state["transactions"]:
-            session.transactions[tx_id] = Transaction.doomed(self.store, tx_id)
+            session.transactions[tx_id] = Transaction.doomed(
+                self.store, tx_id, ops.transaction_node_limit(self, session))
         output = bytes.fromhex(state["output"])
         if output:
             session.send(output)
@@ -208,9 +212,7 @@ class Daemon:
         self.stats.retire(session)
         self.watches.remove_all(session)
         session.transactions.clear()
-        session.backlog.clear()
-        session.pending_events.clear()
-        session.overflowed.clear()
+        session.discard_output()
         self.sessions.discard(session)
 
     def handle(self, session: Session, packet) -> None:

@@ -14,19 +14,14 @@ from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import atoi
-from .permissions import OWNER, READ, WRITE, access, existing_node
+from .events import CHANGE, INITIAL, REMOVE, SPECIAL  # noqa: F401  (Daemon.fire reads ops.CHANGE)
+from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .store import Node
 from .transactions import Transaction
 
 log = logging.getLogger("xsd.domains")
 
 OK = b"OK\0"
-
-# Event kinds (see Daemon.fire).
-CHANGE = "change"       # (CHANGE, path, perms, old_perms_or_None)
-REMOVE = "remove"       # (REMOVE, root, {path: perms})
-SPECIAL = "special"     # (SPECIAL, "@introduceDomain")
-INITIAL = "initial"     # (INITIAL, watch): the event every new watch gets
 
 SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
 
@@ -140,22 +135,20 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
     inherit its permissions; an unprivileged creator owns what it creates
     (C xenstored's construct_node).
     """
-    missing = [path]
-    top_path = parent(path)
-    top = view.get(top_path)
-    while top is None:
-        missing.append(top_path)
-        top_path = parent(top_path)
-        top = view.get(top_path)
+    top_path, top = closest_ancestor(view, path)    # not level by level: quadratic (issue 12)
     perms = top.perms
+    if not s.privileged and not access(s, perms) & WRITE:
+        raise XenstoreError("EACCES", path)
+    missing = [path]
+    cut = path.rfind("/")
+    while cut > len(top_path):
+        missing.append(path[:cut])
+        cut = path.rfind("/", 0, cut)
     if not s.privileged:
-        rights = access(s, perms)
-        if not rights & WRITE:
-            raise XenstoreError("EACCES", path)
         d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
-        if isinstance(view, Transaction):
-            d.quotas.check(s, "transaction-nodes", view.touched + len(missing) + 1, "ENOSPC")
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
+    for node_path in missing:
+        view.get(node_path)     # a transaction counts them now: a quota stops it before any change
     view.get_mut(top_path).children[basename(missing[-1])] = None
     node = None
     for i in range(len(missing) - 1, -1, -1):
@@ -178,9 +171,7 @@ def do_rm(d, s, view, payload, events):
         return OK
     if not s.privileged and not access(s, node.perms) & WRITE:
         raise XenstoreError("EACCES", path)
-    removed = subtree(view, path)
-    if isinstance(view, Transaction):
-        d.quotas.check(s, "transaction-nodes", view.touched + len(removed) + 1, "ENOSPC")
+    removed = subtree(view, path)      # in a transaction, bounded by transaction-nodes
     _remove_subtree(view, path, removed)
     events.append((REMOVE, path, removed))
     return OK
@@ -286,8 +277,16 @@ def do_transaction_start(d, s, view, payload, events):
     while tx_id == 0 or tx_id in s.transactions:     # ids wrap through uint32 (XSA-420)
         tx_id = (tx_id + 1) & 0xFFFFFFFF
     s.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
-    s.transactions[tx_id] = Transaction(d.store, tx_id)
+    s.transactions[tx_id] = Transaction(d.store, tx_id, transaction_node_limit(d, s))
     return b"%d\0" % tx_id
+
+
+def transaction_node_limit(d, s):
+    """What bounds the nodes a transaction of ``s`` touches (transactions.py): the
+    transaction-nodes quota as it stands at each new node, as C xenstored reads it; dom0 none."""
+    if s.privileged:
+        return None
+    return lambda: d.quotas.limit(s, "transaction-nodes")
 
 
 def adopt_lost_transaction(d, s, tx_id: int):
@@ -296,7 +295,7 @@ def adopt_lost_transaction(d, s, tx_id: int):
     TRANSACTION_END answers EAGAIN and the guest retries, as after a live update, instead
     of ENOENT for an id it was given.  Counted against the quota like any transaction."""
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOENT")
-    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id)
+    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id, transaction_node_limit(d, s))
     return tx
 
 

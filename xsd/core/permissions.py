@@ -6,7 +6,6 @@ the first later entry naming the caller (or its target) decides; else the
 owner entry's kind is everyone's default.
 """
 from xenstore_protocol import XenstoreError
-from xenstore_protocol.paths import parent
 
 READ, WRITE, OWNER = 1, 2, 4
 ALL = READ | WRITE | OWNER
@@ -50,10 +49,27 @@ def existing_node(session, view, path: str, need: int):
 
 
 def closest_ancestor(view, path: str):
-    """``(path, node)`` of the deepest existing strict ancestor (the root always exists)."""
-    while path != "/":
-        path = parent(path)
-        node = view.get(path)
-        if node is not None:
-            return path, node
-    raise AssertionError("the root node is missing")
+    """``(path, node)`` of the deepest existing strict ancestor of the missing ``path``.
+
+    A binary search over the path's "/" positions: a node exists only if its
+    parent does (the store's invariant), so existence is monotone along the
+    path.  Walking up one level at a time would build and hash every prefix,
+    quadratic in the depth: a guest's READ of a missing 1,535-level path
+    cost 23 normal requests (issue 12).  This looks at about log2(depth)
+    prefixes; the root always exists.
+    """
+    low, high = 1, len(path)    # path[:low] exists ("/" at first), path[:high] does not
+    found = view.get("/")
+    while True:
+        # A "/" strictly between low and high, near the middle: the end of an ancestor.
+        middle = (low + high) // 2
+        cut = path.find("/", max(middle, low + 1), high)
+        if cut < 0:
+            cut = path.rfind("/", low + 1, middle)
+            if cut < 0:
+                return path[:low], found
+        node = view.get(path[:cut])
+        if node is None:
+            high = cut
+        else:
+            low, found = cut, node

@@ -14,8 +14,18 @@ output drains.  That is a legal spurious event (docs/misc/xenstore.txt,
 "Watches may be triggered spuriously") that tells the client to re-read what
 lies below its watch.  Replies are never dropped: the transport stops
 feeding this client's requests while it is paused, which bounds them.
+
+Those bounds are per client; ``OutputBudget`` bounds their sum.  Every
+session's backlog counts against one daemon-wide budget, and so does each
+paused transport, as its high-water mark of bytes; once the budget is spent,
+events for paused clients are dropped as above (the watch owed its event)
+and the log names each such client, once per ``STUCK_LOG_INTERVAL``; a
+client not (yet) paused gets at most ``BATCH_WHEN_SPENT`` bytes of events
+per batch meanwhile.  What the transports hold below their high-water marks
+stays bounded per connection only (connections x ``out_high_water``).
 """
 import logging
+import time
 from collections import deque
 
 from xenstore_protocol.constants import HEADER, Op, PAYLOAD_MAX
@@ -26,10 +36,31 @@ log = logging.getLogger("xsd.session")
 
 _WATCH_EVENT = int(Op.WATCH_EVENT)
 
+STUCK_LOG_INTERVAL = 60.0       # seconds between two "not reading" lines about one client
+BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once the budget is spent
+
+
+class OutputBudget:
+    """Output held for clients that do not read, summed over every session (issue 12).
+
+    ``held`` counts the bytes in backlogs; each paused transport counts as
+    ``high_water`` bytes, what it holds at least before it pauses.
+    """
+
+    def __init__(self, limit: int, high_water: int):
+        self.limit = limit
+        self.high_water = high_water
+        self.held = 0
+        self.paused = 0
+
+    def spent(self) -> bool:
+        return self.held + self.paused * self.high_water >= self.limit
+
 
 class Session:
     def __init__(self, write, dirty: list, *, domid: int = 0, privileged: bool = True,
-                 read_only: bool = False, name: str = "?", max_events: int = 1024):
+                 read_only: bool = False, name: str = "?", max_events: int = 1024,
+                 budget: OutputBudget = None):
         self.write = write          # the transport's write(bytes)
         self._dirty = dirty         # the daemon's list of sessions to flush
         self.domid = domid
@@ -53,6 +84,8 @@ class Session:
         self.drops_logged = 0       # events_dropped already told in the log (stats.log_summaries)
         self.counters = Counters()  # requests by type and outcome (dispatch.py)
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
+        self.budget = budget        # the daemon-wide OutputBudget, or None (no bound)
+        self._stuck_logged = None   # time.monotonic() of the last "not reading" line
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
         self.tx_issued_from = None      # after a restart: the first transaction id this session gave
@@ -74,6 +107,8 @@ class Session:
         """A reply: always delivered, in order."""
         if self.paused or self.backlog:
             self.backlog.append(data)
+            if self.budget is not None:
+                self.budget.held += len(data)
             return
         if not self.out:
             self._dirty.append(self)
@@ -92,6 +127,11 @@ class Session:
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
                 return
+            if (self.out_bytes >= BATCH_WHEN_SPENT and self.budget is not None
+                    and self.budget.spent()):
+                # One batch goes to the transport whole, past its high-water mark.
+                self._drop_event("daemon-wide output budget spent", watch)
+                return
             self.out_events += 1
             self.events_sent += 1
             if not self.out:
@@ -105,9 +145,25 @@ class Session:
         if len(self.pending_events) >= self.max_events:
             self._drop_event("backlog full", watch)
             return
+        budget = self.budget
+        if budget is not None:
+            if budget.spent():
+                self._drop_event("daemon-wide output budget spent", watch)
+                self._log_stuck()
+                return
+            budget.held += len(data)
         self.pending_events.add(data)
         self.backlog.append(data)
         self.events_sent += 1
+
+    def _log_stuck(self) -> None:
+        now = time.monotonic()
+        if self._stuck_logged is None or now - self._stuck_logged >= STUCK_LOG_INTERVAL:
+            self._stuck_logged = now
+            log.warning("%r is not reading: %d bytes and %d events waiting for it, %d events "
+                        "dropped so far (daemon-wide output budget %d bytes spent)",
+                        self, sum(map(len, self.backlog)), len(self.pending_events),
+                        self.events_dropped, self.budget.limit)
 
     def _drop_event(self, why: str, watch) -> None:
         if watch is not None:
@@ -147,15 +203,32 @@ class Session:
             self.write(b"".join(markers))
 
     def pause(self) -> None:
+        if not self.paused and self.budget is not None:
+            self.budget.paused += 1
         self.paused = True
 
     def resume(self) -> None:
         """The transport drained: hand it the backlog until it fills again."""
+        if self.paused and self.budget is not None:
+            self.budget.paused -= 1
         self.paused = False
-        backlog, pending = self.backlog, self.pending_events
+        backlog, pending, budget = self.backlog, self.pending_events, self.budget
         while backlog and not self.paused and not self.closed:
             data = backlog.popleft()
             pending.discard(data)
+            if budget is not None:
+                budget.held -= len(data)
             self.write(data)
         if self.overflowed and not backlog and not self.paused:
             self._send_markers()
+
+    def discard_output(self) -> None:
+        """The client is gone: drop what waited for it and give its share of the budget back."""
+        if self.budget is not None:
+            self.budget.held -= sum(map(len, self.backlog))
+            if self.paused:
+                self.budget.paused -= 1
+        self.paused = False
+        self.backlog.clear()
+        self.pending_events.clear()
+        self.overflowed.clear()

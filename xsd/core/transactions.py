@@ -4,37 +4,131 @@ Every node a transaction reads or writes has the generation it saw recorded
 (``None`` for a node it saw absent).  At commit any difference is a conflict
 and the commit answers EAGAIN, as xenstored does; otherwise the overlay is
 applied in one step and the events the transaction caused, held until now,
-fire in the order the operations ran.
+fire.
+
+What a transaction holds is bounded by the nodes it touches, reads of absent
+nodes included: C xenstored counts every node a transaction accesses against
+``transaction-nodes`` and refuses one more with ENOSPC (transaction.c,
+access_node; unprivileged callers only, dom0 is exempt).  Each touched node
+costs one entry in ``seen``/``snapshot`` (a path of at most 3072 bytes and
+a node), one pending event at most and one removal record at most, so a
+guest's transaction holds at most the quota times that.
+
+Pending events are merged per node, as C xenstored keeps one "fire watch"
+flag per accessed node: at commit each node fires once, in the order the
+transaction first touched the nodes (C's accessed list), and a node that
+did not exist before the transaction and was removed in it fires nothing
+(the outside world never saw it).  A removal sticks: a node removed and
+written again still tells the watches below it (C's ``watch_exact``).
 """
-from collections import Counter
+from collections import ChainMap, Counter
 
 from xenstore_protocol import XenstoreError
 
+from .events import CHANGE, REMOVE
 from .store import CREATED, REMOVED, UPDATED, Node, Store
 
 _UNSEEN = object()
 
 
+class PendingEvents:
+    """One transaction's watch events until commit, at most one per node.
+
+    ``extend`` takes the events a request caused (``dispatch`` hands them
+    over); iterating gives the merged events to fire, in first-touch order.
+    """
+
+    __slots__ = ("tx", "by_path", "removed_perms", "other")
+
+    def __init__(self, tx: "Transaction"):
+        self.tx = tx
+        self.by_path = {}           # path -> [removed: bool, perms or None, first old_perms]
+        self.removed_perms = {}     # path -> perms when the transaction first removed it
+        self.other = []             # any other kind: none is made inside a transaction today
+
+    def __len__(self) -> int:
+        return len(self.by_path)
+
+    def extend(self, events) -> None:
+        by_path = self.by_path
+        for event in events:
+            kind, path = event[0], event[1]
+            entry = by_path.get(path)
+            if kind is CHANGE:
+                if entry is None:
+                    by_path[path] = [False, event[2], event[3]]
+                else:
+                    entry[1] = event[2]
+                    if entry[2] is None:
+                        entry[2] = event[3]
+            elif kind is REMOVE:
+                self._removed(path, event[2], entry)
+            else:
+                self.other.append(event)
+
+    def _removed(self, root: str, removed: dict, entry) -> None:
+        seen, by_path, removed_perms = self.tx.seen, self.by_path, self.removed_perms
+        for path, perms in removed.items():
+            if seen.get(path, _UNSEEN) is None:
+                # Made in this transaction and gone again: never visible outside.
+                if path != root:
+                    by_path.pop(path, None)
+                continue
+            removed_perms.setdefault(path, perms)
+        if seen.get(root, _UNSEEN) is None:
+            by_path.pop(root, None)
+        elif entry is None:
+            by_path[root] = [True, None, None]
+        else:
+            entry[0], entry[1] = True, None
+
+    def __iter__(self):
+        yield from self.other
+        by_path = self.by_path
+        if not by_path:
+            return
+        nodes = self.tx.store.nodes
+        for path in self.tx.seen:
+            entry = by_path.get(path)
+            if entry is None:
+                continue
+            removed, perms, old_perms = entry
+            if not removed:
+                yield (CHANGE, path, perms, old_perms)
+                continue
+            node = nodes.get(path)
+            if node is None:
+                yield (REMOVE, path, self.removed_perms)
+            else:
+                # Removed, then made again: watches on it or above see it as it is now,
+                # watches below it see their own path go (C xenstored: watch_exact false).
+                yield (REMOVE, path, ChainMap({path: node.perms}, self.removed_perms))
+
+
 class Transaction:
     """Implements the ``View`` interface of ``Store`` (get/get_mut/create/remove/set_perms)."""
 
-    __slots__ = ("store", "id", "seen", "snapshot", "overlay", "owned_delta", "events")
+    __slots__ = ("store", "id", "seen", "snapshot", "overlay", "owned_delta", "events",
+                 "node_limit", "lost")
 
-    def __init__(self, store: Store, tx_id: int):
+    def __init__(self, store: Store, tx_id: int, node_limit=None):
         self.store = store
         self.id = tx_id
         self.seen = {}              # path -> generation when first touched (None: absent)
         self.snapshot = {}          # path -> private copy of the node as first read (None: absent)
         self.overlay = {}           # path -> Node (written) or None (removed)
         self.owned_delta = Counter()
-        self.events = []            # held until commit
+        self.events = PendingEvents(self)
+        # () -> the caller's transaction-nodes quota or None; None: no limit (dom0).
+        self.node_limit = node_limit
+        self.lost = False           # doomed(): the commit conflicts whatever happened
 
     @classmethod
-    def doomed(cls, store: Store, tx_id: int) -> "Transaction":
+    def doomed(cls, store: Store, tx_id: int, node_limit=None) -> "Transaction":
         """A transaction whose state was lost (live update, crash): its commit conflicts, so
         TRANSACTION_END answers EAGAIN and the client retries, which every client does."""
-        tx = cls(store, tx_id)
-        tx.seen["/"] = -1          # never the root's generation
+        tx = cls(store, tx_id, node_limit)
+        tx.lost = True
         return tx
 
     def get(self, path: str):
@@ -43,6 +137,7 @@ class Transaction:
         A node keeps the value it had when the transaction first read it,
         even if it changes outside meanwhile ("reads and writes happen on
         the copy", docs/misc/xenstore.txt); such a change fails the commit.
+        A node not touched before counts against ``transaction-nodes``.
         """
         node = self.overlay.get(path, _UNSEEN)
         if node is not _UNSEEN:
@@ -50,6 +145,10 @@ class Transaction:
         node = self.snapshot.get(path, _UNSEEN)
         if node is not _UNSEEN:
             return node
+        if self.node_limit is not None:
+            limit = self.node_limit()
+            if limit is not None and len(self.seen) >= limit:
+                raise XenstoreError("ENOSPC", f"quota transaction-nodes ({limit}) exceeded")
         node = self.store.nodes.get(path)
         if node is None:
             self.seen[path] = None
@@ -86,12 +185,10 @@ class Transaction:
     def owned_by(self, domid: int) -> int:
         return self.store.owned_by(domid) + self.owned_delta.get(domid, 0)
 
-    @property
-    def touched(self) -> int:
-        return len(self.overlay)
-
     def commit(self) -> None:
         """Apply to the store, or raise EAGAIN and change nothing."""
+        if self.lost:
+            raise XenstoreError("EAGAIN", "transaction lost in a restart")
         store = self.store
         nodes = store.nodes
         for path, gen in self.seen.items():

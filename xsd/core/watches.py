@@ -5,6 +5,12 @@ cost of a change depends on the depth of its path, not on how many watches
 exist: C xenstored instead scans every watch of every connection per write.
 Matching watches fire in registration order (ids grow with registration),
 as C xenstored orders them on one connection.
+
+A deep watch (more than ``TRIE_DEPTH`` components) is filed in the trie at
+its first ``TRIE_DEPTH`` components only, and matches found there are checked
+against its full path.  The trie spends a node per component: a watch on a
+1,535-level path cost about 100 KiB, 25 times its request (issue 12).  Filed
+short, it costs a few KiB whatever its depth; no real path comes near the cut.
 """
 import itertools
 
@@ -12,6 +18,18 @@ from xenstore_protocol.paths import is_child, parent, relative_to
 
 from .._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
 from .permissions import can_read
+
+TRIE_DEPTH = 32     # components of a watch path filed in the trie (xenstore paths: < 10)
+
+
+def _trie_key(path: str) -> str:
+    """``path`` cut after ``TRIE_DEPTH`` components; specials and shallow paths unchanged."""
+    if path.count("/") <= TRIE_DEPTH:
+        return path
+    cut = 0
+    for _ in range(TRIE_DEPTH):
+        cut = path.index("/", cut + 1)
+    return path[:cut]
 
 
 class Watch:
@@ -33,6 +51,7 @@ class WatchRegistry:
         self.store = store
         self.trie = WatchTrie()
         self.by_id = {}
+        self.deep = set()         # ids of watches filed in the trie under a cut path
         self._ids = itertools.count(1)
         self.special_perms = {}   # "@introduceDomain" -> perms set by SET_PERMS
 
@@ -41,15 +60,30 @@ class WatchRegistry:
 
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
         watch = Watch(next(self._ids), session, path, token, relative)
-        self.trie.add(path, watch.id)
+        key = _trie_key(path)
+        self.trie.add(key, watch.id)
+        if key is not path:
+            self.deep.add(watch.id)
         self.by_id[watch.id] = watch
         session.watches[(path, token)] = watch
         return watch
 
     def remove(self, watch: Watch) -> None:
-        self.trie.remove(watch.path, watch.id)
+        self.trie.remove(_trie_key(watch.path), watch.id)
+        self.deep.discard(watch.id)
         del self.by_id[watch.id]
         del watch.session.watches[(watch.path, watch.token)]
+
+    def _match(self, path: str, flags: int) -> list:
+        """The trie's ids for ``path``, deep watches checked against their full paths."""
+        ids = self.trie.match(path, flags)
+        deep = self.deep
+        if deep and ids:
+            by_id = self.by_id
+            ids = [i for i in ids if i not in deep
+                   or is_child(path, by_id[i].path)
+                   or (flags & MATCH_DESCENDANTS and is_child(by_id[i].path, path))]
+        return ids
 
     def remove_all(self, session) -> None:
         for watch in list(session.watches.values()):
@@ -73,7 +107,7 @@ class WatchRegistry:
         On a permission change (``old_perms`` given) a watcher that could
         read the node before or after is told (C xenstored passes both).
         """
-        ids = self.trie.match(path, MATCH_ANCESTORS)
+        ids = self._match(path, MATCH_ANCESTORS)
         if not ids:
             return
         if len(ids) > 1:
@@ -97,7 +131,7 @@ class WatchRegistry:
         Watches on ``root`` or above see ``root``; watches inside the subtree,
         on a deleted node or not, see their own path.
         """
-        ids = self.trie.match(root, MATCH_ANCESTORS | MATCH_DESCENDANTS)
+        ids = self._match(root, MATCH_ANCESTORS | MATCH_DESCENDANTS)
         if not ids:
             return
         ids.sort()
