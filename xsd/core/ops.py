@@ -6,12 +6,14 @@ anything, raises XenstoreError to refuse, and appends the watch events it
 causes to ``events`` (the dispatcher fires them, or holds them until commit).
 No I/O here.
 """
+import re
+
 from xenstore_protocol import PAYLOAD_MAX, XenstoreError, split_fields
 from xenstore_protocol import paths
 from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
-from .domains import atoi
+from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .permissions import OWNER, READ, WRITE, access, existing_node
 from .store import Node
 from .transactions import Transaction
@@ -27,31 +29,49 @@ INITIAL = "initial"     # (INITIAL, watch): the event every new watch gets
 SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
 
 
-def _one_path(s, payload: bytes, allow_special: bool = False) -> str:
+def _one_path(d, s, payload: bytes, allow_special: bool = False) -> str:
     if payload and payload[-1] != 0:
         # C xenstored answers ENOENT to a path that lacks its NUL (anchors README, section 4).
         raise XenstoreError("ENOENT", "path not NUL-terminated")
     fields = split_fields(payload)
     if len(fields) != 1:
         raise XenstoreError("EINVAL", "expected one path")
-    return canonicalize(decode(fields[0]), s.domid, allow_special)
+    return _path(d, s, fields[0], allow_special)
+
+
+# C xenstored does not count this prefix against path-max (is_valid_nodename's
+# "/local/domain/%5u/").
+_DOMAIN_HOME = re.compile(r"/local/domain/[0-9]{1,5}/")
+
+
+def _path(d, s, raw: bytes, allow_special: bool = False) -> str:
+    """A path field, checked and made absolute; longer than the path-max quota (every
+    caller, dom0 too, as C xenstored; its prefix /local/domain/<domid>/ not counted) is
+    EINVAL."""
+    path = canonicalize(decode(raw), s.domid, allow_special)
+    limit = d.quotas.path_max(s.domid)
+    if limit and len(path) > limit:
+        home = _DOMAIN_HOME.match(path)
+        if len(path) - (home.end() if home else 0) > limit:
+            raise XenstoreError("EINVAL", f"path longer than path-max ({limit})")
+    return path
 
 
 def _domid_arg(payload: bytes, count: int = 1) -> list:
     fields = split_fields(payload)
     if len(fields) < count:
         raise XenstoreError("EINVAL", f"expected {count} argument(s)")
-    return [atoi(f) for f in fields[:count]]
+    return [decimal(f) for f in fields[:count]]
 
 
 # -- reading -----------------------------------------------------------------
 
 def do_read(d, s, view, payload, events):
-    return existing_node(s, view, _one_path(s, payload), READ).value
+    return existing_node(s, view, _one_path(d, s, payload), READ).value
 
 
 def do_directory(d, s, view, payload, events):
-    children = existing_node(s, view, _one_path(s, payload), READ).children_bytes()
+    children = existing_node(s, view, _one_path(d, s, payload), READ).children_bytes()
     if len(children) > PAYLOAD_MAX:
         raise XenstoreError("E2BIG", "use DIRECTORY_PART")   # as C xenstored
     return children
@@ -66,13 +86,13 @@ def do_directory_part(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) != 2:
         raise XenstoreError("EINVAL", "expected path and offset")
-    path = canonicalize(decode(fields[0]), s.domid)
+    path = _path(d, s, fields[0])
     node = existing_node(s, view, path, READ)
-    offset = atoi(fields[1])
+    offset = decimal(fields[1])
     children = node.children_bytes()
-    if offset > len(children):
-        raise XenstoreError("EINVAL", "offset beyond the children list")
     gen = b"%d\0" % node.gen
+    if offset >= len(children):
+        return gen + b"\0"       # past the end: an empty last chunk, as C xenstored
     room = PAYLOAD_MAX - 1 - len(gen) - 1     # the final NUL marks the chunk's end
     end = offset
     while end < len(children):
@@ -84,7 +104,7 @@ def do_directory_part(d, s, view, payload, events):
 
 
 def do_get_perms(d, s, view, payload, events):
-    path = _one_path(s, payload, allow_special=True)
+    path = _one_path(d, s, payload, allow_special=True)
     if paths.is_special(path):
         return encode_list(_special_perms(d, path))
     return encode_list(existing_node(s, view, path, READ).perms)
@@ -102,7 +122,7 @@ def do_write(d, s, view, payload, events):
     cut = payload.find(b"\0")
     if cut < 0:
         raise XenstoreError("EINVAL", "WRITE needs a path and a value")
-    path = canonicalize(decode(payload[:cut]), s.domid)
+    path = _path(d, s, payload[:cut])
     value = payload[cut + 1:]
     d.quotas.check(s, "node-size", len(value), "ENOSPC")
     node = view.get(path)
@@ -118,7 +138,7 @@ def do_write(d, s, view, payload, events):
 
 
 def do_mkdir(d, s, view, payload, events):
-    path = _one_path(s, payload)
+    path = _one_path(d, s, payload)
     node = view.get(path)
     if node is not None:
         if not s.privileged and not access(s, node.perms) & WRITE:
@@ -164,7 +184,7 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
 
 
 def do_rm(d, s, view, payload, events):
-    path = _one_path(s, payload)
+    path = _one_path(d, s, payload)
     if path == "/":
         raise XenstoreError("EINVAL", "cannot remove the root")
     node = view.get(path)
@@ -183,14 +203,19 @@ def do_rm(d, s, view, payload, events):
 
 
 def subtree(view, path: str) -> dict:
-    """``{path: perms}`` of ``path`` and every node below it; iterative (XSA-418)."""
+    """``{path: perms}`` of ``path`` and every node below it, children before their parent
+    and in their parent's order (C xenstored's delete order, which its RM events follow;
+    ``path`` last); iterative (XSA-418)."""
     removed = {}
-    stack = [path]
+    stack = [(path, False)]
     while stack:
-        node_path = stack.pop()
+        node_path, expanded = stack.pop()
         node = view.get(node_path)
-        removed[node_path] = node.perms
-        stack.extend(join(node_path, name) for name in node.children)
+        if expanded:
+            removed[node_path] = node.perms
+        else:
+            stack.append((node_path, True))
+            stack.extend((join(node_path, name), False) for name in reversed(list(node.children)))
     return removed
 
 
@@ -204,7 +229,7 @@ def do_set_perms(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) < 2:
         raise XenstoreError("EINVAL", "SET_PERMS needs a path and permissions")
-    path = canonicalize(decode(fields[0]), s.domid, allow_special=True)
+    path = _path(d, s, fields[0], allow_special=True)
     perms = parse_list(fields[1:])
     d.quotas.check(s, "permissions", len(perms), "ENOSPC")
     if paths.is_special(path):
@@ -217,7 +242,7 @@ def do_set_perms(d, s, view, payload, events):
     node = existing_node(s, view, path, WRITE | OWNER)
     if not s.privileged and perms[0].domid != node.owner:
         raise XenstoreError("EPERM", "only a privileged domain changes the owner")
-    if not d.domain_exists(perms[0].domid):
+    if perms[0].domid >= DOMID_FIRST_RESERVED or not d.domain_exists(perms[0].domid):
         raise XenstoreError("ENOENT", f"owner domain {perms[0].domid} does not exist")
     old = node.perms
     view.set_perms(path, perms)
@@ -227,18 +252,17 @@ def do_set_perms(d, s, view, payload, events):
 
 # -- watches -----------------------------------------------------------------
 
-def _watch_args(s, payload):
+def _watch_args(d, s, payload):
     fields = split_fields(payload)
     if len(fields) != 2:
         raise XenstoreError("EINVAL", "expected path and token")
-    given = decode(fields[0])
-    path = canonicalize(given, s.domid, allow_special=True)
-    relative = not given.startswith(("/", "@"))
+    path = _path(d, s, fields[0], allow_special=True)
+    relative = not fields[0].startswith((b"/", b"@"))
     return path, fields[1], relative
 
 
 def do_watch(d, s, view, payload, events):
-    path, token, relative = _watch_args(s, payload)
+    path, token, relative = _watch_args(d, s, payload)
     if (path, token) in s.watches:
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
@@ -251,7 +275,7 @@ def do_watch(d, s, view, payload, events):
 
 
 def do_unwatch(d, s, view, payload, events):
-    path, token, _ = _watch_args(s, payload)
+    path, token, _ = _watch_args(d, s, payload)
     watch = s.watches.get((path, token))
     if watch is None:
         raise XenstoreError("ENOENT", "no such watch")
@@ -314,7 +338,7 @@ def do_introduce(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) < 3:
         raise XenstoreError("EINVAL", "INTRODUCE needs domid, mfn and event channel")
-    domid, mfn, port = (atoi(f) for f in fields[:3])
+    domid, mfn, port = decimal(fields[0]), decimal(fields[1], U64_MAX), decimal(fields[2])
     if d.domains.introduce(domid, mfn, port):
         d.state_changed()
         events.append((SPECIAL, paths.INTRODUCE_DOMAIN))
@@ -371,7 +395,7 @@ def do_get_feature(d, s, view, payload, events):
     else:
         if not s.privileged:
             raise XenstoreError("EACCES", "only dom0 asks about other domains")
-        domid = atoi(fields[0])
+        domid = decimal(fields[0])
         domain = d.domains.get(domid)
         if domain is not None:
             features = domain.features
@@ -396,7 +420,7 @@ def do_set_feature(d, s, view, payload, events):
 
 
 def _quota_domain(d, raw: bytes) -> int:
-    domid = atoi(raw)
+    domid = decimal(raw)
     if not (d.domains.is_introduced(domid) or d.domain_exists(domid)):
         raise XenstoreError("ENOENT", f"no domain {domid}")
     return domid
@@ -421,7 +445,7 @@ def do_set_quota(d, s, view, payload, events):
         raise XenstoreError("EINVAL", "expected [domid] quota value")
     domid = _quota_domain(d, fields[0]) if len(fields) == 3 else None
     name = fields[-2].decode("ascii", "replace")
-    d.quotas.set(name, atoi(fields[-1]), domid)
+    d.quotas.set(name, decimal(fields[-1]), domid)
     d.state_changed()
     return OK
 
