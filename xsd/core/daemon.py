@@ -30,7 +30,7 @@ class Daemon:
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
         self.hypervisor = None      # set by guest.Guests: the domain list, rings, event channels
-        self.quotas = Quotas(config.quotas)
+        self.quotas = Quotas(config.quotas, getattr(config, "quotas_soft", None))   # -q (H14b)
         self.sessions = set()
         self.dirty = []             # sessions with output waiting for flush()
         self.access_log = False

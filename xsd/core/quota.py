@@ -3,17 +3,14 @@ quota``).
 
 They bind unprivileged domains only, as in xenstored, except ``path-max``, which C xenstored
 applies to every caller, dom0 included.  ``0`` disables a limit (docs/misc/xenstore.txt,
-SET_QUOTA).  Soft quotas only warn: ``memory`` past its soft value logs one warning.
+SET_QUOTA).  ``memory`` (hard and soft) is reported by ``CONTROL quota <domid>`` with the
+formulas below and settable, but not yet enforced (docs/compatibility.md).
 
 One table for every user: ``QUOTAS`` (names in C's order, defaults, the descriptions
 ``CONTROL quota`` prints), ``SOFT_QUOTAS``, and ``parse_assignment`` for a command line's
 ``name=value`` (C xenstored's ``-Q``/``-q``).
 """
-import logging
-
 from xenstore_protocol import XenstoreError
-
-log = logging.getLogger("xsd.quota")
 
 # name: (default, C xenstored's description), in the order C prints them.
 QUOTAS = {
@@ -74,7 +71,6 @@ class Quotas:
         for name, value in (soft_overrides or {}).items():
             self.set_soft(name, value)
         self.per_domain = {}       # domid -> {name: value}
-        self.soft_warned = set()   # domids warned of their soft memory quota
 
     @staticmethod
     def _check_name(name: str, table=QUOTAS) -> None:
@@ -108,7 +104,6 @@ class Quotas:
     def forget(self, domid: int) -> None:
         """A released domain's overrides go with it (XSA-322: a reused domid inherits nothing)."""
         self.per_domain.pop(domid, None)
-        self.soft_warned.discard(domid)
 
     def limit(self, session, name: str):
         """The limit binding ``session``, or None when none applies."""
@@ -122,18 +117,6 @@ class Quotas:
         limit = self.limit(session, name)
         if limit is not None and would_be > limit:
             raise XenstoreError(error, f"quota {name} ({limit}) exceeded")
-
-    def check_memory(self, session, would_be: int) -> None:
-        """The memory quota: past the soft value one warning per domain; past the hard
-        value ENOMEM (C xenstored's domain_memory_add)."""
-        if session.privileged:
-            return
-        soft = self.soft["memory"]
-        if soft and would_be > soft and session.domid not in self.soft_warned:
-            self.soft_warned.add(session.domid)
-            log.warning("dom%d: %d bytes in use, past the soft memory quota (%d)",
-                        session.domid, would_be, soft)
-        self.check(session, "memory", would_be, "ENOMEM")
 
     def path_max(self, domid: int) -> int:
         """The path-max quota for a caller in ``domid`` (all callers, dom0 too); 0: none."""
