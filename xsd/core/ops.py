@@ -328,8 +328,25 @@ def do_transaction_end(d, s, view, payload, events):
     del s.transactions[view.id]
     if fields[0] == b"T":
         view.commit()
-        events.extend(view.events)
+        events.extend(committed_events(view))
     return OK
+
+
+def committed_events(tx) -> list:
+    """The events a committed transaction fires, as C xenstored's: one per node it changed,
+    in the order the transaction first touched the nodes (its accessed list), carrying the
+    node's last change; none for a node that neither existed before nor after."""
+    last = {}
+    for event in tx.events:
+        last[event[1]] = event           # CHANGE and REMOVE both name their node second
+    seen, overlay = tx.seen, tx.overlay
+    order = {path: i for i, path in enumerate(seen)}
+    out = []
+    for path, event in sorted(last.items(), key=lambda item: order.get(item[0], len(order))):
+        if seen.get(path, 0) is None and overlay.get(path, 0) is None:
+            continue                     # made and removed inside the transaction
+        out.append(event)
+    return out
 
 
 # -- domains -----------------------------------------------------------------
