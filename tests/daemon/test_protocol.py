@@ -626,3 +626,36 @@ def test_sigterm_removes_sockets(daemon):
     assert not os.path.exists(daemon.socket_path)
     assert not os.path.exists(daemon.ro_socket_path)
     daemon.start()
+
+
+# -- found by the random differential test against C xenstored ----------------------------
+
+def test_missing_node_read_in_a_transaction_conflicts_when_its_parent_changes(xs):
+    write(xs, "/anc/p", b"v")
+    tx = int(xs.ok(Op.TRANSACTION_START, b"")[:-1])
+    assert xs.error(Op.READ, b"/anc/p/missing", tx_id=tx) == "ENOENT"
+    xs.ok(Op.RM, b"/anc/p")
+    assert xs.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
+
+
+def test_commit_fires_one_event_per_node_in_first_touch_order(xs, daemon):
+    write(xs, "/ce/n", b"v")
+    with RawClient(daemon.socket_path) as other:
+        other.ok(Op.WATCH, b"/ce", b"w")
+        other.wait_events(1)
+        tx = int(xs.ok(Op.TRANSACTION_START, b"")[:-1])
+        xs.ok(Op.READ, b"/ce/n", tx_id=tx)
+        for path in (b"/ce/m", b"/ce/n", b"/ce/m", b"/ce/n", b"/ce/gone/x"):
+            xs.ok(Op.WRITE, payload=path + b"\0v", tx_id=tx)
+        xs.ok(Op.RM, b"/ce/gone", tx_id=tx)       # made and removed inside: no event
+        xs.ok(Op.TRANSACTION_END, b"T", tx_id=tx)
+        assert other.quiet_events() == [(b"/ce/n", b"w"), (b"/ce/m", b"w")]
+
+
+def test_identical_events_from_one_request_are_sent_once(xs, daemon):
+    with RawClient(daemon.socket_path) as other:
+        other.ok(Op.WATCH, b"/dup", b"t")
+        other.ok(Op.WATCH, b"/dup/a", b"t")
+        other.wait_events(2)
+        write(xs, "/dup/a", b"v")
+        assert other.quiet_events() == [(b"/dup/a", b"t")]
