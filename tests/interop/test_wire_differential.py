@@ -98,6 +98,14 @@ def test_control_help_starts_with_c_xenstoreds_text(daemon_factory, cxenstored):
     assert ours.startswith(theirs) and len(ours) > len(theirs)     # then xsd's own
 
 
+def test_control_quota_of_a_domain_has_c_xenstoreds_layout(daemon_factory, cxenstored):
+    """``quota <domid>``: same lines and columns; the numbers are each daemon's own."""
+    def layout(socket_path):
+        with RawClient(socket_path) as xs:
+            return re.sub(rb" *[0-9]+\n", b" <n>\n", xs.ok(Op.CONTROL, b"quota", b"0"))
+    assert layout(daemon_factory("--no-domain-init").socket_path) == layout(cxenstored.socket_path)
+
+
 def _transaction_story(socket_path):
     """Transactions as the random test found them differ: what each connection saw."""
     seen = []

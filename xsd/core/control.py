@@ -38,7 +38,8 @@ HELP = (
 
 
 class _Logfile:
-    """The one log file ``logfile`` opened: a new call replaces it, never adds (issue 12)."""
+    """The one log file ``logfile`` opened: a new call replaces it, never adds (issue 12).
+    Kept here, not on the daemon, because logging's handlers are the process's anyway."""
     handler = None
 
 
