@@ -119,3 +119,39 @@ def test_outstanding_quota_stops_reading_while_replies_wait_for_the_ring(guests,
     for req_id in list(range(1000, 1030)) + list(range(2000, 2030)):
         reply = guest.reply(req_id)
         assert (reply.op, reply.payload) == (Op.READ, big)
+
+
+def test_memory_quota_charges_nodes_and_watches_and_refuses_with_enomem(guests, toolstack, daemon):
+    guest = guests.start()
+    home = f"/local/domain/{guest.domid}"
+
+    def memory():
+        return int(usage(toolstack, guest.domid)["memory"][0])
+
+    before = memory()
+    guest.write("data/m", b"x" * 100)
+    perms = len(guest.get_perms("data/m"))
+    # quota.memory_of_node: 40 + path + value + 8 per permission.
+    assert memory() - before == 40 + len(f"{home}/data/m") + 100 + 8 * perms
+    guest.watch("data/m", b"tok")
+    guest.wait_events(1)
+    assert memory() - before == (40 + len(f"{home}/data/m") + 100 + 8 * perms
+                                 + 40 + len(f"{home}/data/m") + len(b"tok"))
+    set_quota(toolstack, guest.domid, "memory", memory() + 1500)
+    guest.write("data/big", b"y" * 1000)
+    assert guest.error(Op.WRITE, payload=b"data/big2\0" + b"y" * 1000) == "ENOMEM"
+    assert guest.error(Op.WRITE, payload=b"data/big\0" + b"y" * 2000) == "ENOMEM"
+    assert guest.error(Op.READ, b"data/big2") == "ENOENT"            # nothing half-made
+    guest.write("data/big", b"small")                                   # shrinking is fine
+    guest.write("data/big2", b"y" * 900)                                # room again
+    toolstack.write(f"{home}/data/by-dom0", b"z" * 3000)                # dom0 is never limited
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def test_soft_memory_quota_warns_once(guests, toolstack, daemon):
+    guest = guests.start()
+    toolstack.ok(Op.CONTROL, b"quota-soft", b"set", b"memory", b"1")
+    guest.write("data/a", b"1")
+    guest.write("data/b", b"2")
+    warnings = [line for line in daemon.log().splitlines() if "over the soft quota" in line]
+    assert len(warnings) == 1 and f"dom{guest.domid}" in warnings[0]

@@ -16,7 +16,8 @@ import logging
 from xenstore_protocol import XenstoreError
 
 from .domains import decimal
-from .quota import memory_of_node, memory_of_watch, usage_text
+from .ops import watch_bytes
+from .quota import usage_text
 
 log = logging.getLogger("xsd.control")
 
@@ -156,14 +157,10 @@ def _quota(d, args):
 
 
 def _usage(d, domid: int) -> dict:
-    """What ``quota <domid>`` shows: the daemon's counts plus memory, computed here by a
-    walk (an operator's command, not the request path) with quota.py's formulas."""
+    """What ``quota <domid>`` shows: the daemon's counts plus memory (quota.py's formulas)."""
     usage = dict(d.usage(domid))
-    memory = sum(memory_of_node(path, node.value, node.perms)
-                 for path, node in d.store.nodes.items() if node.owner == domid)
-    memory += sum(memory_of_watch(w.path, w.token)
-                  for s in d.sessions if s.domid == domid for w in s.watches.values())
-    usage["memory"] = memory
+    usage["memory"] = d.store.bytes_of(domid) + sum(
+        watch_bytes(s) for s in d.sessions if s.domid == domid)
     return usage
 
 

@@ -15,6 +15,7 @@ from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .permissions import OWNER, READ, WRITE, access, existing_node
+from .quota import memory_of_node, memory_of_watch
 from .store import Node
 from .transactions import Transaction
 
@@ -129,10 +130,13 @@ def do_write(d, s, view, payload, events):
     if node is None:
         node = _create(d, s, view, path, value)
     else:
-        if not s.privileged and not access(s, node.perms) & WRITE:
-            raise XenstoreError("EACCES", path)
-        node = view.get_mut(path)
-        node.value = value
+        if not s.privileged:
+            if not access(s, node.perms) & WRITE:
+                raise XenstoreError("EACCES", path)
+            if node.owner == s.domid:
+                _charge(d, s, view, len(value) - len(node.value))
+        view.set_value(path, value)
+        node = view.get(path)
     events.append((CHANGE, path, node.perms, None))
     return OK
 
@@ -169,6 +173,8 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
         if not rights & WRITE:
             raise XenstoreError("EACCES", path)
         d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
+        _charge(d, s, view, sum(memory_of_node(p, value if i == 0 else b"", perms)
+                                for i, p in enumerate(missing)))
         if isinstance(view, Transaction):
             d.quotas.check(s, "transaction-nodes", view.touched + len(missing) + 1, "ENOSPC")
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
@@ -181,6 +187,17 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
             node.children[basename(missing[i - 1])] = None
         view.create(node_path, node)
     return node
+
+
+def watch_bytes(s) -> int:
+    return sum(memory_of_watch(w.path, w.token) for w in s.watches.values())
+
+
+def _charge(d, s, view, extra: int) -> None:
+    """The memory quota: what the caller's domain's nodes (``view.bytes_of``) and this
+    session's watches take, plus ``extra`` (quota.memory_of_node/_of_watch)."""
+    if extra > 0 and not s.privileged:
+        d.quotas.check_memory(s, view.bytes_of(s.domid) + watch_bytes(s) + extra)
 
 
 def do_rm(d, s, view, payload, events):
@@ -266,6 +283,7 @@ def do_watch(d, s, view, payload, events):
     if (path, token) in s.watches:
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
+    _charge(d, s, d.store, memory_of_watch(path, token))
     watch = d.watches.add(s, path, token, relative)
     journal = d.watch_journal(s)
     if journal is not None:

@@ -3,14 +3,18 @@ quota``).
 
 They bind unprivileged domains only, as in xenstored, except ``path-max``, which C xenstored
 applies to every caller, dom0 included.  ``0`` disables a limit (docs/misc/xenstore.txt,
-SET_QUOTA).  ``memory`` (hard and soft) is reported by ``CONTROL quota <domid>`` with the
-formulas below and settable, but not yet enforced (docs/compatibility.md).
+SET_QUOTA).  ``memory`` charges what a domain's nodes and watches take, by the formulas
+below; past its soft value one warning is logged, past its hard value ENOMEM.
 
 One table for every user: ``QUOTAS`` (names in C's order, defaults, the descriptions
 ``CONTROL quota`` prints), ``SOFT_QUOTAS``, and ``parse_assignment`` for a command line's
 ``name=value`` (C xenstored's ``-Q``/``-q``).
 """
+import logging
+
 from xenstore_protocol import XenstoreError
+
+log = logging.getLogger("xsd.quota")
 
 # name: (default, C xenstored's description), in the order C prints them.
 QUOTAS = {
@@ -71,6 +75,7 @@ class Quotas:
         for name, value in (soft_overrides or {}).items():
             self.set_soft(name, value)
         self.per_domain = {}       # domid -> {name: value}
+        self.soft_warned = set()   # domains over their soft memory quota, warned once
 
     @staticmethod
     def _check_name(name: str, table=QUOTAS) -> None:
@@ -104,6 +109,7 @@ class Quotas:
     def forget(self, domid: int) -> None:
         """A released domain's overrides go with it (XSA-322: a reused domid inherits nothing)."""
         self.per_domain.pop(domid, None)
+        self.soft_warned.discard(domid)
 
     def limit(self, session, name: str):
         """The limit binding ``session``, or None when none applies."""
@@ -117,6 +123,21 @@ class Quotas:
         limit = self.limit(session, name)
         if limit is not None and would_be > limit:
             raise XenstoreError(error, f"quota {name} ({limit}) exceeded")
+
+    def check_memory(self, session, would_be: int) -> None:
+        """C xenstored's domain_memory_add: past the soft value a warning (once, until the
+        domain is back under it), past the hard value ENOMEM."""
+        if session.privileged:
+            return
+        soft, domid = self.soft["memory"], session.domid
+        if soft and would_be > soft:
+            if domid not in self.soft_warned:
+                self.soft_warned.add(domid)
+                log.warning("dom%d: %d bytes of xenstore memory, over the soft quota %d",
+                            domid, would_be, soft)
+        else:
+            self.soft_warned.discard(domid)
+        self.check(session, "memory", would_be, "ENOMEM")
 
     def path_max(self, domid: int) -> int:
         """The path-max quota for a caller in ``domid`` (all callers, dom0 too); 0: none."""

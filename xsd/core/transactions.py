@@ -10,6 +10,7 @@ from collections import Counter
 
 from xenstore_protocol import XenstoreError
 
+from .quota import memory_of_node
 from .store import CREATED, REMOVED, UPDATED, Node, Store
 
 _UNSEEN = object()
@@ -83,6 +84,12 @@ class Transaction:
             self.owned_delta[perms[0].domid] += 1
         node.perms = perms
 
+    def set_value(self, path: str, value: bytes) -> None:
+        self.get_mut(path).value = value
+
+    def bytes_of(self, domid: int) -> int:
+        return self.store.bytes_of(domid)
+
     def owned_by(self, domid: int) -> int:
         return self.store.owned_by(domid) + self.owned_delta.get(domid, 0)
 
@@ -99,7 +106,13 @@ class Transaction:
             if (current.gen if current is not None else None) != gen:
                 raise XenstoreError("EAGAIN", f"{path} changed during the transaction")
         changes = store.changes
+        owned_bytes = store.owned_bytes
         for path, node in self.overlay.items():
+            old = nodes.get(path)
+            if old is not None:
+                owned_bytes[old.owner] -= memory_of_node(path, old.value, old.perms)
+            if node is not None:
+                owned_bytes[node.owner] += memory_of_node(path, node.value, node.perms)
             if node is None:
                 if nodes.pop(path, None) is not None and changes is not None:
                     changes[path] = REMOVED

@@ -34,7 +34,6 @@ import logging
 import os
 import shutil
 import time
-from collections import Counter
 
 from xenstore_protocol.perms import parse
 
@@ -142,7 +141,7 @@ def load_state(d, data, offset: int, name: str) -> None:
 def finish_load(d, name: str) -> None:
     """Recount owners (the quota accounting) and check the tree before serving it."""
     store = d.store
-    store.owned = Counter(node.owner for node in store.nodes.values())
+    store.recount()
     problems = store.check()
     if problems:
         raise CorruptError(f"{name}: the loaded store is inconsistent: " + "; ".join(problems[:5]))
