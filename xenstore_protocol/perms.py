@@ -34,7 +34,8 @@ def parse(field: bytes) -> Perm:
     if kind not in _KINDS or not digits.isdigit() or not digits.isascii():
         raise XenstoreError("EINVAL", f"bad permission {text!r}")
     domid = int(digits)
-    if domid > 0xFFFF:
+    if domid > 0xFFFFFFFF:      # C xenstored's unsigned int; a domid that no domain has
+                                # is ENOENT as an owner (SET_PERMS), kept as another entry
         raise XenstoreError("EINVAL", f"domid out of range in {text!r}")
     return Perm(kind, domid)
 

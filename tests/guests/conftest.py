@@ -73,13 +73,15 @@ def guests(daemon, hv, toolstack):
 
 
 def usage(client, domid) -> dict:
-    """``CONTROL quota <domid>`` as {name: (used, limit)}."""
+    """``CONTROL quota <domid>`` (C xenstored's text: "Domain N:" then "name : used") as
+    {name: (used,)}."""
     text = client.ok(Op.CONTROL, b"quota", str(domid).encode()).decode().rstrip("\0")
+    head, *lines = text.splitlines()
+    assert head == f"Domain {domid}:"
     out = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(": ")
-        used, _, limit = rest.partition(" / ")
-        out[name] = (used, limit)
+    for line in lines:
+        name, _, used = line.partition(":")
+        out[name.strip()] = (used.strip(),)
     return out
 
 

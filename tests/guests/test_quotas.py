@@ -1,9 +1,11 @@
 """Each per-domain quota binds a guest on its ring, and never dom0."""
-from xenstore_protocol import Op
+import time
+
+from xenstore_protocol import Op, Packet
 
 from xsd.hv_cli import GUEST_DIRS
 
-from .conftest import usage
+from .conftest import usage, wait_for
 
 
 def set_quota(toolstack, domid, name, value):
@@ -83,3 +85,73 @@ def test_global_quota_applies_to_every_guest_and_per_domain_overrides_it(guests,
     for i in range(3):
         second.watch(f"data/{i}", b"t")
     assert second.error(Op.WATCH, b"data/x", b"t") == "E2BIG"
+
+
+def test_outstanding_quota_stops_reading_while_replies_wait_for_the_ring(guests, toolstack):
+    """C xenstored's ``outstanding``: past that many replies not yet in the guest's response
+    ring, the daemon reads no more of its requests (no error; the guest waits)."""
+    guest = guests.start()
+    set_quota(toolstack, guest.domid, "outstanding", 4)
+    big = b"v" * 900
+    guest.write("data/big", big)
+    ring = guest.ring
+
+    def send_batch(first, count):
+        data = b"".join(Packet(Op.READ, first + i, 0, b"data/big\0").encode() for i in range(count))
+        while data:                 # 30 x 25 bytes fit the 1024-byte ring (in two parts at its end)
+            written = ring.write_requests(data)
+            assert written, f"request ring full: {ring.indexes()}, {first}, {len(data)} left"
+            data = data[written:]
+        guest.notify()
+
+    def all_read():
+        req_cons, req_prod, _, _ = ring.indexes()
+        return req_cons == req_prod
+
+    wait_for(all_read, what="the WRITE consumed")
+    send_batch(1000, 30)
+    wait_for(all_read, what="the first batch read")
+    consumed = ring.indexes()[0]
+    send_batch(2000, 30)            # replies to the first batch still fill rsp and wait
+    time.sleep(0.5)
+    assert ring.indexes()[0] == consumed, "requests read past the outstanding quota"
+    # Once the guest takes its replies, everything is answered, in order.
+    for req_id in list(range(1000, 1030)) + list(range(2000, 2030)):
+        reply = guest.reply(req_id)
+        assert (reply.op, reply.payload) == (Op.READ, big)
+
+
+def test_memory_quota_charges_nodes_and_watches_and_refuses_with_enomem(guests, toolstack, daemon):
+    guest = guests.start()
+    home = f"/local/domain/{guest.domid}"
+
+    def memory():
+        return int(usage(toolstack, guest.domid)["memory"][0])
+
+    before = memory()
+    guest.write("data/m", b"x" * 100)
+    perms = len(guest.get_perms("data/m"))
+    # quota.memory_of_node: 40 + path + value + 8 per permission.
+    assert memory() - before == 40 + len(f"{home}/data/m") + 100 + 8 * perms
+    guest.watch("data/m", b"tok")
+    guest.wait_events(1)
+    assert memory() - before == (40 + len(f"{home}/data/m") + 100 + 8 * perms
+                                 + 40 + len(f"{home}/data/m") + len(b"tok"))
+    set_quota(toolstack, guest.domid, "memory", memory() + 1500)
+    guest.write("data/big", b"y" * 1000)
+    assert guest.error(Op.WRITE, payload=b"data/big2\0" + b"y" * 1000) == "ENOMEM"
+    assert guest.error(Op.WRITE, payload=b"data/big\0" + b"y" * 2000) == "ENOMEM"
+    assert guest.error(Op.READ, b"data/big2") == "ENOENT"            # nothing half-made
+    guest.write("data/big", b"small")                                   # shrinking is fine
+    guest.write("data/big2", b"y" * 900)                                # room again
+    toolstack.write(f"{home}/data/by-dom0", b"z" * 3000)                # dom0 is never limited
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def test_soft_memory_quota_warns_once(guests, toolstack, daemon):
+    guest = guests.start()
+    toolstack.ok(Op.CONTROL, b"quota-soft", b"set", b"memory", b"1")
+    guest.write("data/a", b"1")
+    guest.write("data/b", b"2")
+    warnings = [line for line in daemon.log().splitlines() if "over the soft quota" in line]
+    assert len(warnings) == 1 and f"dom{guest.domid}" in warnings[0]

@@ -19,7 +19,9 @@ def memreport(xs):
 
 
 def test_xsa_323_path_length_limits(xs):
-    """XSA-323: paths longer than the protocol allows crashed oxenstored; they must be EINVAL."""
+    """XSA-323: paths longer than the protocol allows crashed oxenstored; they must be EINVAL.
+    (The path-max quota, 2048 by default, is raised to reach the protocol's own limit.)"""
+    xs.ok(Op.CONTROL, b"quota", b"set", b"path-max", b"4000")
     assert xs.error(Op.WRITE, payload=b"/" + b"a" * 3072 + b"\0v") == "EINVAL"
     assert xs.error(Op.WRITE, payload=b"r" * 2049 + b"\0v") == "EINVAL"
     assert xs.ok(Op.WRITE, payload=b"/" + b"a" * 3071 + b"\0v") == b"OK\0"
@@ -71,6 +73,7 @@ def test_xsa_330_reset_watches_frees_everything(daemon, xs):
 def test_xsa_418_deep_tree(xs):
     """XSA-418: recursion over a deep tree overflowed the stack of xenstored."""
     path = b"/d" * 1500
+    xs.ok(Op.CONTROL, b"quota", b"set", b"path-max", b"3072")   # 2048 by default
     xs.ok(Op.WRITE, payload=path + b"\0deep")
     xs.ok(Op.WATCH, b"/d", b"t")
     tx = int(xs.ok(Op.TRANSACTION_START, b"")[:-1])

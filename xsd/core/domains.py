@@ -10,20 +10,23 @@ from xenstore_protocol import XenstoreError
 DOMID_FIRST_RESERVED = 0x7FF0     # xen.h: DOMID_SELF and friends start here
 
 
-def atoi(raw: bytes) -> int:
-    """C atoi on a wire field, as both Xen daemons parse domids ("x" -> 0)."""
-    text = raw.decode("ascii", "replace").lstrip(" \t\n\r\f\v")
-    sign = 1
-    if text[:1] in ("+", "-"):
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    digits = ""
-    for ch in text:
-        if not ("0" <= ch <= "9"):
-            break
-        digits += ch
-    value = sign * int(digits) if digits else 0
-    return value & 0xFFFFFFFF      # stored in an unsigned int
+U32_MAX = 0xFFFFFFFF
+U64_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+def decimal(raw: bytes, limit: int = U32_MAX) -> int:
+    """A numeric wire field: ASCII decimal digits only, at most ``limit``; else EINVAL.
+
+    Both Xen daemons parse these with C's atoi, so "abc", "" and "4294967296" quietly become
+    0 (for SET_QUOTA: "unlimited") and "-1" becomes 4294967295; we refuse them instead
+    (docs/compatibility.md).  libxenstore only ever sends plain decimal numbers.
+    """
+    if not raw or len(raw) > 20 or not raw.isdigit():
+        raise XenstoreError("EINVAL", f"not a decimal number: {raw[:24]!r}")
+    value = int(raw)
+    if value > limit:
+        raise XenstoreError("EINVAL", f"number out of range: {value}")
+    return value
 
 
 class Domain:

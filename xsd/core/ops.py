@@ -7,15 +7,17 @@ causes to ``events`` (the dispatcher fires them, or holds them until commit).
 No I/O here.
 """
 import logging
+import re
 
 from xenstore_protocol import PAYLOAD_MAX, XenstoreError, split_fields
 from xenstore_protocol import paths
 from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
-from .domains import atoi
+from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL  # noqa: F401  (Daemon.fire reads ops.CHANGE)
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
+from .quota import memory_of_node, memory_of_watch
 from .store import Node
 from .transactions import Transaction
 
@@ -26,31 +28,49 @@ OK = b"OK\0"
 SPECIAL_NODES = (paths.INTRODUCE_DOMAIN, paths.RELEASE_DOMAIN)
 
 
-def _one_path(s, payload: bytes, allow_special: bool = False) -> str:
+def _one_path(d, s, payload: bytes, allow_special: bool = False) -> str:
     if payload and payload[-1] != 0:
         # C xenstored answers ENOENT to a path that lacks its NUL (anchors README, section 4).
         raise XenstoreError("ENOENT", "path not NUL-terminated")
     fields = split_fields(payload)
     if len(fields) != 1:
         raise XenstoreError("EINVAL", "expected one path")
-    return canonicalize(decode(fields[0]), s.domid, allow_special)
+    return _path(d, s, fields[0], allow_special)
+
+
+# C xenstored does not count this prefix against path-max (is_valid_nodename's
+# "/local/domain/%5u/").
+_DOMAIN_HOME = re.compile(r"/local/domain/[0-9]{1,5}/")
+
+
+def _path(d, s, raw: bytes, allow_special: bool = False) -> str:
+    """A path field, checked and made absolute; longer than the path-max quota (every
+    caller, dom0 too, as C xenstored; its prefix /local/domain/<domid>/ not counted) is
+    EINVAL."""
+    path = canonicalize(decode(raw), s.domid, allow_special)
+    limit = d.quotas.path_max(s.domid)
+    if limit and len(path) > limit:
+        home = _DOMAIN_HOME.match(path)
+        if len(path) - (home.end() if home else 0) > limit:
+            raise XenstoreError("EINVAL", f"path longer than path-max ({limit})")
+    return path
 
 
 def _domid_arg(payload: bytes, count: int = 1) -> list:
     fields = split_fields(payload)
     if len(fields) < count:
         raise XenstoreError("EINVAL", f"expected {count} argument(s)")
-    return [atoi(f) for f in fields[:count]]
+    return [decimal(f) for f in fields[:count]]
 
 
 # -- reading -----------------------------------------------------------------
 
 def do_read(d, s, view, payload, events):
-    return existing_node(s, view, _one_path(s, payload), READ).value
+    return existing_node(s, view, _one_path(d, s, payload), READ).value
 
 
 def do_directory(d, s, view, payload, events):
-    children = existing_node(s, view, _one_path(s, payload), READ).children_bytes()
+    children = existing_node(s, view, _one_path(d, s, payload), READ).children_bytes()
     if len(children) > PAYLOAD_MAX:
         raise XenstoreError("E2BIG", "use DIRECTORY_PART")   # as C xenstored
     return children
@@ -65,13 +85,13 @@ def do_directory_part(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) != 2:
         raise XenstoreError("EINVAL", "expected path and offset")
-    path = canonicalize(decode(fields[0]), s.domid)
+    path = _path(d, s, fields[0])
     node = existing_node(s, view, path, READ)
-    offset = atoi(fields[1])
+    offset = decimal(fields[1])
     children = node.children_bytes()
-    if offset > len(children):
-        raise XenstoreError("EINVAL", "offset beyond the children list")
     gen = b"%d\0" % node.gen
+    if offset >= len(children):
+        return gen + b"\0"       # past the end: an empty last chunk, as C xenstored
     room = PAYLOAD_MAX - 1 - len(gen) - 1     # the final NUL marks the chunk's end
     end = offset
     while end < len(children):
@@ -83,7 +103,7 @@ def do_directory_part(d, s, view, payload, events):
 
 
 def do_get_perms(d, s, view, payload, events):
-    path = _one_path(s, payload, allow_special=True)
+    path = _one_path(d, s, payload, allow_special=True)
     if paths.is_special(path):
         return encode_list(_special_perms(d, path))
     return encode_list(existing_node(s, view, path, READ).perms)
@@ -101,23 +121,26 @@ def do_write(d, s, view, payload, events):
     cut = payload.find(b"\0")
     if cut < 0:
         raise XenstoreError("EINVAL", "WRITE needs a path and a value")
-    path = canonicalize(decode(payload[:cut]), s.domid)
+    path = _path(d, s, payload[:cut])
     value = payload[cut + 1:]
     d.quotas.check(s, "node-size", len(value), "ENOSPC")
     node = view.get(path)
     if node is None:
         node = _create(d, s, view, path, value)
     else:
-        if not s.privileged and not access(s, node.perms) & WRITE:
-            raise XenstoreError("EACCES", path)
-        node = view.get_mut(path)
-        node.value = value
+        if not s.privileged:
+            if not access(s, node.perms) & WRITE:
+                raise XenstoreError("EACCES", path)
+            if node.owner == s.domid:
+                _charge(d, s, view, len(value) - len(node.value))
+        view.set_value(path, value)
+        node = view.get(path)
     events.append((CHANGE, path, node.perms, None))
     return OK
 
 
 def do_mkdir(d, s, view, payload, events):
-    path = _one_path(s, payload)
+    path = _one_path(d, s, payload)
     node = view.get(path)
     if node is not None:
         if not s.privileged and not access(s, node.perms) & WRITE:
@@ -146,6 +169,8 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
         cut = path.rfind("/", 0, cut)
     if not s.privileged:
         d.quotas.check(s, "nodes", view.owned_by(s.domid) + len(missing), "ENOSPC")
+        _charge(d, s, view, sum(memory_of_node(p, value if i == 0 else b"", perms)
+                                for i, p in enumerate(missing)))
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
     for node_path in missing:
         view.get(node_path)     # a transaction counts them now: a quota stops it before any change
@@ -160,8 +185,19 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
     return node
 
 
+def watch_bytes(s) -> int:
+    return sum(memory_of_watch(w.path, w.token) for w in s.watches.values())
+
+
+def _charge(d, s, view, extra: int) -> None:
+    """The memory quota: what the caller's domain's nodes (``view.bytes_of``) and this
+    session's watches take, plus ``extra`` (quota.memory_of_node/_of_watch)."""
+    if extra > 0 and not s.privileged:
+        d.quotas.check_memory(s, view.bytes_of(s.domid) + watch_bytes(s) + extra)
+
+
 def do_rm(d, s, view, payload, events):
-    path = _one_path(s, payload)
+    path = _one_path(d, s, payload)
     if path == "/":
         raise XenstoreError("EINVAL", "cannot remove the root")
     node = view.get(path)
@@ -178,14 +214,19 @@ def do_rm(d, s, view, payload, events):
 
 
 def subtree(view, path: str) -> dict:
-    """``{path: perms}`` of ``path`` and every node below it; iterative (XSA-418)."""
+    """``{path: perms}`` of ``path`` and every node below it, children before their parent
+    and in their parent's order (C xenstored's delete order, which its RM events follow;
+    ``path`` last); iterative (XSA-418)."""
     removed = {}
-    stack = [path]
+    stack = [(path, False)]
     while stack:
-        node_path = stack.pop()
+        node_path, expanded = stack.pop()
         node = view.get(node_path)
-        removed[node_path] = node.perms
-        stack.extend(join(node_path, name) for name in node.children)
+        if expanded:
+            removed[node_path] = node.perms
+        else:
+            stack.append((node_path, True))
+            stack.extend((join(node_path, name), False) for name in reversed(list(node.children)))
     return removed
 
 
@@ -206,7 +247,7 @@ def do_set_perms(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) < 2:
         raise XenstoreError("EINVAL", "SET_PERMS needs a path and permissions")
-    path = canonicalize(decode(fields[0]), s.domid, allow_special=True)
+    path = _path(d, s, fields[0], allow_special=True)
     perms = parse_list(fields[1:])
     d.quotas.check(s, "permissions", len(perms), "ENOSPC")
     if paths.is_special(path):
@@ -219,7 +260,7 @@ def do_set_perms(d, s, view, payload, events):
     node = existing_node(s, view, path, WRITE | OWNER)
     if not s.privileged and perms[0].domid != node.owner:
         raise XenstoreError("EPERM", "only a privileged domain changes the owner")
-    if not d.domain_exists(perms[0].domid):
+    if perms[0].domid >= DOMID_FIRST_RESERVED or not d.domain_exists(perms[0].domid):
         raise XenstoreError("ENOENT", f"owner domain {perms[0].domid} does not exist")
     old = node.perms
     view.set_perms(path, perms)
@@ -229,21 +270,21 @@ def do_set_perms(d, s, view, payload, events):
 
 # -- watches -----------------------------------------------------------------
 
-def _watch_args(s, payload):
+def _watch_args(d, s, payload):
     fields = split_fields(payload)
     if len(fields) != 2:
         raise XenstoreError("EINVAL", "expected path and token")
-    given = decode(fields[0])
-    path = canonicalize(given, s.domid, allow_special=True)
-    relative = not given.startswith(("/", "@"))
+    path = _path(d, s, fields[0], allow_special=True)
+    relative = not fields[0].startswith((b"/", b"@"))
     return path, fields[1], relative
 
 
 def do_watch(d, s, view, payload, events):
-    path, token, relative = _watch_args(s, payload)
+    path, token, relative = _watch_args(d, s, payload)
     if (path, token) in s.watches:
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
+    _charge(d, s, d.store, memory_of_watch(path, token))
     watch = d.watches.add(s, path, token, relative)
     d.watch_added(s, watch)
     events.append((INITIAL, watch))
@@ -251,7 +292,7 @@ def do_watch(d, s, view, payload, events):
 
 
 def do_unwatch(d, s, view, payload, events):
-    path, token, _ = _watch_args(s, payload)
+    path, token, _ = _watch_args(d, s, payload)
     watch = s.watches.get((path, token))
     if watch is None:
         raise XenstoreError("ENOENT", "no such watch")
@@ -308,7 +349,7 @@ def do_transaction_end(d, s, view, payload, events):
     del s.transactions[view.id]
     if fields[0] == b"T":
         view.commit()
-        events.extend(view.events)
+        events.extend(view.events)     # merged: one per node, first-touch order (transactions.py)
     return OK
 
 
@@ -318,7 +359,7 @@ def do_introduce(d, s, view, payload, events):
     fields = split_fields(payload)
     if len(fields) < 3:
         raise XenstoreError("EINVAL", "INTRODUCE needs domid, mfn and event channel")
-    domid, mfn, port = (atoi(f) for f in fields[:3])
+    domid, mfn, port = decimal(fields[0]), decimal(fields[1], U64_MAX), decimal(fields[2])
     if d.domains.introduce(domid, mfn, port):
         d.state_changed()
         events.append((SPECIAL, paths.INTRODUCE_DOMAIN))
@@ -376,7 +417,7 @@ def do_get_feature(d, s, view, payload, events):
     else:
         if not s.privileged:
             raise XenstoreError("EACCES", "only dom0 asks about other domains")
-        domid = atoi(fields[0])
+        domid = decimal(fields[0])
         domain = d.domains.get(domid)
         if domain is not None:
             features = domain.features
@@ -401,7 +442,7 @@ def do_set_feature(d, s, view, payload, events):
 
 
 def _quota_domain(d, raw: bytes) -> int:
-    domid = atoi(raw)
+    domid = decimal(raw)
     if not (d.domains.is_introduced(domid) or d.domain_exists(domid)):
         raise XenstoreError("ENOENT", f"no domain {domid}")
     return domid
@@ -426,7 +467,7 @@ def do_set_quota(d, s, view, payload, events):
         raise XenstoreError("EINVAL", "expected [domid] quota value")
     domid = _quota_domain(d, fields[0]) if len(fields) == 3 else None
     name = fields[-2].decode("ascii", "replace")
-    d.quotas.set(name, atoi(fields[-1]), domid)
+    d.quotas.set(name, decimal(fields[-1]), domid)
     d.state_changed()
     return OK
 

@@ -7,6 +7,8 @@ owner entry's kind is everyone's default.
 """
 from xenstore_protocol import XenstoreError
 
+from .store import Store
+
 READ, WRITE, OWNER = 1, 2, 4
 ALL = READ | WRITE | OWNER
 _KIND_MASK = {"n": 0, "r": READ, "w": WRITE, "b": READ | WRITE}
@@ -40,6 +42,11 @@ def existing_node(session, view, path: str, need: int):
     node = view.get(path)
     if node is None:
         if session.privileged:
+            if view.__class__ is not Store:
+                # In a transaction C xenstored reads the ancestors up to an existing one
+                # (errno_from_parents) for every caller, and its commit conflicts when they
+                # change; looking them up here records them (Transaction.get).
+                closest_ancestor(view, path)
             raise XenstoreError("ENOENT", path)
         raise XenstoreError("ENOENT" if access(session, closest_ancestor(view, path)[1].perms) & READ
                             else "EACCES", path)

@@ -75,6 +75,7 @@ class Session:
         self.out = []               # this batch's output, written by flush()
         self.out_bytes = 0
         self.out_events = 0
+        self.out_event_set = set()  # this batch's events: an identical one is not sent twice
         self.paused = False
         self.backlog = deque()      # output held while the transport is paused
         self.pending_events = set() # events in the backlog, for coalescing
@@ -124,6 +125,11 @@ class Session:
             return
         data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
         if not self.paused and not self.backlog:
+            if data in self.out_event_set:
+                # C xenstored drops an event identical to one still waiting to be written
+                # (two watches of one client, same token, same event path).
+                self.events_dropped += 1
+                return
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
                 return
@@ -134,6 +140,7 @@ class Session:
                 return
             self.out_events += 1
             self.events_sent += 1
+            self.out_event_set.add(data)
             if not self.out:
                 self._dirty.append(self)
             self.out.append(data)
@@ -179,6 +186,7 @@ class Session:
     def flush(self) -> None:
         out = self.out
         self.out_events = 0
+        self.out_event_set.clear()
         self.out_bytes = 0
         if out and not self.closed:
             data = out[0] if len(out) == 1 else b"".join(out)

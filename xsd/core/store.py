@@ -14,6 +14,8 @@ from collections import Counter
 
 from xenstore_protocol.perms import Perm
 
+from .quota import memory_of_node
+
 
 class Node:
     __slots__ = ("value", "perms", "children", "gen")
@@ -53,6 +55,7 @@ class Store:
         self.nodes = {"/": Node(b"", ROOT_PERMS, gen=0)}
         self.next_gen = 1
         self.owned = Counter({0: 1})       # domid -> nodes it owns (quota)
+        self.owned_bytes = Counter({0: memory_of_node("/", b"", ROOT_PERMS)})   # memory quota
         self.changes = None                # path -> CREATED/UPDATED/REMOVED while journaling
         self.frozen = None                 # path -> Node as it was (None: absent) while frozen
 
@@ -78,6 +81,7 @@ class Store:
         self.next_gen += 1
         self.nodes[path] = node
         self.owned[node.owner] += 1
+        self.owned_bytes[node.owner] += memory_of_node(path, node.value, node.perms)
         if self.changes is not None:
             self.changes[path] = CREATED
 
@@ -86,6 +90,7 @@ class Store:
         if self.frozen is not None:
             self.frozen.setdefault(path, node)        # no longer in the tree: never changed again
         self._uncount(node.owner)
+        self.owned_bytes[node.owner] -= memory_of_node(path, node.value, node.perms)
         if self.changes is not None:
             self.changes[path] = REMOVED
 
@@ -94,7 +99,14 @@ class Store:
         if perms[0].domid != node.owner:
             self._uncount(node.owner)
             self.owned[perms[0].domid] += 1
+        self.owned_bytes[node.owner] -= memory_of_node(path, node.value, node.perms)
+        self.owned_bytes[perms[0].domid] += memory_of_node(path, node.value, perms)
         node.perms = perms
+
+    def set_value(self, path: str, value: bytes) -> None:
+        node = self.get_mut(path)
+        self.owned_bytes[node.owner] += len(value) - len(node.value)
+        node.value = value
 
     def owned_by(self, domid: int) -> int:
         return self.owned.get(domid, 0)
@@ -121,9 +133,17 @@ class Store:
     def thaw(self) -> None:
         self.frozen = None
 
+
+    def bytes_of(self, domid: int) -> int:
+        """What the nodes ``domid`` owns are charged (quota.memory_of_node)."""
+        return self.owned_bytes.get(domid, 0)
+
     def recount(self) -> None:
-        """Recount owners (the quota accounting) after nodes were loaded directly."""
+        """Owner accounting from scratch (a store loaded from disk)."""
         self.owned = Counter(node.owner for node in self.nodes.values())
+        self.owned_bytes = Counter()
+        for path, node in self.nodes.items():
+            self.owned_bytes[node.owner] += memory_of_node(path, node.value, node.perms)
 
     # -- live-only ----------------------------------------------------------
     def _uncount(self, domid: int) -> None:
@@ -151,8 +171,10 @@ class Store:
         if "/" not in nodes:
             return ["root missing"]
         recount = Counter()
+        rebytes = Counter()
         for path, node in nodes.items():
             recount[node.owner] += 1
+            rebytes[node.owner] += memory_of_node(path, node.value, node.perms)
             if not node.perms:
                 problems.append(f"{path}: no permissions")
             if path != "/":
@@ -166,6 +188,8 @@ class Store:
                     problems.append(f"{path}: child {name} missing")
         if recount != +self.owned:
             problems.append(f"owner accounting {dict(self.owned)} != recount {dict(recount)}")
+        if rebytes != +self.owned_bytes:
+            problems.append(f"owner bytes {dict(+self.owned_bytes)} != recount {dict(rebytes)}")
         return problems
 
 

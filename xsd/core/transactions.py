@@ -26,6 +26,7 @@ from collections import ChainMap, Counter
 from xenstore_protocol import XenstoreError
 
 from .events import CHANGE, REMOVE
+from .quota import memory_of_node
 from .store import CREATED, REMOVED, UPDATED, Node, Store
 
 _UNSEEN = object()
@@ -182,6 +183,12 @@ class Transaction:
             self.owned_delta[perms[0].domid] += 1
         node.perms = perms
 
+    def set_value(self, path: str, value: bytes) -> None:
+        self.get_mut(path).value = value
+
+    def bytes_of(self, domid: int) -> int:
+        return self.store.bytes_of(domid)
+
     def owned_by(self, domid: int) -> int:
         return self.store.owned_by(domid) + self.owned_delta.get(domid, 0)
 
@@ -197,7 +204,13 @@ class Transaction:
                 raise XenstoreError("EAGAIN", f"{path} changed during the transaction")
         changes = store.changes
         store.preserve(self.overlay)    # a snapshot being written reads the tree as it was
+        owned_bytes = store.owned_bytes
         for path, node in self.overlay.items():
+            old = nodes.get(path)
+            if old is not None:
+                owned_bytes[old.owner] -= memory_of_node(path, old.value, old.perms)
+            if node is not None:
+                owned_bytes[node.owner] += memory_of_node(path, node.value, node.perms)
             if node is None:
                 if nodes.pop(path, None) is not None and changes is not None:
                     changes[path] = REMOVED

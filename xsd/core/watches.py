@@ -126,29 +126,38 @@ class WatchRegistry:
             session.queue_event(watch.event_path(path), watch.token, watch)
 
     def fire_remove(self, root: str, removed: dict) -> None:
-        """The subtree at ``root`` was deleted; ``removed`` maps each deleted path to its perms.
+        """The subtree at ``root`` was deleted; ``removed`` maps each deleted path to its perms,
+        children before parents, ``root`` last (ops.subtree).
 
-        Watches on ``root`` or above see ``root``; watches inside the subtree,
-        on a deleted node or not, see their own path.
+        As C xenstored: first each deleted node below ``root``, in that order, tells the
+        watches on exactly that node; then watches on ``root`` or above see ``root``.  A
+        watch below ``root`` on a node that did not exist sees nothing.
         """
         ids = self._match(root, MATCH_ANCESTORS | MATCH_DESCENDANTS)
         if not ids:
             return
         ids.sort()
-        root_parent_perms = self._parent_perms(root)
+        by_id = self.by_id
+        below = {}
+        above = []
         for watch_id in ids:
-            watch = self.by_id[watch_id]
+            watch = by_id[watch_id]
             if watch.path != root and is_child(watch.path, root):
-                epath = watch.path
-                node_path = epath
-                while node_path not in removed:
-                    node_path = parent(node_path)
-                perms = removed[node_path]
-                parent_perms = removed.get(parent(node_path)) if node_path != root else root_parent_perms
+                if watch.path in removed:
+                    below.setdefault(watch.path, []).append(watch)
             else:
-                epath, perms, parent_perms = root, removed[root], root_parent_perms
-            if self._permitted(watch.session, perms, parent_perms):
-                watch.session.queue_event(watch.event_path(epath), watch.token, watch)
+                above.append(watch)
+        root_parent_perms = self._parent_perms(root)
+        if below:
+            for node_path in removed:
+                for watch in below.get(node_path, ()):
+                    perms, parent_perms = removed[node_path], removed.get(parent(node_path))
+                    if self._permitted(watch.session, perms, parent_perms):
+                        watch.session.queue_event(watch.event_path(node_path), watch.token, watch)
+        perms = removed[root]
+        for watch in above:
+            if self._permitted(watch.session, perms, root_parent_perms):
+                watch.session.queue_event(watch.event_path(root), watch.token, watch)
 
     def fire_special(self, name: str) -> None:
         """``@introduceDomain`` / ``@releaseDomain``: privileged watchers, or as SET_PERMS allows."""

@@ -41,8 +41,8 @@ import secrets
 from collections import deque
 
 from xenstore_protocol import Decoder, ProtocolError, XenstoreError
-from xenstore_protocol.constants import (HEADER_SIZE, SERVER_FEATURE_ERROR,
-                                         SERVER_FEATURE_RECONNECTION)
+from xenstore_protocol.constants import (HEADER, HEADER_SIZE, SERVER_FEATURE_ERROR,
+                                         SERVER_FEATURE_RECONNECTION, Op)
 
 from ..hypervisor.base import VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
@@ -54,6 +54,7 @@ log = logging.getLogger("xsd.guest")
 
 # What the ring transport implements; a domain gets these bits of its negotiated features.
 RING_FEATURES = SERVER_FEATURE_RECONNECTION | SERVER_FEATURE_ERROR
+_WATCH_EVENT = int(Op.WATCH_EVENT)
 # Ring-fulls of requests read per kick before other clients get a turn.
 READS_PER_KICK = 4
 
@@ -72,6 +73,9 @@ class GuestConnection:
         self.high = daemon.config.out_high_water
         self.low = self.high // 4
         self.out = bytearray()          # output not yet in the ring
+        self.out_written = 0            # bytes of output that went into the ring, ever
+        self.out_added = 0              # bytes of output handed to _write, ever
+        self.replies_waiting = deque()  # where each reply in ``out`` ends (in out_added terms)
         self.queue = deque()            # requests read while output was paused
         self.decoder = Decoder()
         self.unacked = 0                # request bytes read from the ring, not yet consumed there
@@ -98,6 +102,7 @@ class GuestConnection:
         """The session's output (Session.write): into the ring, the rest waits in ``out``."""
         if self.broken or self.closed:
             return
+        self._note_replies(data)
         self.out += data
         self._push()
         if len(self.out) > self.high and not self.broken:
@@ -114,7 +119,28 @@ class GuestConnection:
             return
         if n:
             del out[:n]
+            self.out_written += n
+            waiting = self.replies_waiting
+            while waiting and waiting[0] <= self.out_written:
+                waiting.popleft()
             self.evtchn.notify(self.port)
+
+    def _note_replies(self, data: bytes) -> None:
+        """Remember where each reply (not watch event) in ``data`` ends: C xenstored's
+        outstanding requests (ACC_OUTST) are those whose reply is not yet in the ring."""
+        offset = 0
+        while offset + HEADER_SIZE <= len(data):
+            op, _, _, length = HEADER.unpack_from(data, offset)
+            offset += HEADER_SIZE + length
+            if op != _WATCH_EVENT:
+                self.replies_waiting.append(self.out_added + offset)
+        self.out_added += len(data)
+
+    def _outstanding_full(self) -> bool:
+        """The ``outstanding`` quota: while that many replies wait for room in the ring,
+        no request of this guest is read (C xenstored's domain_can_read)."""
+        limit = self.daemon.quotas.get("outstanding", self.domid)
+        return bool(limit) and len(self.replies_waiting) >= limit
 
     # -- input ----------------------------------------------------------------
     def kick(self) -> bool:
@@ -141,6 +167,8 @@ class GuestConnection:
             if reads == READS_PER_KICK:
                 more = True             # a busy guest: let other clients in, come back
                 break
+            if self._outstanding_full():
+                break                   # read again once the guest takes replies (a kick)
             try:
                 data = ring.peek_requests(self.unacked)
             except RingError as err:
@@ -210,6 +238,8 @@ class GuestConnection:
     def _drop_io(self) -> None:
         """Forget what was read and not handled, and output not yet in the ring."""
         self.out.clear()
+        self.out_written = self.out_added
+        self.replies_waiting.clear()
         self.queue.clear()
         self.decoder = Decoder()
         self.unacked = 0
