@@ -4,7 +4,7 @@ import shutil
 import signal
 import subprocess
 
-from tests.daemon_process import ROOT
+from tests.daemon_process import ROOT, client_env
 
 ANCHORS = os.path.join(os.path.dirname(ROOT), "shared", "anchors")
 CXENSTORED = "/usr/lib/xen-4.17/bin/xenstored"
@@ -36,9 +36,7 @@ class ReferenceDaemon:
 
     @property
     def client_env(self) -> dict:
-        env = dict(os.environ)
-        env["XENSTORED_PATH"] = self.socket_path
-        return env
+        return client_env(self.socket_path)
 
     def stop(self) -> None:
         try:
