@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def client_env(socket_path: str) -> dict:
-    """Environment for a client tool (xenstore-utils, pyxs) aimed at the daemon on ``socket_path``."""
+    """Environment for a client tool (xenstore-utils, pyxs) aimed at the daemon on
+    ``socket_path``."""
     env = dict(os.environ)
     env["XENSTORED_PATH"] = socket_path
     return env
