@@ -7,10 +7,9 @@ import pytest
 
 from xenstore_protocol import Op
 
-from tests.guests.conftest import Guests
+# The guests' fixtures, on opsd here (guests_daemon below).
+from tests.guests.conftest import guests, hv, toolstack  # noqa: F401
 from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
-from xsd.hypervisor.guest_client import SocketClient
-from xsd.hypervisor.mock import MockControl
 
 SUMMARY_SECONDS = 0.5
 
@@ -27,16 +26,8 @@ def opsd(daemon_factory, tmp_path):
 
 
 @pytest.fixture
-def toolstack(opsd):
-    with SocketClient(opsd.socket_path, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def guests(opsd, toolstack):
-    made = Guests(opsd, MockControl(opsd.rundir), toolstack)
-    yield made
-    made.close()
+def guests_daemon(opsd):
+    return opsd
 
 
 def http_get(path_or_addr, target="/metrics", timeout=10.0):
