@@ -2,7 +2,8 @@
 
 ``ManagedProcess`` is what every server a test starts shares (start, wait until it
 is ready, its log, stop, kill); ``DaemonProcess`` is xsd, tests/nats_process.py the
-NATS broker.
+NATS broker.  ``RundirSockets`` is where a xenstored in a run directory listens
+(xsd here, Debian's C xenstored in tests/anchors.py).
 """
 import os
 import signal
@@ -11,15 +12,28 @@ import subprocess
 import sys
 import time
 
+from watchlib.sockets import RO_SOCKET_NAME, SOCKET_NAME
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def client_env(socket_path: str) -> dict:
-    """Environment for a client tool (xenstore-utils, pyxs) aimed at the daemon on
-    ``socket_path``."""
-    env = dict(os.environ)
-    env["XENSTORED_PATH"] = socket_path
-    return env
+class RundirSockets:
+    """The sockets of a xenstored run in ``self.rundir``, and how to aim a client at it."""
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.rundir, SOCKET_NAME)
+
+    @property
+    def ro_socket_path(self) -> str:
+        return os.path.join(self.rundir, RO_SOCKET_NAME)
+
+    @property
+    def client_env(self) -> dict:
+        """Environment for a client tool (xenstore-utils, pyxs) aimed at this daemon."""
+        env = dict(os.environ)
+        env["XENSTORED_PATH"] = self.socket_path
+        return env
 
 
 class ManagedProcess:
@@ -85,7 +99,7 @@ class ManagedProcess:
         return self.start()
 
 
-class DaemonProcess(ManagedProcess):
+class DaemonProcess(ManagedProcess, RundirSockets):
     name = "xsd"
 
     def __init__(self, rundir: str, args=(), env=None):
@@ -94,18 +108,6 @@ class DaemonProcess(ManagedProcess):
         self.args = list(args)
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONPATH", ROOT)
-
-    @property
-    def socket_path(self) -> str:
-        return os.path.join(self.rundir, "socket")
-
-    @property
-    def ro_socket_path(self) -> str:
-        return os.path.join(self.rundir, "socket_ro")
-
-    @property
-    def client_env(self) -> dict:
-        return client_env(self.socket_path)
 
     def _spawn(self) -> subprocess.Popen:
         os.makedirs(self.rundir, exist_ok=True)
