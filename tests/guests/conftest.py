@@ -4,10 +4,6 @@
 and the error field, by default).  A test plays every part: ``hv`` is the hypervisor (MockControl), ``toolstack`` a dom0
 client that writes a domain's nodes and INTRODUCEs it, ``guest(domid)`` the
 guest kernel on its ring page.
-
-``hv``, ``toolstack`` and ``guests`` work on ``guests_daemon``, which is
-``daemon`` here; another folder imports them and overrides ``guests_daemon``
-(tests/operators: a daemon started with --metrics).
 """
 
 import pytest
@@ -20,21 +16,14 @@ from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import GuestClient, SocketClient
 from xsd.hypervisor.mock import MockControl
 
-
 @pytest.fixture
-def guests_daemon(daemon):
-    """The daemon the hypervisor, the toolstack and the guests use."""
-    return daemon
+def hv(daemon):
+    return MockControl(daemon.rundir)
 
 
 @pytest.fixture
-def hv(guests_daemon):
-    return MockControl(guests_daemon.rundir)
-
-
-@pytest.fixture
-def toolstack(guests_daemon):
-    with SocketClient(guests_daemon.socket_path, timeout=10) as client:
+def toolstack(daemon):
+    with SocketClient(daemon.socket_path, timeout=10) as client:
         yield client
 
 
@@ -77,8 +66,8 @@ class Guests:
 
 
 @pytest.fixture
-def guests(guests_daemon, hv, toolstack):
-    made = Guests(guests_daemon, hv, toolstack)
+def guests(daemon, hv, toolstack):
+    made = Guests(daemon, hv, toolstack)
     yield made
     made.close()
 

@@ -7,9 +7,10 @@ import pytest
 
 from xenstore_protocol import Op
 
-# The guests' fixtures, on opsd here (guests_daemon below).
-from tests.guests.conftest import guests, hv, toolstack  # noqa: F401
+from tests.guests.conftest import Guests
 from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
+from xsd.hypervisor.guest_client import SocketClient
+from xsd.hypervisor.mock import MockControl
 
 SUMMARY_SECONDS = 0.5
 
@@ -26,8 +27,16 @@ def opsd(daemon_factory, tmp_path):
 
 
 @pytest.fixture
-def guests_daemon(opsd):
-    return opsd
+def toolstack(opsd):
+    with SocketClient(opsd.socket_path, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def guests(opsd, toolstack):
+    made = Guests(opsd, MockControl(opsd.rundir), toolstack)
+    yield made
+    made.close()
 
 
 def http_get(path_or_addr, target="/metrics", timeout=10.0):
