@@ -12,21 +12,23 @@ import subprocess
 import sys
 import time
 
-from watchlib.sockets import RO_SOCKET_NAME, SOCKET_NAME
+from watchlib.sockets import RO_SUFFIX, daemon_socket
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class RundirSockets:
-    """The sockets of a xenstored run in ``self.rundir``, and how to aim a client at it."""
+    """The sockets of a xenstored run in ``self.rundir`` (libxenstore's rule, from
+    watchlib.sockets, whatever this process's $XENSTORED_PATH), and how to aim a
+    client at it."""
 
     @property
     def socket_path(self) -> str:
-        return os.path.join(self.rundir, SOCKET_NAME)
+        return daemon_socket(environ={}, run_dir=self.rundir)
 
     @property
     def ro_socket_path(self) -> str:
-        return os.path.join(self.rundir, RO_SOCKET_NAME)
+        return self.socket_path + RO_SUFFIX
 
     @property
     def client_env(self) -> dict:
