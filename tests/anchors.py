@@ -4,7 +4,7 @@ import shutil
 import signal
 import subprocess
 
-from tests.daemon_process import ROOT
+from tests.daemon_process import ROOT, RundirSockets
 
 ANCHORS = os.path.join(os.path.dirname(ROOT), "shared", "anchors")
 CXENSTORED = "/usr/lib/xen-4.17/bin/xenstored"
@@ -21,7 +21,7 @@ def available() -> str:
     return ""
 
 
-class ReferenceDaemon:
+class ReferenceDaemon(RundirSockets):
     """C xenstored on ``rundir/socket``, started by the anchors' script."""
 
     def __init__(self, rundir: str):
@@ -29,16 +29,6 @@ class ReferenceDaemon:
         out = subprocess.run([os.path.join(ANCHORS, "start-cxenstored.sh"), self.rundir],
                              cwd=ANCHORS, check=True, capture_output=True, text=True, timeout=60)
         self.pid = int(out.stdout.strip().splitlines()[-1])
-
-    @property
-    def socket_path(self) -> str:
-        return os.path.join(self.rundir, "socket")
-
-    @property
-    def client_env(self) -> dict:
-        env = dict(os.environ)
-        env["XENSTORED_PATH"] = self.socket_path
-        return env
 
     def stop(self) -> None:
         try:

@@ -6,10 +6,10 @@ given directory and survives a restart, as on a real broker.
 """
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
+
+from tests.daemon_process import ManagedProcess
 
 NATS_SERVER = "nats-server"
 
@@ -20,13 +20,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class NatsServer:
+class NatsServer(ManagedProcess):
+    name = NATS_SERVER
+
     def __init__(self, workdir):
         self.workdir = str(workdir)
+        super().__init__(os.path.join(self.workdir, "nats-server.log"))
         self.store_dir = os.path.join(self.workdir, "jetstream")
-        self.log_path = os.path.join(self.workdir, "nats-server.log")
         self.port = None
-        self.proc = None
 
     @staticmethod
     def available() -> bool:
@@ -36,44 +37,24 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> "NatsServer":
+    def _spawn(self) -> subprocess.Popen:
         os.makedirs(self.store_dir, exist_ok=True)
         if self.port is None:
             self.port = free_port()
-        self.proc = subprocess.Popen(
+        return subprocess.Popen(
             [NATS_SERVER, "-js", "-sd", self.store_dir, "-a", "127.0.0.1", "-p", str(self.port),
              "-l", self.log_path],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{self.log()}")
-            if "Server is ready" in self.log():
-                return self
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"nats-server did not start:\n{self.log()}")
 
-    def log(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def _ready(self) -> bool:
+        return "Server is ready" in self.log()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+        """SIGTERM and wait; past ``timeout``, killed (a broker slow to stop fails no test)."""
         try:
-            self.proc.wait(timeout)
+            super().stop(timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            pass
 
     def restart(self) -> "NatsServer":
         self.stop()

@@ -57,6 +57,17 @@ def _connect(path: str) -> socket.socket:
     return sock
 
 
+def _call_hook(hook, name: str) -> None:
+    """Run the owner's ``on_lost`` / ``on_restored`` (if any) on the reader thread; an
+    exception is logged, and reading goes on."""
+    if hook is None:
+        return
+    try:
+        hook()
+    except Exception:
+        log.exception("watchlib: error in %s", name)
+
+
 class Connection:
     """The threaded shell around a ``ProtocolCore``: a socket, a reader thread, one lock.
 
@@ -200,11 +211,7 @@ class Connection:
         sock.close()
         if not closed:
             log.warning("watchlib: lost the connection to %s", self.path)
-            if self._on_lost is not None:
-                try:
-                    self._on_lost()
-                except Exception:
-                    log.exception("watchlib: error in on_lost")
+            _call_hook(self._on_lost, "on_lost")
         for waiter in failed:
             waiter.complete(None, Disconnected("connection to xenstored lost"))
         if closed:
@@ -232,9 +239,5 @@ class Connection:
             self.reconnects += 1
             self.cv.notify_all()
         log.warning("watchlib: reconnected to %s", self.path)
-        if self._on_restored is not None:
-            try:
-                self._on_restored()
-            except Exception:
-                log.exception("watchlib: error in on_restored")
+        _call_hook(self._on_restored, "on_restored")
         return True

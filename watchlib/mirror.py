@@ -17,11 +17,13 @@ state: a node written twice before the mirror re-reads it gives one Changed.
 How (one job per part):
 - ``MirrorCore`` is sans-I/O: it decides, for each event path, which subtree
   must be re-read (``root_for``), and re-reads it as a generator that yields
-  ``("ls", path)`` / ``("read", path)`` and gets the answer (None for a node
-  that does not exist or cannot be read), then diffs the result against what
-  it holds and returns the changes.
+  ``("ls", path)`` / ``("read", path)`` and gets the answer or has its
+  error thrown in (a node that does not exist or cannot be read counts as
+  absent), then diffs the result against what it holds and returns the changes.
 - ``Mirror`` (threads, on ``Client``) and ``AsyncMirror`` (asyncio, on
-  ``AsyncClient``) drive it from watch callbacks.
+  ``AsyncClient``) run it with ``commands.drive`` / ``adrive`` over the
+  client's ``read`` and ``ls``, from watch callbacks; what they do with its
+  outcome (counters, subtrees to re-read on ``sync``) is ``_MirrorBase``'s.
 
 Which events need which re-read.  The mirror watches each pattern's literal
 prefix as a plain xenstore watch (so it hears about everything below it, and
@@ -47,6 +49,7 @@ from typing import NamedTuple, Optional
 from xenstore_protocol import XenstoreError
 
 from . import Disconnected, Event, Resync     # the public names (watchlib/__init__.py)
+from . import commands
 from .patterns import Pattern
 
 log = logging.getLogger("watchlib")
@@ -78,6 +81,21 @@ def _at_or_below(path: str, base: str) -> bool:
 
 def _child(base: str, name: str) -> str:
     return f"/{name}" if base == "/" else f"{base}/{name}"
+
+
+def _ask(op: str, path: str):
+    """One step of a re-read: ``client.read`` or ``client.ls`` of ``path``; None when
+    the node is gone (ENOENT) or not ours to read (EACCES)."""
+    try:
+        return (yield op, path)
+    except XenstoreError as e:
+        if e.name in ("ENOENT", "EACCES"):
+            return None
+        raise
+
+
+# What a re-read may fail with: the subtree is re-read again on sync().
+_REREAD_FAILURES = (XenstoreError, Disconnected, TimeoutError, OSError)
 
 
 class MirrorCore:
@@ -128,8 +146,8 @@ class MirrorCore:
     def refresh(self, root: str):
         """Re-read what the patterns select at or below ``root``; apply and return the changes.
 
-        A generator: yields ``("ls", path)`` or ``("read", path)``, gets the
-        children list / value, or None when the node is gone or unreadable.
+        A generator of ``(op, path)`` steps (see ``_ask``), run by ``commands.drive``
+        or ``adrive``.
         """
         found = {}
         parts = _parts(root)
@@ -144,13 +162,13 @@ class MirrorCore:
             while stack:
                 path, comps = stack.pop()
                 if path not in found and p.matches_exactly(path):
-                    value = yield ("read", path)
+                    value = yield from _ask("read", path)
                     if value is None:
                         continue                      # gone: so is everything below
                     found[path] = value
                 if not p.could_extend(comps):
                     continue
-                names = yield ("ls", path)
+                names = yield from _ask("ls", path)
                 for name in names or ():
                     stack.append((_child(path, name), comps + (name,)))
         return self.apply(root, found)
@@ -171,40 +189,6 @@ class MirrorCore:
             self.values[path] = value
         changes.sort(key=lambda c: c.path)
         return changes
-
-
-def _read_reply(fn, path):
-    try:
-        return fn(path)
-    except XenstoreError as e:
-        if e.name in ("ENOENT", "EACCES"):
-            return None
-        raise
-
-
-def _drive(gen, client):
-    reply = None
-    try:
-        while True:
-            op, path = gen.send(reply)
-            reply = _read_reply(client.read if op == "read" else client.ls, path)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def _adrive(gen, client):
-    reply = None
-    try:
-        while True:
-            op, path = gen.send(reply)
-            try:
-                reply = await (client.read if op == "read" else client.ls)(path)
-            except XenstoreError as e:
-                if e.name not in ("ENOENT", "EACCES"):
-                    raise
-                reply = None
-    except StopIteration as stop:
-        return stop.value
 
 
 class _MirrorBase:
@@ -247,9 +231,21 @@ class _MirrorBase:
         return [item.subscription.pattern]          # Resync, LostEvents: the whole watch
 
     def _failed(self, roots, error):
+        """The re-read of ``roots[0]`` failed: the rest were not done; all wait for sync()."""
         self._dirty.update(roots)
         if not isinstance(error, Disconnected):      # a Resync follows a reconnect
             log.warning("watchlib: mirror re-read of %s failed: %s", roots, error)
+
+    def _client_step(self, op, path):
+        """A step of ``MirrorCore.refresh`` on the client (a coroutine on an AsyncClient)."""
+        return getattr(self._client, op)(path)
+
+    def _refreshed(self, root, changes) -> list:
+        """``root`` was re-read: count it, forget its older failures; the changes to
+        hand to ``on_change`` (none without one)."""
+        self.reads += 1
+        self._dirty = {d for d in self._dirty if not _at_or_below(d, root)}
+        return changes if self._on_change is not None else []
 
 
 class Mirror(_MirrorBase):
@@ -284,20 +280,17 @@ class Mirror(_MirrorBase):
     def _refresh(self, roots, raise_errors=False):
         for i, root in enumerate(roots):
             try:
-                changes = _drive(self._core.refresh(root), self._client)
-            except (XenstoreError, Disconnected, TimeoutError, OSError) as e:
+                changes = commands.drive(self._core.refresh(root), self._client_step)
+            except _REREAD_FAILURES as e:
                 self._failed(roots[i:], e)
                 if raise_errors:
                     raise
                 return
-            self.reads += 1
-            self._dirty = {d for d in self._dirty if not _at_or_below(d, root)}
-            for change in changes:
-                if self._on_change is not None:
-                    try:
-                        self._on_change(change)
-                    except Exception:
-                        log.exception("watchlib: mirror callback failed on %s", change)
+            for change in self._refreshed(root, changes):
+                try:
+                    self._on_change(change)
+                except Exception:
+                    log.exception("watchlib: mirror callback failed on %s", change)
 
     def sync(self, timeout=None) -> None:
         """Return once the mirror equals the store for the selected paths, as of
@@ -356,22 +349,19 @@ class AsyncMirror(_MirrorBase):
     async def _refresh(self, roots, raise_errors=False):
         for i, root in enumerate(roots):
             try:
-                changes = await _adrive(self._core.refresh(root), self._client)
-            except (XenstoreError, Disconnected, TimeoutError, OSError) as e:
+                changes = await commands.adrive(self._core.refresh(root), self._client_step)
+            except _REREAD_FAILURES as e:
                 self._failed(roots[i:], e)
                 if raise_errors:
                     raise
                 return
-            self.reads += 1
-            self._dirty = {d for d in self._dirty if not _at_or_below(d, root)}
-            for change in changes:
-                if self._on_change is not None:
-                    try:
-                        result = self._on_change(change)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        log.exception("watchlib: mirror callback failed on %s", change)
+            for change in self._refreshed(root, changes):
+                try:
+                    result = self._on_change(change)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("watchlib: mirror callback failed on %s", change)
 
     async def sync(self, timeout=None) -> None:
         """As ``Mirror.sync``."""

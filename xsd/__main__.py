@@ -51,16 +51,14 @@ def _assignment(known):
         if not sep or what not in known:
             raise argparse.ArgumentTypeError(f"{text!r}: want WHAT=N, WHAT one of {', '.join(known)}")
         try:
-            number = int(value, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: negative")
-        return what, number
+            return what, _count(value)
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
     return parse
 
 
 def _count(text: str) -> int:
+    """A whole number, 0 or more, in decimal (what every numeric option takes)."""
     try:
         number = int(text, 10)
     except ValueError:

@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 
+from watchlib.cli import version_text
 from watchlib.fleet import DEFAULT_BUCKET
 from xsd import __version__
 
@@ -36,6 +37,7 @@ def parse_args(argv):
     p.add_argument("--connect-timeout", type=float, default=30.0,
                    help="seconds to reach the broker and xenstored at start")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    p.add_argument("--version", action="version", version=version_text("xsd-fleet"))
     args = p.parse_args(argv)
     if args.queue_max < 1:
         p.error("--queue-max must be at least 1")

@@ -34,6 +34,7 @@ from watchlib import AsyncClient, Client
 from watchlib.domains import domains as watch_domains
 from watchlib.fleet import DEFAULT_BUCKET, DOMAINS, HEARTBEAT, ensure_bucket, escape_token, key_of, meta_key, path_of_key
 from watchlib.mirror import AsyncMirror, Removed
+from watchlib.reconnect import Backoff
 
 log = logging.getLogger("xsd_fleet")
 
@@ -263,7 +264,8 @@ class Bridge:
 
     async def _publisher(self):
         errors = _nats_errors()
-        backoff = 0.05
+        retry = Backoff()                # as watchlib's clients wait for xenstored
+        refused = False                  # the broker refused the last attempt
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
@@ -282,17 +284,18 @@ class Bridge:
                     if key in self.pending and self.pending[key] is value:
                         del self.pending[key]
                 await self._publish_domains()
-                if backoff > 0.05:
+                if refused:
                     log.warning("xsd-fleet %s: the broker takes changes again", self.host)
-                backoff = 0.05
+                    refused = False
+                retry.reset()
             except errors as e:
                 self.counters["publish_errors"] += 1
-                if backoff == 0.05:       # once per outage, not once per retry
+                if not refused:           # once per outage, not once per retry
+                    refused = True
                     log.warning("xsd-fleet %s: broker refused or unreachable (%s: %s); holding up "
                                 "to %d changes, retrying", self.host, type(e).__name__, e,
                                 self.queue_max)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(retry.next_delay())
                 self._wake.set()
                 continue
             if self._is_idle():

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from typing import NamedTuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.daemon_process import ROOT
+
 DEBIAN_BIN = "/usr/bin"
 MODES = ("chmod", "exists", "list", "ls", "read", "rm", "write", "watch")
 
