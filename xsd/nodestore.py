@@ -64,7 +64,7 @@ class PyNodeStore:
         """ops.do_write: overwrite in place, or ops._create with ``perms``."""
         store = self.store
         if store.get(path) is not None:
-            store.get_mut(path).value = value
+            store.set_value(path, value)   # as ops.do_write: owner bytes follow
             return 0
         missing = [path]
         top_path = parent(path)

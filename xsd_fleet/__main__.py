@@ -8,7 +8,6 @@ import sys
 
 from watchlib.cli import version_text
 from watchlib.fleet import DEFAULT_BUCKET
-from xsd import __version__
 
 from .bridge import DEFAULT_PATTERNS, DEFAULT_STREAM, Bridge, StartError
 
@@ -18,7 +17,6 @@ def parse_args(argv):
         prog="xsd-fleet", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Mirror this host's xenstore into a NATS JetStream key-value bucket "
                     "and publish its domains' life-cycle events (docs/fleet.md).")
-    p.add_argument("--version", action="version", version=f"xsd-fleet {__version__}")
     p.add_argument("--host", default=socket.gethostname(), help="this host's name in the keys")
     p.add_argument("--servers", default="nats://127.0.0.1:4222",
                    help="NATS server URLs, comma separated")

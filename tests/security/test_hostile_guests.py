@@ -17,13 +17,11 @@ from tests.wire import RawClient
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
 
 
-def memreport(client) -> dict:
-    text = client.ok(Op.CONTROL, b"memreport").decode().rstrip("\0")
-    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
-
-
-def check_ok(client):
-    assert client.ok(Op.CONTROL, b"check") == b"OK\0"
+def allow_deep_paths(daemon) -> None:
+    """These attacks use paths of about 3 KB: past the path-max quota (2048, as C xenstored),
+    up to the protocol's own limit (XENSTORE_ABS_PATH_MAX, 3072)."""
+    with RawClient(daemon.socket_path) as xs:
+        assert xs.ok(Op.CONTROL, b"quota\0set\0path-max\0003072") == b"OK\0"
 
 
 def cpu_seconds(daemon) -> float:
@@ -47,6 +45,7 @@ def test_reads_of_missing_paths_in_transactions_are_bounded(daemon, guests, tool
     """Item 1: every path a transaction looked at was kept, reads of missing paths and the
     ancestors checked for their error included: 2.4 MB per READ of a missing deep path,
     without limit.  Now each counts against transaction-nodes (C xenstored's accounting)."""
+    allow_deep_paths(daemon)
     guest = guests.start()
     rss_before = daemon.rss_kib()
     txs = [guest.transaction_start() for _ in range(10)]    # the transactions quota
@@ -63,7 +62,7 @@ def test_reads_of_missing_paths_in_transactions_are_bounded(daemon, guests, tool
     tx = guest.transaction_start()                 # a fresh transaction starts from nothing
     assert guest.error(Op.READ, b"/again" + DEEP.encode(), tx_id=tx) == "EACCES"
     guest.transaction_end(tx)
-    check_ok(toolstack)
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
 
 
 def test_transaction_nodes_quota_leaves_dom0_unlimited(guests, toolstack):
@@ -90,13 +89,14 @@ def test_transaction_nodes_quota_counts_what_a_guest_reads_and_writes(guests, to
     assert b"ENOSPC\0" in outcomes
     guest.transaction_end(tx)
     assert guest.directory("data") == [f"w{i}" for i, o in enumerate(outcomes) if o == b"OK\0"]
-    check_ok(toolstack)
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
 
 
 def test_a_missing_deep_path_costs_what_its_size_does(daemon, guests, toolstack):
     """Item 11: a guest's READ of a missing 1,535-level path walked up every ancestor,
     building and hashing each prefix (quadratic): 23 times a normal request's CPU.
     Compared with a READ of an existing path as deep, in the same run (daemon CPU time)."""
+    allow_deep_paths(daemon)
     guest = guests.start()
     home = f"/local/domain/{guest.domid}"
     existing = f"{home}/d{DEEP}"
@@ -141,12 +141,13 @@ def test_rewriting_one_node_in_a_transaction_holds_one_event(daemon, guests, too
     guest.transaction_end(tx)
     assert growth < 4, f"grew {growth:.1f} MiB"     # 3000 events of 2 KB each: 6 MiB and more
     assert guest.quiet_events(0.3) == [(name.encode(), b"w")]
-    check_ok(toolstack)
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
 
 
 def test_deep_watches_cost_about_their_size(daemon, guests, toolstack):
     """Item 8: a watch on a 1,535-level path held a trie node per level, about 100 KiB:
     128 such watches cost a guest 12.9 MiB, 25 times what its requests carried."""
+    allow_deep_paths(daemon)
     guest = guests.start()
     guest.watch("data", b"warm-up")                 # the session's first watch allocates more
     guest.wait_events(1)
@@ -163,7 +164,7 @@ def test_deep_watches_cost_about_their_size(daemon, guests, toolstack):
     toolstack.set_perms("/w005", "n0", f"r{guest.domid}")   # what is made below, it may read
     toolstack.write("/w005" + "/a" * 1533, b"x")   # and the watches still fire
     assert guest.wait_events(1) == [(("/w005" + "/a" * 1533).encode(), b"t")]
-    check_ok(toolstack)
+    assert toolstack.ok(Op.CONTROL, b"check") == b"OK\0"
 
 
 def test_deep_watches_fire_exactly_as_shallow_ones(xs, daemon):
@@ -185,7 +186,7 @@ def test_deep_watches_fire_exactly_as_shallow_ones(xs, daemon):
         watcher.ok(Op.UNWATCH, f"{base}/w".encode(), b"tw")
         xs.ok(Op.WRITE, payload=f"{base}/w\0".encode())
         assert watcher.quiet_events() == []
-        assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+        xs.check()
 
 
 def _stuck_watchers(daemon, count, token):
@@ -217,7 +218,7 @@ def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
                     xs.replies.clear()
         assert xs.ok(Op.READ, b"/s/1499") == b"x"   # dom0 still served
         growth = (daemon.rss_kib() - rss_before) / 1024
-        report = memreport(xs)
+        report = xs.memreport()
         # Per connection alone: 64 KiB of transport + 1024 events of 2 KB each, 2.1 MiB x 48.
         assert growth < 24, f"grew {growth:.0f} MiB"
         assert int(report["events-dropped"]) > 0
@@ -225,7 +226,7 @@ def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
         assert 0 < len(stuck_lines) <= 2 * 48, stuck_lines[:3]
         for sock in stuck:
             sock.close()
-        assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+        xs.check()
 
 
 def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory):
@@ -239,7 +240,7 @@ def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory)
         stuck = _stuck_watchers(daemon, 8, b"t" * 2000)
         for i in range(600):
             xs.ok(Op.WRITE, payload=b"/s/%d\0x" % i)
-        assert int(memreport(xs)["events-dropped"]) > 0
+        assert int(xs.memreport()["events-dropped"]) > 0
         events = []
         while True:
             more = late.quiet_events(0.5)
@@ -255,6 +256,7 @@ def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory)
 def test_a_transaction_doomed_by_a_live_update_stays_bounded(daemon, guests):
     """A sibling of item 1: a guest's transaction comes back from a live update doomed
     (its commit answers EAGAIN); until then it still reads, within transaction-nodes."""
+    allow_deep_paths(daemon)
     guest = guests.start()
     tx = guest.transaction_start()
     with RawClient(daemon.socket_path, timeout=30) as c:
@@ -268,4 +270,4 @@ def test_a_transaction_doomed_by_a_live_update_stays_bounded(daemon, guests):
     assert answered is not None, "150 missing deep paths read in a doomed transaction"
     assert guest.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
     with RawClient(daemon.socket_path) as c:
-        check_ok(c)
+        c.check()

@@ -31,8 +31,9 @@ def c_options() -> set:
 def quota_table(socket_path: str) -> dict:
     with RawClient(socket_path) as xs:
         text = xs.ok(Op.CONTROL, b"quota").rstrip(b"\0").decode()
+    # C xenstored's layout: "Quota settings:" then "<name> : <value> <description>"
     return {name: int(value) for name, value in
-            (line.split(": ") for line in text.splitlines() if line)}
+            re.findall(r"^([\w-]+)\s*:\s*(\d+)", text, re.M)}
 
 
 def test_every_c_option_is_known_to_xsd():
