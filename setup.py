@@ -21,7 +21,7 @@ setup(
     cffi_modules=["xsd/_native/build_native.py:ffibuilder"],
     install_requires=["cffi>=1.15", "pygtrie>=2.5", "uvloop>=0.17", "prometheus-client>=0.16"],
     extras_require={
-        "test": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1", "nats-py>=2.6"],
+        "test": ["ruff>=0.5", "pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "pyxs>=0.4.1", "nats-py>=2.6"],
         "fleet": ["nats-py>=2.6"],
     },
     entry_points={

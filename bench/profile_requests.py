@@ -204,10 +204,10 @@ def main() -> int:
     print("| where (us of daemon CPU per request) | " + " | ".join(labels) + " |")
     print("|---|" + "---:|" * len(labels))
     for name in names:
-        print(f"| {name} | " + " | ".join(f"{rows[l].get(name, 0.0):.1f}" for l in labels) + " |")
+        print(f"| {name} | " + " | ".join(f"{rows[label].get(name, 0.0):.1f}" for label in labels) + " |")
     print(f"\n{args.n} requests per load, one sequential RawClient; xsd's cost above the floor split by "
           "cProfile (CPU clock) shares; under the profiler our code took "
-          + ", ".join(f"{l} {rows[l]['_profiled']:.1f} us" for l in labels) + " per request")
+          + ", ".join(f"{label} {rows[label]['_profiled']:.1f} us" for label in labels) + " per request")
     return 0
 
 

@@ -46,7 +46,6 @@ def replies(out: list) -> list:
 
 def test_nothing_is_handed_to_a_client_before_the_fsync(tmp_path, monkeypatch, loop):
     d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
-    pump = RequestPump(d, loop, d.persist)
     writer_out, watcher_out = [], []
     disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
     writer = d.open_session(writer_out.append, name="writer")
@@ -64,7 +63,6 @@ def test_nothing_is_handed_to_a_client_before_the_fsync(tmp_path, monkeypatch, l
 
 def test_replies_leave_at_once_when_nothing_is_waiting_for_the_disk(tmp_path, loop):
     d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
-    pump = RequestPump(d, loop, d.persist)
     out = []
     s = d.open_session(out.append, name="reader")
     d.handle(s, Packet(Op.READ, 1, 0, b"/tool/xenstored\0"))

@@ -11,7 +11,7 @@ import pytest
 
 from xenstore_protocol import Op, Packet, join_fields
 
-from tests.guests.conftest import guests, hv, toolstack, wait_for  # noqa: F401  (fixtures)
+from tests.waiting import wait_for
 from tests.wire import RawClient
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels

@@ -2,7 +2,7 @@
 consumer was slow; watchlib's queue is bounded and says what it dropped."""
 from watchlib import Event, LostEvents
 
-from tests.watchlib.conftest import blocker, client, other, wait_for  # noqa: F401  (fixtures)
+from tests.waiting import wait_for
 
 
 def test_xsa_349_watchlib_queue_is_bounded_and_loss_is_reported(client, other, blocker):

@@ -6,9 +6,8 @@ import random
 
 from xenstore_protocol import Op
 
-from tests.guests.conftest import (  # noqa: F401  (fixtures)
-    guests, hv, toolstack, usage, wait_for, watcher,
-)
+from tests.guests.conftest import usage
+from tests.waiting import wait_for
 
 OUT = [(b"@releaseDomain", b"out")]
 

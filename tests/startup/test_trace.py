@@ -43,7 +43,7 @@ def test_long_payload_is_cut(daemon_factory, tmp_path):
     with RawClient(proc.socket_path) as xs:
         xs.ok(Op.WRITE, payload=b"/big\0" + b"v" * 2000 + b"\n\x01")
     text = wait_for_text(trace, "DESTROY connection rw#2")
-    line = next(l for l in text.splitlines() if "WRITE" in l and "IN " in l)
+    line = next(row for row in text.splitlines() if "WRITE" in row and "IN " in row)
     assert line.endswith("...)") and len(line) < 400, line
 
 
