@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Config fields given as the option of the same name says.
+SAME_NAMED = (
+    "no_domain_init", "keep_orphans", "max_watch_events", "out_high_water", "out_budget",
+    "pid_file", "output_pid", "trace_file", "hypervisor", "server_features", "fsync",
+    "fsync_interval", "journal_max_bytes", "journal_salvage", "metrics",
+    "log_summary_interval", "live_restore",
+)
+
+
 def parse_args(argv=None) -> Config:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -204,28 +213,12 @@ def parse_args(argv=None) -> Config:
             quotas[quota] = value
     quotas.update(args.quota)          # -Q WHAT=N, last one wins as in C
     return Config(
+        **{name: getattr(args, name) for name in SAME_NAMED},
         rundir=rundir,
-        no_domain_init=args.no_domain_init,
-        keep_orphans=args.keep_orphans,
         quotas={k: v for k, v in quotas.items() if v is not None},
         soft_quotas=dict(args.quota_soft),
-        max_watch_events=args.max_watch_events,
-        out_high_water=args.out_high_water,
-        out_budget=args.out_budget,
-        pid_file=args.pid_file,
-        output_pid=args.output_pid,
-        trace_file=args.trace_file,
         log_level="DEBUG" if args.verbose else args.log_level,
-        hypervisor=args.hypervisor,
-        server_features=args.server_features,
         state_dir="" if args.no_persist else (args.state_dir or rundir),
-        fsync=args.fsync,
-        fsync_interval=args.fsync_interval,
-        journal_max_bytes=args.journal_max_bytes,
-        journal_salvage=args.journal_salvage,
-        metrics=args.metrics,
-        log_summary_interval=args.log_summary_interval,
-        live_restore=args.live_restore,
         fork=args.fork and not args.no_fork and not args.live_restore,
         argv=tuple(argv),
     )
