@@ -62,6 +62,14 @@ def saved(tmp_path):
     return tmp_path / "live"
 
 
+
+def damage_record(path, index: int) -> None:
+    """One byte of the journal's record ``index`` flipped, inside its payload (its CRC fails)."""
+    offset = record_offsets(path)[index]
+    with open(journal(path), "r+b") as f:
+        f.seek(offset + RECORD.size + 20)
+        f.write(b"\xff")
+
 def test_garbage_after_the_last_record_is_a_torn_tail(saved, tmp_path, caplog):
     path = copy(saved, tmp_path / "t")
     with open(journal(path), "ab") as f:
@@ -96,20 +104,14 @@ def test_a_torn_record_before_the_allocated_zeros_is_dropped(saved, tmp_path, ca
 
 def test_a_damaged_last_record_is_a_torn_tail(saved, tmp_path):
     path = copy(saved, tmp_path / "t")
-    last = record_offsets(path)[-1]
-    with open(journal(path), "r+b") as f:
-        f.seek(last + RECORD.size + 20)
-        f.write(b"\xff")
+    damage_record(path, -1)
     d = open_daemon(path)
     assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"1", b"2", None)
 
 
 def test_a_damaged_middle_record_refuses_to_start(saved, tmp_path):
     path = copy(saved, tmp_path / "t")
-    first = record_offsets(path)[0]
-    with open(journal(path), "r+b") as f:
-        f.seek(first + RECORD.size + 20)
-        f.write(b"\xff")
+    damage_record(path, 0)
     with pytest.raises(CorruptError, match="record 1 at offset 16 is damaged.*sound record follows"):
         open_daemon(path)
     # Nothing was rewritten: the operator can still look at the damage.
@@ -119,10 +121,7 @@ def test_a_damaged_middle_record_refuses_to_start(saved, tmp_path):
 
 def test_salvage_keeps_the_records_before_the_damage(saved, tmp_path):
     path = copy(saved, tmp_path / "t")
-    second = record_offsets(path)[1]
-    with open(journal(path), "r+b") as f:
-        f.seek(second + RECORD.size + 20)
-        f.write(b"\xff")
+    damage_record(path, 1)
     d = open_daemon(path, journal_salvage=True)
     assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"1", None, None)
     assert d.check() == []
