@@ -16,6 +16,7 @@ import sys
 from . import __version__
 from .config import DEFAULT_RUNDIR, Config, default_rundir
 from .core.quota import DEFAULTS as QUOTA_DEFAULTS
+from .core.quota import VALUE_MAX as QUOTA_VALUE_MAX
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -44,14 +45,16 @@ def _log_level(text: str) -> str:
     return level
 
 
-def _assignment(known):
-    """``WHAT=NB`` as -Q, -q and -w take it, WHAT one of ``known``."""
+def _assignment(known, number=None):
+    """``WHAT=NB`` as -Q, -q and -w take it, WHAT one of ``known``, NB read by ``number``."""
+    number = number or _count
+
     def parse(text: str):
         what, sep, value = text.partition("=")
         if not sep or what not in known:
             raise argparse.ArgumentTypeError(f"{text!r}: want WHAT=N, WHAT one of {', '.join(known)}")
         try:
-            return what, _count(value)
+            return what, number(value)
         except argparse.ArgumentTypeError as err:
             raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
     return parse
@@ -65,6 +68,14 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return number
+
+
+def _quota(text: str) -> int:
+    """A quota value: a count that fits the quota table (xsd/core/quota.py, VALUE_MAX)."""
+    number = _count(text)
+    if number > QUOTA_VALUE_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than {QUOTA_VALUE_MAX}")
     return number
 
 
@@ -89,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bytes held for all clients that do not read, together; beyond it "
                              "their watch events are dropped (default 0: 64 x --out-high-water)")
     for name, default in QUOTA_DEFAULTS.items():
-        parser.add_argument(f"--quota-{name}", type=_count, default=None, metavar="N",
+        parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
     parser.add_argument("--hypervisor", choices=("auto", "mock", "xen"), default="auto",
                         help="where guests come from: Xen, or the simulated hypervisor under the "
@@ -149,14 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "to FILE (default: none)")
     for short, long, quota, text in C_QUOTA_OPTIONS:
         default = QUOTA_DEFAULTS.get(quota, "none")
-        c.add_argument(short, long, dest="c_" + quota.replace("-", "_"), type=_count,
+        c.add_argument(short, long, dest="c_" + quota.replace("-", "_"), type=_quota,
                        default=None, metavar="N",
                        help=f"quota {quota}: {text} (as --quota-{quota}; default {default})")
     c.add_argument("-Q", "--quota", action="append", default=[], metavar="WHAT=N",
-                   type=_assignment(tuple(QUOTA_DEFAULTS)),
+                   type=_assignment(tuple(QUOTA_DEFAULTS), _quota),
                    help=f"set quota WHAT ({', '.join(QUOTA_DEFAULTS)}) to N")
     c.add_argument("-q", "--quota-soft", action="append", default=[], metavar="WHAT=N",
-                   type=_assignment(("memory",)),
+                   type=_assignment(("memory",), _quota),
                    help="soft quota: a logged warning past N (WHAT: memory; default none)")
     c.add_argument("-w", "--timeout", action="append", default=[], metavar="WHAT=SECONDS",
                    type=_assignment(("watch-event",)),
