@@ -158,7 +158,7 @@ def test_generations_survive_so_directory_part_and_transactions_stay_right(proc)
         assert c.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
 
 
-def test_permissions_domains_quotas_and_special_perms_survive(proc):
+def test_permissions_domains_quotas_soft_quotas_and_special_perms_survive(proc):
     proc.start()
     introduce(proc, 7, "g7")
     with RawClient(proc.socket_path) as c:
@@ -166,6 +166,7 @@ def test_permissions_domains_quotas_and_special_perms_survive(proc):
         c.ok(Op.SET_PERMS, b"/local/domain/7/data/x", b"n7", b"r0")
         c.ok(Op.SET_QUOTA, b"7", b"nodes", b"55")
         c.ok(Op.SET_QUOTA, b"watches", b"77")
+        c.ok(Op.CONTROL, b"quota-soft", b"set", b"memory", b"12345")
         c.ok(Op.SET_PERMS, b"@releaseDomain", b"n0", b"r7")
         usage = c.ok(Op.CONTROL, b"quota", b"7")
     proc.kill()
@@ -175,6 +176,7 @@ def test_permissions_domains_quotas_and_special_perms_survive(proc):
         assert c.ok(Op.GET_PERMS, b"/local/domain/7/data/x") == b"n7\0r0\0"
         assert c.ok(Op.GET_QUOTA, b"7", b"nodes") == b"55\0"
         assert c.ok(Op.GET_QUOTA, b"watches") == b"77\0"
+        assert b"memory           :    12345 " in c.ok(Op.CONTROL, b"quota-soft")
         assert c.ok(Op.GET_PERMS, b"@releaseDomain") == b"n0\0r7\0"
         assert c.ok(Op.CONTROL, b"quota", b"7") == usage    # owner accounting recomputed
         c.check()

@@ -124,6 +124,7 @@ class Daemon:
                         for x in domains.domains.values()],
             "pending_features": [[domid, value] for domid, value in domains.pending_features.items()],
             "quotas": dict(self.quotas.values),
+            "soft_quotas": dict(self.quotas.soft),
             "quota_overrides": [[domid, dict(values)]
                                 for domid, values in self.quotas.per_domain.items()],
             "special_perms": {name: [f"{p.kind}{p.domid}" for p in perms]
@@ -145,8 +146,11 @@ class Daemon:
         table.pending_features = {domid: value for domid, value in state["pending_features"]}
         quotas = self.quotas
         quotas.values.update(state["quotas"])
+        quotas.soft.update(state.get("soft_quotas", {}))     # absent from state saved before them
         for name, value in self.config.quotas.items():
             quotas.set(name, value)
+        for name, value in self.config.soft_quotas.items():
+            quotas.set_soft(name, value)
         quotas.per_domain = {domid: dict(values) for domid, values in state["quota_overrides"]}
         self.watches.special_perms = {name: tuple(parse(p.encode("ascii")) for p in perms)
                                       for name, perms in state["special_perms"].items()}
