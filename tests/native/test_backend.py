@@ -6,6 +6,7 @@ must never slip through as "tests passed on pygtrie".
 """
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,21 @@ def test_stamp_of_the_build_matches_the_sources():
     assert trie.STAMP_FILES == build_native.STAMP_FILES
     assert trie.source_stamp(NATIVE_DIR) == build_native.source_stamp(NATIVE_DIR)
     assert trie.STAMP == trie.source_stamp(NATIVE_DIR)
+
+
+def test_stamp_covers_every_file_the_c_sources_include():
+    """A local header the cffi build compiles in but the stamp does not hash
+    would let a stale build pass the import check (sourcestamp.py)."""
+    from xsd._native import sourcestamp
+    include = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+    seen, todo = set(), [n for n in sourcestamp.STAMP_FILES if n.endswith(".c")]
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        with open(os.path.join(NATIVE_DIR, name)) as f:
+            todo.extend(set(include.findall(f.read())) - seen)
+    assert seen <= set(sourcestamp.STAMP_FILES), sorted(seen - set(sourcestamp.STAMP_FILES))
+    assert "hash.h" in seen
 
 
 @needs_c

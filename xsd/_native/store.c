@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "hash.h"
 
 struct xsd_node {
     struct xsd_node *parent;    /* NULL for the root */
@@ -227,23 +228,14 @@ static void owner_sub(xsd_store *s, uint32_t domid)
 
 /* ------------------------------------------------------------ index */
 
-/* FNV-1a over the name, started from the parent's address, then the
- * murmur3 64-bit finaliser so the low bits (the slot) depend on every byte. */
+/* FNV-1a over the name, started from the parent's address, then fmix64
+ * (hash.h) so the low bits (the slot) depend on every byte. */
 static uint64_t key_hash(const struct xsd_node *parent, const char *name, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ULL);
     /* the parent's address is part of the key: a node that moves re-files
      * its children (node_replace) */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)name[i];
-        h *= 0x100000001b3ULL;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    uint64_t h = XSD_FNV_OFFSET ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ULL);
+    return xsd_fmix64(xsd_fnv1a(h, name, len));
 }
 
 static size_t node_home(const xsd_store *s, const struct xsd_node *n)
@@ -724,6 +716,28 @@ static void emit(char *out, size_t cap, size_t *at, const char *bytes, size_t le
     *at += len;
 }
 
+/* Extend the path in (*buf)[0..*len) by c's name ("/" between, none after
+ * the root's "/"), growing the buffer to twice what it needs when short.
+ * -ENOMEM frees the buffer. */
+static int path_append(char **buf, size_t *len, size_t *cap, const struct xsd_node *c)
+{
+    size_t sep = *len == 1 ? 0 : 1, need = *len + sep + c->name_len;
+    if (need > *cap) {
+        char *grown = XSD_REALLOC(*buf, need * 2);
+        if (!grown) {
+            XSD_FREE(*buf);
+            return -ENOMEM;
+        }
+        *buf = grown;
+        *cap = need * 2;
+    }
+    if (sep)
+        (*buf)[*len] = '/';
+    memcpy(*buf + *len + sep, node_name(c), c->name_len);
+    *len = need;
+    return 0;
+}
+
 int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
                           char *out, size_t cap)
 {
@@ -749,22 +763,8 @@ int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
         if (n->child) {
             /* descend to the last child (a stack pops the last pushed) */
             const struct xsd_node *c = n->child->prev;
-            size_t sep = buf_len == 1 ? 0 : 1, need = buf_len + sep + c->name_len;
-            if (need > buf_cap) {
-                char *grown;
-                size_t want = need * 2;
-                grown = XSD_REALLOC(buf, want);
-                if (!grown) {
-                    XSD_FREE(buf);
-                    return -ENOMEM;
-                }
-                buf = grown;
-                buf_cap = want;
-            }
-            if (sep)
-                buf[buf_len] = '/';
-            memcpy(buf + buf_len + sep, node_name(c), c->name_len);
-            buf_len = need;
+            if (path_append(&buf, &buf_len, &buf_cap, c))
+                return -ENOMEM;
             n = c;
             continue;
         }
@@ -779,21 +779,8 @@ int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
                 buf_len--;          /* the '/' before the name, unless parent is the root */
             if (n != parent->child) {
                 const struct xsd_node *c = n->prev;
-                size_t sep = buf_len == 1 ? 0 : 1;
-                size_t need = buf_len + sep + c->name_len;   /* a longer name: grow */
-                if (need > buf_cap) {
-                    char *grown = XSD_REALLOC(buf, need * 2);
-                    if (!grown) {
-                        XSD_FREE(buf);
-                        return -ENOMEM;
-                    }
-                    buf = grown;
-                    buf_cap = need * 2;
-                }
-                if (sep)
-                    buf[buf_len] = '/';
-                memcpy(buf + buf_len + sep, node_name(c), c->name_len);
-                buf_len = need;
+                if (path_append(&buf, &buf_len, &buf_cap, c))
+                    return -ENOMEM;
                 n = c;
                 break;
             }

@@ -48,6 +48,7 @@
  */
 #include "trie.h"
 #include "alloc.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -208,32 +209,17 @@ static int ci_next(struct comp_iter *it, const char **comp, size_t *clen)
     return 1;
 }
 
-/* FNV-1a over the bytes, then the murmur3 64-bit finaliser so that the low
- * bits used as a table index depend on every byte. Seeded per trie. This is
- * not a defence against chosen collisions; per-domain watch quotas are. The
- * FNV state can be finalised at any byte, which is how a match gets the hash
- * of every prefix of a path in one pass. */
-#define FNV_PRIME 0x100000001b3ULL
-
+/* The string hash of hash.h, seeded per trie, with the length folded in
+ * before the finaliser. A match finalises the FNV state at every '/' to get
+ * the hash of each prefix of a path in one pass (idx_ancestors). */
 static uint64_t hash_final(uint64_t h, size_t len)
 {
-    h ^= (uint64_t)len;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return xsd_fmix64(h ^ (uint64_t)len);
 }
 
 static uint64_t full_hash(uint64_t seed, const char *key, size_t len)
 {
-    uint64_t h = seed;
-    size_t i;
-
-    for (i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * FNV_PRIME;
-    return hash_final(h, len);
+    return hash_final(xsd_fnv1a(seed, key, len), len);
 }
 
 /* The at_depth slot of a valid tree key: its number of components, capped. */
@@ -786,7 +772,7 @@ static void idx_ancestors(const xsd_trie *t, const char *key, size_t len,
         return;
     }
     for (e = 1; e <= len; e++) {
-        h = (h ^ (unsigned char)key[e - 1]) * FNV_PRIME;
+        h = xsd_fnv1a(h, &key[e - 1], 1);
         if (e == 1 || e == len || key[e] == '/') {
             /* prefix key[0..e) has `depth` components ("/" has none) */
             if (t->at_depth[depth] != 0) {

@@ -141,8 +141,13 @@ class _IdIndex:
             return False
         _fail(rc, key_text)
 
-    def _match_large(self, call, n, path):
-        """Retry ``call(buf, cap) -> n`` with a buffer of at least n ids."""
+    def _ids(self, n, buf, call, path):
+        """The n ids a match wrote into buf; when they did not fit (n > the
+        cached capacity), retry ``call(buf, cap) -> n`` with a buffer of at
+        least n ids. The callers keep the commonest results, none and one,
+        inline."""
+        if 0 < n <= self._cap:
+            return _unpack(buf, n)
         while n >= 0:
             cap = max(n, 2 * self._cap)
             buf = _new_buf("uint64_t[]", cap)
@@ -182,10 +187,7 @@ class WatchTrie(_IdIndex):
             return []
         if n == 1:
             return [buf[0]]
-        if 0 < n <= self._cap:
-            return _unpack(buf, n)
-        return self._match_large(
-            lambda b, cap: _trie_match(self._h, key, len(key), flags, b, cap), n, path)
+        return self._ids(n, buf, lambda b, cap: _trie_match(self._h, key, len(key), flags, b, cap), path)
 
     def __repr__(self):
         return "<WatchTrie cffi entries=%d>" % len(self)
@@ -209,9 +211,7 @@ class GlobSet(_IdIndex):
             return []
         if n == 1:
             return [buf[0]]
-        if 0 < n <= self._cap:
-            return _unpack(buf, n)
-        return self._match_large(lambda b, cap: _gs_match(self._h, key, len(key), b, cap), n, path)
+        return self._ids(n, buf, lambda b, cap: _gs_match(self._h, key, len(key), b, cap), path)
 
     def __repr__(self):
         return "<GlobSet cffi entries=%d>" % len(self)

@@ -37,6 +37,15 @@ static int check_failures;
                 1000.0 * (double)(clock() - check_t0_) / CLOCKS_PER_SEC);  \
     } while (0)
 
+/* The end of every test main(): how many checks failed, and the exit status
+ * ctest reads (0 only when none did). */
+static inline int check_report(void)
+{
+    if (check_failures != 0)
+        fprintf(stderr, "%d check(s) failed\n", check_failures);
+    return check_failures != 0;
+}
+
 /* A seeded xorshift64* generator: every run sees the same sequence. */
 static unsigned long long check_rng_state = 0x9e3779b97f4a7c15ULL;
 

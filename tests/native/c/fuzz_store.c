@@ -26,47 +26,24 @@
 #include <string.h>
 
 #include "alloc_hooks.h"
+#include "fuzz_input.h"
 #include "store.h"
 #include "store_dump.h"
 
-struct input {
-    const uint8_t *p;
-    size_t n;
-};
-
-static int take(struct input *in, uint8_t *b)
-{
-    if (in->n == 0)
-        return 0;
-    *b = *in->p++;
-    in->n--;
-    return 1;
-}
-
 static int read_path(struct input *in, char *k, size_t *len)
 {
-    static const char *tokens[] = { "a", "b", "local", "domain", "0", "1", "x" };
-    uint8_t b, t;
-    size_t n = 0, count;
+    static const char *const tokens[] = { "a", "b", "local", "domain", "0", "1", "x" };
+    uint8_t b;
+    size_t n = 0;
     if (!take(in, &b))
         return 0;
     if (b >= 0xf0) {                 /* raw bytes */
-        count = b & 0x0f;
-        for (size_t i = 0; i < count && take(in, &t); i++)
-            k[n++] = (char)t;
-        *len = n;
+        *len = take_raw(in, k, b & 0x0f);
         return 1;
     }
-    count = b % 6;                   /* 0 components: the root */
-    if (count == 0)
+    if (b % 6 == 0)                  /* 0 components: the root */
         k[n++] = '/';
-    for (size_t i = 0; i < count && take(in, &t); i++) {
-        const char *tok = tokens[t % 7];
-        k[n++] = '/';
-        memcpy(k + n, tok, strlen(tok));
-        n += strlen(tok);
-    }
-    *len = n;
+    *len = take_components(in, k, n, b % 6, tokens, sizeof tokens / sizeof tokens[0]);
     return 1;
 }
 
@@ -77,14 +54,11 @@ static int read_perms(struct input *in, char *p, size_t *len)
     static const struct { const char *s; size_t len; } lists[] = {
         LIST("n0\0"), LIST("r1\0"), LIST("b2\0n0\0"), LIST("w65535\0r3\0r4\0"), LIST("n5\0"),
     };
-    uint8_t b, t;
+    uint8_t b;
     if (!take(in, &b))
         return 0;
     if (b >= 0xf0) {                 /* raw bytes: mostly invalid lists */
-        size_t n = 0;
-        for (size_t i = 0; i < (size_t)(b & 0x0f) && take(in, &t); i++)
-            p[n++] = (char)t;
-        *len = n;
+        *len = take_raw(in, p, b & 0x0f);
         return 1;
     }
     memcpy(p, lists[b % 5].s, lists[b % 5].len);

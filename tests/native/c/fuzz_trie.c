@@ -25,39 +25,22 @@
 #include <string.h>
 
 #include "alloc_hooks.h"
+#include "fuzz_input.h"
 #include "model.h"
 #include "trie.h"
-
-struct input {
-    const uint8_t *p;
-    size_t n;
-};
-
-static int take(struct input *in, uint8_t *b)
-{
-    if (in->n == 0)
-        return 0;
-    *b = *in->p++;
-    in->n--;
-    return 1;
-}
 
 /* A key into k (capacity 256); 0 when the input ran out. */
 static int read_key(struct input *in, char *k, size_t *len)
 {
-    static const char *tokens[] = {"a", "b", "local", "domain", "0", "*",
-                                   "**", "@x", "@introduceDomain", "", "a*",
-                                   "/"};
-    uint8_t b, t;
-    size_t n = 0, i, count;
+    static const char *const tokens[] = {"a", "b", "local", "domain", "0", "*",
+                                         "**", "@x", "@introduceDomain", "", "a*",
+                                         "/"};
+    uint8_t b;
 
     if (!take(in, &b))
         return 0;
     if (b >= 0xf0) { /* raw bytes, any of them */
-        count = b & 0x0f;
-        for (i = 0; i < count && take(in, &t); i++)
-            k[n++] = (char)t;
-        *len = n;
+        *len = take_raw(in, k, b & 0x0f);
         return 1;
     }
     if (b % 16 == 0) {
@@ -70,16 +53,7 @@ static int read_key(struct input *in, char *k, size_t *len)
         *len = 2;
         return 1;
     }
-    count = 1 + b % 6;
-    for (i = 0; i < count && take(in, &t); i++) {
-        const char *tok = tokens[t % (sizeof tokens / sizeof tokens[0])];
-        size_t tl = strlen(tok);
-
-        k[n++] = '/';
-        memcpy(k + n, tok, tl);
-        n += tl;
-    }
-    *len = n;
+    *len = take_components(in, k, 0, 1 + b % 6, tokens, sizeof tokens / sizeof tokens[0]);
     return 1;
 }
 

@@ -237,7 +237,5 @@ int main(void)
     RUN(test_deep_chain_is_iterative);
     RUN(test_random_operations_keep_the_store_sound);
     RUN(test_dump_sees_every_node);
-    if (check_failures != 0)
-        fprintf(stderr, "%d check(s) failed\n", check_failures);
-    return check_failures != 0;
+    return check_report();
 }

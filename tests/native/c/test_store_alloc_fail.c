@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc_hooks.h"
-#include "check.h"
+#include "alloc_fail_harness.h"
 #include "store.h"
 #include "store_dump.h"
 
@@ -195,34 +194,13 @@ static int run_once(long n, int sticky)
     return injected;
 }
 
-static void test_fail_each_allocation_once(void)
-{
-    long n;
-    for (n = 0; run_once(n, 0); n++)
-        ;
-    fprintf(stderr, "  %ld allocations failed in turn\n", n);
-    CHECK(n > 100);
-}
-
-static void test_fail_every_allocation_from_n(void)
-{
-    long n;
-    for (n = 0; run_once(n, 1); n++)
-        ;
-    CHECK(n > 100);
-}
-
 int main(void)
 {
     memset(long_value, 'L', sizeof long_value);
     build_scenario();
     golden();
-    RUN(test_fail_each_allocation_once);
-    RUN(test_fail_every_allocation_from_n);
-    hooks_fail_after(-1, 0);
+    run_alloc_fail_sweeps();
     for (size_t i = 0; i < nops; i++)
         free(golden_dump[i]);
-    if (check_failures != 0)
-        fprintf(stderr, "%d check(s) failed\n", check_failures);
-    return check_failures != 0;
+    return check_report();
 }

@@ -529,7 +529,5 @@ int main(void)
     RUN(test_glob_match);
     RUN(test_globset);
     RUN(test_random_against_model);
-    if (check_failures != 0)
-        fprintf(stderr, "%d check(s) failed\n", check_failures);
-    return check_failures != 0;
+    return check_report();
 }

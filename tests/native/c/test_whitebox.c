@@ -285,7 +285,5 @@ int main(void)
     RUN(test_invariants_random);
     RUN(test_backward_shift_wraps);
     RUN(test_globset_stamp_wrap);
-    if (check_failures != 0)
-        fprintf(stderr, "%d check(s) failed\n", check_failures);
-    return check_failures != 0;
+    return check_report();
 }
