@@ -144,6 +144,42 @@ def test_transaction_conflicts_and_commit_events_match_c_xenstored(daemon_factor
     assert theirs[1] == b"EAGAIN\0"
 
 
+def _ancestors_story(socket_path):
+    """Which ancestors of a missing node a transaction looks at (random sequence, seed 4).
+
+    C xenstored reads the parent, then the grandparent, ... until one exists, and only
+    those are the transaction's: their child lists are read as they are then, and only a
+    change to them outside conflicts at commit.  Ancestors above the first existing one
+    (here /tx/b and /) are read live when first used, and changing them does not conflict.
+    """
+    seen = []
+    with RawClient(socket_path) as a, RawClient(socket_path) as b:
+        a.call(Op.RM, payload=b"/tx\0")
+        a.ok(Op.WRITE, payload=b"/tx/b/c\0")
+        # 1. WRITE below an existing node: /tx/b (the grandparent) is not read, so a child
+        #    added to it outside shows in the transaction and does not conflict.
+        tx = int(a.ok(Op.TRANSACTION_START, b"")[:-1])
+        seen.append(a.call(Op.WRITE, payload=b"/tx/b/c/c\0" b"1", tx_id=tx)[3])
+        b.ok(Op.WRITE, payload=b"/tx/b/dd\0")
+        b.ok(Op.WRITE, payload=b"/other\0")
+        seen.append(a.call(Op.DIRECTORY, payload=b"/tx/b\0", tx_id=tx)[3])
+        seen.append(a.call(Op.DIRECTORY_PART, payload=b"/tx/b\0" b"1\0", tx_id=tx)[3].split(b"\0", 1)[1])
+        seen.append(a.call(Op.TRANSACTION_END, payload=b"T\0", tx_id=tx)[3])
+        # 2. READ of a missing node: /tx/b/x/y, /tx/b/x and /tx/b are read, / is not.
+        tx = int(a.ok(Op.TRANSACTION_START, b"")[:-1])
+        seen.append(a.call(Op.READ, payload=b"/tx/b/x/y/z\0", tx_id=tx)[3])
+        b.ok(Op.RM, b"/other")
+        seen.append(a.call(Op.TRANSACTION_END, payload=b"T\0", tx_id=tx)[3])
+    return seen
+
+
+def test_transaction_reads_the_ancestors_c_xenstored_reads(daemon_factory, cxenstored):
+    ours = _ancestors_story(daemon_factory("--no-domain-init").socket_path)
+    theirs = _ancestors_story(cxenstored.socket_path)
+    assert ours == theirs
+    assert theirs[1] == b"c\0dd\0" and theirs[3] == b"OK\0" and theirs[5] == b"OK\0"
+
+
 # -- random request sequences ------------------------------------------------------------
 # Both daemons get the same seeded sequences over several connections, inside and outside
 # transactions; replies and events must be byte-identical once transaction ids and

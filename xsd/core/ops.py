@@ -158,7 +158,7 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
     inherit its permissions; an unprivileged creator owns what it creates
     (C xenstored's construct_node).
     """
-    top_path, top = closest_ancestor(view, path)    # not level by level: quadratic (issue 12)
+    top_path, top = closest_ancestor(view, path)
     perms = top.perms
     if not s.privileged and not access(s, perms) & WRITE:
         raise XenstoreError("EACCES", path)

@@ -58,6 +58,30 @@ def existing_node(session, view, path: str, need: int):
 def closest_ancestor(view, path: str):
     """``(path, node)`` of the deepest existing strict ancestor of the missing ``path``.
 
+    In a transaction every lookup is recorded (Transaction.get): the node's
+    value is pinned for the rest of the transaction, its generation is checked
+    at commit and it counts against ``transaction-nodes``.  C xenstored
+    records exactly the parent, grandparent, ... up to the first existing one
+    (core.c: construct_node and errno_from_parents read the parents one level
+    at a time), so a transaction walks up the same way: a binary search would
+    record other ancestors (the root, a grandparent), which pins their child
+    lists and makes a later change to them outside fail the commit where C's
+    does not.  The walk is bounded by ``transaction-nodes`` for guests.
+    """
+    if view.__class__ is not Store:
+        cut = path.rfind("/")
+        while cut > 0:
+            node = view.get(path[:cut])
+            if node is not None:
+                return path[:cut], node
+            cut = path.rfind("/", 0, cut)
+        return "/", view.get("/")
+    return _closest_ancestor_in_store(view, path)
+
+
+def _closest_ancestor_in_store(store, path: str):
+    """closest_ancestor outside a transaction, where a lookup records nothing.
+
     A binary search over the path's "/" positions: a node exists only if its
     parent does (the store's invariant), so existence is monotone along the
     path.  Walking up one level at a time would build and hash every prefix,
@@ -66,7 +90,7 @@ def closest_ancestor(view, path: str):
     prefixes; the root always exists.
     """
     low, high = 1, len(path)    # path[:low] exists ("/" at first), path[:high] does not
-    found = view.get("/")
+    found = store.get("/")
     while True:
         # A "/" strictly between low and high, near the middle: the end of an ancestor.
         middle = (low + high) // 2
@@ -75,7 +99,7 @@ def closest_ancestor(view, path: str):
             cut = path.rfind("/", low + 1, middle)
             if cut < 0:
                 return path[:low], found
-        node = view.get(path[:cut])
+        node = store.get(path[:cut])
         if node is None:
             high = cut
         else:
