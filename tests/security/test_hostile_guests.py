@@ -228,6 +228,33 @@ def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
         assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
 
 
+def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
+    """Item 7, the rest: below its high-water mark a socket transport is never paused, so
+    what 100 stuck watchers' transports held was bounded per connection only (100 x 4 MiB
+    here).  The transports' real buffered bytes count in the budget: once it is spent, an
+    event for a client whose transport still holds output is dropped (its watch owed one
+    event), so growth is the budget plus a small constant per connection."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", str(4 << 20),
+                            "--out-budget", str(16 << 20))
+    with RawClient(daemon.socket_path, timeout=60) as xs:
+        rss_before = daemon.rss_kib()
+        stuck = _stuck_watchers(daemon, 100, b"t" * 1024)
+        for i in range(5000):                       # 500,000 events of 1 KB offered
+            xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+            if i % 100 == 99:
+                while xs.replies or xs._pump(0):
+                    xs.replies.clear()
+        assert xs.ok(Op.READ, b"/s/4999") == b"x"   # dom0 still served
+        growth = (daemon.rss_kib() - rss_before) / 1024
+        # Per connection alone: 4 MiB of transport each, 400 MiB.
+        assert growth < 16 + 100 * 0.25 + 16, f"grew {growth:.0f} MiB"
+        assert int(memreport(xs)["events-dropped"]) > 0
+        assert "not reading" in daemon.log()
+        for sock in stuck:
+            sock.close()
+        assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
 def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory):
     """Events dropped for the daemon-wide budget are never silent."""
     daemon = daemon_factory("--no-persist", "--out-high-water", "65536",

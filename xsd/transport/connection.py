@@ -32,7 +32,8 @@ class Connection(asyncio.Protocol):
         high = self.daemon.config.out_high_water
         transport.set_write_buffer_limits(high=high, low=high // 4)
         self.session = self.daemon.open_session(
-            transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name)
+            transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name,
+            unsent=transport.get_write_buffer_size)     # for the daemon-wide output budget
 
     def data_received(self, data: bytes) -> None:
         try:

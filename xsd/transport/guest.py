@@ -92,7 +92,7 @@ class GuestConnection:
 
     def _open_session(self) -> None:
         session = self.daemon.open_session(self._write, domid=self.domid, privileged=False,
-                                           name=f"dom{self.domid}")
+                                           name=f"dom{self.domid}", unsent=self._unsent)
         session.target = self.domain.target
         session.journal_watches = True
         self.session = session
@@ -107,6 +107,10 @@ class GuestConnection:
         self._push()
         if len(self.out) > self.high and not self.broken:
             self.session.pause()
+
+    def _unsent(self) -> int:
+        """Output not yet in the ring, for the daemon-wide output budget (session.py)."""
+        return len(self.out)
 
     def _push(self) -> None:
         out = self.out
