@@ -236,9 +236,13 @@ def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
     event), so growth is the budget plus a small constant per connection."""
     daemon = daemon_factory("--no-persist", "--out-high-water", str(4 << 20),
                             "--out-budget", str(16 << 20))
-    with RawClient(daemon.socket_path, timeout=60) as xs:
+    with RawClient(daemon.socket_path, timeout=60) as xs, \
+            RawClient(daemon.socket_path) as late:
+        late.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        late_token = b"L" * 1024
+        late.ok(Op.WATCH, b"/", late_token)
         rss_before = daemon.rss_kib()
-        stuck = _stuck_watchers(daemon, 100, b"t" * 1024)
+        stuck = _stuck_watchers(daemon, 99, b"t" * 1024)
         for i in range(5000):                       # 500,000 events of 1 KB offered
             xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
             if i % 100 == 99:
@@ -250,6 +254,12 @@ def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
         assert growth < 16 + 100 * 0.25 + 16, f"grew {growth:.0f} MiB"
         assert int(memreport(xs)["events-dropped"]) > 0
         assert "not reading" in daemon.log()
+        # A client that reads again gets, once it has read all, its watch's catch-up
+        # event, though nothing fires any more: its transport told when it drained.
+        events = []
+        while more := late.quiet_events(0.5):
+            events += more
+        assert events[-1] == (b"/", late_token) and len(events) < 5001
         for sock in stuck:
             sock.close()
         assert xs.ok(Op.CONTROL, b"check") == b"OK\0"

@@ -76,7 +76,7 @@ class OutputBudget:
 class Session:
     def __init__(self, write, dirty: list, *, domid: int = 0, privileged: bool = True,
                  read_only: bool = False, name: str = "?", max_events: int = 1024,
-                 budget: OutputBudget = None, unsent=None):
+                 budget: OutputBudget = None, unsent=None, squeeze=None):
         self.write = write          # the transport's write(bytes)
         self._dirty = dirty         # the daemon's list of sessions to flush
         self.domid = domid
@@ -104,6 +104,7 @@ class Session:
         self.budget = budget        # the daemon-wide OutputBudget, or None (no bound)
         self.unsent = unsent        # () -> bytes the transport holds unsent; None: not told
         self.unsent_held = 0        # what it said last, counted in budget.held
+        self.squeeze = squeeze      # () -> None: pause now if the transport holds output
         self._stuck_logged = None   # time.monotonic() of the last "not reading" line
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
@@ -144,6 +145,15 @@ class Session:
             self._drop_event("too long for a frame", watch)
             return
         data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
+        budget = self.budget
+        if (not self.paused and self.unsent_held and self.squeeze is not None
+                and budget.spent()):
+            # Its transport still holds output while the budget is spent: a client not
+            # keeping up.  Paused now (not at its high-water mark), its drain is told and
+            # its events take the paused road below, dropped while the budget is spent.
+            self.squeeze()
+            if not self.paused:
+                self.count_unsent()             # it had drained meanwhile
         if not self.paused and not self.backlog:
             if data in self.out_event_set:
                 # C xenstored drops an event identical to one still waiting to be written
@@ -153,14 +163,10 @@ class Session:
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
                 return
-            budget = self.budget
             if budget is not None:
-                if budget.spent() and (self.out_bytes >= BATCH_WHEN_SPENT
-                                       or self.count_unsent()):
-                    # One batch goes to the transport whole, past its high-water mark;
-                    # a transport still holding output is a client not keeping up.
+                if self.out_bytes >= BATCH_WHEN_SPENT and budget.spent():
+                    # One batch goes to the transport whole, past its high-water mark.
                     self._drop_event("daemon-wide output budget spent", watch)
-                    self._log_stuck()
                     return
                 budget.held += len(data)
             self.out_events += 1
@@ -177,7 +183,6 @@ class Session:
         if len(self.pending_events) >= self.max_events:
             self._drop_event("backlog full", watch)
             return
-        budget = self.budget
         if budget is not None:
             if budget.spent():
                 self._drop_event("daemon-wide output budget spent", watch)
