@@ -20,13 +20,15 @@ daemon-wide budget count every session's batch (``out``) and backlog, and
 the bytes each transport still holds unsent, as the transport itself tells
 through ``unsent`` (a socket's write buffer, a guest's output not yet in its
 ring), looked at after each write and whenever the budget seems spent.  Once
-it is spent, an event for a client whose transport still holds output, or
-that is paused, is dropped as above (the watch owed its event) and the log
-names each such client, once per ``STUCK_LOG_INTERVAL``; a client whose
-transport is empty gets at most ``BATCH_WHEN_SPENT`` bytes of events per
-batch meanwhile.  So what stuck clients cost in total is the budget plus
-``BATCH_WHEN_SPENT`` and one batch's replies per connection, whatever
-``out_high_water`` is.  Replies are never dropped, budget or not.
+it is spent, a client whose transport still holds output is paused at once
+(``squeeze``, not at its high-water mark: so its drain is told, and with it
+the catch-up event goes out); events for paused clients are then dropped as
+above (the watch owed its event) and the log names each such client, once
+per ``STUCK_LOG_INTERVAL``; a client whose transport is empty gets at most
+``BATCH_WHEN_SPENT`` bytes of events per batch meanwhile.  So what stuck
+clients hold in total is the budget plus ``BATCH_WHEN_SPENT`` and one batch's
+replies per connection, whatever ``out_high_water`` is.  Replies are never
+dropped, budget or not.
 """
 import logging
 import time

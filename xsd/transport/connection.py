@@ -2,7 +2,8 @@
 
 Callback order, as asyncio runs them: ``connection_made`` once; then
 ``data_received`` per chunk, interleaved with ``pause_writing`` /
-``resume_writing`` when the transport's buffer crosses its marks; then
+``resume_writing`` when the transport's buffer crosses its marks (or, once
+the daemon-wide output budget is spent, as soon as it holds any: ``squeeze``); then
 ``connection_lost`` once.  While writing is paused no request of this client
 is handled: the rest wait in ``queue`` and reading is paused, so a client
 that does not read its replies cannot make the daemon grow.
@@ -43,6 +44,8 @@ class Connection(asyncio.Protocol):
         holds any output, and resume once it holds none, so that its drain is told."""
         if not self.transport.is_closing():
             self.transport.set_write_buffer_limits(high=0, low=0)   # calls pause_writing
+            if not self.session.paused:
+                self._set_write_limits()    # it held nothing after all
 
     def data_received(self, data: bytes) -> None:
         try:
