@@ -11,8 +11,10 @@ import pytest
 
 from xenstore_protocol import Op, Packet, join_fields
 
-from tests.guests.conftest import guests, hv, toolstack, wait_for  # noqa: F401  (fixtures)
+from tests.guests.conftest import Guests, guests, hv, toolstack, wait_for  # noqa: F401  (fixtures)
 from tests.wire import RawClient
+from xsd.hypervisor.guest_client import SocketClient
+from xsd.hypervisor.mock import MockControl
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
 
@@ -263,6 +265,37 @@ def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
         for sock in stuck:
             sock.close()
         assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
+
+
+def test_output_waiting_for_stuck_guests_is_in_the_budget_too(daemon_factory):
+    """The same for guests: what waits for a guest that never consumes its response ring
+    counted only once the guest was paused, past its high-water mark (16 x 4 MiB here)."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", str(4 << 20),
+                            "--out-budget", str(2 << 20))
+    with SocketClient(daemon.socket_path, timeout=60) as ts:
+        made = Guests(daemon, MockControl(daemon.rundir), ts)
+        try:
+            ts.write("/s")
+            ts.set_perms("/s", "r0")                # every guest may read what is made below
+            stuck = [made.start() for _ in range(16)]
+            for i, guest in enumerate(stuck):       # they never consume from now on
+                guest.send_packet(Op.WATCH, b"/s\0" + b"g%d" % i + b"t" * 1024 + b"\0")
+            rss_before = daemon.rss_kib()
+            for i in range(5000):                   # 80,000 events of 1 KB offered
+                ts.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+                if i % 100 == 99:
+                    ts.reply()                      # all before it answered too
+            assert ts.read("/s/4999") == b"x"
+            growth = (daemon.rss_kib() - rss_before) / 1024
+            assert growth < 2 + 16 * 0.25 + 8, f"grew {growth:.0f} MiB"
+            assert int(memreport(ts)["events-dropped"]) > 0
+            events = []                             # one reads again: its catch-up event last
+            while more := stuck[0].quiet_events(0.5):
+                events += more
+            assert events[-1] == (b"/s", b"g0" + b"t" * 1024) and len(events) < 5001
+            assert ts.ok(Op.CONTROL, b"check") == b"OK\0"
+        finally:
+            made.close()
 
 
 def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory):
