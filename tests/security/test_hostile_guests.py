@@ -11,8 +11,11 @@ import pytest
 
 from xenstore_protocol import Op, Packet, join_fields
 
+from tests.guests.conftest import Guests
 from tests.waiting import wait_for
 from tests.wire import RawClient
+from xsd.hypervisor.guest_client import SocketClient
+from xsd.hypervisor.mock import MockControl
 
 DEEP = "/a" * 1520          # below a short prefix: about 3 KB, some 1,525 levels
 
@@ -231,6 +234,74 @@ def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
         for sock in stuck:
             sock.close()
         xs.check()
+
+
+def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
+    """Item 7, the rest: below its high-water mark a socket transport is never paused, so
+    what 100 stuck watchers' transports held was bounded per connection only (100 x 4 MiB
+    here).  The transports' real buffered bytes count in the budget: once it is spent, an
+    event for a client whose transport still holds output is dropped (its watch owed one
+    event), so growth is the budget plus a small constant per connection."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", str(4 << 20),
+                            "--out-budget", str(16 << 20))
+    with RawClient(daemon.socket_path, timeout=60) as xs, \
+            RawClient(daemon.socket_path) as late:
+        late.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        late_token = b"L" * 1024
+        late.ok(Op.WATCH, b"/", late_token)
+        rss_before = daemon.rss_kib()
+        stuck = _stuck_watchers(daemon, 99, b"t" * 1024)
+        for i in range(5000):                       # 500,000 events of 1 KB offered
+            xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+            if i % 100 == 99:
+                while xs.replies or xs._pump(0):
+                    xs.replies.clear()
+        assert xs.ok(Op.READ, b"/s/4999") == b"x"   # dom0 still served
+        growth = (daemon.rss_kib() - rss_before) / 1024
+        # Per connection alone: 4 MiB of transport each, 400 MiB.
+        assert growth < 16 + 100 * 0.25 + 16, f"grew {growth:.0f} MiB"
+        assert int(xs.memreport()["events-dropped"]) > 0
+        assert "not reading" in daemon.log()
+        # A client that reads again gets, once it has read all, its watch's catch-up
+        # event, though nothing fires any more: its transport told when it drained.
+        events = []
+        while more := late.quiet_events(0.5):
+            events += more
+        assert events[-1] == (b"/", late_token) and len(events) < 5001
+        for sock in stuck:
+            sock.close()
+        xs.check()
+
+
+def test_output_waiting_for_stuck_guests_is_in_the_budget_too(daemon_factory):
+    """The same for guests: what waits for a guest that never consumes its response ring
+    counted only once the guest was paused, past its high-water mark (16 x 4 MiB here)."""
+    daemon = daemon_factory("--no-persist", "--out-high-water", str(4 << 20),
+                            "--out-budget", str(2 << 20))
+    with SocketClient(daemon.socket_path, timeout=60) as ts:
+        made = Guests(daemon, MockControl(daemon.rundir), ts)
+        try:
+            ts.write("/s")
+            ts.set_perms("/s", "r0")                # every guest may read what is made below
+            stuck = [made.start() for _ in range(16)]
+            for i, guest in enumerate(stuck):       # they never consume from now on
+                guest.send_packet(Op.WATCH, b"/s\0" + b"g%d" % i + b"t" * 1024 + b"\0")
+            rss_before = daemon.rss_kib()
+            for i in range(5000):                   # 80,000 events of 1 KB offered
+                ts.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+                if i % 100 == 99:
+                    ts.reply()                      # all before it answered too
+            assert ts.read("/s/4999") == b"x"
+            growth = (daemon.rss_kib() - rss_before) / 1024
+            assert growth < 2 + 16 * 0.25 + 8, f"grew {growth:.0f} MiB"
+            assert int(memreport(ts)["events-dropped"]) > 0
+            events = []                             # one reads again: its catch-up event last
+            while more := stuck[0].quiet_events(0.5):
+                events += more
+            assert events[-1] == (b"/s", b"g0" + b"t" * 1024) and len(events) < 5001
+            assert ts.ok(Op.CONTROL, b"check") == b"OK\0"
+        finally:
+            made.close()
 
 
 def test_a_stuck_client_that_reads_again_gets_the_catch_up_event(daemon_factory):

@@ -92,8 +92,7 @@ class Daemon:
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
-        self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water,
-                                          config.out_high_water)
+        self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water)
         self.sessions = set()
         self.stats = Stats()        # counters read by CONTROL stats and --metrics
         self.dirty = []             # sessions with output waiting for flush()

@@ -15,14 +15,20 @@ output drains.  That is a legal spurious event (docs/misc/xenstore.txt,
 lies below its watch.  Replies are never dropped: the transport stops
 feeding this client's requests while it is paused, which bounds them.
 
-Those bounds are per client; ``OutputBudget`` bounds their sum.  Every
-session's backlog counts against one daemon-wide budget, and so does each
-paused transport, as its high-water mark of bytes; once the budget is spent,
-events for paused clients are dropped as above (the watch owed its event)
-and the log names each such client, once per ``STUCK_LOG_INTERVAL``; a
-client not (yet) paused gets at most ``BATCH_WHEN_SPENT`` bytes of events
-per batch meanwhile.  What the transports hold below their high-water marks
-stays bounded per connection only (connections x ``out_high_water``).
+Those bounds are per client; ``OutputBudget`` bounds their sum.  Against one
+daemon-wide budget count every session's batch (``out``) and backlog, and
+the bytes each transport still holds unsent, as the transport itself tells
+through ``unsent`` (a socket's write buffer, a guest's output not yet in its
+ring), looked at after each write and whenever the budget seems spent.  Once
+it is spent, a client whose transport still holds output is paused at once
+(``squeeze``, not at its high-water mark: so its drain is told, and with it
+the catch-up event goes out); events for paused clients are then dropped as
+above (the watch owed its event) and the log names each such client, once
+per ``STUCK_LOG_INTERVAL``; a client whose transport is empty gets at most
+``BATCH_WHEN_SPENT`` bytes of events per batch meanwhile.  So what stuck
+clients hold in total is the budget plus ``BATCH_WHEN_SPENT`` and one batch's
+replies per connection, whatever ``out_high_water`` is.  Replies are never
+dropped, budget or not.
 """
 import logging
 import time
@@ -41,26 +47,38 @@ BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once 
 
 
 class OutputBudget:
-    """Output held for clients that do not read, summed over every session (issue 12).
+    """Output held for clients, summed over every session (issue 12).
 
-    ``held`` counts the bytes in backlogs; each paused transport counts as
-    ``high_water`` bytes, what it holds at least before it pauses.
+    ``held`` counts the bytes in batches and backlogs, and what the transports
+    last said they hold unsent (each session's ``unsent_held``; ``holders`` are
+    the sessions whose transport held some then).
     """
 
-    def __init__(self, limit: int, high_water: int):
+    RECOUNT_INTERVAL = 0.05     # seconds: how stale the transports' part may be once spent
+
+    def __init__(self, limit: int):
         self.limit = limit
-        self.high_water = high_water
         self.held = 0
-        self.paused = 0
+        self.holders = set()
+        self._recounted = 0.0
 
     def spent(self) -> bool:
-        return self.held + self.paused * self.high_water >= self.limit
+        if self.held < self.limit:
+            return False
+        # A transport that drained tells no one: ask those that held output again, but
+        # not for every event while the budget stays spent.
+        now = time.monotonic()
+        if now - self._recounted >= self.RECOUNT_INTERVAL:
+            self._recounted = now
+            for session in list(self.holders):
+                session.count_unsent()
+        return self.held >= self.limit
 
 
 class Session:
     def __init__(self, write, dirty: list, *, domid: int = 0, privileged: bool = True,
                  read_only: bool = False, name: str = "?", max_events: int = 1024,
-                 budget: OutputBudget = None):
+                 budget: OutputBudget = None, unsent=None, squeeze=None):
         self.write = write          # the transport's write(bytes)
         self._dirty = dirty         # the daemon's list of sessions to flush
         self.domid = domid
@@ -86,6 +104,9 @@ class Session:
         self.counters = Counters()  # requests by type and outcome (dispatch.py)
         self.overflowed = {}        # watch -> None: owed one event on the watch's own path
         self.budget = budget        # the daemon-wide OutputBudget, or None (no bound)
+        self.unsent = unsent        # () -> bytes the transport holds unsent; None: not told
+        self.unsent_held = 0        # what it said last, counted in budget.held
+        self.squeeze = squeeze      # () -> None: pause now if the transport holds output
         self._stuck_logged = None   # time.monotonic() of the last "not reading" line
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
@@ -115,6 +136,8 @@ class Session:
             self._dirty.append(self)
         self.out.append(data)
         self.out_bytes += len(data)
+        if self.budget is not None:
+            self.budget.held += len(data)
 
     def queue_event(self, path: str, token: bytes, watch=None) -> None:
         """A watch event for this client; ``watch`` is owed a marker if it must be dropped."""
@@ -124,6 +147,15 @@ class Session:
             self._drop_event("too long for a frame", watch)
             return
         data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
+        budget = self.budget
+        if (not self.paused and self.unsent_held and self.squeeze is not None
+                and budget.spent()):
+            # Its transport still holds output while the budget is spent: a client not
+            # keeping up.  Paused now (not at its high-water mark), its drain is told and
+            # its events take the paused road below, dropped while the budget is spent.
+            self.squeeze()
+            if not self.paused:
+                self.count_unsent()             # it had drained meanwhile
         if not self.paused and not self.backlog:
             if data in self.out_event_set:
                 # C xenstored drops an event identical to one still waiting to be written
@@ -133,11 +165,12 @@ class Session:
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
                 return
-            if (self.out_bytes >= BATCH_WHEN_SPENT and self.budget is not None
-                    and self.budget.spent()):
-                # One batch goes to the transport whole, past its high-water mark.
-                self._drop_event("daemon-wide output budget spent", watch)
-                return
+            if budget is not None:
+                if self.out_bytes >= BATCH_WHEN_SPENT and budget.spent():
+                    # One batch goes to the transport whole, past its high-water mark.
+                    self._drop_event("daemon-wide output budget spent", watch)
+                    return
+                budget.held += len(data)
             self.out_events += 1
             self.events_sent += 1
             self.out_event_set.add(data)
@@ -152,7 +185,6 @@ class Session:
         if len(self.pending_events) >= self.max_events:
             self._drop_event("backlog full", watch)
             return
-        budget = self.budget
         if budget is not None:
             if budget.spent():
                 self._drop_event("daemon-wide output budget spent", watch)
@@ -163,14 +195,30 @@ class Session:
         self.backlog.append(data)
         self.events_sent += 1
 
+    def count_unsent(self) -> int:
+        """Ask the transport what it holds unsent and count that in the budget."""
+        budget, unsent = self.budget, self.unsent
+        if budget is None or unsent is None:
+            return 0
+        n = 0 if self.closed else unsent()
+        if n != self.unsent_held:
+            budget.held += n - self.unsent_held
+            self.unsent_held = n
+            if n:
+                budget.holders.add(self)
+            else:
+                budget.holders.discard(self)
+        return n
+
     def _log_stuck(self) -> None:
         now = time.monotonic()
         if self._stuck_logged is None or now - self._stuck_logged >= STUCK_LOG_INTERVAL:
             self._stuck_logged = now
-            log.warning("%r is not reading: %d bytes and %d events waiting for it, %d events "
-                        "dropped so far (daemon-wide output budget %d bytes spent)",
-                        self, sum(map(len, self.backlog)), len(self.pending_events),
-                        self.events_dropped, self.budget.limit)
+            log.warning("%r is not reading: %d bytes unsent in its transport, %d bytes and "
+                        "%d events waiting for it, %d events dropped so far (daemon-wide "
+                        "output budget %d bytes spent)",
+                        self, self.unsent_held, sum(map(len, self.backlog)),
+                        len(self.pending_events), self.events_dropped, self.budget.limit)
 
     def _drop_event(self, why: str, watch) -> None:
         if watch is not None:
@@ -187,11 +235,14 @@ class Session:
         out = self.out
         self.out_events = 0
         self.out_event_set.clear()
+        if self.budget is not None:
+            self.budget.held -= self.out_bytes
         self.out_bytes = 0
         if out and not self.closed:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             self.write(data)        # may call pause() before it returns
+            self.count_unsent()
         else:
             out.clear()
         if self.overflowed and not self.paused and not self.backlog:
@@ -209,16 +260,13 @@ class Session:
         self.overflowed.clear()
         if markers and not self.closed:
             self.write(b"".join(markers))
+            self.count_unsent()
 
     def pause(self) -> None:
-        if not self.paused and self.budget is not None:
-            self.budget.paused += 1
         self.paused = True
 
     def resume(self) -> None:
         """The transport drained: hand it the backlog until it fills again."""
-        if self.paused and self.budget is not None:
-            self.budget.paused -= 1
         self.paused = False
         backlog, pending, budget = self.backlog, self.pending_events, self.budget
         while backlog and not self.paused and not self.closed:
@@ -227,15 +275,18 @@ class Session:
             if budget is not None:
                 budget.held -= len(data)
             self.write(data)
+        self.count_unsent()
         if self.overflowed and not backlog and not self.paused:
             self._send_markers()
 
     def discard_output(self) -> None:
         """The client is gone: drop what waited for it and give its share of the budget back."""
-        if self.budget is not None:
-            self.budget.held -= sum(map(len, self.backlog))
-            if self.paused:
-                self.budget.paused -= 1
+        budget = self.budget
+        if budget is not None:
+            budget.held -= sum(map(len, self.backlog)) + self.out_bytes + self.unsent_held
+            budget.holders.discard(self)
+        self.unsent_held = 0
+        self.out_bytes = 0
         self.paused = False
         self.backlog.clear()
         self.pending_events.clear()

@@ -2,7 +2,8 @@
 
 Callback order, as asyncio runs them: ``connection_made`` once; then
 ``data_received`` per chunk, interleaved with ``pause_writing`` /
-``resume_writing`` when the transport's buffer crosses its marks; then
+``resume_writing`` when the transport's buffer crosses its marks (or, once
+the daemon-wide output budget is spent, as soon as it holds any: ``squeeze``); then
 ``connection_lost`` once.  While writing is paused no request of this client
 is handled: the rest wait in ``queue`` and reading is paused, so a client
 that does not read its replies cannot make the daemon grow.
@@ -29,10 +30,22 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        high = self.daemon.config.out_high_water
-        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self._set_write_limits()
         self.session = self.daemon.open_session(
-            transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name)
+            transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name,
+            unsent=transport.get_write_buffer_size, squeeze=self.squeeze)
+
+    def _set_write_limits(self) -> None:
+        high = self.daemon.config.out_high_water
+        self.transport.set_write_buffer_limits(high=high, low=high // 4)
+
+    def squeeze(self) -> None:
+        """The daemon-wide output budget is spent (session.py): pause now if the transport
+        holds any output, and resume once it holds none, so that its drain is told."""
+        if not self.transport.is_closing():
+            self.transport.set_write_buffer_limits(high=0, low=0)   # calls pause_writing
+            if not self.session.paused:
+                self._set_write_limits()    # it held nothing after all
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -60,6 +73,8 @@ class Connection(asyncio.Protocol):
         self.session.pause()
 
     def resume_writing(self) -> None:
+        if not self.transport.is_closing():
+            self._set_write_limits()        # after squeeze()
         session = self.session
         session.resume()
         queue = self.queue

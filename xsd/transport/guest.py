@@ -92,7 +92,8 @@ class GuestConnection:
 
     def _open_session(self) -> None:
         session = self.daemon.open_session(self._write, domid=self.domid, privileged=False,
-                                           name=f"dom{self.domid}")
+                                           name=f"dom{self.domid}", unsent=self._unsent,
+                                           squeeze=self._squeeze)
         session.target = self.domain.target
         session.journal_watches = True
         self.session = session
@@ -106,6 +107,16 @@ class GuestConnection:
         self.out += data
         self._push()
         if len(self.out) > self.high and not self.broken:
+            self.session.pause()
+
+    def _unsent(self) -> int:
+        """Output not yet in the ring, for the daemon-wide output budget (session.py)."""
+        return len(self.out)
+
+    def _squeeze(self) -> None:
+        """The daemon-wide output budget is spent (session.py): pause now if output waits;
+        kick() resumes the session once the guest has read it down to the low-water mark."""
+        if self.out and not self.broken:
             self.session.pause()
 
     def _push(self) -> None:
