@@ -11,7 +11,7 @@ import pytest
 
 from xenstore_protocol import Op, Packet, join_fields
 
-from tests.guests.conftest import Guests
+from tests.guests.conftest import Guests, memreport
 from tests.waiting import wait_for
 from tests.wire import RawClient
 from xsd.hypervisor.guest_client import SocketClient
