@@ -2,6 +2,8 @@
 whose parsing copies the C tools'): a bad command line is one line on stderr and exit 2."""
 import argparse
 import math
+import os
+import signal
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -19,3 +21,10 @@ def positive_seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: want a finite number of seconds above 0")
     return value
+
+
+def die_of_sigpipe() -> None:
+    """What the C tools do when whoever reads stdout has gone (``... | head``): die of
+    SIGPIPE, quietly (Python ignores the signal and raises BrokenPipeError instead)."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
