@@ -21,6 +21,10 @@ from .mock_table import DOM0_UUID, DYING, RUNNING, SHUTDOWN, SHUTDOWN_REASONS, S
 MOCK_ENV = "XSD_MOCK_HYPERVISOR"      # path of the mock's JSON file
 
 
+class NoHypervisor(RuntimeError):
+    """Neither a Xen host nor ``$XSD_MOCK_HYPERVISOR``: nothing to list domains from."""
+
+
 class DomainInfo(NamedTuple):
     domid: int
     uuid: str
@@ -128,6 +132,6 @@ def default_hypervisor() -> Hypervisor:
         return MockHypervisor(path)
     if on_xen():
         return XenHypervisor()
-    raise RuntimeError(
+    raise NoHypervisor(
         "no hypervisor here: not a Xen host (no /dev/xen/privcmd or /proc/xen/privcmd); "
         f"pass hypervisor=MockHypervisor(path) or set ${MOCK_ENV}")

@@ -17,16 +17,18 @@ side of the toolstack steps (what ``xl create`` / ``xl destroy`` write).
 import argparse
 import json
 import os
+import re
 import sys
 
 from xenstore_protocol import Op, XenstoreError
 
 from . import __version__
+from watchlib.cli.args import OneLineParser
 from watchlib.sockets import daemon_socket
 
 from .config import DEFAULT_RUNDIR
 from .hypervisor.base import SHUTDOWN_REASONS
-from .hypervisor.mock import MockControl
+from .hypervisor.mock import TABLE, MockControl, table_path
 
 # Directories a guest owns under its home, as libxl creates them (owner: the guest).
 GUEST_DIRS = ("data", "device", "control", "drivers", "feature", "attr", "error")
@@ -38,6 +40,19 @@ def default_rundir() -> str:
     if os.environ.get("XENSTORED_PATH"):
         return os.path.dirname(os.path.abspath(os.environ["XENSTORED_PATH"]))
     return DEFAULT_RUNDIR
+
+
+# The form xl and libxl write under /vm/ (libxl_uuid's LIBXL_UUID_FMT: 8-4-4-4-12 hex digits).
+UUID_FORM = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def uuid_arg(text: str) -> str:
+    """argparse type: a domain's uuid, 8-4-4-4-12 hex digits (it names /vm/<uuid>)."""
+    if not UUID_FORM.fullmatch(text.lower()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a uuid (want 8-4-4-4-12 hex digits, "
+            "e.g. 6b8e1f0a-3c2d-4e5f-8a9b-0c1d2e3f4a5b)")
+    return text.lower()
 
 
 def socket_path(rundir: str) -> str:
@@ -72,14 +87,18 @@ def toolstack_cleanup(client, domid: int, uuid: str = "") -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xsd-hv", description="control xsd's mock hypervisor")
+    parser = OneLineParser(prog="xsd-hv", description="control xsd's mock hypervisor")
     parser.add_argument("--version", action="version", version=f"xsd-hv {__version__}")
-    parser.add_argument("--rundir", help="the daemon's run dir (default: see xsd-hv --help text)")
+    parser.add_argument("--rundir", help="the daemon's run dir, where the mock hypervisor's "
+                                         "table is (default: $XENSTORED_RUNDIR, else the "
+                                         "directory of $XENSTORED_PATH, else "
+                                         f"{DEFAULT_RUNDIR})")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("create", help="create a running guest with a ring page")
     p.add_argument("--name", default="")
     p.add_argument("--domid", type=int)
-    p.add_argument("--uuid")
+    p.add_argument("--uuid", type=uuid_arg, help="its uuid, 8-4-4-4-12 hex digits "
+                                                 "(default: a new random one)")
     p.add_argument("--introduce", action="store_true",
                    help="also do the toolstack's part over the daemon's socket")
     p = sub.add_parser("introduce", help="write the guest's nodes and INTRODUCE it")
@@ -167,6 +186,11 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     rundir = args.rundir or default_rundir()
     control = MockControl(rundir)
+    if args.cmd != "create" and not os.path.exists(table_path(rundir)):
+        # Only create makes the table; anything else there would act on nothing.
+        print(f"xsd-hv: no simulated hypervisor at {rundir} (no {TABLE} there; start xsd "
+              "with its mock hypervisor there, or xsd-hv create)", file=sys.stderr)
+        return 1
     try:
         if args.cmd == "create":
             if args.introduce:

@@ -323,3 +323,46 @@ def test_start_up_failures_are_one_line(nats_server, tmp_path):
     bad = xsd_fleet("--queue-max", "0")
     assert bad.returncode == 2 and "--queue-max must be at least 1" in bad.stderr
     assert "Traceback" not in no_xs.stderr + no_nats.stderr + bad.stderr
+
+
+def xsd_fleet_cli(*args, env_drop=()):
+    env = {k: v for k, v in os.environ.items() if k not in env_drop}
+    env["PYTHONPATH"] = ROOT
+    return subprocess.run([sys.executable, "-m", "xsd_fleet", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_bad_options_are_one_line_and_exit_2():
+    for args, says in ((["--pattern", "no-slash"], "'no-slash' is not an absolute path"),
+                       (["--pattern", "/a//b"], "empty component"),
+                       (["--pattern", "@introduceDomain"], "not @names"),
+                       (["--heartbeat", "nan"], "--heartbeat: 'nan': want a finite"),
+                       (["--heartbeat", "inf"], "--heartbeat: 'inf': want a finite"),
+                       (["--connect-timeout", "-1"], "--connect-timeout: '-1': want a finite"),
+                       (["--connect-timeout", "0"], "--connect-timeout: '0': want a finite")):
+        # No broker and no daemon here: a bad option must be refused before either is tried.
+        done = xsd_fleet_cli("--no-domains", "--servers", f"nats://127.0.0.1:{free_port()}",
+                             "--xenstored-path", "/nonexistent/socket", *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("xsd-fleet: ") and says in done.stderr, (args, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, (args, done.stderr)
+
+
+def test_help_states_every_default():
+    text = " ".join(xsd_fleet_cli("--help").stdout.split())    # unwrapped
+    assert "None" not in text and "False" not in text
+    assert "--xenstored-path PATH xenstored's socket (default: $XENSTORED_PATH, else " \
+           "/var/run/xenstored/socket)" in text
+    assert "(default: /local/domain/*/name " in text
+    assert "(default: $XSD_MOCK_HYPERVISOR, else Xen's own on a Xen host)" in text
+    assert "--heartbeat SECONDS seconds between heartbeats (default: 5.0)" in text
+
+
+def test_no_hypervisor_names_the_cli_option():
+    # This machine is no Xen host (no /dev/xen/privcmd); $XSD_MOCK_HYPERVISOR is unset.
+    assert not os.path.exists("/dev/xen/privcmd") and not os.path.exists("/proc/xen/privcmd")
+    done = xsd_fleet_cli(env_drop=("XSD_MOCK_HYPERVISOR",))
+    assert done.returncode == 2
+    assert done.stderr == ("xsd-fleet: no hypervisor here: not a Xen host (no /dev/xen/privcmd "
+                           "or /proc/xen/privcmd); use --mock-hypervisor PATH, set "
+                           "$XSD_MOCK_HYPERVISOR, or --no-domains\n")

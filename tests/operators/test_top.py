@@ -2,6 +2,7 @@
 on a real terminal (tmux: start it, send keys, capture the pane)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import pytest
 
 from xenstore_protocol import Op
 
-from tests.daemon_process import ROOT
+from tests.daemon_process import ROOT, DaemonProcess
 
 from .conftest import cooperate, flood, set_quota, wait_for
 
@@ -84,7 +85,29 @@ def test_daemon_down_is_one_line(tmp_path):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "nothing"))
     done = subprocess.run([TOP, "--once"], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
+    assert done.stderr == (f"xenstore-top: cannot connect to xenstored at {tmp_path}/nothing: "
+                           "No such file or directory\n")
+
+
+@pytest.mark.parametrize("interval", ["inf", "nan", "0", "-1", "1e300"])
+def test_interval_must_be_finite_and_positive(tmp_path, interval):
+    env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "nothing"))
+    done = subprocess.run([TOP, "--once", "-i", interval], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("xenstore-top: ") and len(done.stderr.splitlines()) == 1
+    assert "--interval" in done.stderr
+
+
+def test_a_closed_pipe_ends_it_quietly(opsd):
+    # As `xenstore-top --once | head -3` once head has gone: the reader is closed before
+    # the table is written (top spends the interval between its two samples first).
+    proc = subprocess.Popen([TOP, "--once", "--interval", "0.5"], env=opsd.client_env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == -signal.SIGPIPE       # what the xenstore-* tools do
+    assert err == b""
 
 
 class Tmux:
@@ -138,6 +161,23 @@ def test_live_view_in_a_terminal(opsd, guests, toolstack, tmux):
                          for line in tmux.pane().splitlines()), what="the watch counted")
     tmux("send-keys", "-t", "top", "q")
     wait_for(lambda: tmux("has-session", "-t", "top").returncode != 0, what="top quit")
+
+
+def test_live_view_says_when_the_daemon_goes(tmux, tmp_path):
+    daemon = DaemonProcess(tmp_path / "run").start()        # stopped here, not by a fixture
+    try:
+        err = tmp_path / "top.err"
+        started = tmux("new-session", "-d", "-s", "top", "-x", "160", "-y", "30",
+                       f"env XENSTORED_PATH={daemon.socket_path} TERM=xterm {TOP} --interval 0.2 "
+                       f"2>{err}; echo rc=$? >>{err}")
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: "DOMID" in tmux.pane(), what="the table")
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+    wait_for(lambda: "rc=" in err.read_text(), what="top to end")
+    assert err.read_text() == (f"xenstore-top: the daemon went away (its socket "
+                               f"{daemon.socket_path} closed)\nrc=1\n")
 
 
 def test_a_released_domain_leaves_the_view(opsd, guests, toolstack):

@@ -18,9 +18,9 @@ import base64
 import errno
 import json
 import os
-import signal
 import sys
 
+from .args import die_of_sigpipe
 from .cformat import c_atoi, sanitise, unsanitise
 from .gnu_getopt import LongOpt, Parser
 from .xs import XsError, XsHandle, quiet_watchlib_logging
@@ -161,9 +161,7 @@ class Tool:
             self.stdout.write(data)
             self.stdout.flush()
         except BrokenPipeError:
-            # The C tool dies of SIGPIPE here; so do we.
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGPIPE)
+            die_of_sigpipe()            # as the C tool does
             raise Exit(141)
 
     # -- the run ---------------------------------------------------------------------

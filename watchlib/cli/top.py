@@ -13,7 +13,6 @@ between them.
 Keys: d domid, r requests/s, n nodes, w watches, f quota fill, x dropped
 events, e refused requests (sort by it; again: reverse), q quit.
 """
-import argparse
 import json
 import sys
 import time
@@ -21,8 +20,11 @@ import time
 from xenstore_protocol import Op, XenstoreError
 
 from ..client import Client
+from ..commands import socket_path
 from ..connection import Disconnected
 from . import version_text
+from .args import OneLineParser, die_of_sigpipe, positive_seconds
+from .xs import quiet_watchlib_logging
 
 SORT_KEYS = {
     "d": ("domid", lambda r: r["domid"]),
@@ -34,6 +36,7 @@ SORT_KEYS = {
     "e": ("refused", lambda r: r["refused"]),
 }
 DEFAULT_SORT = "r"
+MAX_INTERVAL = 86400.0    # a day; time.sleep and curses' timeout overflow far above it
 
 HEADER = ("DOMID", "CONN", "REQ/S", "NODES", "WATCH", "TX", "FILL%", "DROPPED", "REFUSED",
           "BUSIEST TYPES (/s)")
@@ -155,12 +158,12 @@ def run_curses(client, interval: float, key: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="xenstore-top", description="Per-domain activity of xenstored (xsd's CONTROL stats).")
     parser.add_argument("--version", action="version", version=version_text("xenstore-top"))
     parser.add_argument("--once", action="store_true", help="print one table and exit")
     parser.add_argument("--json", action="store_true", help="print one JSON document and exit")
-    parser.add_argument("-i", "--interval", type=float, default=1.0, metavar="SECONDS",
+    parser.add_argument("-i", "--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
                         help="time between samples (default 1)")
     parser.add_argument("-s", "--sort", choices=sorted(SORT_KEYS), default=DEFAULT_SORT,
                         help="d domid, r requests/s (default), n nodes, w watches, f quota fill, "
@@ -168,10 +171,18 @@ def main(argv=None) -> int:
     parser.add_argument("--socket", default=None,
                         help="xenstored's socket (default $XENSTORED_PATH, else the usual one)")
     args = parser.parse_args(argv)
-    if not args.interval > 0:
-        parser.error("--interval must be more than 0")
+    if args.interval > MAX_INTERVAL:
+        parser.error(f"--interval: at most {MAX_INTERVAL:.0f} seconds")
+    path = socket_path(args.socket)
+    quiet_watchlib_logging()        # a lost daemon is said once, below
     try:
-        with Client(args.socket, timeout=10, reconnect=False) as client:
+        client = Client(path, timeout=10, reconnect=False)
+    except OSError as err:
+        print(f"xenstore-top: cannot connect to xenstored at {path}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    try:
+        with client:
             if args.json or args.once:
                 rows = sort_rows(_sample_pair(client, args.interval), args.sort, False)
                 if args.json:
@@ -180,13 +191,21 @@ def main(argv=None) -> int:
                     sys.stdout.write("\n")
                 else:
                     print("\n".join(table(rows)))
+                sys.stdout.flush()          # here, so a closed pipe is caught below
                 return 0
             return run_curses(client, args.interval, args.sort)
+    except BrokenPipeError:
+        die_of_sigpipe()
+        return 141
     except XenstoreError as err:
         print(f"xenstore-top: CONTROL stats: {err} (is the daemon xsd?)", file=sys.stderr)
         return 1
-    except (OSError, Disconnected) as err:
-        print(f"xenstore-top: {err}", file=sys.stderr)
+    except Disconnected:
+        # reconnect=False: a lost connection is the daemon gone (stopped, or restarting).
+        print(f"xenstore-top: the daemon went away (its socket {path} closed)", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"xenstore-top: {path}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
