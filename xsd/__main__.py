@@ -292,6 +292,11 @@ def main(argv=None) -> int:
     from .logs import configure
     configure(config.log_level)
     log = logging.getLogger("xsd")
+    try:                          # XSD_NATIVE chooses the watch matcher (xsd/_native)
+        from ._native import BACKEND
+    except ImportError as err:    # a bad XSD_NATIVE, or =c without a usable build
+        print(f"xsd: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     from . import startup
     try:
         startup.check(config)
@@ -301,7 +306,6 @@ def main(argv=None) -> int:
     if config.fork:
         config.ready_fd = _fork()
     soft, _hard = raise_fd_limit()
-    from ._native import BACKEND
     from .transport.server import Server
     log.info("xsd %s, native backend %s, descriptors %d, log level %s",
              __version__, BACKEND, soft, config.log_level)

@@ -111,3 +111,13 @@ def test_pid_file_removed_only_while_it_names_this_daemon(tmp_path):
     pid_file.write_text("12345\n")               # another daemon's, written since
     proc.stop_checked()
     assert pid_file.read_text() == "12345\n"
+
+
+@pytest.mark.parametrize("value", ["bogus", "fortran"])
+def test_bad_xsd_native_is_one_line(tmp_path, value):
+    """XSD_NATIVE picks the watch matcher (xsd/_native); a value it does not know is a
+    start-up error, not an ImportError's traceback."""
+    env = dict(os.environ, XSD_NATIVE=value)
+    result = run_xsd("--rundir", str(tmp_path / "run"), "--no-persist", env=env)
+    assert_one_line_failure(result, 1, f"XSD_NATIVE={value!r}", "auto, c, python")
+    assert not os.path.exists(tmp_path / "run" / "socket")
