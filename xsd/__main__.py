@@ -287,6 +287,15 @@ def _fork() -> int:
     return write_end
 
 
+def _announce(config) -> None:
+    """What a script reads on stdout once the daemon serves: -P's pid (as C xenstored)
+    and the line to point clients at it.  Never before both sockets accept, so a start
+    that fails prints nothing here."""
+    if config.output_pid:
+        print(os.getpid(), flush=True)
+    print(f"export XENSTORED_PATH={config.socket_path}", flush=True)
+
+
 def main(argv=None) -> int:
     config = parse_args(argv)
     from .logs import configure
@@ -326,9 +335,6 @@ def main(argv=None) -> int:
         print(f"xsd: cannot use state directory {config.state_dir}: "
               f"{err.strerror or err}", file=sys.stderr)
         return 1
-    if config.output_pid:
-        print(os.getpid(), flush=True)
-    print(f"export XENSTORED_PATH={config.socket_path}", flush=True)
     try:
         import uvloop
     except ImportError:
@@ -336,9 +342,9 @@ def main(argv=None) -> int:
         log.warning("uvloop not installed: running on the default asyncio loop")
     try:
         if uvloop is not None:
-            uvloop.run(server.serve())
+            uvloop.run(server.serve(on_ready=lambda: _announce(config)))
         else:
-            asyncio.run(server.serve())
+            asyncio.run(server.serve(on_ready=lambda: _announce(config)))
     except startup.StartupError as err:
         print(f"xsd: {err}", file=sys.stderr)
         return 1

@@ -154,7 +154,9 @@ class Server:
             with open(config.pid_file, "w", encoding="ascii") as f:
                 f.write(f"{os.getpid()}\n")
 
-    async def serve(self) -> None:
+    async def serve(self, on_ready=None) -> None:
+        """Start, then serve until SIGTERM/SIGINT.  ``on_ready()`` is called once both
+        sockets accept, beside systemd's READY=1 (the command line prints there)."""
         await self.start()
         loop = asyncio.get_running_loop()
         self._stopping = loop.create_future()
@@ -165,6 +167,8 @@ class Server:
         loop.set_exception_handler(self._loop_exception)
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
         self.notifier.ready(f"serving on {self.config.socket_path}")
+        if on_ready is not None:
+            on_ready()
         if self.config.ready_fd >= 0:             # --fork: the waiting parent may exit now
             os.write(self.config.ready_fd, b"R")
             os.close(self.config.ready_fd)
