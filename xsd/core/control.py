@@ -33,7 +33,8 @@ HELP = (
     "quota\t[set <name> <val>|<domid>]\n"
     "quota-soft\t[set <name> <val>]\n"
     "help\t\n"
-    "xsd: live-update -s starts handing state and sockets to a new xsd (docs/durability.md);\n"
+    "xsd: live-update needs no <file>: `live-update` (or -s; -F, -t ignored) re-executes\n"
+    "xsd:   xsd itself, handing state and sockets over (docs/durability.md);\n"
     "xsd: memreport without <file> answers the statistics (nodes, bytes, watches, connections).\n"
     "xsd: stats [<domid>] answers per-domain counters and usage from <domid> on, JSON, one page.\n"
 )
