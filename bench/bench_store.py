@@ -6,7 +6,7 @@
 
 The load is xsbench's ``rss`` test without a daemon: 100,000 writes of a
 32-byte value to /rss/<i/1000>/<i%1000> (100 directories of 1000), through
-the same interface (xsd/nodestore.py): PyNodeStore over xsd/store.py, what
+the same interface (xsd/nodestore.py): PyNodeStore over xsd/core/store.py, what
 the daemon holds today, and xsd/_native/store.py over store.c.  VmRSS
 (/proc/self/status) before and after, in a process that did nothing else; the
 C store also reports the bytes it asked malloc for.  For the whole daemon's
@@ -74,7 +74,7 @@ def main() -> int:
                 metric, value = line.split()
                 results[backend].setdefault(metric, []).append(float(value))
     med = {b: {m: statistics.median(v) for m, v in r.items()} for b, r in results.items()}
-    print("| 100k nodes of 32 B | Python store (xsd/store.py) | C store (store.c) | C / Python |")
+    print("| 100k nodes of 32 B | Python store (xsd/core/store.py) | C store (store.c) | C / Python |")
     print("|---|---:|---:|---:|")
     for metric in ("rss_bytes_per_node", "load_writes_per_s"):
         p, c = med["python"][metric], med["c"][metric]

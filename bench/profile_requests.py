@@ -49,17 +49,17 @@ STAGES = [
      and fn == "encode"),
     ("payload fields, path checks", lambda f, fn: f.endswith(("xenstore_protocol/paths.py",
                                                              "xenstore_protocol/packet.py"))),
-    ("permission and quota checks", lambda f, fn: f.endswith(("xsd/permissions.py", "xsd/quota.py",
+    ("permission and quota checks", lambda f, fn: f.endswith(("xsd/core/permissions.py", "xsd/core/quota.py",
                                                              "xenstore_protocol/perms.py"))),
-    ("store (xsd/store.py)", lambda f, fn: f.endswith("xsd/store.py")),
-    ("op handler (xsd/ops.py)", lambda f, fn: f.endswith("xsd/ops.py")),
-    ("watches and events", lambda f, fn: f.endswith(("xsd/watches.py", "xsd/_native/trie.py"))
+    ("store (xsd/core/store.py)", lambda f, fn: f.endswith("xsd/core/store.py")),
+    ("op handler (xsd/core/ops.py)", lambda f, fn: f.endswith("xsd/core/ops.py")),
+    ("watches and events", lambda f, fn: f.endswith(("xsd/core/watches.py", "xsd/_native/trie.py"))
      or "fire" in fn),
-    ("dispatch (table, errors, reply packet)", lambda f, fn: f.endswith("xsd/dispatch.py")),
-    ("session (reply queue, flush)", lambda f, fn: f.endswith("xsd/session.py")),
-    ("guests' acknowledgement hook at each flush", lambda f, fn: f.endswith("xsd/guest.py")),
-    ("daemon (handle, flush)", lambda f, fn: f.endswith("xsd/daemon.py")),
-    ("connection (data_received)", lambda f, fn: f.endswith("xsd/connection.py")),
+    ("dispatch (table, errors, reply packet)", lambda f, fn: f.endswith("xsd/core/dispatch.py")),
+    ("session (reply queue, flush)", lambda f, fn: f.endswith("xsd/core/session.py")),
+    ("guests' acknowledgement hook at each flush", lambda f, fn: f.endswith("xsd/transport/guest.py")),
+    ("daemon (handle, flush)", lambda f, fn: f.endswith("xsd/core/daemon.py")),
+    ("connection (data_received)", lambda f, fn: f.endswith("xsd/transport/connection.py")),
 ]
 OTHER = "other code of ours"
 OURS = ("xsd/", "xenstore_protocol/")

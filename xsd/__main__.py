@@ -9,6 +9,7 @@ exit status 1 (2 for a bad command line), never a traceback.
 import argparse
 import asyncio
 import logging
+import math
 import os
 import resource
 import sys
@@ -71,6 +72,27 @@ def _count(text: str) -> int:
     return number
 
 
+def _positive(text: str) -> int:
+    """A count of 1 or more: a bound that 0 would turn into "nothing ever passes"."""
+    number = _count(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return number
+
+
+def _seconds(text: str) -> float:
+    """A time interval: a finite number of seconds, more than 0 (nan, inf or 0 would
+    reach the event loop's timers, which they break)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, "
+                                         "more than 0")
+    return number
+
+
 def _quota(text: str) -> int:
     """A quota value: a count that fits the quota table (xsd/core/quota.py, VALUE_MAX)."""
     number = _count(text)
@@ -90,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xsd {__version__}")
     parser.add_argument("--rundir", metavar="DIR", help="directory for socket and socket_ro "
                         f"(default: $XENSTORED_RUNDIR, else {DEFAULT_RUNDIR})")
-    parser.add_argument("--max-watch-events", type=_count, default=1024, metavar="N",
+    parser.add_argument("--max-watch-events", type=_positive, default=1024, metavar="N",
                         help="watch events held for a client that is not reading, beyond "
                              "which they are dropped (default %(default)s)")
-    parser.add_argument("--out-high-water", type=_count, default=1 << 20, metavar="BYTES",
+    parser.add_argument("--out-high-water", type=_positive, default=1 << 20, metavar="BYTES",
                         help="bytes buffered for a client before its requests wait "
                              "(default %(default)s)")
     parser.add_argument("--out-budget", type=_count, default=0, metavar="BYTES",
@@ -112,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", type=_log_level, metavar="LEVEL",
                         default=os.environ.get("XSD_LOG_LEVEL", "INFO"),
                         help=f"one of {', '.join(LOG_LEVELS)} (default $XSD_LOG_LEVEL, else INFO)")
-    parser.add_argument("--log-summary-interval", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--log-summary-interval", type=_seconds, default=60.0, metavar="SECONDS",
                         help="repeated warnings (quota refusals, dropped watch events) are "
                              "summarised once per interval (default %(default)s)")
     parser.add_argument("--metrics", default="", metavar="ADDR",
@@ -129,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "interval: every --fsync-interval seconds; never: leave it to the "
                               "OS (all three survive a crash of the daemon, only batch a crash "
                               "of the machine)")
-    durable.add_argument("--fsync-interval", type=float, default=1.0, metavar="SECONDS",
+    durable.add_argument("--fsync-interval", type=_seconds, default=1.0, metavar="SECONDS",
                          help="with --fsync interval (default %(default)s)")
     durable.add_argument("--journal-max-bytes", type=_count, default=16 << 20, metavar="N",
                          help="snapshot once the journal is past N bytes or twice the snapshot "
@@ -212,8 +234,6 @@ def parse_args(argv=None) -> Config:
             parse_address(args.metrics)
         except ValueError as err:
             parser.error(f"--metrics: {err}")
-    if not args.log_summary_interval > 0:
-        parser.error("--log-summary-interval: must be more than 0")
     rundir = args.rundir or default_rundir()
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_")) for name in QUOTA_DEFAULTS}
     for _short, long, quota, _text in C_QUOTA_OPTIONS:
@@ -267,11 +287,25 @@ def _fork() -> int:
     return write_end
 
 
+def _announce(config) -> None:
+    """What a script reads on stdout once the daemon serves: -P's pid (as C xenstored)
+    and the line to point clients at it.  Never before both sockets accept, so a start
+    that fails prints nothing here."""
+    if config.output_pid:
+        print(os.getpid(), flush=True)
+    print(f"export XENSTORED_PATH={config.socket_path}", flush=True)
+
+
 def main(argv=None) -> int:
     config = parse_args(argv)
     from .logs import configure
     configure(config.log_level)
     log = logging.getLogger("xsd")
+    try:                          # XSD_NATIVE chooses the watch matcher (xsd/_native)
+        from ._native import BACKEND
+    except ImportError as err:    # a bad XSD_NATIVE, or =c without a usable build
+        print(f"xsd: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
     from . import startup
     try:
         startup.check(config)
@@ -281,7 +315,6 @@ def main(argv=None) -> int:
     if config.fork:
         config.ready_fd = _fork()
     soft, _hard = raise_fd_limit()
-    from ._native import BACKEND
     from .transport.server import Server
     log.info("xsd %s, native backend %s, descriptors %d, log level %s",
              __version__, BACKEND, soft, config.log_level)
@@ -302,9 +335,6 @@ def main(argv=None) -> int:
         print(f"xsd: cannot use state directory {config.state_dir}: "
               f"{err.strerror or err}", file=sys.stderr)
         return 1
-    if config.output_pid:
-        print(os.getpid(), flush=True)
-    print(f"export XENSTORED_PATH={config.socket_path}", flush=True)
     try:
         import uvloop
     except ImportError:
@@ -312,9 +342,9 @@ def main(argv=None) -> int:
         log.warning("uvloop not installed: running on the default asyncio loop")
     try:
         if uvloop is not None:
-            uvloop.run(server.serve())
+            uvloop.run(server.serve(on_ready=lambda: _announce(config)))
         else:
-            asyncio.run(server.serve())
+            asyncio.run(server.serve(on_ready=lambda: _announce(config)))
     except startup.StartupError as err:
         print(f"xsd: {err}", file=sys.stderr)
         return 1

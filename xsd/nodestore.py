@@ -2,17 +2,17 @@
 
 ``NodeStore`` is ``xsd._native.store.NodeStore`` (C) when the C extension is
 in use (``xsd._native.BACKEND == "cffi"``, see ``XSD_NATIVE``), else
-``PyNodeStore``: the swap point for when ops.py moves onto this interface.
+``PyNodeStore``: the swap point for when core/ops.py moves onto this interface.
 It lives here, not in ``xsd._native``, because the fallback wraps
-``xsd/store.py`` and imports point one way (core -> _native).
+``xsd/core/store.py`` and imports point one way (core -> _native).
 
-``PyNodeStore`` puts behind one interface what ``xsd/ops.py`` does to
-``xsd.store.Store`` today (stamp the closest existing ancestor, create the
+``PyNodeStore`` puts behind one interface what ``xsd/core/ops.py`` does to
+``xsd.core.store.Store`` today (stamp the closest existing ancestor, create the
 missing nodes top-down, remove a subtree in ``ops.subtree`` order), so that
 the C store (``xsd._native.store.NodeStore``, same interface) can be checked
 against it operation by operation (tests/native/test_store_property.py) and
 later swapped in behind ``XSD_NATIVE``.  Nothing here is new behaviour: each
-method names the lines of ops.py it mirrors.
+method names the lines of core/ops.py it mirrors.
 
 Interface (both classes):
 
@@ -36,7 +36,7 @@ from .core.store import Node, Store
 
 
 class PyNodeStore:
-    """The operations above on an ``xsd.store.Store`` (``self.store``)."""
+    """The operations above on an ``xsd.core.store.Store`` (``self.store``)."""
 
     backend = "python"
 

@@ -54,3 +54,12 @@ def test_bad_control_file_names_are_errors_not_tracebacks(daemon, xs, command, e
     assert xs.error(Op.CONTROL, *command) == error
     assert xs.ok(Op.CONTROL, b"check") == b"OK\0"
     assert "Traceback" not in daemon.log()
+
+
+def test_help_says_live_update_needs_no_file(xs):
+    """C xenstored's help text comes first, byte for byte (its `<file>` included:
+    tests/interop/test_wire_differential.py); xsd's own lines after it correct that."""
+    text = xs.ok(Op.CONTROL, b"help").rstrip(b"\0").decode()
+    ours = text.split("help\t\n", 1)[1]
+    live = [line for line in ours.splitlines() if "live-update" in line]
+    assert live and "live-update needs no <file>" in live[0], ours

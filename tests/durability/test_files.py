@@ -119,13 +119,20 @@ def test_a_damaged_middle_record_refuses_to_start(saved, tmp_path):
         open_daemon(path)
 
 
-def test_salvage_keeps_the_records_before_the_damage(saved, tmp_path):
+def test_salvage_keeps_the_records_before_the_damage(saved, tmp_path, caplog):
     path = copy(saved, tmp_path / "t")
+    damaged_at = record_offsets(path)[1]
     damage_record(path, 1)
     d = open_daemon(path, journal_salvage=True)
     assert (value(d, "/a"), value(d, "/b"), value(d, "/c")) == (b"1", None, None)
     assert d.check() == []
     assert [n for n in os.listdir(path) if ".damaged." in n]    # the evidence is kept
+    # What was dropped were acknowledged records (the damaged one and the sound one after
+    # it), not a torn last write: the log says so.
+    assert "torn last record" not in caplog.text and "never acknowledged" not in caplog.text
+    assert re.search(r"dropped the damaged record at offset %d and every record after it "
+                     r"\(\d+ bytes\): acknowledged changes, now lost" % damaged_at,
+                     caplog.text), caplog.text
 
 
 def test_a_record_out_of_sequence_refuses(saved, tmp_path):

@@ -190,3 +190,11 @@ def test_a_released_domain_leaves_the_view(opsd, guests, toolstack):
         toolstack.ok(Op.CONTROL, b"stats").rstrip(b"\0"))), what="the row gone")
     time.sleep(0.3)        # the guest's connection closing after the release adds nothing
     assert guest.domid not in by_domid(json.loads(toolstack.ok(Op.CONTROL, b"stats").rstrip(b"\0")))
+
+
+def test_works_on_the_read_only_socket(opsd, guests, toolstack):
+    """CONTROL stats changes nothing, so socket_ro answers it (docs/operators.md)."""
+    made = guests.create()
+    out = top(opsd, "--once", "--interval", "0.1", "--sort", "d",
+              "--socket", opsd.ro_socket_path).stdout.splitlines()
+    assert [int(line.split()[0]) for line in out[1:]] == [0, made.domid]

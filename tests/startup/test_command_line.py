@@ -118,6 +118,16 @@ def test_without_domain_init_options_dom0_is_written(daemon):
     (("-I", "maybe"), "maybe"),
     (("--log-level", "chatty"), "chatty"),
     (("--no-such-option",), "--no-such-option"),
+    (("--fsync-interval", "nan"), "more than 0"),
+    (("--fsync-interval", "inf"), "--fsync-interval"),
+    (("--fsync-interval=-1",), "more than 0"),
+    (("--fsync-interval", "0"), "--fsync-interval"),
+    (("--fsync-interval", "soon"), "soon"),
+    (("--log-summary-interval", "nan"), "--log-summary-interval"),
+    (("--log-summary-interval=-inf",), "more than 0"),
+    (("--log-summary-interval", "0"), "--log-summary-interval"),
+    (("--max-watch-events", "0"), "1 or more"),
+    (("--out-high-water", "0"), "1 or more"),
 ])
 def test_bad_command_line_is_one_line(tmp_path, args, fragment):
     result = run_xsd("--rundir", str(tmp_path / "run"), *args)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.daemon_process import ROOT
-from xsd.__main__ import build_parser
+from xsd.__main__ import build_parser, parse_args
 
 UNITS = ("packaging/xsd.service", "packaging/xenstored.service.d/xsd.conf")
 
@@ -28,6 +28,17 @@ def test_unit_is_type_notify_and_its_command_line_parses(unit):
     assert argv[0].endswith("/xsd")
     args = build_parser().parse_args(argv[1:])
     assert args.hypervisor == "xen" and args.rundir == "/var/run/xenstored"
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_state_dir_is_gone_at_reboot(unit):
+    """xenstore state must not outlive a boot (the toolstack rebuilds it;
+    docs/durability.md): the journal goes in a tmpfs, /run or /var/run."""
+    argv = [a for a in exec_start(unit) if not a.startswith("$")]
+    config = parse_args(argv[1:])
+    assert config.state_dir, "the unit persists to the run dir, not --no-persist"
+    state_dir = os.path.normpath(config.state_dir)
+    assert state_dir.startswith(("/run/", "/var/run/")), state_dir
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")

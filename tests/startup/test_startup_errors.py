@@ -111,3 +111,47 @@ def test_pid_file_removed_only_while_it_names_this_daemon(tmp_path):
     pid_file.write_text("12345\n")               # another daemon's, written since
     proc.stop_checked()
     assert pid_file.read_text() == "12345\n"
+
+
+@pytest.mark.parametrize("value", ["bogus", "fortran"])
+def test_bad_xsd_native_is_one_line(tmp_path, value):
+    """XSD_NATIVE picks the watch matcher (xsd/_native); a value it does not know is a
+    start-up error, not an ImportError's traceback."""
+    env = dict(os.environ, XSD_NATIVE=value)
+    result = run_xsd("--rundir", str(tmp_path / "run"), "--no-persist", env=env)
+    assert_one_line_failure(result, 1, f"XSD_NATIVE={value!r}", "auto, c, python")
+    assert not os.path.exists(tmp_path / "run" / "socket")
+
+
+@pytest.mark.parametrize("failure", ["metrics port in use", "another daemon"])
+def test_nothing_on_stdout_from_a_start_that_fails(tmp_path, failure):
+    """`export XENSTORED_PATH=...` and -P's pid tell a script the daemon serves: they are
+    printed once both sockets accept (with READY=1), never by a start that then fails."""
+    run = tmp_path / "run"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        if failure == "metrics port in use":
+            first = None
+            args = ("--metrics", f"127.0.0.1:{taken.getsockname()[1]}")
+        else:
+            first = DaemonProcess(run, ("--no-persist",)).start()
+            args = ("--state-dir", str(tmp_path / "state2"))
+        try:
+            result = run_xsd("--rundir", str(run), "-P", "--log-level", "WARNING", *args)
+        finally:
+            if first is not None:
+                first.stop_checked()
+    assert_one_line_failure(result, 1, "--metrics" if first is None else "another xenstore")
+    assert result.stdout == ""
+
+
+def test_export_line_and_pid_once_serving(tmp_path):
+    proc = DaemonProcess(tmp_path / "run", ("-P", "--no-persist")).start()
+    try:
+        with RawClient(proc.socket_path) as xs:
+            xs.ok(Op.READ, b"/")
+        out = [line for line in proc.log().splitlines() if " INFO " not in line]
+        assert out[:2] == [str(proc.proc.pid), f"export XENSTORED_PATH={proc.socket_path}"], out
+    finally:
+        proc.stop_checked()

@@ -33,7 +33,8 @@ HELP = (
     "quota\t[set <name> <val>|<domid>]\n"
     "quota-soft\t[set <name> <val>]\n"
     "help\t\n"
-    "xsd: live-update -s starts handing state and sockets to a new xsd (docs/durability.md);\n"
+    "xsd: live-update needs no <file>: `live-update` (or -s; -F, -t ignored) re-executes\n"
+    "xsd:   xsd itself, handing state and sockets over (docs/durability.md);\n"
     "xsd: memreport without <file> answers the statistics (nodes, bytes, watches, connections).\n"
     "xsd: stats [<domid>] answers per-domain counters and usage from <domid> on, JSON, one page.\n"
 )
@@ -43,6 +44,16 @@ class _Logfile:
     """The one log file ``logfile`` opened: a new call replaces it, never adds (issue 12).
     Kept here, not on the daemon, because logging's handlers are the process's anyway."""
     handler = None
+    path = ""
+
+
+def reopen_logfile() -> str:
+    """SIGHUP: open the ``logfile`` file again by its name (logrotate moved it away);
+    its name, or "" when there is none.  OSError if it cannot be opened (the old stays)."""
+    if _Logfile.handler is None:
+        return ""
+    _install_logfile(_Logfile.path, open(_Logfile.path, "a", encoding="utf-8"))
+    return _Logfile.path
 
 
 def run_control(d, s, fields) -> bytes:
@@ -99,17 +110,20 @@ def _open_for_writing(path: str, mode: str):
 def _logfile(d, args):
     if len(args) != 1:
         raise XenstoreError("EINVAL", "logfile <file>")
-    stream = _open_for_writing(args[0], "a")
+    _install_logfile(args[0], _open_for_writing(args[0], "a"))
+    return "OK"
+
+
+def _install_logfile(path: str, stream) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger("xsd")
-    old, _Logfile.handler = _Logfile.handler, handler
+    old, _Logfile.handler, _Logfile.path = _Logfile.handler, handler, path
     root.addHandler(handler)
     if old is not None:
         root.removeHandler(old)
         old.close()
         old.stream.close()
-    return "OK"
 
 
 def _memreport(d, args):

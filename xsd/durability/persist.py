@@ -228,6 +228,12 @@ class Persistence:
             log.error("%s; --journal-salvage: keeping the records before it (the whole journal "
                       "is kept as %s)", err, kept)
             payloads, end, torn = read_records(journal, FILE_HEADER.size, name, salvage=True)
+            # Not a torn tail: every record from the damage on was written whole, and
+            # acknowledged, before it was damaged.
+            log.error("%s: --journal-salvage dropped the damaged record at offset %d and every "
+                      "record after it (%d bytes): acknowledged changes, now lost",
+                      name, end, torn)
+            torn = 0
         store = self.d.store
         apply = self.codec.apply
         on_watch = self.guest_watches.replay

@@ -208,7 +208,7 @@ class MockControl:
 
 
 def _next_domid(taken: set) -> int:
-    """One past the highest domid in use, as Xen's rover hands out fresh ids; wraps to a free one."""
+    """One past the highest domid in use (a destroyed highest one comes back, unlike Xen's rover); wraps to a free one."""
     candidate = max(taken | {0}) + 1
     if candidate < DOMID_FIRST_RESERVED:
         return candidate

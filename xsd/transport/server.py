@@ -154,16 +154,21 @@ class Server:
             with open(config.pid_file, "w", encoding="ascii") as f:
                 f.write(f"{os.getpid()}\n")
 
-    async def serve(self) -> None:
+    async def serve(self, on_ready=None) -> None:
+        """Start, then serve until SIGTERM/SIGINT.  ``on_ready()`` is called once both
+        sockets accept, beside systemd's READY=1 (the command line prints there)."""
         await self.start()
         loop = asyncio.get_running_loop()
         self._stopping = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop, sig)
         loop.add_signal_handler(signal.SIGUSR1, self.live_update)
+        loop.add_signal_handler(signal.SIGHUP, self.reopen_files)
         loop.set_exception_handler(self._loop_exception)
         log.info("serving on %s and %s", self.config.socket_path, self.config.ro_socket_path)
         self.notifier.ready(f"serving on {self.config.socket_path}")
+        if on_ready is not None:
+            on_ready()
         if self.config.ready_fd >= 0:             # --fork: the waiting parent may exit now
             os.write(self.config.ready_fd, b"R")
             os.close(self.config.ready_fd)
@@ -182,6 +187,30 @@ class Server:
         finally:
             self._summary_timer = asyncio.get_running_loop().call_later(
                 self.config.log_summary_interval, self._log_summaries)
+
+    def reopen_files(self) -> None:
+        """SIGHUP: as C xenstored (which reopens its log and trace files and keeps
+        serving), the -T trace and the CONTROL logfile are opened again by name, so
+        logrotate can move them away.  A file that cannot be opened is logged and the
+        old one kept."""
+        from ..core.control import reopen_logfile
+        reopened = []
+        if self.tracer is not None:
+            try:
+                self.tracer.reopen()
+                reopened.append(self.tracer.path)
+            except OSError as err:
+                log.error("SIGHUP: cannot reopen trace file %s: %s", self.tracer.path,
+                          err.strerror or err)
+        try:
+            logfile = reopen_logfile()
+        except OSError as err:
+            log.error("SIGHUP: cannot reopen log file: %s", err.strerror or err)
+        else:
+            if logfile:
+                reopened.append(logfile)
+        log.info("SIGHUP: reopened %s; still serving",
+                 ", ".join(reopened) if reopened else "no file (no -T, no CONTROL logfile)")
 
     def _stop(self, sig) -> None:
         log.info("signal %s: shutting down", signal.Signals(sig).name)

@@ -37,6 +37,7 @@ def _op_name(op: int) -> str:
 class Tracer:
     def __init__(self, path: str):
         self.daemon = None
+        self.path = path
         self.file = open(path, "a", encoding="utf-8")
 
     def install(self, daemon) -> None:
@@ -68,7 +69,7 @@ class Tracer:
 
         daemon.open_session, daemon.handle, daemon.close_session = (
             traced_open, traced_handle, traced_close)
-        daemon.after_flush.append(self.file.flush)
+        daemon.after_flush.append(self.flush)
         self.daemon = daemon
 
     def output(self, session, decoder: Decoder, data: bytes) -> None:
@@ -88,9 +89,20 @@ class Tracer:
     def line(self, text: str) -> None:
         self.file.write(text + "\n")
 
+    def flush(self) -> None:
+        self.file.flush()
+
+    def reopen(self) -> None:
+        """SIGHUP: the file at ``path`` from now on (logrotate moved the old one away).
+        As C xenstored (reopen_log in tools/xenstored/core.c); if the open fails, the
+        old file stays in use and the error goes up."""
+        new = open(self.path, "a", encoding="utf-8")
+        old, self.file = self.file, new
+        old.close()
+
     def close(self) -> None:
-        if self.file.flush in self.daemon.after_flush:
-            self.daemon.after_flush.remove(self.file.flush)
+        if self.flush in self.daemon.after_flush:
+            self.daemon.after_flush.remove(self.flush)
         self.file.close()
 
 
