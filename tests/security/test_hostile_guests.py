@@ -208,6 +208,16 @@ def _stuck_watchers(daemon, count, token):
     return stuck
 
 
+def write_under_stuck_watchers(xs, count: int) -> None:
+    """WRITE /s/0 .. /s/<count-1>, taking the replies as they come; dom0 must still be served."""
+    for i in range(count):
+        xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
+        if i % 100 == 99:
+            while xs.replies or xs._pump(0):
+                xs.replies.clear()
+    assert xs.ok(Op.READ, b"/s/%d" % (count - 1)) == b"x"
+
+
 def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
     """Item 7: output held for clients that do not read was bounded per connection only:
     500 such watchers of / with 1 KB tokens held 1.5 GB.  Beyond a daemon-wide budget,
@@ -218,12 +228,7 @@ def test_output_held_for_stuck_clients_is_bounded_in_total(daemon_factory):
     with RawClient(daemon.socket_path) as xs:
         rss_before = daemon.rss_kib()
         stuck = _stuck_watchers(daemon, 48, b"t" * 2000)
-        for i in range(1500):                       # 72,000 events of 2 KB offered
-            xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
-            if i % 100 == 99:
-                while xs.replies or xs._pump(0):
-                    xs.replies.clear()
-        assert xs.ok(Op.READ, b"/s/1499") == b"x"   # dom0 still served
+        write_under_stuck_watchers(xs, 1500)        # 72,000 events of 2 KB offered
         growth = (daemon.rss_kib() - rss_before) / 1024
         report = xs.memreport()
         # Per connection alone: 64 KiB of transport + 1024 events of 2 KB each, 2.1 MiB x 48.
@@ -251,12 +256,7 @@ def test_output_the_transports_hold_is_in_the_budget_too(daemon_factory):
         late.ok(Op.WATCH, b"/", late_token)
         rss_before = daemon.rss_kib()
         stuck = _stuck_watchers(daemon, 99, b"t" * 1024)
-        for i in range(5000):                       # 500,000 events of 1 KB offered
-            xs.send_packet(Op.WRITE, b"/s/%d\0x" % i)
-            if i % 100 == 99:
-                while xs.replies or xs._pump(0):
-                    xs.replies.clear()
-        assert xs.ok(Op.READ, b"/s/4999") == b"x"   # dom0 still served
+        write_under_stuck_watchers(xs, 5000)        # 500,000 events of 1 KB offered
         growth = (daemon.rss_kib() - rss_before) / 1024
         # Per connection alone: 4 MiB of transport each, 400 MiB.
         assert growth < 16 + 100 * 0.25 + 16, f"grew {growth:.0f} MiB"
