@@ -47,7 +47,7 @@ def check_id(id) -> int:
     return id
 
 
-def _split(path: str) -> tuple:
+def components_of(path: str) -> tuple:
     return () if path == "/" else tuple(path[1:].split("/"))
 
 

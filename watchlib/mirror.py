@@ -47,9 +47,11 @@ import threading
 from typing import NamedTuple, Optional
 
 from xenstore_protocol import XenstoreError
+from xenstore_protocol.paths import is_child, join
 
 from . import Disconnected, Event, Resync     # the public names (watchlib/__init__.py)
 from . import commands
+from .globs import components_of
 from .patterns import Pattern
 
 log = logging.getLogger("watchlib")
@@ -69,18 +71,6 @@ class Changed(NamedTuple):
 class Removed(NamedTuple):
     path: str
     old: bytes
-
-
-def _parts(path: str) -> tuple:
-    return () if path == "/" else tuple(path[1:].split("/"))
-
-
-def _at_or_below(path: str, base: str) -> bool:
-    return base == "/" or path == base or path.startswith(base + "/")
-
-
-def _child(base: str, name: str) -> str:
-    return f"/{name}" if base == "/" else f"{base}/{name}"
 
 
 def _ask(op: str, path: str):
@@ -114,7 +104,7 @@ class MirrorCore:
         # The daemon watches: one per prefix not already below another.
         self.roots = []
         for prefix in prefixes:
-            if not any(_at_or_below(prefix, r) for r in self.roots):
+            if not any(is_child(prefix, r) for r in self.roots):
                 self.roots.append(prefix)
         self.values = {}
 
@@ -125,12 +115,12 @@ class MirrorCore:
         """The subtree to re-read after an event on ``path``, or None."""
         if path.startswith("@"):
             return None
-        parts = _parts(path)
+        parts = components_of(path)
         root = None
         for p in self.patterns:
-            if _at_or_below(p.prefix, path):
+            if is_child(p.prefix, path):
                 return path                           # at or above a prefix
-            if not _at_or_below(path, p.prefix):
+            if not is_child(path, p.prefix):
                 continue
             # The highest selected ancestor we do not hold: created by this write.
             for depth in range(len(p.prefix_components), len(parts)):
@@ -150,11 +140,12 @@ class MirrorCore:
         or ``adrive``.
         """
         found = {}
-        parts = _parts(root)
+        listed = {}                 # path -> its children: patterns sharing a prefix list it once
+        parts = components_of(root)
         for p in self.patterns:
-            if _at_or_below(p.prefix, root):
+            if is_child(p.prefix, root):
                 start, start_parts = p.prefix, p.prefix_components
-            elif _at_or_below(root, p.prefix):
+            elif is_child(root, p.prefix):
                 start, start_parts = root, parts
             else:
                 continue
@@ -168,15 +159,16 @@ class MirrorCore:
                     found[path] = value
                 if not p.could_extend(comps):
                     continue
-                names = yield from _ask("ls", path)
-                for name in names or ():
-                    stack.append((_child(path, name), comps + (name,)))
+                if path not in listed:
+                    listed[path] = yield from _ask("ls", path)
+                for name in listed[path] or ():
+                    stack.append((join(path, name), comps + (name,)))
         return self.apply(root, found)
 
     def apply(self, root: str, found: dict) -> list:
         """Make the entries at or below ``root`` equal ``found``; the changes, in path order."""
         changes = []
-        held = [path for path in self.values if _at_or_below(path, root)]
+        held = [path for path in self.values if is_child(path, root)]
         for path in held:
             if path not in found:
                 changes.append(Removed(path, self.values.pop(path)))
@@ -230,6 +222,11 @@ class _MirrorBase:
             self.lost += 1
         return [item.subscription.pattern]          # Resync, LostEvents: the whole watch
 
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.cancel()
+        self._subs = []
+
     def _failed(self, roots, error):
         """The re-read of ``roots[0]`` failed: the rest were not done; all wait for sync()."""
         self._dirty.update(roots)
@@ -244,7 +241,7 @@ class _MirrorBase:
         """``root`` was re-read: count it, forget its older failures; the changes to
         hand to ``on_change`` (none without one)."""
         self.reads += 1
-        self._dirty = {d for d in self._dirty if not _at_or_below(d, root)}
+        self._dirty = {d for d in self._dirty if not is_child(d, root)}
         return changes if self._on_change is not None else []
 
 
@@ -300,11 +297,6 @@ class Mirror(_MirrorBase):
         with self._lock:
             while self._dirty:
                 self._refresh(sorted(self._dirty, key=len), raise_errors=True)
-
-    def close(self) -> None:
-        for sub in self._subs:
-            sub.cancel()
-        self._subs = []
 
     def __enter__(self):
         return self
@@ -369,11 +361,6 @@ class AsyncMirror(_MirrorBase):
         async with self._lock:
             while self._dirty:
                 await self._refresh(sorted(self._dirty, key=len), raise_errors=True)
-
-    def close(self) -> None:
-        for sub in self._subs:
-            sub.cancel()
-        self._subs = []
 
     async def __aenter__(self):
         await self._start()

@@ -21,7 +21,7 @@ else in Python.  ``BACKEND`` says which ("cffi" or "python", the reason in
 """
 import os
 
-from .globs import GLOBSTAR, STAR, PyGlobSet, _split, nfa_states, py_glob_match
+from .globs import GLOBSTAR, STAR, PyGlobSet, components_of, nfa_states, py_glob_match
 
 __all__ = ["BACKEND", "BACKEND_REASON", "GlobSet", "Pattern", "PyGlobSet", "glob_match",
            "new_globset", "nfa_states", "py_glob_match"]
@@ -58,7 +58,7 @@ class Pattern:
             raise ValueError(f"watch patterns are absolute paths or @names: {text!r}")
         if text != "/" and (text.endswith("/") or "//" in text):
             raise ValueError(f"empty component in pattern {text!r}")
-        comps = _split(text)
+        comps = components_of(text)
         self.components = comps
         lit = 0
         while lit < len(comps) and comps[lit] not in (STAR, GLOBSTAR):
@@ -69,7 +69,7 @@ class Pattern:
         # "selected node or below": the pattern followed by "**".
         self.subtree = text if comps and comps[-1] == GLOBSTAR else (
             "/**" if text == "/" else text + "/**")
-        self._subtree_comps = _split(self.subtree)
+        self._subtree_comps = components_of(self.subtree)
         cut = comps.index(GLOBSTAR) if GLOBSTAR in comps else len(comps)
         self._head = comps[:cut]
         # Paths strictly above the selected nodes, or (with "**" after the
@@ -85,7 +85,7 @@ class Pattern:
             return path == self.text
         if path.startswith("@"):
             return False
-        return len(self.components) in nfa_states(self.components, _split(path))
+        return len(self.components) in nfa_states(self.components, components_of(path))
 
     def could_extend(self, parts) -> bool:
         """Some strict descendant of the path ``parts`` could be selected."""
@@ -102,9 +102,9 @@ class Pattern:
         if BACKEND == "cffi":
             if glob_match(self.subtree, path):
                 return "match"
-            parts = _split(path)
+            parts = components_of(path)
         else:
-            parts = _split(path)
+            parts = components_of(path)
             sc = self._subtree_comps
             if len(sc) in nfa_states(sc, parts):
                 return "match"

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append one line per request, reply, watch event and connection "
                         "to FILE (default: none)")
     for short, long, quota, text in C_QUOTA_OPTIONS:
-        default = QUOTA_DEFAULTS.get(quota, "none")
+        default = QUOTA_DEFAULTS[quota]
         c.add_argument(short, long, dest="c_" + quota.replace("-", "_"), type=_quota,
                        default=None, metavar="N",
                        help=f"quota {quota}: {text} (as --quota-{quota}; default {default})")
@@ -236,11 +236,9 @@ def parse_args(argv=None) -> Config:
             parser.error(f"--metrics: {err}")
     rundir = args.rundir or default_rundir()
     quotas = {name: getattr(args, "quota_" + name.replace("-", "_")) for name in QUOTA_DEFAULTS}
-    for _short, long, quota, _text in C_QUOTA_OPTIONS:
+    for _short, _long, quota, _text in C_QUOTA_OPTIONS:
         value = getattr(args, "c_" + quota.replace("-", "_"))
         if value is not None:
-            if quota not in QUOTA_DEFAULTS:
-                build_parser().error(f"{long}: quota {quota} is not supported by this xsd")
             quotas[quota] = value
     quotas.update(args.quota)          # -Q WHAT=N, last one wins as in C
     return Config(

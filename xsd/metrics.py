@@ -24,7 +24,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.process_collector import ProcessCollector
 
-from xenstore_protocol import Op
+
 
 from .core import stats
 
@@ -37,9 +37,6 @@ MAX_REQUEST = 8192
 READ_TIMEOUT = 5.0
 MAX_CLIENTS = 16        # scrape connections at once; more are closed unanswered
 
-_OP_VALUES = frozenset(int(op) for op in Op)
-
-
 def parse_address(text: str):
     """``HOST:PORT`` (``[v6]:PORT`` too) -> ("tcp", host, port); a path with a "/" -> ("unix", path).
     Raises ValueError with a message fit for the command line."""
@@ -51,8 +48,16 @@ def parse_address(text: str):
     return ("tcp", host.strip("[]"), int(port))
 
 
-def _op_name(op: int) -> str:
-    return Op(op).name if op in _OP_VALUES else str(op)
+_BOUNDS = [str(b) for b in stats.LATENCY_BOUNDS] + ["+Inf"]
+
+
+def _buckets(counts) -> list:
+    """Per-bucket counts (stats.LATENCY_BOUNDS, then +Inf) as Prometheus's cumulative pairs."""
+    cumulative, buckets = 0, []
+    for bound, count in zip(_BOUNDS, counts):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    return buckets
 
 
 def connection_kind(session) -> str:
@@ -89,9 +94,9 @@ class DaemonCollector:
                                        labels=("type", "outcome"))
         for op, count in enumerate(total.requests):
             if count:
-                requests.add_metric((_op_name(op), "ok"), count)
+                requests.add_metric((stats.op_name(op), "ok"), count)
         for (op, name), count in sorted(total.errors.items()):
-            requests.add_metric((_op_name(op), name), count)
+            requests.add_metric((stats.op_name(op), name), count)
         yield requests
         by_domain = CounterMetricFamily("xsd_domain_requests", "Requests answered, by domain",
                                         labels=("domid",))
@@ -121,13 +126,8 @@ class DaemonCollector:
                                         f"request, by type (a sample: one request in "
                                         f"{stats.SAMPLE_EVERY})",
                                         labels=("type",))
-        bounds = [str(b) for b in stats.LATENCY_BOUNDS] + ["+Inf"]
         for op, counts in sorted(d.stats.latency.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip(bounds, counts):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            latency.add_metric((_op_name(op),), buckets, d.stats.latency_sum[op])
+            latency.add_metric((stats.op_name(op),), _buckets(counts), d.stats.latency_sum[op])
         yield latency
 
     def _domains(self, d):
@@ -172,12 +172,7 @@ class DaemonCollector:
         flush = HistogramMetricFamily("xsd_flush_duration_seconds", "Time to hand a batch's "
                                       "output on, journal write and fsync included "
                                       "(measured while --metrics is on)")
-        cumulative, buckets = 0, []
-        for bound, count in zip([str(b) for b in stats.LATENCY_BOUNDS] + ["+Inf"],
-                                d.stats.flush_buckets):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        flush.add_metric((), buckets, d.stats.flush_sum)
+        flush.add_metric((), _buckets(d.stats.flush_buckets), d.stats.flush_sum)
         yield flush
         persist = d.persist
         if persist is None:

@@ -8,7 +8,7 @@ It lives here, not in ``xsd._native``, because the fallback wraps
 
 ``PyNodeStore`` puts behind one interface what ``xsd/core/ops.py`` does to
 ``xsd.core.store.Store`` today (stamp the closest existing ancestor, create the
-missing nodes top-down, remove a subtree in ``ops.subtree`` order), so that
+missing nodes top-down, remove a subtree, parent first), so that
 the C store (``xsd._native.store.NodeStore``, same interface) can be checked
 against it operation by operation (tests/native/test_store_property.py) and
 later swapped in behind ``XSD_NATIVE``.  Nothing here is new behaviour: each
@@ -21,7 +21,7 @@ Interface (both classes):
     missing(path)         -> (components missing, perms of the closest existing node)
     write(path, value, perms) -> nodes created (0: overwrote); perms for new nodes
     set_perms(path, perms)
-    rm(path)              -> {path: perms} removed, in ops.subtree order;
+    rm(path)              -> {path: perms} removed, parent before children (see rm);
                              KeyError if missing, ValueError for "/"
     owned_by(domid), stamp(), check() -> [problems], len()
 
@@ -85,7 +85,9 @@ class PyNodeStore:
         self.store.set_perms(path, perms)
 
     def rm(self, path: str) -> dict:
-        """ops.subtree then ops._remove_subtree."""
+        """Parent before children: the order ``ops.subtree`` had before it took C xenstored's
+        delete order (children first); the C store gives the same, and both must follow
+        ``ops.remove_subtree`` before the C store joins the request path."""
         if path == "/":
             raise ValueError("cannot remove the root")
         store = self.store

@@ -14,9 +14,7 @@ import os
 import threading
 import time
 
-import pytest
 
-from tests.daemon_process import DaemonProcess
 from tests.durability.domains import introduce
 from tests.wire import RawClient
 from xenstore_protocol import Op
@@ -24,11 +22,6 @@ from xsd.durability import persist
 from xsd.hypervisor.guest_client import GuestClient
 
 NODES = 20_000              # about 10 snapshot steps (snapshot.STEP_NODES each)
-
-
-def memreport(c) -> dict:
-    text = c.ok(Op.CONTROL, b"memreport").decode().rstrip("\0")
-    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
 def fill(c, count: int) -> None:
@@ -40,19 +33,12 @@ def fill(c, count: int) -> None:
             assert c.reply(req_id).op == Op.WRITE
 
 
-@pytest.fixture
-def proc(tmp_path):
-    p = DaemonProcess(tmp_path / "run", args=["--journal-max-bytes", "1048576"])
-    yield p
-    p.kill()
-
-
-def test_requests_are_answered_while_a_guest_causes_snapshots_of_a_large_store(proc):
-    proc.start()
+def test_requests_are_answered_while_a_guest_causes_snapshots_of_a_large_store(daemon_factory):
+    proc = daemon_factory("--journal-max-bytes", "1048576")     # checked when the test ends
     tmp = os.path.join(proc.rundir, persist.SNAPSHOT_NAME + ".tmp")
     with RawClient(proc.socket_path, timeout=30) as dom0:
         fill(dom0, NODES)
-        snapshots_before = int(memreport(dom0)["snapshots"])
+        snapshots_before = int(dom0.memreport()["snapshots"])
         introduce(proc, 5, "writer5")
         guest = GuestClient(proc.rundir, 5, timeout=30)
         stop = threading.Event()
@@ -79,9 +65,9 @@ def test_requests_are_answered_while_a_guest_causes_snapshots_of_a_large_store(p
             stop.set()
             writer.join(30)
             guest.close()
-        report = memreport(dom0)
+        report = dom0.memreport()
         assert int(report["snapshots"]) > snapshots_before
-        assert dom0.ok(Op.CONTROL, b"check") == b"OK\0"
+        dom0.check()
     assert answered_during >= 10, f"only {answered_during} READs answered during snapshots"
     # The snapshot's steps ran in the turns of the guest whose writes caused it.
     assert int(report["snapshot-steps-charged"]) > 0

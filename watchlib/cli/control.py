@@ -17,6 +17,8 @@ import errno
 import sys
 import time
 
+from xenstore_protocol import join_fields
+
 from .xs import XsError, XsHandle, quiet_watchlib_logging
 
 LIVE_UPDATE_TIMEOUT = 60         # seconds: the C tool's default for -t
@@ -31,7 +33,7 @@ class Failed(Exception):
 
 
 def _args(*words: str) -> bytes:
-    return b"".join(w.encode() + b"\0" for w in words)
+    return join_fields(*(w.encode() for w in words))
 
 
 def _text(reply: bytes) -> str:

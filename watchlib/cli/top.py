@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from xenstore_protocol import Op, XenstoreError
+from xenstore_protocol import Op, XenstoreError, join_fields
 
 from ..client import Client
 from ..commands import socket_path
@@ -46,7 +46,7 @@ def fetch(client) -> dict:
     """domid -> row of ``CONTROL stats``, every page."""
     rows, first = {}, 0
     while first is not None:
-        payload = b"stats\0" + str(first).encode() + b"\0"
+        payload = join_fields(b"stats", str(first).encode())
         page = json.loads(client.request(Op.CONTROL, payload).rstrip(b"\0"))
         for row in page["domains"]:
             rows[row["domid"]] = row

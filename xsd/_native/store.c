@@ -391,9 +391,7 @@ static void node_replace(xsd_store *s, struct xsd_node *old, struct xsd_node *fr
         if (old->next)
             old->next->prev = fresh;
         else if (old != first)
-            first->prev = fresh;
-        else
-            fresh->prev = fresh;
+            first->prev = fresh;        /* an only child: fresh->prev is fresh already */
     } else {
         s->root = fresh;
     }
@@ -819,9 +817,7 @@ int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len)
             node_free(s, n);
             break;
         }
-        parent->child = n->next;
-        if (n->next)
-            n->next->prev = n->prev;
+        child_unlink(n);                /* the first child: leaves go first */
         node_free(s, n);
         n = parent;
     }

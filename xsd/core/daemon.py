@@ -27,6 +27,7 @@ from xenstore_protocol.perms import Perm, parse
 
 from ..hypervisor.base import DYING, SHUTDOWN
 from . import dispatch, ops
+from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .domains import DomainTable
 from .quota import Quotas
 from .session import OutputBudget, Session
@@ -278,14 +279,14 @@ class Daemon:
         watches = self.watches
         for event in events:
             kind = event[0]
-            if kind is ops.CHANGE:
+            if kind is CHANGE:
                 watches.fire_change(event[1], event[2], event[3])
-            elif kind is ops.REMOVE:
+            elif kind is REMOVE:
                 watches.fire_remove(event[1], event[2])
-            elif kind is ops.INITIAL:
+            elif kind is INITIAL:
                 watch = event[1]
                 watch.session.queue_event(watch.event_path(watch.path), watch.token, watch)
-            elif kind is ops.SPECIAL:
+            elif kind is SPECIAL:
                 watches.fire_special(event[1])
 
     # -- domains ------------------------------------------------------------
@@ -304,7 +305,7 @@ class Daemon:
             for path in owned:
                 if path in store.nodes:
                     removed = ops.remove_subtree(store, path)
-                    events.append((ops.REMOVE, path, removed))
+                    events.append((REMOVE, path, removed))
         self._forget_in_perms(domid)
         self.quotas.forget(domid)
         self.stats.forget(domid)
@@ -316,7 +317,7 @@ class Daemon:
                 self.retarget(domain.domid, None)
         self.retarget(domid, None)
         self.state_changed()
-        events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+        events.append((SPECIAL, paths.RELEASE_DOMAIN))
 
     def reconcile_domains(self, infos: dict) -> None:
         """VIRQ_DOM_EXC (guest.py asks the hypervisor, ``infos``: domid -> DomainInfo): release
@@ -339,7 +340,7 @@ class Daemon:
                 domain.shutdown_seen = True
                 shut_down = True
         if shut_down and not released:
-            events.append((ops.SPECIAL, paths.RELEASE_DOMAIN))
+            events.append((SPECIAL, paths.RELEASE_DOMAIN))
         # Settings made for a domid never introduced go with the domain (XSA-322).
         stale_quotas = [x for x in self.quotas.per_domain
                         if x not in infos and not self.domains.is_introduced(x)]

@@ -15,7 +15,7 @@ from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
-from .events import CHANGE, INITIAL, REMOVE, SPECIAL  # noqa: F401  (Daemon.fire reads ops.CHANGE)
+from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .quota import memory_of_node, memory_of_watch
 from .store import Node
@@ -133,8 +133,7 @@ def do_write(d, s, view, payload, events):
                 raise XenstoreError("EACCES", path)
             if node.owner == s.domid:
                 _charge(d, s, view, len(value) - len(node.value))
-        view.set_value(path, value)
-        node = view.get(path)
+        view.set_value(path, value)        # the value only: ``node.perms`` still holds
     events.append((CHANGE, path, node.perms, None))
     return OK
 
@@ -207,8 +206,7 @@ def do_rm(d, s, view, payload, events):
         return OK
     if not s.privileged and not access(s, node.perms) & WRITE:
         raise XenstoreError("EACCES", path)
-    removed = subtree(view, path)      # in a transaction, bounded by transaction-nodes
-    _remove_subtree(view, path, removed)
+    removed = remove_subtree(view, path)   # in a transaction, bounded by transaction-nodes
     events.append((REMOVE, path, removed))
     return OK
 
@@ -230,16 +228,12 @@ def subtree(view, path: str) -> dict:
     return removed
 
 
-def _remove_subtree(view, path: str, removed: dict) -> None:
-    view.get_mut(parent(path)).children.pop(basename(path), None)
-    for node_path in removed:
-        view.remove(node_path)
-
-
 def remove_subtree(view, path: str) -> dict:
     """Remove ``path`` and everything below it; ``{path: perms}`` of what went (for REMOVE events)."""
     removed = subtree(view, path)
-    _remove_subtree(view, path, removed)
+    view.get_mut(parent(path)).children.pop(basename(path), None)
+    for node_path in removed:
+        view.remove(node_path)
     return removed
 
 

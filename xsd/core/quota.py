@@ -102,8 +102,14 @@ class Quotas:
 
     def get(self, name: str, domid=None) -> int:
         self._check_name(name)
-        if domid is not None:
-            return self.per_domain.get(domid, {}).get(name, self.values[name])
+        return self._value(name, domid)
+
+    def _value(self, name: str, domid) -> int:
+        """``get`` for a name known to be a quota (the request path's callers): no check,
+        no dict made per call."""
+        overrides = self.per_domain.get(domid) if domid is not None else None
+        if overrides:
+            return overrides.get(name, self.values[name])
         return self.values[name]
 
     def forget(self, domid: int) -> None:
@@ -115,8 +121,7 @@ class Quotas:
         """The limit binding ``session``, or None when none applies."""
         if session.privileged:
             return None
-        value = self.get(name, session.domid)
-        return value or None
+        return self._value(name, session.domid) or None
 
     def check(self, session, name: str, would_be: int, error: str) -> None:
         """Raise ``error`` when ``would_be`` exceeds the caller's ``name`` quota."""
@@ -142,7 +147,7 @@ class Quotas:
 
     def path_max(self, domid: int) -> int:
         """The path-max quota for a caller in ``domid`` (all callers, dom0 too); 0: none."""
-        return self.get("path-max", domid)
+        return self._value("path-max", domid)
 
     # -- CONTROL quota texts, as C xenstored prints them ------------------------
     def settings_text(self, soft: bool = False) -> str:

@@ -46,6 +46,14 @@ STUCK_LOG_INTERVAL = 60.0       # seconds between two "not reading" lines about 
 BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once the budget is spent
 
 
+def event_frame(path: str, token: bytes):
+    """A WATCH_EVENT frame for ``path`` and ``token``, or None past PAYLOAD_MAX (XSA-324)."""
+    payload = path.encode("ascii") + b"\0" + token + b"\0"
+    if len(payload) > PAYLOAD_MAX:
+        return None
+    return HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
+
+
 class OutputBudget:
     """Output held for clients, summed over every session (issue 12).
 
@@ -141,12 +149,11 @@ class Session:
 
     def queue_event(self, path: str, token: bytes, watch=None) -> None:
         """A watch event for this client; ``watch`` is owed a marker if it must be dropped."""
-        payload = path.encode("ascii") + b"\0" + token + b"\0"
-        if len(payload) > PAYLOAD_MAX:
+        data = event_frame(path, token)
+        if data is None:
             # XSA-324: never emit a frame over the limit; the client could not read it.
             self._drop_event("too long for a frame", watch)
             return
-        data = HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
         budget = self.budget
         if (not self.paused and self.unsent_held and self.squeeze is not None
                 and budget.spent()):
@@ -159,8 +166,8 @@ class Session:
         if not self.paused and not self.backlog:
             if data in self.out_event_set:
                 # C xenstored drops an event identical to one still waiting to be written
-                # (two watches of one client, same token, same event path).
-                self.events_dropped += 1
+                # (two watches of one client, same token, same event path): nothing is lost.
+                self.events_coalesced += 1
                 return
             if self.out_events >= self.max_events:
                 self._drop_event("too many in one batch", watch)
@@ -253,10 +260,9 @@ class Session:
         markers = []
         for watch in self.overflowed:
             if (watch.path, watch.token) in self.watches:      # still registered
-                payload = (watch.event_path(watch.path).encode("ascii") + b"\0"
-                           + watch.token + b"\0")
-                if len(payload) <= PAYLOAD_MAX:
-                    markers.append(HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload)
+                data = event_frame(watch.event_path(watch.path), watch.token)
+                if data is not None:
+                    markers.append(data)
         self.overflowed.clear()
         if markers and not self.closed:
             self.write(b"".join(markers))

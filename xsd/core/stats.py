@@ -178,10 +178,15 @@ def domain_rows(d) -> list:
 _OP_VALUES = frozenset(int(op) for op in Op)
 
 
+def op_name(op: int) -> str:
+    """A message type's name in xs_wire.h, or its number when it has none."""
+    return Op(op).name if op in _OP_VALUES else str(op)
+
+
 def _errors_by_name(errors: dict) -> dict:
     out = {}
     for (op, name), count in errors.items():
-        key = f"{Op(op).name if op in _OP_VALUES else op}:{name}"
+        key = f"{op_name(op)}:{name}"
         out[key] = out.get(key, 0) + count
     return out
 

@@ -39,13 +39,12 @@ class PendingEvents:
     over); iterating gives the merged events to fire, in first-touch order.
     """
 
-    __slots__ = ("tx", "by_path", "removed_perms", "other")
+    __slots__ = ("tx", "by_path", "removed_perms")
 
     def __init__(self, tx: "Transaction"):
         self.tx = tx
         self.by_path = {}           # path -> [removed: bool, perms or None, first old_perms]
         self.removed_perms = {}     # path -> perms when the transaction first removed it
-        self.other = []             # any other kind: none is made inside a transaction today
 
     def __len__(self) -> int:
         return len(self.by_path)
@@ -62,10 +61,8 @@ class PendingEvents:
                     entry[1] = event[2]
                     if entry[2] is None:
                         entry[2] = event[3]
-            elif kind is REMOVE:
+            else:       # REMOVE (no request in a transaction makes INITIAL or SPECIAL events)
                 self._removed(path, event[2], entry)
-            else:
-                self.other.append(event)
 
     def _removed(self, root: str, removed: dict, entry) -> None:
         seen, by_path, removed_perms = self.tx.seen, self.by_path, self.removed_perms
@@ -84,7 +81,6 @@ class PendingEvents:
             entry[0], entry[1] = True, None
 
     def __iter__(self):
-        yield from self.other
         by_path = self.by_path
         if not by_path:
             return

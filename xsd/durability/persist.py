@@ -270,9 +270,13 @@ class Persistence:
 
     # -- running --------------------------------------------------------------
     def commit(self, changes=None) -> None:
-        """Journal the batch's changes: one write, and one fsync with ``--fsync batch``."""
+        """Journal the batch's changes: one write, and one fsync with ``--fsync batch``.
+        ``changes``: the batch's, from ``Daemon.flush``, which clears them after every
+        listener; None: the store's so far (a snapshot starting), cleared here."""
         store = self.d.store
-        changes = store.changes
+        ours = changes is None
+        if ours:
+            changes = store.changes
         watches = self.guest_watches
         if not changes and not self.meta_dirty and not watches.pending:
             return
@@ -299,7 +303,8 @@ class Persistence:
             os._exit(EXIT_JOURNAL_FAILED)
         self.seq += 1
         self.records += 1
-        changes.clear()
+        if ours:
+            changes.clear()
         self.meta_dirty = False
         self.journal_size += size
         if self.journal_size > max(self.journal_max, 2 * self.snapshot_size):
@@ -485,7 +490,7 @@ class Persistence:
         self.last_snapshot_seconds = time.monotonic() - job.started
         log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms, written between requests "
                  "in %d steps", self.epoch, len(self.d.store.nodes), size,
-                 self.last_snapshot_seconds * 1000, self.snapshot_steps)
+                 self.last_snapshot_seconds * 1000, job.steps)
 
     def _abandon_job(self) -> None:
         job = self.job

@@ -75,6 +75,7 @@ class Writer:
         self.tmp = path + ".tmp"
         self.started = time.monotonic()
         self.size = 0
+        self.steps = 0                  # ``step`` calls: the log line says how many it took
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         self._records = records(codec, tree, meta)
         self._write(file_header(SNAPSHOT_MAGIC, epoch))
@@ -88,6 +89,7 @@ class Writer:
 
     def step(self) -> bool:
         """Write the next record; False once there is none left."""
+        self.steps += 1
         record = next(self._records, None)
         if record is None:
             return False
