@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-budget", type=_count, default=0, metavar="BYTES",
                         help="bytes held for all clients that do not read, together; beyond it "
                              "their watch events are dropped (default 0: 64 x --out-high-water)")
+    parser.add_argument("--python-requests", action="store_true",
+                        help="answer every request in Python, the C request path off "
+                             "(for comparison; docs/benchmarks.md)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -220,7 +223,7 @@ SAME_NAMED = (
     "no_domain_init", "keep_orphans", "max_watch_events", "out_high_water", "out_budget",
     "pid_file", "output_pid", "trace_file", "hypervisor", "server_features", "fsync",
     "fsync_interval", "journal_max_bytes", "journal_salvage", "metrics",
-    "log_summary_interval", "live_restore",
+    "log_summary_interval", "live_restore", "python_requests",
 )
 
 

@@ -26,7 +26,7 @@ from xenstore_protocol import paths
 from xenstore_protocol.perms import Perm, parse
 
 from ..hypervisor.base import DYING, SHUTDOWN
-from . import dispatch, ops
+from . import dispatch, fastpath, ops
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .domains import DomainTable
 from .quota import Quotas
@@ -102,10 +102,13 @@ class Daemon:
         self.after_flush = []       # callbacks once output is handed on (guest.py consumes requests)
         self.listeners = []
         self.persist = None         # the journaling listener, while journaling
+        self.fastpath = None        # the C request path (fastpath.py), once the store is built
         if durability is None:
             self.init_tree()
         else:
             self.persist = durability.open(self)     # saved state, else the initial tree
+        if not config.python_requests and fastpath.available(self.store):
+            self.fastpath = fastpath.FastPath(self)
 
     def add_listener(self, listener, track_changes: bool = False) -> None:
         """``listener`` is told of changes from now on; ``track_changes``: it wants the
@@ -270,7 +273,10 @@ class Daemon:
                 listener.watches_cleared(session.domid)
 
     def state_changed(self) -> None:
-        """Domains, quotas, features or special permissions changed: listeners save ``to_state``."""
+        """Domains, quotas, features or special permissions changed: listeners save ``to_state``,
+        the C request path relearns sessions' rights and the known domains."""
+        if self.fastpath is not None:
+            self.fastpath.state_changed()
         for listener in self.listeners:
             listener.state_changed()
 

@@ -119,6 +119,9 @@ class Session:
         self.closed = False
         self.journal_watches = False    # a guest's: its watches outlive a daemon crash (persist.py)
         self.tx_issued_from = None      # after a restart: the first transaction id this session gave
+        self.native = None              # the C request path's conn (fastpath.py), made at first use
+        self.native_epoch = -1          # the FastPath.epoch it was configured for
+        self.native_counted = None      # its per-type counts already in ``counters`` (stats.py)
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"

@@ -69,9 +69,25 @@ class Counters:
         self.events_dropped += other.events_dropped
 
 
+def _fold_native(session, c: Counters) -> None:
+    """Add what the C request path answered for ``session`` since the last fold (fastpath.py)."""
+    counted = session.native_counted
+    if counted is None:
+        counted = session.native_counted = {}
+    conn = session.native
+    for op in conn.COUNTED_OPS:
+        n = conn.requests(op)
+        delta = n - counted.get(op, 0)
+        if delta:
+            c.requests[op] += delta
+            counted[op] = n
+
+
 def session_counters(session) -> Counters:
     """A session's counters, its events included (Session keeps those itself)."""
     c = session.counters
+    if session.native is not None:
+        _fold_native(session, c)
     c.events_sent = session.events_sent
     c.events_coalesced = session.events_coalesced
     c.events_dropped = session.events_dropped

@@ -48,6 +48,12 @@ class Connection(asyncio.Protocol):
                 self._set_write_limits()    # it held nothing after all
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if not (self.queue or session.paused or self.decoder.pending):
+            data = self.pump.serve_bytes(session, data)
+            if not data:
+                self.pump.request_flush()
+                return
         try:
             packets = self.decoder.feed(data)
         except ProtocolError as err:

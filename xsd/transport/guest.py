@@ -189,6 +189,10 @@ class GuestConnection:
                 break
             reads += 1
             self.unacked += len(data)
+            if not decoder.pending:
+                data = self.pump.serve_bytes(session, data)
+                if not data:
+                    continue
             try:
                 packets = decoder.feed(data)
             except ProtocolError as err:

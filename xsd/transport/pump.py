@@ -43,6 +43,23 @@ class RequestPump:
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
 
     # -- requests -----------------------------------------------------------------
+    def serve_bytes(self, session, data: bytes) -> bytes:
+        """The C request path first (xsd/core/fastpath.py): it answers the requests at the
+        start of ``data`` it can; the rest, from the first request it leaves to Python, is
+        returned for the transport's decoder and ``serve``.  The caller holds no partial
+        packet and no queued request, so ``data`` starts at a packet and order is kept."""
+        fast = self.daemon.fastpath
+        if fast is None or session.paused:
+            return data
+        if self.policy is not None:
+            self._pay_snapshot_debt(session)
+        consumed, journaled = fast.serve(session, data)
+        if journaled and self.policy is not None:
+            self._written[session] = self._written.get(session, 0) + journaled
+        if session.out_bytes > FLUSH_AT:
+            self.daemon.flush()
+        return data[consumed:] if consumed else data
+
     def serve(self, session, packets, queue) -> None:
         """Handle ``packets`` in order; once ``session`` is paused or closed, the rest wait
         in ``queue`` (a deque the transport drains with ``drain`` when it can write again)."""
@@ -68,13 +85,16 @@ class RequestPump:
                 daemon.flush()
 
     # -- who pays for snapshots ----------------------------------------------------------
-    def _charge(self, session, packets) -> None:
+    def _pay_snapshot_debt(self, session) -> None:
         journal = self.policy
         if journal.snapshot_running:
             if self._debt_epoch != journal.epoch:
                 self._choose_debtors(journal.epoch)
             if session in self._debtors:
                 journal.snapshot_step(charged=True)
+
+    def _charge(self, session, packets) -> None:
+        self._pay_snapshot_debt(session)
         sent = 0
         for packet in packets:
             if packet.op in JOURNALED:

@@ -70,6 +70,7 @@ class Tracer:
         daemon.open_session, daemon.handle, daemon.close_session = (
             traced_open, traced_handle, traced_close)
         daemon.after_flush.append(self.flush)
+        daemon.fastpath = None      # every request goes through handle, to be traced
         self.daemon = daemon
 
     def output(self, session, decoder: Decoder, data: bytes) -> None:

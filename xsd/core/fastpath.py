@@ -1,0 +1,88 @@
+"""The C request path in front of dispatch: the common requests from bytes to reply in C.
+
+``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
+DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store in one crossing
+per batch of bytes a client delivers, and stops at the first request it
+leaves to Python (engine.h says which: transactions, errors, watched paths,
+unprivileged changes, anything unusual); the transport hands the rest to the
+Python decoder and ``dispatch``, so replies keep their order.  What the
+engine answers is what dispatch would have answered, byte for byte
+(tests/native/test_engine.py holds it to the Python core as oracle).
+
+What the engine must know of the Python side, and when it learns it:
+- a session's domid, target, privilege, read-only socket and path-max quota:
+  configured at its first batch and again after ``Daemon.state_changed``
+  (domains, quotas, targets change only there), by an epoch count;
+- which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
+  refreshed with the same epoch; an unknown owner goes to Python, which asks
+  the hypervisor;
+- whether it may change the store: not while the access log is on (every
+  request must be logged in Python) or the store is frozen for a snapshot.
+
+Counts: the engine counts what it answers per session and type;
+``stats.session_counters`` folds them into the session's counters.
+"""
+from .._native import BACKEND
+
+if BACKEND == "cffi":
+    from .._native.engine import MUTATE, STOP_FULL, Engine
+
+
+def available(store) -> bool:
+    """The engine runs on the C node store only (XSD_NATIVE=c, or auto once built)."""
+    return BACKEND == "cffi" and getattr(store, "handle", None) is not None
+
+
+class FastPath:
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.engine = Engine(daemon.store.handle, daemon.watches.trie.handle)
+        self.epoch = 0              # bumped by state_changed: sessions reconfigure
+        self._known_epoch = -1
+        self._known = set()
+
+    def state_changed(self) -> None:
+        self.epoch += 1
+
+    def serve(self, session, data: bytes):
+        """Answer the requests at the start of ``data`` that the engine takes; their replies
+        go out through ``session.send``.  -> (bytes consumed, journaled payload bytes)."""
+        daemon = self.daemon
+        if daemon.access_log:
+            return 0, 0
+        conn = session.native
+        if conn is None or session.native_epoch != self.epoch:
+            conn = self._configure(session)
+        flags = MUTATE if daemon.store.frozen is None else 0
+        run = self.engine.run
+        consumed = journaled = 0
+        while True:
+            used, out, journal_bytes, stop = run(conn, data, consumed, flags)
+            consumed += used
+            journaled += journal_bytes
+            if out:
+                session.send(out)
+            if stop != STOP_FULL or session.paused or session.closed:
+                return consumed, journaled
+
+    def _configure(self, session):
+        if self._known_epoch != self.epoch:
+            self._refresh_domains()
+        conn = session.native
+        if conn is None:
+            conn = session.native = self.engine.conn()
+        target = session.target
+        conn.configure(session.domid, -1 if target is None else target, session.privileged,
+                       session.read_only, self.daemon.quotas.path_max(session.domid))
+        session.native_epoch = self.epoch
+        return conn
+
+    def _refresh_domains(self) -> None:
+        known = {0, *self.daemon.domains.domains}
+        engine = self.engine
+        for domid in self._known - known:
+            engine.domain_known(domid, False)
+        for domid in known - self._known:
+            engine.domain_known(domid, True)
+        self._known = known
+        self._known_epoch = self.epoch
