@@ -57,7 +57,7 @@ class FastPath:
         run = self.engine.run
         consumed = journaled = 0
         while True:
-            used, out, journal_bytes, stop = run(conn, data, consumed, flags)
+            used, out, journal_bytes, _, stop = run(conn, data, flags, consumed)
             consumed += used
             journaled += journal_bytes
             if out:
@@ -71,9 +71,8 @@ class FastPath:
         conn = session.native
         if conn is None:
             conn = session.native = self.engine.conn()
-        target = session.target
-        conn.configure(session.domid, -1 if target is None else target, session.privileged,
-                       session.read_only, self.daemon.quotas.path_max(session.domid))
+        conn.configure(session.domid, session.target, session.privileged, session.read_only,
+                       self.daemon.quotas.path_max(session.domid))
         session.native_epoch = self.epoch
         return conn
 
