@@ -65,15 +65,18 @@ class Conn:
 class Engine:
     """xsd_engine over a C node store and a C watch trie (raw handles, borrowed)."""
 
-    __slots__ = ("_h", "_owners", "_out", "_run_result")
+    __slots__ = ("_h", "_owners", "_out", "_cap", "_run_result")
 
-    def __init__(self, store_handle, trie_handle=None, owners=()):
+    def __init__(self, store_handle, trie_handle=None, out_cap: int = _OUT_CAP):
+        """``out_cap``: bytes of the reusable reply buffer; below REPLY_MAX every run
+        stops FULL at its first whole packet."""
         h = lib.xsd_engine_new(store_handle, _NULL if trie_handle is None else trie_handle)
         if h == _NULL:
             raise MemoryError("xsd._native: out of memory")
         self._h = ffi.gc(h, lib.xsd_engine_free)
-        self._owners = (store_handle, trie_handle, *owners)     # kept alive as long as we are
-        self._out = ffi.new("char[]", _OUT_CAP)
+        self._owners = (store_handle, trie_handle)     # their ffi.gc handles: kept alive with us
+        self._out = ffi.new("char[]", max(out_cap, 1))
+        self._cap = out_cap
         self._run_result = ffi.new("struct xsd_run *")
 
     def conn(self) -> Conn:
@@ -92,8 +95,8 @@ class Engine:
         r = self._run_result
         if offset:
             buf = _from_buffer(data) + offset
-            _run(self._h, conn._h, buf, len(data) - offset, self._out, _OUT_CAP, flags, r)
+            _run(self._h, conn._h, buf, len(data) - offset, self._out, self._cap, flags, r)
         else:
-            _run(self._h, conn._h, data, len(data), self._out, _OUT_CAP, flags, r)
+            _run(self._h, conn._h, data, len(data), self._out, self._cap, flags, r)
         n = r.out_len
         return r.consumed, _unpack(self._out, n) if n else b"", r.journaled, r.handled, r.stop
