@@ -61,7 +61,9 @@ class Pair:
                                      read_only=read_only, name=name)
         s.target = target
         conn = self.engine.conn()
-        conn.configure(domid, target, privileged, read_only, self.daemon.quotas.path_max(domid))
+        quotas = self.daemon.quotas
+        conn.configure(domid, target, privileged, read_only, quotas.path_max(domid))
+        conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
         self.sessions[name] = (s, conn, out)
         return name
 
@@ -130,19 +132,19 @@ ODD = [b"", b"/a/", b"//a", b"/a//b", b"@introduceDomain", b"/a b", b"/a\xff", b
 WATCHED = ["/w", "/a/b/c", "/local/domain/2"]
 
 
-def random_path(rng):
+def random_path(rng, guest):
     roll = rng.random()
     if roll < 0.06:
         return rng.choice(ODD)
-    if roll < 0.25:
+    if roll < (0.6 if guest else 0.25):         # a guest works in its home mostly
         return rng.choice(RELATIVE).encode()
     return rng.choice(ABSOLUTE).encode()
 
 
-def random_perms(rng):
+def random_perms(rng, domid):
     if rng.random() < 0.07:
         return rng.choice([[b"x1"], [b"r"], [b"r99999"], [b"n0", b""], [b"b0", b"r4294967296"]])
-    owner = rng.choice([0, 0, 1, 2, 3, 7])
+    owner = domid if domid and rng.random() < 0.7 else rng.choice([0, 0, 1, 2, 3, 7])
     entries = [b"%s%d" % (rng.choice(b"nrwb").to_bytes(1, "big"), owner)]
     for _ in range(rng.randrange(3)):
         entries.append(b"%s%s" % (rng.choice(b"nrwb").to_bytes(1, "big"),
@@ -150,17 +152,17 @@ def random_perms(rng):
     return entries
 
 
-def random_packet(rng, req_id):
+def random_packet(rng, req_id, domid):
     op = rng.choice([Op.READ, Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
                      Op.WRITE, Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.WATCH])
-    path = random_path(rng)
+    path = random_path(rng, domid != 0)
     tx_id = 1 if rng.random() < 0.03 else 0
     if op == Op.WRITE:
         payload = path + b"\0" + rng.randbytes(rng.choice([0, 1, 5, 40]))
         if rng.random() < 0.05:
             payload = path          # no value field: EINVAL
     elif op == Op.SET_PERMS:
-        payload = path + b"\0" + b"".join(p + b"\0" for p in random_perms(rng))
+        payload = path + b"\0" + b"".join(p + b"\0" for p in random_perms(rng, domid))
     elif op == Op.DIRECTORY_PART:
         payload = path + b"\0" + rng.choice([b"0", b"2", b"5", b"100", b"x", b""]) + b"\0"
     elif op == Op.WATCH:
@@ -175,18 +177,25 @@ def canonical(session, packet):
     return canonicalize(raw.decode("ascii"), session.domid)
 
 
-def why_python(pair, session, packet, reply, existed):
-    """Why the engine may leave ``packet`` to Python (engine.h), or None if it should not."""
+def why_python(pair, session, packet, reply, old):
+    """Why the engine may leave ``packet`` to Python (engine.h), or None if it should not;
+    ``old``: the node at the packet's path before it (None: missing)."""
+    existed = old is not None
     if reply[:4] == struct.pack("=I", Op.ERROR):
         return "an error reply"
     if packet.op not in ENGINE_OPS or packet.tx_id:
         return "not the engine's request type"
+    if packet.payload.startswith(b"@"):
+        return "a special name (@introduceDomain, @releaseDomain)"
     path = canonical(session, packet)
     if packet.op == Op.MKDIR and existed:
         return None                         # the engine answers MKDIR of an existing node
     if packet.op in MUTATING:
-        if not session.privileged:
-            return "an unprivileged change (quotas)"
+        if not session.privileged and packet.op in (Op.WRITE, Op.MKDIR) and not existed:
+            return "an unprivileged create (the nodes and memory quotas)"
+        if (not session.privileged and packet.op == Op.WRITE and old.owner == session.domid
+                and len(packet.payload.split(b"\0", 1)[1]) > len(old.value)):
+            return "an unprivileged write growing its own node (the memory quota)"
         if packet.op == Op.RM and not existed:
             return "RM of a missing node"
         flags = MATCH_ANCESTORS | (MATCH_DESCENDANTS if packet.op == Op.RM else 0)
@@ -202,6 +211,8 @@ def why_python(pair, session, packet, reply, existed):
 def mirror(pair, session, packet, existed):
     """Make the C store follow a change the oracle made for a packet the engine left to it,
     with the same store operations (so generations agree too)."""
+    if packet.payload.startswith(b"@"):
+        return                              # special names are not nodes
     path = canonical(session, packet)
     node = pair.daemon.store.nodes.get(path)
     if packet.op == Op.WRITE:
@@ -238,14 +249,15 @@ def run_batch(pair, name, packets, flags=MUTATE):
         after = pair.c_nodes()
         (packet,) = Decoder().feed(data[pos:pos + 16 + struct.unpack_from("=I", data, pos + 12)[0]])
         try:
-            existed = canonical(s, packet) in pair.daemon.store.nodes
+            old = pair.daemon.store.nodes.get(canonical(s, packet))
         except Exception:
-            existed = None
+            old = None
+        old = old and old.copy()
         reply = pair.oracle(name, packet)
-        reason = why_python(pair, s, packet, reply, existed)
+        reason = why_python(pair, s, packet, reply, old)
         assert reason is not None, (packet, reply)
         if reason != "an error reply":
-            mirror(pair, s, packet, existed)
+            mirror(pair, s, packet, old is not None)
         pos += 16 + len(packet.payload)
         punted += 1
         assert after == pair.c_nodes() or reason != "an error reply"
@@ -258,6 +270,8 @@ def run_batch(pair, name, packets, flags=MUTATE):
 def test_engine_answers_as_the_python_core_does(seed):
     rng = random.Random(seed)
     pair = Pair()
+    pair.daemon.quotas.set("node-size", 20, domid=2)     # some of guest2's writes: ENOSPC
+    pair.daemon.quotas.set("permissions", 2, domid=1)
     boot(pair)
     pair.session("guest1", 1)
     pair.session("guest2", 2)
@@ -271,11 +285,12 @@ def test_engine_answers_as_the_python_core_does(seed):
                        Packet(Op.SET_PERMS, 52, 0, b"/w\0n3\0")])
     for i, path in enumerate(WATCHED):
         pair.oracle("watcher", Packet(Op.WATCH, 900 + i, 0, path.encode() + b"\0tok\0"))
-    names = ["dom0"] * 5 + ["guest1", "guest2", "guest3", "ro"]
+    names = ["dom0"] * 4 + ["guest1", "guest2", "guest3"] * 2 + ["ro"]
     answered = punted = 0
     for batch in range(200):
         name = rng.choice(names)
-        packets = [random_packet(rng, batch * 10 + i) for i in range(rng.randrange(1, 7))]
+        domid = pair.sessions[name][0].domid
+        packets = [random_packet(rng, batch * 10 + i, domid) for i in range(rng.randrange(1, 7))]
         a, p = run_batch(pair, name, packets)
         answered += a
         punted += p
@@ -284,6 +299,9 @@ def test_engine_answers_as_the_python_core_does(seed):
     counts = {op: sum(pair.sessions[n][1].requests(op) for n in set(names))
               for op in ENGINE_OPS}
     assert all(counts[op] for op in ENGINE_OPS), counts
+    guests = {op: sum(pair.sessions[n][1].requests(op) for n in ("guest1", "guest2", "guest3"))
+              for op in (Op.READ, Op.WRITE, Op.RM, Op.SET_PERMS)}
+    assert all(guests.values()), guests      # unprivileged changes ran in C too
 
 
 # -- stop reasons and framing ----------------------------------------------------------
@@ -449,3 +467,28 @@ def test_directory_part_pages_a_wide_node_as_python_does():
         offset += len(chunk)
     assert pages >= 4
     pair.assert_same_stores()
+
+
+def test_guest_changes_within_quotas_run_in_c_and_past_them_in_python():
+    pair = fresh()
+    quotas = pair.daemon.quotas
+    quotas.set("node-size", 4, domid=1)
+    quotas.set("permissions", 2, domid=1)
+    pair.session("guest1", 1)                        # its conn gets these quotas
+    pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/local/domain/1/dev\0longer-value"),
+                       Packet(Op.SET_PERMS, 2, 0, b"/local/domain/1/dev\0n1\0")])
+
+    def write(value):
+        return run_batch(pair, "guest1", [Packet(Op.WRITE, 3, 0, b"dev\0" + value)])
+
+    assert write(b"abcde") == (0, 1)                 # over node-size: ENOSPC from Python
+    assert write(b"abc") == (1, 0)                   # its own node, shorter: C
+    quotas.set("memory", pair.daemon.store.bytes_of(1), domid=1)
+    assert write(b"abcd") == (0, 1)                  # one byte more: ENOMEM from Python
+    quotas.set("memory", 0, domid=1)
+    assert write(b"abcd") == (0, 1)                  # growing its own node: Python counts bytes
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 4, 0, b"dev\0n1\0r2\0")]) == (1, 0)
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 5, 0, b"dev\0n1\0r2\0r3\0")]) == (0, 1)
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 6, 0, b"dev\0n2\0")]) == (0, 1)  # EPERM
+    assert run_batch(pair, "guest1", [Packet(Op.RM, 7, 0, b"dev\0")]) == (1, 0)
+    assert run_batch(pair, "guest1", [Packet(Op.WRITE, 8, 0, b"dev\0x")]) == (0, 1)   # creates

@@ -51,6 +51,9 @@ struct xsd_conn {
     int privileged;
     int read_only;
     uint32_t path_max;          /* 0: none */
+    int quotas_set;             /* xsd_conn_quotas called: unprivileged changes may run here */
+    uint32_t node_size;         /* quota.py's node-size for this caller; 0: none */
+    uint32_t permissions;       /* and permissions */
     char home[32];              /* "/local/domain/<domid>/": what relative paths extend */
     size_t home_len;
     uint64_t requests[XSD_OP_COUNT];
@@ -123,6 +126,13 @@ void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
     c->path_max = path_max;
     n = snprintf(c->home, sizeof c->home, "/local/domain/%u/", (unsigned)domid);
     c->home_len = n > 0 ? (size_t)n : 0;
+}
+
+void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions)
+{
+    c->quotas_set = 1;
+    c->node_size = node_size;
+    c->permissions = permissions;
 }
 
 uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
@@ -432,15 +442,22 @@ static int no_watch(const xsd_engine *e, const char *path, size_t len, unsigned 
 }
 
 /* Mutations the engine may make for this request: ops flagged MUTATES are
- * EROFS on a read-only conn; unprivileged ones need Python's quota checks. */
+ * EROFS on a read-only conn; unprivileged ones need the quotas pushed. */
 static int may_mutate(const struct request *q)
 {
-    return (q->flags & XSD_RUN_MUTATE) && !q->c->read_only && q->c->privileged;
+    return (q->flags & XSD_RUN_MUTATE) && !q->c->read_only &&
+           (q->c->privileged || q->c->quotas_set);
 }
 
-/* ops.do_write / ops._create for a privileged caller: value at path; a
- * missing node and its missing ancestors take the closest existing
- * ancestor's permissions. */
+/* quota.Quotas.check: a limit binds unprivileged callers only; 0 is none. */
+static int over_quota(const xsd_conn *c, uint32_t limit, size_t would_be)
+{
+    return !c->privileged && limit && would_be > limit;
+}
+
+/* ops.do_write / ops._create: value at path; a missing node and its missing
+ * ancestors take the closest existing ancestor's permissions (privileged
+ * callers only: they take no ownership and no quota binds them). */
 static int64_t create_or_set(const struct request *q, const char *path, size_t len,
                              const char *value, size_t value_len)
 {
@@ -449,8 +466,17 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     size_t perms_len = 0;
     int64_t missing = xsd_store_missing(q->e->store, path, len, &top);
 
-    if (missing < 0)
-        return PUNT;
+    if (missing < 0 || over_quota(q->c, q->c->node_size, value_len))
+        return PUNT;            /* ENOSPC */
+    if (!q->c->privileged) {
+        /* ops.do_write on an existing node: WRITE access, and the memory quota
+         * charges the caller's own node for a longer value (the engine has no
+         * byte counts: Python's). Creating needs the nodes and memory quotas:
+         * Python's. */
+        if (missing || !(access_of(q->c, top.perms, top.perms_len) & ACCESS_WRITE) ||
+            (top.owner == q->c->domid && value_len > top.value_len))
+            return PUNT;
+    }
     if (missing) {
         if (top.perms_len > sizeof perms)
             return PUNT;
@@ -515,6 +541,8 @@ static int64_t do_rm(const struct request *q)
         return PUNT;            /* bad, or the root: EINVAL */
     if (xsd_store_get(q->e->store, path, (size_t)n, &v))
         return PUNT;            /* missing: OK or an error, Python's to say */
+    if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+        return PUNT;            /* EACCES */
     if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS))
         return PUNT;
     if (xsd_store_rm(q->e->store, path, (size_t)n) < 0)
@@ -525,8 +553,9 @@ static int64_t do_rm(const struct request *q)
 /* perms.parse_list over the fields of fields[0..len) (split_fields: a last
  * field without its NUL counts), re-encoded "<kind><decimal>\0" into out;
  * its length, or PUNT for what parse refuses or store.c cannot hold. *owner
- * gets the first entry's domid. */
-static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *owner)
+ * gets the first entry's domid, *count the number of entries. */
+static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *owner,
+                           uint32_t *count)
 {
     size_t at = 0, i = 0;
     int first = 1;
@@ -555,29 +584,35 @@ static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *
         if (first)
             *owner = domid;
         first = 0;
+        (*count)++;
         i += flen + 1;
     }
     return (int64_t)at;
 }
 
-/* ops.do_set_perms for a privileged caller. */
+/* ops.do_set_perms. */
 static int64_t do_set_perms(const struct request *q)
 {
     const char *nul = q->len ? memchr(q->payload, '\0', q->len) : NULL;
     char path[ABS_PATH_MAX], perms[PERMS_BUF];
     struct xsd_node_view v;
-    uint32_t owner = 0;
+    uint32_t owner = 0, count = 0;
     int64_t n, plen;
     size_t cut;
 
     if (!nul || !may_mutate(q))
         return PUNT;
     cut = (size_t)(nul - q->payload);
-    plen = parse_perms(nul + 1, q->len - cut - 1, perms, &owner);
-    if (plen < 0 || !domain_known(q->e, owner))
-        return PUNT;            /* EINVAL, or ENOENT / the hypervisor's to say */
+    plen = parse_perms(nul + 1, q->len - cut - 1, perms, &owner, &count);
+    if (plen < 0 || !domain_known(q->e, owner) || over_quota(q->c, q->c->permissions, count))
+        return PUNT;            /* EINVAL, ENOENT / the hypervisor's to say, ENOSPC */
     n = canonical(q->c, q->payload, cut, path);
     if (n < 0 || xsd_store_get(q->e->store, path, (size_t)n, &v))
+        return PUNT;
+    /* permissions.existing_node(WRITE | OWNER): the owner, or acting for it;
+     * only a privileged caller gives a node away (EPERM). */
+    if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != ACCESS_ALL ||
+                              owner != v.owner))
         return PUNT;
     if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS))
         return PUNT;

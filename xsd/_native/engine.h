@@ -30,13 +30,19 @@
  *   - reads by unprivileged callers when permissions.access grants READ;
  *   - MKDIR of an existing node: "OK", no change (unprivileged: with WRITE);
  *   - mutations (WRITE, MKDIR creating, RM, SET_PERMS) only with
- *     XSD_RUN_MUTATE in flags, on a conn neither read-only nor unprivileged
- *     (unprivileged mutations need the quota checks: Python), and only when
- *     no watch could fire: xsd_trie_match on the changed path
+ *     XSD_RUN_MUTATE in flags, on a conn that is not read-only, and only
+ *     when no watch could fire: xsd_trie_match on the changed path
  *     (XSD_MATCH_ANCESTORS; for RM also XSD_MATCH_DESCENDANTS) finds no id.
  *     New nodes inherit the closest existing ancestor's permissions (a
  *     privileged creator takes no ownership: ops._create); WRITE on an
- *     existing node changes only its value. SET_PERMS: the list parsed as
+ *     existing node changes only its value.
+ *     Unprivileged callers, once their quotas are pushed (xsd_conn_quotas):
+ *     WRITE of an existing node they may write, within node-size, and not
+ *     growing a node they own (the memory quota counts bytes the engine
+ *     does not keep); RM of a node they may write; SET_PERMS of a node they
+ *     own (or whose owner they act for), keeping the owner, within the
+ *     permissions quota. Creating nodes (nodes and memory quotas) is Python's.
+ *     SET_PERMS: the list parsed as
  *     xenstore_protocol.perms.parse_list, re-encoded in canonical decimal;
  *     an entry naming a domid over 65535 (the store's limit), an owner at or
  *     above DOMID_FIRST_RESERVED or not known (xsd_engine_domain_known):
@@ -121,6 +127,12 @@ void xsd_conn_free(xsd_conn *c);
  * Python calls it again whenever one of these changes. */
 void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
                         int privileged, int read_only, uint32_t path_max);
+
+/* The quotas binding c's caller when it is unprivileged (quota.py: node-size
+ * and permissions; 0: none); Python calls it again whenever they change.
+ * Until the first call the engine leaves every change an unprivileged
+ * caller asks for to Python. Privileged callers are bound by neither. */
+void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions);
 
 /* Requests of type op that the engine answered on c (dispatch.py counts
  * the ones Python answers); 0 for op >= XSD_OP_COUNT. */

@@ -4,6 +4,7 @@
     engine = Engine(node_store.handle, watch_trie.handle)   # borrows both
     conn = engine.conn()                                     # one per session
     conn.configure(domid=0, target=None, privileged=True, read_only=False, path_max=2048)
+    conn.quotas(node_size=2048, permissions=5)      # unprivileged callers' changes in C too
     consumed, out, journaled, handled, stop = engine.run(conn, data, MUTATE)
 
 ``run`` answers the whole packets at the start of ``data`` (from ``offset``)
@@ -56,6 +57,11 @@ class Conn:
         """Who the session is; ``target`` None for none, ``path_max`` 0 for no limit."""
         lib.xsd_conn_configure(self._h, domid, -1 if target is None else target,
                                bool(privileged), bool(read_only), path_max)
+
+    def quotas(self, node_size: int, permissions: int) -> None:
+        """The node-size and permissions quotas binding an unprivileged caller (0: none);
+        until given, the engine leaves every change by an unprivileged caller to Python."""
+        lib.xsd_conn_quotas(self._h, node_size, permissions)
 
     def requests(self, op: int) -> int:
         """Requests of type ``op`` the engine answered on this conn."""

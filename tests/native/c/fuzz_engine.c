@@ -131,6 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_conn_configure(conns[1], 1, -1, 0, 0, 2048);
     xsd_conn_configure(conns[2], 2, 1, 0, 0, 64);
     xsd_conn_configure(conns[3], 0, -1, 1, 1, 0);
+    xsd_conn_quotas(conns[1], 32, 3);            /* guests' changes run in C too */
+    xsd_conn_quotas(conns[2], 0, 0);
     xsd_engine_domain_known(engine, 1, 1);
     if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2))
         abort();

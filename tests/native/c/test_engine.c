@@ -165,6 +165,20 @@ static void test_unprivileged_reads_follow_permissions(void)
     CHECK(answers(guest1, T_MKDIR, P("/p\0"), P("OK\0")));      /* existing, writable */
     CHECK(punts(guest1, T_READ, P("/missing\0")));
     CHECK_EQ(xsd_engine_domain_known(engine, 0x7FF0, 1), -EINVAL);
+    /* With its quotas pushed, a guest's changes within them run here. */
+    xsd_conn_quotas(guest1, 4, 2);
+    CHECK(answers(guest1, T_WRITE, P("/p\0w"), P("OK\0")));    /* same length */
+    CHECK(punts(guest1, T_WRITE, P("/p\0ww")));                 /* grows its own node: memory */
+    CHECK(punts(guest1, T_WRITE, P("/p/new\0")));               /* creates: nodes, memory */
+    CHECK(answers(guest1, T_SET_PERMS, P("/p\0w1\0r2\0"), P("OK\0")));
+    CHECK(punts(guest1, T_SET_PERMS, P("/p\0w1\0r2\0r3\0")));    /* permissions quota */
+    CHECK(punts(guest1, T_SET_PERMS, P("/p\0w0\0")));          /* EPERM: a new owner */
+    CHECK(answers(dom0, T_WRITE, P("/p\0longer"), P("OK\0")));
+    CHECK(punts(guest1, T_WRITE, P("/p\0abcde")));              /* node-size */
+    CHECK(answers(guest1, T_WRITE, P("/p\0abcd"), P("OK\0")));
+    CHECK(answers(dom0, T_WRITE, P("/q\0v"), P("OK\0")));
+    CHECK(punts(guest1, T_RM, P("/q\0")));                      /* n0: EACCES */
+    CHECK(answers(guest1, T_RM, P("/p\0"), P("OK\0")));
     teardown();
 }
 
