@@ -421,7 +421,10 @@ static int64_t do_directory_part(const struct request *q)
     end = (size_t)offset;
     while (end < total) {
         const char *z = memchr(q->e->scratch + end, '\0', total - end);
-        size_t next = (size_t)(z - q->e->scratch) + 1;   /* a listing ends in NUL */
+        size_t next;
+        if (!z)
+            return PUNT;        /* a listing ends in NUL (store.h): never */
+        next = (size_t)(z - q->e->scratch) + 1;
         if (next - (size_t)offset > room)
             break;
         end = next;
