@@ -158,3 +158,60 @@ def test_trie_match_one_of_10000(benchmark, trie_class):
     for i in range(10000):
         trie.add("/w/%d" % i, i)
     assert benchmark(trie.match, "/w/0", MATCH_ANCESTORS) == [0]
+
+
+# -- one batch through the request path ------------------------------------------------
+
+BATCH = 64                    # READs and as many WRITEs: one batch a busy client delivers
+
+
+def _request_batch():
+    """BATCH READs and BATCH overwriting WRITEs of filled keys, interleaved, as bytes."""
+    packets = []
+    for i in range(BATCH):
+        packets.append(Packet(Op.READ, 2 * i, 0, b"/bench/rw/k%d\0" % i))
+        packets.append(Packet(Op.WRITE, 2 * i + 1, 0, b"/bench/rw/k%d\0" % i + VALUE))
+    return b"".join(p.encode() for p in packets)
+
+
+@pytest.mark.benchmark(group="request-batch")
+@pytest.mark.skipif(CNodeStore is None, reason="no C extension")
+def test_engine_run_batch(benchmark):
+    """The C request path (xsd/_native/engine.c): the whole batch in one crossing, replies
+    out as one bytes object.  Per request: this row's time / (2 * BATCH)."""
+    from xsd._native.engine import MUTATE, STOP_DONE, Engine
+    store = _filled(CNodeStore)
+    trie = ctrie.WatchTrie()
+    engine = Engine(store.handle, trie.handle)
+    conn = engine.conn()
+    conn.configure(0, None, True, False, 2048)
+    data = _request_batch()
+    consumed, out, _, handled, stop = benchmark(engine.run, conn, data, MUTATE)
+    assert (consumed, handled, stop) == (len(data), 2 * BATCH, STOP_DONE)
+    assert len(out) == BATCH * (16 + len(VALUE)) + BATCH * (16 + 3)
+
+
+@pytest.mark.benchmark(group="request-batch")
+def test_python_dispatch_batch(benchmark):
+    """The same batch through today's Python path: Decoder, dispatch.handle per packet on
+    the Python core (XSD_NATIVE's store choice aside), one flush."""
+    from xsd.config import Config
+    from xsd.core.daemon import Daemon
+    daemon = Daemon(Config(rundir="/nonexistent"))
+    out = []
+    session = daemon.open_session(out.append, name="bench")
+    for i in range(KEYS):
+        daemon.handle(session, Packet(Op.WRITE, i, 0, b"/bench/rw/k%d\0" % i + VALUE))
+    daemon.flush()
+    out.clear()
+    data = _request_batch()
+
+    def batch():
+        for packet in Decoder().feed(data):
+            daemon.handle(session, packet)
+        daemon.flush()
+        written = out[0]
+        out.clear()
+        return written
+    written = benchmark(batch)
+    assert len(written) == BATCH * (16 + len(VALUE)) + BATCH * (16 + 3)

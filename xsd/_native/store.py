@@ -107,6 +107,11 @@ class NodeStore:
             cap = max(n, 2 * cap)               # a big directory or subtree: not kept
             buf = ffi.new("char[]", cap)
 
+    @property
+    def handle(self):
+        """The raw ``xsd_store *`` (for the C request path, xsd/_native/engine.py)."""
+        return self._h
+
     def get(self, path: str):
         key = path.encode()
         view = self._view

@@ -158,6 +158,11 @@ class _IdIndex:
                 return _unpack(buf, n)
         _fail(n, path)
 
+    @property
+    def handle(self):
+        """The raw C handle (for the C request path, xsd/_native/engine.py)."""
+        return self._h
+
     def __len__(self):
         return self._c_count(self._h)
 

@@ -1,0 +1,217 @@
+/*
+ * fuzz_engine.c: libFuzzer target for engine.h. The input is a program of
+ * byte batches delivered by several conns (privileged, guests, read-only)
+ * to one engine over one store and a trie holding a few watches.
+ *
+ * Invariant: for any input, every run stops with a documented reason at a
+ * packet boundary, never reads past its input or writes past its output;
+ * each reply carries its request's type and req_id; a run that stops
+ * PYTHON without answering anything changed nothing (the dump of
+ * store_dump.h is the same before and after); xsd_store_check finds no
+ * problem after any batch; after freeing, no allocation is left. Some
+ * batches run with an allocation failure injected.
+ *
+ * Program format, one batch after another until the input runs out:
+ *   control byte: bits 0-1 conn, bit 2 without XSD_RUN_MUTATE,
+ *                 bit 3 inject an allocation failure after bits 4-6 successes,
+ *                 bit 7 raw bytes (length byte, then the bytes) instead of
+ *                 packets
+ *   packets:      count byte (1-4), each: type byte (picks from the request
+ *                 types, or raw), tx byte, path tokens, value/perms byte
+ * A conn keeps the bytes not yet consumed (a partial packet) for its next
+ * batch, as a transport does; PYTHON skips the packet (Python's), BAD drops
+ * the conn's bytes (the connection is closed).
+ *
+ * Built only with clang (-fsanitize=fuzzer); run by
+ * tests/native/test_c_sanitizers.py for a bounded time.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_hooks.h"
+#include "engine.h"
+#include "engine_packets.h"
+#include "fuzz_input.h"
+#include "store_dump.h"
+
+#define CONNS 4
+
+struct pending {
+    char buf[8192];
+    size_t len;
+};
+
+static size_t read_path(struct input *in, char *k)
+{
+    static const char *const tokens[] = { "a", "b", "w", "local", "domain", "1", "x" };
+    uint8_t b;
+    size_t n = 0;
+
+    if (!take(in, &b))
+        return 0;
+    if (b >= 0xf0)
+        return take_raw(in, k, b & 0x0f);        /* bad paths too */
+    if (b % 7 == 0) {
+        k[n++] = '/';
+        return n;
+    }
+    if (b & 0x40) {                              /* relative: no leading '/' */
+        n = take_components(in, k, 0, b % 4 + 1, tokens, 7);
+        if (n)
+            memmove(k, k + 1, --n);
+        return n;
+    }
+    return take_components(in, k, n, b % 5, tokens, 7);
+}
+
+/* One request into s from the input; 0 when the input ran out. */
+static int read_packet(struct input *in, struct stream *s)
+{
+    static const uint32_t types[] = { T_READ, T_DIRECTORY, T_DIRECTORY_PART, T_GET_PERMS,
+                                      T_WRITE, T_MKDIR, T_RM, T_SET_PERMS, T_WATCH };
+    static const char *const perms[] = { "n0", "r1", "b2", "w0\0r1", "n1", "r99999", "q" };
+    char payload[256];
+    size_t n, extra;
+    uint8_t t, tx, v;
+    uint32_t type;
+
+    if (!take(in, &t) || !take(in, &tx))
+        return 0;
+    type = t < 0xf0 ? types[t % 9] : t;
+    n = read_path(in, payload);
+    if (!take(in, &v))
+        return 0;
+    payload[n++] = '\0';
+    if (type == T_WRITE) {
+        extra = v % 64;
+        memset(payload + n, 'v', extra);
+        n += extra;
+    } else if (type == T_SET_PERMS) {
+        const char *p = perms[v % 7];
+        size_t plen = strlen(p) + 1 + (v % 7 == 3 ? 3 : 0);
+        memcpy(payload + n, p, plen);
+        n += plen;
+    } else if (type == T_DIRECTORY_PART) {
+        n += (size_t)snprintf(payload + n, sizeof payload - n, "%u", (unsigned)v * 8) + 1;
+    } else if (v & 0x80) {
+        n--;                                     /* no NUL */
+    }
+    put_packet(s, type, t, tx < 0xf0 ? 0 : tx, payload, n);
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct input in = { data, size };
+    static struct pending pend[CONNS];
+    static struct stream batch;
+    static char out[4 * XSD_REPLY_MAX];
+    xsd_store *store;
+    xsd_trie *trie;
+    xsd_engine *engine;
+    xsd_conn *conns[CONNS];
+    uint8_t ctl;
+
+    hooks_fail_after(-1, 0);
+    store = xsd_store_new();
+    trie = xsd_trie_new();
+    engine = store && trie ? xsd_engine_new(store, trie) : NULL;
+    if (!engine)
+        abort();
+    for (int i = 0; i < CONNS; i++) {
+        conns[i] = xsd_conn_new(engine);
+        if (!conns[i])
+            abort();
+        pend[i].len = 0;
+    }
+    xsd_conn_configure(conns[0], 0, -1, 1, 0, 2048);
+    xsd_conn_configure(conns[1], 1, -1, 0, 0, 2048);
+    xsd_conn_configure(conns[2], 2, 1, 0, 0, 64);
+    xsd_conn_configure(conns[3], 0, -1, 1, 1, 0);
+    xsd_conn_quotas(conns[1], 32, 3);            /* guests' changes run in C too */
+    xsd_conn_quotas(conns[2], 0, 0);
+    xsd_engine_domain_known(engine, 1, 1);
+    if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2))
+        abort();
+
+    while (take(&in, &ctl)) {
+        int ci = ctl & 3;
+        struct pending *p = &pend[ci];
+        size_t pos = 0;
+
+        batch.len = 0;
+        if (ctl & 0x80) {
+            uint8_t n;
+            if (!take(&in, &n))
+                break;
+            batch.len = take_raw(&in, batch.buf, n);
+        } else {
+            uint8_t count;
+            if (!take(&in, &count))
+                break;
+            for (int i = 0; i <= count % 4; i++)
+                if (!read_packet(&in, &batch))
+                    break;
+        }
+        if (p->len + batch.len > sizeof p->buf)
+            p->len = 0;                          /* a connection that never completes */
+        memcpy(p->buf + p->len, batch.buf, batch.len);
+        p->len += batch.len;
+
+        if (ctl & 8)
+            hooks_fail_after((ctl >> 4) & 7, 0);
+        for (;;) {
+            struct xsd_run r;
+            size_t before_len, after_len, at = 0;
+            char *before = store_dump(store, &before_len), *after;
+
+            xsd_engine_run(engine, conns[ci], p->buf + pos, p->len - pos, out, sizeof out,
+                           ctl & 4 ? 0 : XSD_RUN_MUTATE, &r);
+            if (r.consumed > p->len - pos || r.out_len > sizeof out)
+                abort();
+            for (uint32_t k = 0; k < r.handled; k++) {
+                if (field(out + at, 0) != field(p->buf + pos, 0) ||
+                    field(out + at, 1) != field(p->buf + pos, 1))
+                    abort();
+                at += XSD_HEADER_SIZE + field(out + at, 3);
+                pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
+            }
+            if (at != r.out_len)
+                abort();
+            if (r.stop == XSD_RUN_PYTHON && r.handled == 0) {
+                after = store_dump(store, &after_len);
+                if (after_len != before_len || memcmp(after, before, after_len) != 0)
+                    abort();                     /* a punted request changed the store */
+                free(after);
+            }
+            free(before);
+            if (xsd_store_check(store) != 0)
+                abort();
+            if (r.stop == XSD_RUN_DONE)
+                break;
+            if (r.stop == XSD_RUN_BAD) {
+                pos = p->len;                    /* the connection is dropped */
+                break;
+            }
+            if (r.stop == XSD_RUN_PYTHON)
+                pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
+            else if (r.stop != XSD_RUN_FULL)
+                abort();
+        }
+        hooks_fail_after(-1, 0);
+        memmove(p->buf, p->buf + pos, p->len - pos);
+        p->len -= pos;
+    }
+
+    for (int i = 0; i < CONNS; i++)
+        xsd_conn_free(conns[i]);
+    xsd_engine_free(engine);
+    xsd_trie_free(trie);
+    xsd_store_free(store);
+    if (hooks_live_blocks() != 0)
+        abort();
+    return 0;
+}

@@ -1,0 +1,494 @@
+"""The C request path (xsd/_native/engine.c) against xsd's own Python core as oracle.
+
+The engine runs over a C node store and the oracle daemon's own C watch trie;
+the oracle is an in-process ``xsd.core.daemon.Daemon`` (the same object the
+server runs) fed the same packets.  Every packet the engine answers must get
+the oracle's reply bytes exactly; a packet it leaves to Python must not have
+changed the C store, and must be one Python answers with an error or one the
+engine is documented to leave (engine.h): a watched path, an unprivileged
+change, an owner it does not know.  After every batch both stores hold the
+same nodes: path, value, permissions, children in order and generation.
+"""
+import random
+import struct
+
+import pytest
+
+from xenstore_protocol import Decoder, Op, Packet
+from xenstore_protocol.paths import canonicalize
+from xsd._native import BACKEND, MATCH_ANCESTORS, MATCH_DESCENDANTS
+from xsd.config import Config
+from xsd.core.daemon import Daemon, Host
+
+pytestmark = pytest.mark.skipif(BACKEND != "cffi", reason="the engine is the C build's")
+
+if BACKEND == "cffi":
+    from xsd._native.engine import (MUTATE, REPLY_MAX, STOP_BAD, STOP_DONE, STOP_FULL,
+                                    STOP_PYTHON, Engine)
+    from xsd._native.store import NodeStore
+
+ENGINE_OPS = {Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
+              Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS}
+MUTATING = {Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS}
+EXISTING_DOMAINS = {1, 2, 3, 7}     # the hypervisor's; the engine is told of 1, 2, 3 only
+
+
+class FakeHypervisorHost(Host):
+    """The hypervisor lists EXISTING_DOMAINS (Daemon.domain_exists asks it)."""
+
+    def domain_info(self, domid):
+        return object() if domid in EXISTING_DOMAINS else None
+
+
+class Pair:
+    """One oracle daemon and one engine over a C store, kept in step."""
+
+    def __init__(self):
+        self.daemon = Daemon(Config(rundir="/nonexistent", no_domain_init=True),
+                             host=FakeHypervisorHost())
+        self.store = NodeStore()
+        # The engine borrows the oracle's watch trie: watches registered through the
+        # daemon's WATCH handler are exactly what the engine sees.
+        self.engine = Engine(self.store.handle, self.daemon.watches.trie.handle)
+        for domid in (1, 2, 3):
+            self.engine.domain_known(domid, True)
+        self.sessions = {}
+        self.watcher = self.session("watcher", 0, privileged=True)
+
+    def session(self, name, domid, privileged=False, read_only=False, target=None):
+        out = []
+        s = self.daemon.open_session(out.append, domid=domid, privileged=privileged,
+                                     read_only=read_only, name=name)
+        s.target = target
+        conn = self.engine.conn()
+        quotas = self.daemon.quotas
+        conn.configure(domid, target, privileged, read_only, quotas.path_max(domid))
+        conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
+        self.sessions[name] = (s, conn, out)
+        return name
+
+    def oracle(self, name, packet):
+        """The oracle's reply packets to ``packet`` (events to this session excluded: none
+        of the request sessions watches)."""
+        s, _, out = self.sessions[name]
+        self.daemon.handle(s, packet)
+        self.daemon.flush()
+        data = b"".join(out)
+        out.clear()
+        self.sessions["watcher"][2].clear()
+        return data
+
+    def both(self, name, packets):
+        """Run ``packets`` through the engine (privileged setup traffic): all must be answered
+        and agree with the oracle."""
+        data = b"".join(p.encode() for p in packets)
+        consumed, out, _, handled, stop = self.engine.run(self.sessions[name][1], data, MUTATE)
+        assert (consumed, stop, handled) == (len(data), STOP_DONE, len(packets))
+        assert out == b"".join(self.oracle(name, p) for p in packets)
+
+    def c_nodes(self):
+        nodes, stack = {}, ["/"]
+        while stack:
+            path = stack.pop()
+            node = self.store.get(path)
+            nodes[path] = (node.value, tuple(node.perms), list(node.children), node.gen)
+            stack.extend(path.rstrip("/") + "/" + name for name in node.children)
+        return nodes
+
+    def oracle_nodes(self):
+        return {path: (n.value, tuple(tuple(p) for p in n.perms), list(n.children), n.gen)
+                for path, n in self.daemon.store.nodes.items()}
+
+    def assert_same_stores(self):
+        assert self.c_nodes() == self.oracle_nodes()
+        assert self.store.check() == []
+
+
+def boot(pair):
+    """C xenstored's initial tree and a home for each guest, through the engine (the
+    oracle wrote /tool/xenstored itself: Daemon.init_tree)."""
+    pair.session("dom0", 0, privileged=True)
+    init = Packet(Op.WRITE, 1, 0, b"/tool/xenstored\0").encode()
+    assert pair.engine.run(pair.sessions["dom0"][1], init, MUTATE)[3:] == (1, STOP_DONE)
+    pair.assert_same_stores()
+    pair.both("dom0", [
+        Packet(Op.WRITE, 2, 0, b"/local/domain/0/name\0Domain-0"),
+        Packet(Op.WRITE, 3, 0, b"/local/domain/0/domid\x000"),
+        *(Packet(Op.MKDIR, 10 + d, 0, b"/local/domain/%d\0" % d) for d in (1, 2, 3)),
+        *(Packet(Op.SET_PERMS, 20 + d, 0, b"/local/domain/%d\0n%d\0r0\0" % (d, d))
+          for d in (1, 2, 3)),
+    ])
+    pair.assert_same_stores()
+
+
+# -- the random differential test ---------------------------------------------------
+
+ABSOLUTE = ["/a", "/a/b", "/a/b/c", "/a/c", "/b", "/w", "/w/x", "/w/x/y", "/local/domain/1/a",
+            "/local/domain/1/a/b", "/local/domain/2/a", "/local/domain/0/name", "/tool/xenstored",
+            "/local/domain/3", "/"]
+RELATIVE = ["a", "a/b", "data", "a/b/c"]
+ODD = [b"", b"/a/", b"//a", b"/a//b", b"@introduceDomain", b"/a b", b"/a\xff", b"a/",
+       b"/" + b"x" * 2100]
+WATCHED = ["/w", "/a/b/c", "/local/domain/2"]
+
+
+def random_path(rng, guest):
+    roll = rng.random()
+    if roll < 0.06:
+        return rng.choice(ODD)
+    if roll < (0.6 if guest else 0.25):         # a guest works in its home mostly
+        return rng.choice(RELATIVE).encode()
+    return rng.choice(ABSOLUTE).encode()
+
+
+def random_perms(rng, domid):
+    if rng.random() < 0.07:
+        return rng.choice([[b"x1"], [b"r"], [b"r99999"], [b"n0", b""], [b"b0", b"r4294967296"]])
+    owner = domid if domid and rng.random() < 0.7 else rng.choice([0, 0, 1, 2, 3, 7])
+    entries = [b"%s%d" % (rng.choice(b"nrwb").to_bytes(1, "big"), owner)]
+    for _ in range(rng.randrange(3)):
+        entries.append(b"%s%s" % (rng.choice(b"nrwb").to_bytes(1, "big"),
+                                  rng.choice([b"1", b"2", b"3", b"01", b"32768"])))
+    return entries
+
+
+def random_packet(rng, req_id, domid):
+    op = rng.choice([Op.READ, Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
+                     Op.WRITE, Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS, Op.WATCH])
+    path = random_path(rng, domid != 0)
+    tx_id = 1 if rng.random() < 0.03 else 0
+    if op == Op.WRITE:
+        payload = path + b"\0" + rng.randbytes(rng.choice([0, 1, 5, 40]))
+        if rng.random() < 0.05:
+            payload = path          # no value field: EINVAL
+    elif op == Op.SET_PERMS:
+        payload = path + b"\0" + b"".join(p + b"\0" for p in random_perms(rng, domid))
+    elif op == Op.DIRECTORY_PART:
+        payload = path + b"\0" + rng.choice([b"0", b"2", b"5", b"100", b"x", b""]) + b"\0"
+    elif op == Op.WATCH:
+        op, payload = Op.GET_DOMAIN_PATH, b"1\0"     # never the engine's
+    else:
+        payload = path + (b"" if rng.random() < 0.04 else b"\0")
+    return Packet(op, req_id, tx_id, payload)
+
+
+def canonical(session, packet):
+    raw = packet.payload.split(b"\0", 1)[0]
+    return canonicalize(raw.decode("ascii"), session.domid)
+
+
+def why_python(pair, session, packet, reply, old):
+    """Why the engine may leave ``packet`` to Python (engine.h), or None if it should not;
+    ``old``: the node at the packet's path before it (None: missing)."""
+    existed = old is not None
+    if reply[:4] == struct.pack("=I", Op.ERROR):
+        return "an error reply"
+    if packet.op not in ENGINE_OPS or packet.tx_id:
+        return "not the engine's request type"
+    if packet.payload.startswith(b"@"):
+        return "a special name (@introduceDomain, @releaseDomain)"
+    path = canonical(session, packet)
+    if packet.op == Op.MKDIR and existed:
+        return None                         # the engine answers MKDIR of an existing node
+    if packet.op in MUTATING:
+        if not session.privileged and packet.op in (Op.WRITE, Op.MKDIR) and not existed:
+            return "an unprivileged create (the nodes and memory quotas)"
+        if (not session.privileged and packet.op == Op.WRITE and old.owner == session.domid
+                and len(packet.payload.split(b"\0", 1)[1]) > len(old.value)):
+            return "an unprivileged write growing its own node (the memory quota)"
+        if packet.op == Op.RM and not existed:
+            return "RM of a missing node"
+        flags = MATCH_ANCESTORS | (MATCH_DESCENDANTS if packet.op == Op.RM else 0)
+        if pair.daemon.watches.trie.match(path, flags):
+            return "a watch would fire"
+        if packet.op == Op.SET_PERMS:
+            owner = int(packet.payload.split(b"\0")[1][1:])
+            if owner not in (0, 1, 2, 3):
+                return "an owner the engine does not know"
+    return None
+
+
+def mirror(pair, session, packet, existed):
+    """Make the C store follow a change the oracle made for a packet the engine left to it,
+    with the same store operations (so generations agree too)."""
+    if packet.payload.startswith(b"@"):
+        return                              # special names are not nodes
+    path = canonical(session, packet)
+    node = pair.daemon.store.nodes.get(path)
+    if packet.op == Op.WRITE:
+        value = packet.payload.split(b"\0", 1)[1]
+        pair.store.write(path, value, node.perms)
+    elif packet.op == Op.MKDIR and not existed:
+        pair.store.write(path, b"", node.perms)
+    elif packet.op == Op.RM and existed:
+        pair.store.rm(path)
+    elif packet.op == Op.SET_PERMS:
+        pair.store.set_perms(path, node.perms)
+
+
+def run_batch(pair, name, packets, flags=MUTATE):
+    """Send ``packets`` in one buffer through the engine, Python taking what it leaves."""
+    s, conn, _ = pair.sessions[name]
+    data = b"".join(p.encode() for p in packets)
+    pos = 0
+    answered = punted = 0
+    while pos < len(data):
+        before = pair.c_nodes()
+        consumed, out, journaled, handled, stop = pair.engine.run(conn, data, flags, pos)
+        done = Decoder().feed(data[pos:pos + consumed])
+        assert handled == len(done)
+        assert journaled == sum(len(p.payload) for p in done if p.op in MUTATING)
+        assert out == b"".join(pair.oracle(name, p) for p in done), done
+        answered += handled
+        pos += consumed
+        pair.assert_same_stores()
+        if stop == STOP_DONE:
+            assert pos == len(data)
+            break
+        assert stop == STOP_PYTHON
+        after = pair.c_nodes()
+        (packet,) = Decoder().feed(data[pos:pos + 16 + struct.unpack_from("=I", data, pos + 12)[0]])
+        try:
+            old = pair.daemon.store.nodes.get(canonical(s, packet))
+        except Exception:
+            old = None
+        old = old and old.copy()
+        reply = pair.oracle(name, packet)
+        reason = why_python(pair, s, packet, reply, old)
+        assert reason is not None, (packet, reply)
+        if reason != "an error reply":
+            mirror(pair, s, packet, old is not None)
+        pos += 16 + len(packet.payload)
+        punted += 1
+        assert after == pair.c_nodes() or reason != "an error reply"
+        pair.assert_same_stores()
+        del before
+    return answered, punted
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_engine_answers_as_the_python_core_does(seed):
+    rng = random.Random(seed)
+    pair = Pair()
+    pair.daemon.quotas.set("node-size", 20, domid=2)     # some of guest2's writes: ENOSPC
+    pair.daemon.quotas.set("permissions", 2, domid=1)
+    boot(pair)
+    pair.session("guest1", 1)
+    pair.session("guest2", 2)
+    pair.session("guest3", 3, target=1)      # acts for domain 1 (SET_TARGET)
+    pair.session("ro", 0, privileged=True, read_only=True)
+    # Some nodes to find, some of them readable or writable by guests.
+    pair.both("dom0", [Packet(Op.WRITE, 30 + i, 0, path.encode() + b"\0seed")
+                       for i, path in enumerate(ABSOLUTE[:-1])])
+    pair.both("dom0", [Packet(Op.SET_PERMS, 50, 0, b"/a/b\0n0\0r1\0b2\0"),
+                       Packet(Op.SET_PERMS, 51, 0, b"/b\0r0\0"),
+                       Packet(Op.SET_PERMS, 52, 0, b"/w\0n3\0")])
+    for i, path in enumerate(WATCHED):
+        pair.oracle("watcher", Packet(Op.WATCH, 900 + i, 0, path.encode() + b"\0tok\0"))
+    names = ["dom0"] * 4 + ["guest1", "guest2", "guest3"] * 2 + ["ro"]
+    answered = punted = 0
+    for batch in range(200):
+        name = rng.choice(names)
+        domid = pair.sessions[name][0].domid
+        packets = [random_packet(rng, batch * 10 + i, domid) for i in range(rng.randrange(1, 7))]
+        a, p = run_batch(pair, name, packets)
+        answered += a
+        punted += p
+    # The common requests really went through C, and Python still saw its share.
+    assert answered > 150 and punted > 100, (answered, punted)
+    counts = {op: sum(pair.sessions[n][1].requests(op) for n in set(names))
+              for op in ENGINE_OPS}
+    assert all(counts[op] for op in ENGINE_OPS), counts
+    guests = {op: sum(pair.sessions[n][1].requests(op) for n in ("guest1", "guest2", "guest3"))
+              for op in (Op.READ, Op.WRITE, Op.RM, Op.SET_PERMS)}
+    assert all(guests.values()), guests      # unprivileged changes ran in C too
+
+
+# -- stop reasons and framing ----------------------------------------------------------
+
+def fresh():
+    pair = Pair()
+    boot(pair)
+    return pair
+
+
+def small_engine(pair, out_cap):
+    """A second engine over the same store and trie, with an ``out_cap``-byte reply buffer."""
+    engine = Engine(pair.store.handle, pair.daemon.watches.trie.handle, out_cap=out_cap)
+    conn = engine.conn()
+    conn.configure(0, None, True, False, 0)
+    return engine, conn
+
+
+def reads(n, start=0):
+    return [Packet(Op.READ, start + i, 0, b"/local/domain/0/name\0") for i in range(n)]
+
+
+def test_partial_packets_across_calls_give_the_same_replies():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    packets = reads(3) + [Packet(Op.WRITE, 9, 0, b"/p/q\0value"), Packet(Op.DIRECTORY, 10, 0, b"/p\0")]
+    data = b"".join(p.encode() for p in packets)
+    held, replies = b"", b""
+    for cut in range(0, len(data), 7):              # 7-byte pieces: headers split too
+        held += data[cut:cut + 7]
+        consumed, out, _, _, stop = pair.engine.run(conn, held, MUTATE)
+        assert stop == STOP_DONE
+        replies += out
+        held = held[consumed:]
+    assert held == b""
+    assert Decoder().feed(replies) == [
+        *(Packet(Op.READ, i, 0, b"Domain-0") for i in range(3)),
+        Packet(Op.WRITE, 9, 0, b"OK\0"), Packet(Op.DIRECTORY, 10, 0, b"q\0")]
+
+
+def test_python_stop_leaves_consumed_at_the_packet_it_does_not_answer():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    first = reads(2)
+    rest = [Packet(Op.WATCH, 5, 0, b"/a\0t\0"), *reads(1, 6)]
+    data = b"".join(p.encode() for p in first + rest)
+    consumed, out, _, handled, stop = pair.engine.run(conn, data, MUTATE)
+    assert (stop, handled) == (STOP_PYTHON, 2)
+    assert data[consumed:] == b"".join(p.encode() for p in rest)
+    assert len(Decoder().feed(out)) == 2
+    # A transaction's request is Python's too, even a READ.
+    consumed, _, _, handled, stop = pair.engine.run(
+        conn, Packet(Op.READ, 1, 4, b"/local/domain/0/name\0").encode(), MUTATE)
+    assert (consumed, handled, stop) == (0, 0, STOP_PYTHON)
+
+
+def test_full_stops_before_a_packet_without_room_for_a_maximal_reply():
+    engine, conn = small_engine(fresh(), REPLY_MAX + 10)
+    data = b"".join(p.encode() for p in reads(3))
+    consumed, out, _, handled, stop = engine.run(conn, data, MUTATE)
+    assert (handled, stop) == (1, STOP_FULL)
+    assert Decoder().feed(out) == [Packet(Op.READ, 0, 0, b"Domain-0")]
+    consumed2, out2, _, handled2, stop2 = engine.run(conn, data, MUTATE, consumed)
+    assert (handled2, stop2) == (1, STOP_FULL)
+    assert Decoder().feed(out2) == [Packet(Op.READ, 1, 0, b"Domain-0")]
+
+
+def test_a_tiny_out_buffer_answers_nothing():
+    pair = fresh()
+    engine, conn = small_engine(pair, 64)
+    consumed, out, _, handled, stop = engine.run(conn, Packet(Op.WRITE, 1, 0, b"/x\0y").encode(), MUTATE)
+    assert (consumed, out, handled, stop) == (0, b"", 0, STOP_FULL)
+    assert pair.store.get("/x") is None
+
+
+def test_bad_length_stops_at_its_header_after_answering_what_precedes():
+    pair = fresh()
+    good = reads(1)[0].encode()
+    bad = struct.pack("=IIII", Op.READ, 2, 0, 4097) + b"x" * 10
+    consumed, out, _, handled, stop = pair.engine.run(pair.sessions["dom0"][1], good + bad, MUTATE)
+    assert (consumed, handled, stop) == (len(good), 1, STOP_BAD)
+    # Python's decoder refuses the same bytes (and closes the connection).
+    with pytest.raises(Exception, match="exceeds"):
+        Decoder().feed(bad)
+
+
+def test_a_header_of_exactly_4096_is_waited_for():
+    pair = fresh()
+    header = struct.pack("=IIII", Op.WRITE, 1, 0, 4096)
+    consumed, _, _, _, stop = pair.engine.run(pair.sessions["dom0"][1], header + b"/z\0", MUTATE)
+    assert (consumed, stop) == (0, STOP_DONE)
+
+
+def test_without_mutate_changes_go_to_python_and_reads_stay_in_c():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    consumed, _, _, handled, stop = pair.engine.run(conn, reads(1)[0].encode(), 0)
+    assert (handled, stop) == (1, STOP_DONE)
+    mkdir_existing = Packet(Op.MKDIR, 2, 0, b"/tool\0").encode()
+    assert pair.engine.run(conn, mkdir_existing, 0)[3:] == (1, STOP_DONE)
+    write = Packet(Op.WRITE, 3, 0, b"/new\0v").encode()
+    assert pair.engine.run(conn, write, 0)[0::4] == (0, STOP_PYTHON)
+    assert pair.store.get("/new") is None
+
+
+def test_a_watched_change_is_left_to_python_before_anything_changes():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/a/b/c\0v")])
+    pair.oracle("watcher", Packet(Op.WATCH, 2, 0, b"/a/b/c/d\0t\0"))
+    before = pair.c_nodes()
+    for packet in (Packet(Op.RM, 3, 0, b"/a\0"),                 # a watch below fires
+                   Packet(Op.WRITE, 4, 0, b"/a/b/c/d/e\0v"),     # a watch above fires
+                   Packet(Op.SET_PERMS, 5, 0, b"/a/b/c/d\0n0\0")):
+        assert pair.engine.run(conn, packet.encode(), MUTATE)[0::4] == (0, STOP_PYTHON)
+    assert pair.c_nodes() == before
+    # Beside the watch, changes stay in C.
+    assert pair.engine.run(conn, Packet(Op.WRITE, 6, 0, b"/a/b/x\0v").encode(), MUTATE)[3:] \
+        == (1, STOP_DONE)
+
+
+def test_set_perms_to_an_unknown_owner_is_left_to_python_until_told():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    packet = Packet(Op.SET_PERMS, 1, 0, b"/tool\0n9\0").encode()
+    assert pair.engine.run(conn, packet, MUTATE)[0::4] == (0, STOP_PYTHON)
+    pair.engine.domain_known(9, True)
+    assert pair.engine.run(conn, packet, MUTATE)[3:] == (1, STOP_DONE)
+    assert pair.store.get("/tool").perms == (("n", 9),)
+    pair.engine.domain_known(9, False)
+    assert pair.engine.run(conn, Packet(Op.SET_PERMS, 2, 0, b"/tool\0r9\0").encode(),
+                           MUTATE)[0::4] == (0, STOP_PYTHON)
+    with pytest.raises(ValueError):
+        pair.engine.domain_known(0x7FF0, True)
+
+
+def test_counts_and_journaled_bytes():
+    pair = fresh()
+    conn = pair.sessions["dom0"][1]
+    packets = [Packet(Op.WRITE, 1, 0, b"/j\0abc"), Packet(Op.READ, 2, 0, b"/j\0"),
+               Packet(Op.MKDIR, 3, 0, b"/j/k\0"), Packet(Op.RM, 4, 0, b"/j\0")]
+    data = b"".join(p.encode() for p in packets)
+    _, _, journaled, handled, _ = pair.engine.run(conn, data, MUTATE)
+    assert handled == 4
+    assert journaled == len(b"/j\0abc") + len(b"/j/k\0") + len(b"/j\0")
+    assert [conn.requests(op) for op in (Op.WRITE, Op.READ, Op.MKDIR, Op.RM, Op.WATCH)] \
+        == [1 + 3, 1, 1 + 3, 1, 0]      # boot wrote 3 nodes and made 3 homes
+
+
+def test_directory_part_pages_a_wide_node_as_python_does():
+    pair = fresh()
+    names = [b"child-%04d-%s" % (i, b"x" * (i % 40)) for i in range(500)]
+    pair.both("dom0", [Packet(Op.WRITE, i, 0, b"/wide/" + n + b"\0") for i, n in enumerate(names)])
+    offset, pages = 0, 0
+    while True:
+        packet = Packet(Op.DIRECTORY_PART, 1, 0, b"/wide\0%d\0" % offset)
+        pair.both("dom0", [packet])          # the same bytes as the oracle's
+        (reply,) = Decoder().feed(pair.oracle("dom0", packet))
+        gen, chunk = reply.payload.split(b"\0", 1)
+        pages += 1
+        if chunk.endswith(b"\0\0") or chunk == b"\0":
+            break
+        offset += len(chunk)
+    assert pages >= 4
+    pair.assert_same_stores()
+
+
+def test_guest_changes_within_quotas_run_in_c_and_past_them_in_python():
+    pair = fresh()
+    quotas = pair.daemon.quotas
+    quotas.set("node-size", 4, domid=1)
+    quotas.set("permissions", 2, domid=1)
+    pair.session("guest1", 1)                        # its conn gets these quotas
+    pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/local/domain/1/dev\0longer-value"),
+                       Packet(Op.SET_PERMS, 2, 0, b"/local/domain/1/dev\0n1\0")])
+
+    def write(value):
+        return run_batch(pair, "guest1", [Packet(Op.WRITE, 3, 0, b"dev\0" + value)])
+
+    assert write(b"abcde") == (0, 1)                 # over node-size: ENOSPC from Python
+    assert write(b"abc") == (1, 0)                   # its own node, shorter: C
+    quotas.set("memory", pair.daemon.store.bytes_of(1), domid=1)
+    assert write(b"abcd") == (0, 1)                  # one byte more: ENOMEM from Python
+    quotas.set("memory", 0, domid=1)
+    assert write(b"abcd") == (0, 1)                  # growing its own node: Python counts bytes
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 4, 0, b"dev\0n1\0r2\0")]) == (1, 0)
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 5, 0, b"dev\0n1\0r2\0r3\0")]) == (0, 1)
+    assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 6, 0, b"dev\0n2\0")]) == (0, 1)  # EPERM
+    assert run_batch(pair, "guest1", [Packet(Op.RM, 7, 0, b"dev\0")]) == (1, 0)
+    assert run_batch(pair, "guest1", [Packet(Op.WRITE, 8, 0, b"dev\0x")]) == (0, 1)   # creates

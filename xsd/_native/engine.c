@@ -1,0 +1,707 @@
+/*
+ * engine.c: the request path in C (contract and scope in engine.h).
+ *
+ * Each handler either writes a whole reply payload and returns its length,
+ * or returns PUNT having changed nothing: every check runs before the one
+ * store call that mutates, and a store call that fails changes nothing
+ * (store.h), so a punted packet reaches Python's dispatch as if the engine
+ * had never seen it. Rules cite the Python function they mirror.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+
+/* xs_wire.h message types the engine answers. */
+enum {
+    OP_DIRECTORY = 1, OP_READ = 2, OP_GET_PERMS = 3, OP_WRITE = 11, OP_MKDIR = 12,
+    OP_RM = 13, OP_SET_PERMS = 14, OP_DIRECTORY_PART = 22,
+};
+
+#define ABS_PATH_MAX 3072u          /* XENSTORE_ABS_PATH_MAX */
+#define REL_PATH_MAX 2048u          /* XENSTORE_REL_PATH_MAX */
+#define DOMID_FIRST_RESERVED 0x7FF0u  /* xen.h; domains.py */
+#define STORE_DOMID_MAX 65535u      /* the largest domid store.c keeps in permissions */
+#define U32_MAX 0xFFFFFFFFu
+/* A permission list re-encoded: every entry at most as long as the field it
+ * came from plus its NUL, and the fields fit in one payload. */
+#define PERMS_BUF (XSD_PAYLOAD_MAX + 2u)
+
+#define PUNT (-1)
+
+/* permissions.py */
+#define ACCESS_READ 1u
+#define ACCESS_WRITE 2u
+#define ACCESS_ALL 7u
+
+struct xsd_engine {
+    xsd_store *store;
+    const xsd_trie *watches;
+    uint8_t known[DOMID_FIRST_RESERVED / 8];    /* bit per domid that may own nodes */
+    char *scratch;                              /* DIRECTORY_PART's full listing */
+    size_t scratch_cap;
+};
+
+struct xsd_conn {
+    uint32_t domid;
+    int64_t target;             /* -1: none */
+    int privileged;
+    int read_only;
+    uint32_t path_max;          /* 0: none */
+    int quotas_set;             /* xsd_conn_quotas called: unprivileged changes may run here */
+    uint32_t node_size;         /* quota.py's node-size for this caller; 0: none */
+    uint32_t permissions;       /* and permissions */
+    char home[32];              /* "/local/domain/<domid>/": what relative paths extend */
+    size_t home_len;
+    uint64_t requests[XSD_OP_COUNT];
+};
+
+xsd_engine *xsd_engine_new(xsd_store *store, const xsd_trie *watches)
+{
+    xsd_engine *e = XSD_CALLOC(1, sizeof *e);
+
+    if (!e)
+        return NULL;
+    e->store = store;
+    e->watches = watches;
+    e->known[0] = 1;            /* dom0: DomainTable.is_introduced(0) */
+    return e;
+}
+
+void xsd_engine_free(xsd_engine *e)
+{
+    if (!e)
+        return;
+    XSD_FREE(e->scratch);
+    XSD_FREE(e);
+}
+
+int xsd_engine_domain_known(xsd_engine *e, uint32_t domid, int known)
+{
+    uint8_t bit;
+
+    if (domid >= DOMID_FIRST_RESERVED)
+        return -EINVAL;
+    bit = (uint8_t)(1u << (domid % 8));
+    if (known)
+        e->known[domid / 8] = (uint8_t)(e->known[domid / 8] | bit);
+    else
+        e->known[domid / 8] = (uint8_t)(e->known[domid / 8] & ~bit);
+    return 0;
+}
+
+static int domain_known(const xsd_engine *e, uint32_t domid)
+{
+    return domid < DOMID_FIRST_RESERVED && (e->known[domid / 8] >> (domid % 8)) & 1u;
+}
+
+xsd_conn *xsd_conn_new(xsd_engine *e)
+{
+    xsd_conn *c = XSD_CALLOC(1, sizeof *c);
+
+    (void)e;
+    if (!c)
+        return NULL;
+    xsd_conn_configure(c, 0, -1, 0, 0, 0);
+    return c;
+}
+
+void xsd_conn_free(xsd_conn *c)
+{
+    XSD_FREE(c);
+}
+
+void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
+                        int privileged, int read_only, uint32_t path_max)
+{
+    int n;
+
+    c->domid = domid;
+    c->target = target;
+    c->privileged = privileged != 0;
+    c->read_only = read_only != 0;
+    c->path_max = path_max;
+    n = snprintf(c->home, sizeof c->home, "/local/domain/%u/", (unsigned)domid);
+    c->home_len = n > 0 ? (size_t)n : 0;
+}
+
+void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions)
+{
+    c->quotas_set = 1;
+    c->node_size = node_size;
+    c->permissions = permissions;
+}
+
+uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
+{
+    return op < XSD_OP_COUNT ? c->requests[op] : 0;
+}
+
+/* -- wire fields ---------------------------------------------------------- */
+
+static uint32_t get_u32(const char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void put_u32(char *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The one field of a single-path payload (ops._one_path): "<path>\0" with
+ * no other NUL. Its length, or PUNT (missing NUL: ENOENT; none or several
+ * fields: EINVAL). */
+static int64_t one_field(const char *payload, size_t len)
+{
+    if (len == 0 || payload[len - 1] != '\0')
+        return PUNT;
+    if (memchr(payload, '\0', len - 1))
+        return PUNT;
+    return (int64_t)(len - 1);
+}
+
+/* domains.decimal: 1 to 20 ASCII digits, at most U32_MAX; else PUNT. */
+static int64_t decimal(const char *s, size_t len)
+{
+    uint64_t v = 0;
+
+    if (len == 0 || len > 20)
+        return PUNT;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return PUNT;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        if (v > U32_MAX)
+            return PUNT;
+    }
+    return (int64_t)v;
+}
+
+/* -- paths (xenstore_protocol.paths.canonicalize, ops._path) --------------- */
+
+static int path_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '/' || ch == '_' || ch == '@' || ch == '-';
+}
+
+/* raw[0..n) made absolute into out (ABS_PATH_MAX bytes); its length, or PUNT
+ * for anything canonicalize refuses, a special "@name", or a path over the
+ * conn's path_max. */
+static int64_t canonical(const xsd_conn *c, const char *raw, size_t n, char *out)
+{
+    size_t total, at = 0;
+
+    if (n == 0 || raw[0] == '@')
+        return PUNT;
+    for (size_t i = 0; i < n; i++)
+        if (!path_char(raw[i]))
+            return PUNT;
+    if (raw[0] == '/') {
+        total = n;
+    } else {
+        if (n > REL_PATH_MAX)
+            return PUNT;
+        total = c->home_len + n;
+        memcpy(out, c->home, c->home_len);
+        at = c->home_len;
+    }
+    if (total > ABS_PATH_MAX)
+        return PUNT;
+    memcpy(out + at, raw, n);
+    if (total > 1 && out[total - 1] == '/')
+        return PUNT;
+    for (size_t i = 1; i < total; i++)
+        if (out[i] == '/' && out[i - 1] == '/')
+            return PUNT;
+    if (c->path_max && total > c->path_max)
+        return PUNT;
+    return (int64_t)total;
+}
+
+/* -- permissions (permissions.access; store.h's "<kind><domid>\0" lists) ---- */
+
+static unsigned kind_mask(char kind)
+{
+    switch (kind) {
+    case 'r': return ACCESS_READ;
+    case 'w': return ACCESS_WRITE;
+    case 'b': return ACCESS_READ | ACCESS_WRITE;
+    default: return 0;
+    }
+}
+
+/* One entry of a stored list at *p (before end): its kind and domid; *p
+ * moves past its NUL. The store keeps only valid lists. */
+static char next_perm(const char **p, const char *end, uint32_t *domid)
+{
+    const char *q = *p;
+    char kind = *q++;
+    uint32_t v = 0;
+
+    while (q < end && *q != '\0')
+        v = v * 10 + (uint32_t)(*q++ - '0');
+    *domid = v;
+    *p = q < end ? q + 1 : end;
+    return kind;
+}
+
+static int names_caller(const xsd_conn *c, uint32_t domid)
+{
+    return domid == c->domid || (c->target >= 0 && (int64_t)domid == c->target);
+}
+
+static unsigned access_of(const xsd_conn *c, const char *perms, size_t perms_len)
+{
+    const char *p = perms, *end = perms + perms_len;
+    uint32_t owner, domid;
+    char owner_kind, kind;
+
+    if (c->privileged)
+        return ACCESS_ALL;
+    if (perms_len == 0)
+        return 0;
+    owner_kind = next_perm(&p, end, &owner);
+    if (names_caller(c, owner))
+        return ACCESS_ALL;
+    while (p < end) {
+        kind = next_perm(&p, end, &domid);
+        if (names_caller(c, domid))
+            return kind_mask(kind);
+    }
+    return kind_mask(owner_kind);
+}
+
+/* -- handlers: reply payload length written at reply, or PUNT --------------- */
+
+struct request {
+    xsd_engine *e;
+    const xsd_conn *c;
+    const char *payload;
+    size_t len;
+    unsigned flags;
+    char *reply;                /* XSD_PAYLOAD_MAX bytes */
+};
+
+static const char OK[] = "OK";  /* with its NUL: 3 bytes, ops.OK */
+
+static int64_t reply_ok(char *reply)
+{
+    memcpy(reply, OK, sizeof OK);
+    return (int64_t)sizeof OK;
+}
+
+/* The node at the one path of the payload, readable by the caller
+ * (permissions.existing_node with READ): its canonical path in path. */
+static int64_t readable_node(const struct request *q, char *path, size_t *path_len,
+                             struct xsd_node_view *v)
+{
+    int64_t n = one_field(q->payload, q->len);
+
+    if (n < 0)
+        return PUNT;
+    n = canonical(q->c, q->payload, (size_t)n, path);
+    if (n < 0)
+        return PUNT;
+    if (xsd_store_get(q->e->store, path, (size_t)n, v))
+        return PUNT;            /* missing: ENOENT or EACCES */
+    if (!(access_of(q->c, v->perms, v->perms_len) & ACCESS_READ))
+        return PUNT;
+    *path_len = (size_t)n;
+    return 0;
+}
+
+static int64_t do_read(const struct request *q)
+{
+    char path[ABS_PATH_MAX];
+    size_t path_len;
+    struct xsd_node_view v;
+
+    if (readable_node(q, path, &path_len, &v) || v.value_len > XSD_PAYLOAD_MAX)
+        return PUNT;
+    if (v.value_len)
+        memcpy(q->reply, v.value, v.value_len);
+    return (int64_t)v.value_len;
+}
+
+static int64_t do_get_perms(const struct request *q)
+{
+    char path[ABS_PATH_MAX];
+    size_t path_len;
+    struct xsd_node_view v;
+
+    if (readable_node(q, path, &path_len, &v) || v.perms_len > XSD_PAYLOAD_MAX)
+        return PUNT;
+    memcpy(q->reply, v.perms, v.perms_len);    /* stored as encode_list gives it */
+    return (int64_t)v.perms_len;
+}
+
+static int64_t do_directory(const struct request *q)
+{
+    char path[ABS_PATH_MAX];
+    size_t path_len;
+    struct xsd_node_view v;
+    int64_t n;
+
+    if (readable_node(q, path, &path_len, &v))
+        return PUNT;
+    n = xsd_store_children(q->e->store, path, path_len, q->reply, XSD_PAYLOAD_MAX);
+    if (n < 0 || n > (int64_t)XSD_PAYLOAD_MAX)
+        return PUNT;            /* E2BIG: use DIRECTORY_PART */
+    return n;
+}
+
+/* The node's whole listing in the engine's scratch space; its length or PUNT. */
+static int64_t listing(xsd_engine *e, const char *path, size_t path_len)
+{
+    for (;;) {
+        int64_t n = xsd_store_children(e->store, path, path_len, e->scratch, e->scratch_cap);
+        char *bigger;
+        size_t cap;
+
+        if (n < 0)
+            return PUNT;
+        if ((size_t)n <= e->scratch_cap)
+            return n;
+        cap = (size_t)n > 2 * e->scratch_cap ? (size_t)n : 2 * e->scratch_cap;
+        bigger = XSD_REALLOC(e->scratch, cap);
+        if (!bigger)
+            return PUNT;
+        e->scratch = bigger;
+        e->scratch_cap = cap;
+    }
+}
+
+/* ops.do_directory_part: "<path>\0<offset>[\0]" -> "<gen>\0" and the
+ * children from byte offset that fit, plus one NUL after the last chunk. */
+static int64_t do_directory_part(const struct request *q)
+{
+    const char *payload = q->payload, *nul, *off;
+    char path[ABS_PATH_MAX], gen[24];
+    size_t off_len, room, end, total, gen_len, out;
+    struct xsd_node_view v;
+    int64_t n, offset;
+
+    nul = q->len ? memchr(payload, '\0', q->len) : NULL;
+    if (!nul)
+        return PUNT;            /* one field: EINVAL */
+    off = nul + 1;
+    off_len = q->len - (size_t)(off - payload);
+    if (off_len && off[off_len - 1] == '\0')
+        off_len--;
+    if (memchr(off, '\0', off_len))
+        return PUNT;            /* a third field: EINVAL */
+    offset = decimal(off, off_len);
+    if (offset < 0)
+        return PUNT;
+    n = canonical(q->c, payload, (size_t)(nul - payload), path);
+    if (n < 0)
+        return PUNT;
+    if (xsd_store_get(q->e->store, path, (size_t)n, &v) ||
+        !(access_of(q->c, v.perms, v.perms_len) & ACCESS_READ))
+        return PUNT;
+    gen_len = (size_t)snprintf(gen, sizeof gen, "%llu", (unsigned long long)v.gen) + 1;
+    memcpy(q->reply, gen, gen_len);            /* with its NUL */
+    n = listing(q->e, path, (size_t)n);
+    if (n < 0)
+        return PUNT;
+    total = (size_t)n;
+    if ((size_t)offset >= total) {
+        q->reply[gen_len] = '\0';              /* past the end: an empty last chunk */
+        return (int64_t)gen_len + 1;
+    }
+    room = XSD_PAYLOAD_MAX - 1 - gen_len - 1;
+    end = (size_t)offset;
+    while (end < total) {
+        const char *z = memchr(q->e->scratch + end, '\0', total - end);
+        size_t next;
+        if (!z)
+            return PUNT;        /* a listing ends in NUL (store.h): never */
+        next = (size_t)(z - q->e->scratch) + 1;
+        if (next - (size_t)offset > room)
+            break;
+        end = next;
+    }
+    out = gen_len;
+    memcpy(q->reply + out, q->e->scratch + offset, end - (size_t)offset);
+    out += end - (size_t)offset;
+    if (end == total)
+        q->reply[out++] = '\0';
+    return (int64_t)out;
+}
+
+/* Whether a change at path may go ahead in C: no watch could fire (watches
+ * stay in Python this round). */
+static int no_watch(const xsd_engine *e, const char *path, size_t len, unsigned match)
+{
+    return !e->watches || xsd_trie_match(e->watches, path, len, match, NULL, 0) == 0;
+}
+
+/* Mutations the engine may make for this request: ops flagged MUTATES are
+ * EROFS on a read-only conn; unprivileged ones need the quotas pushed. */
+static int may_mutate(const struct request *q)
+{
+    return (q->flags & XSD_RUN_MUTATE) && !q->c->read_only &&
+           (q->c->privileged || q->c->quotas_set);
+}
+
+/* quota.Quotas.check: a limit binds unprivileged callers only; 0 is none. */
+static int over_quota(const xsd_conn *c, uint32_t limit, size_t would_be)
+{
+    return !c->privileged && limit && would_be > limit;
+}
+
+/* ops.do_write / ops._create: value at path; a missing node and its missing
+ * ancestors take the closest existing ancestor's permissions (privileged
+ * callers only: they take no ownership and no quota binds them). */
+static int64_t create_or_set(const struct request *q, const char *path, size_t len,
+                             const char *value, size_t value_len)
+{
+    struct xsd_node_view top;
+    char perms[PERMS_BUF];
+    size_t perms_len = 0;
+    int64_t missing = xsd_store_missing(q->e->store, path, len, &top);
+
+    if (missing < 0 || over_quota(q->c, q->c->node_size, value_len))
+        return PUNT;            /* ENOSPC */
+    if (!q->c->privileged) {
+        /* ops.do_write on an existing node: WRITE access, and the memory quota
+         * charges the caller's own node for a longer value (the engine has no
+         * byte counts: Python's). Creating needs the nodes and memory quotas:
+         * Python's. */
+        if (missing || !(access_of(q->c, top.perms, top.perms_len) & ACCESS_WRITE) ||
+            (top.owner == q->c->domid && value_len > top.value_len))
+            return PUNT;
+    }
+    if (missing) {
+        if (top.perms_len > sizeof perms)
+            return PUNT;
+        perms_len = top.perms_len;
+        memcpy(perms, top.perms, perms_len);   /* the view is void after a mutation */
+    }
+    if (!no_watch(q->e, path, len, XSD_MATCH_ANCESTORS))
+        return PUNT;
+    if (xsd_store_write(q->e->store, path, len, value, value_len,
+                        missing ? perms : NULL, perms_len) < 0)
+        return PUNT;            /* -ENOMEM and the like: nothing changed */
+    return reply_ok(q->reply);
+}
+
+static int64_t do_write(const struct request *q)
+{
+    const char *nul = q->len ? memchr(q->payload, '\0', q->len) : NULL;
+    char path[ABS_PATH_MAX];
+    size_t cut;
+    int64_t n;
+
+    if (!nul || !may_mutate(q))
+        return PUNT;
+    cut = (size_t)(nul - q->payload);
+    n = canonical(q->c, q->payload, cut, path);
+    if (n < 0)
+        return PUNT;
+    return create_or_set(q, path, (size_t)n, nul + 1, q->len - cut - 1);
+}
+
+static int64_t do_mkdir(const struct request *q)
+{
+    char path[ABS_PATH_MAX];
+    struct xsd_node_view v;
+    int64_t n = one_field(q->payload, q->len);
+
+    if (n < 0 || q->c->read_only)
+        return PUNT;
+    n = canonical(q->c, q->payload, (size_t)n, path);
+    if (n < 0)
+        return PUNT;
+    if (xsd_store_get(q->e->store, path, (size_t)n, &v) == 0) {
+        if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+            return PUNT;        /* EACCES */
+        return reply_ok(q->reply);             /* existing: kept, no event */
+    }
+    if (!may_mutate(q))
+        return PUNT;
+    return create_or_set(q, path, (size_t)n, "", 0);
+}
+
+static int64_t do_rm(const struct request *q)
+{
+    char path[ABS_PATH_MAX];
+    struct xsd_node_view v;
+    int64_t n = one_field(q->payload, q->len);
+
+    if (n < 0 || !may_mutate(q))
+        return PUNT;
+    n = canonical(q->c, q->payload, (size_t)n, path);
+    if (n <= 1)
+        return PUNT;            /* bad, or the root: EINVAL */
+    if (xsd_store_get(q->e->store, path, (size_t)n, &v))
+        return PUNT;            /* missing: OK or an error, Python's to say */
+    if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+        return PUNT;            /* EACCES */
+    if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS))
+        return PUNT;
+    if (xsd_store_rm(q->e->store, path, (size_t)n) < 0)
+        return PUNT;
+    return reply_ok(q->reply);
+}
+
+/* perms.parse_list over the fields of fields[0..len) (split_fields: a last
+ * field without its NUL counts), re-encoded "<kind><decimal>\0" into out;
+ * its length, or PUNT for what parse refuses or store.c cannot hold. *owner
+ * gets the first entry's domid, *count the number of entries. */
+static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *owner,
+                           uint32_t *count)
+{
+    size_t at = 0, i = 0;
+    int first = 1;
+
+    if (len == 0)
+        return PUNT;            /* no permissions: EINVAL */
+    while (i < len) {
+        const char *f = fields + i, *z = memchr(f, '\0', len - i);
+        size_t flen = z ? (size_t)(z - f) : len - i;
+        uint32_t domid = 0;
+        int w;
+
+        if (flen < 2 || (!kind_mask(f[0]) && f[0] != 'n'))
+            return PUNT;
+        for (size_t k = 1; k < flen; k++) {
+            if (f[k] < '0' || f[k] > '9')
+                return PUNT;
+            domid = domid * 10 + (uint32_t)(f[k] - '0');
+            if (domid > STORE_DOMID_MAX)
+                return PUNT;
+        }
+        w = snprintf(out + at, PERMS_BUF - at, "%c%u", f[0], (unsigned)domid);
+        if (w < 0 || (size_t)w + 1 > PERMS_BUF - at)
+            return PUNT;
+        at += (size_t)w + 1;   /* snprintf wrote the NUL */
+        if (first)
+            *owner = domid;
+        first = 0;
+        (*count)++;
+        i += flen + 1;
+    }
+    return (int64_t)at;
+}
+
+/* ops.do_set_perms. */
+static int64_t do_set_perms(const struct request *q)
+{
+    const char *nul = q->len ? memchr(q->payload, '\0', q->len) : NULL;
+    char path[ABS_PATH_MAX], perms[PERMS_BUF];
+    struct xsd_node_view v;
+    uint32_t owner = 0, count = 0;
+    int64_t n, plen;
+    size_t cut;
+
+    if (!nul || !may_mutate(q))
+        return PUNT;
+    cut = (size_t)(nul - q->payload);
+    plen = parse_perms(nul + 1, q->len - cut - 1, perms, &owner, &count);
+    if (plen < 0 || !domain_known(q->e, owner) || over_quota(q->c, q->c->permissions, count))
+        return PUNT;            /* EINVAL, ENOENT / the hypervisor's to say, ENOSPC */
+    n = canonical(q->c, q->payload, cut, path);
+    if (n < 0 || xsd_store_get(q->e->store, path, (size_t)n, &v))
+        return PUNT;
+    /* permissions.existing_node(WRITE | OWNER): the owner, or acting for it;
+     * only a privileged caller gives a node away (EPERM). */
+    if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != ACCESS_ALL ||
+                              owner != v.owner))
+        return PUNT;
+    if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS))
+        return PUNT;
+    if (xsd_store_set_perms(q->e->store, path, (size_t)n, perms, (size_t)plen))
+        return PUNT;
+    return reply_ok(q->reply);
+}
+
+static int64_t answer(const struct request *q, uint32_t op)
+{
+    switch (op) {
+    case OP_READ: return do_read(q);
+    case OP_DIRECTORY: return do_directory(q);
+    case OP_DIRECTORY_PART: return do_directory_part(q);
+    case OP_GET_PERMS: return do_get_perms(q);
+    case OP_WRITE: return do_write(q);
+    case OP_MKDIR: return do_mkdir(q);
+    case OP_RM: return do_rm(q);
+    case OP_SET_PERMS: return do_set_perms(q);
+    default: return PUNT;
+    }
+}
+
+static int journaled_op(uint32_t op)
+{
+    return op == OP_WRITE || op == OP_MKDIR || op == OP_RM || op == OP_SET_PERMS;
+}
+
+int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
+                   char *out, size_t cap, unsigned flags, struct xsd_run *r)
+{
+    size_t pos = 0, out_len = 0, journaled = 0;
+    uint32_t handled = 0;
+    int stop;
+
+    for (;;) {
+        uint32_t op, plen;
+        struct request q;
+        int64_t n;
+
+        if (len - pos < XSD_HEADER_SIZE) {
+            stop = XSD_RUN_DONE;
+            break;
+        }
+        op = get_u32(in + pos);
+        plen = get_u32(in + pos + 12);
+        if (plen > XSD_PAYLOAD_MAX) {
+            stop = XSD_RUN_BAD;
+            break;
+        }
+        if (len - pos - XSD_HEADER_SIZE < plen) {
+            stop = XSD_RUN_DONE;
+            break;
+        }
+        if (cap - out_len < XSD_REPLY_MAX) {
+            stop = XSD_RUN_FULL;
+            break;
+        }
+        if (get_u32(in + pos + 8) != 0) {      /* tx_id: transactions are Python's */
+            stop = XSD_RUN_PYTHON;
+            break;
+        }
+        q.e = e;
+        q.c = c;
+        q.payload = in + pos + XSD_HEADER_SIZE;
+        q.len = plen;
+        q.flags = flags;
+        q.reply = out + out_len + XSD_HEADER_SIZE;
+        n = answer(&q, op);
+        if (n < 0) {
+            stop = XSD_RUN_PYTHON;
+            break;
+        }
+        memcpy(out + out_len, in + pos, 12);   /* type, req_id, tx_id */
+        put_u32(out + out_len + 12, (uint32_t)n);
+        out_len += XSD_HEADER_SIZE + (size_t)n;
+        if (journaled_op(op))
+            journaled += plen;
+        c->requests[op]++;      /* answered ops are all < XSD_OP_COUNT */
+        handled++;
+        pos += XSD_HEADER_SIZE + plen;
+    }
+    r->consumed = pos;
+    r->out_len = out_len;
+    r->journaled = journaled;
+    r->handled = handled;
+    r->stop = stop;
+    return stop;
+}

@@ -1,0 +1,156 @@
+/*
+ * engine.h: xenstore requests from packet bytes to reply bytes in C, over the
+ * C node store (store.h) and the watch registry's trie (trie.h).
+ *
+ *   bytes a connection delivered                         replies, in order
+ *   +--------+---------+--------+--------+------+        +--------+--------+
+ *   | READ   | WRITE   | WATCH  | READ   | RE.. |  run   | READ r | WRITE r|
+ *   +--------+---------+--------+--------+------+  --->  +--------+--------+
+ *   ^ answered ^ answered ^ stop PYTHON: consumed points here; Python's
+ *                           dispatch answers exactly that packet, then calls
+ *                           run again on the rest, so replies keep their order
+ *
+ * The engine answers the common requests itself and hands everything else to
+ * Python ("punts": stop PYTHON) before changing anything, so every error reply,
+ * every watch event and everything rare is produced by xsd/core exactly as
+ * without the engine. The Python core (xsd/core/ops.py, dispatch.py,
+ * permissions.py) is the oracle: tests/native/test_engine.py feeds the same
+ * packets to both and requires the same reply bytes and the same nodes.
+ *
+ * Answered here (anything else, and any case whose answer would be an error,
+ * is PYTHON):
+ *   - READ, DIRECTORY, DIRECTORY_PART, GET_PERMS, WRITE, MKDIR, RM, SET_PERMS
+ *     with tx_id == 0 (transactions stay in Python);
+ *   - paths as xenstore_protocol.paths.canonicalize makes them, for the
+ *     common cases: absolute, or relative to "/local/domain/<domid>/";
+ *     characters A-Z a-z 0-9 / _ @ - ; no "//", no trailing '/'. Special
+ *     "@names", anything over the conn's path_max (the prefix is not
+ *     discounted here: such paths go to Python, which knows the exact rule),
+ *     a single-path payload without its NUL or with extra fields: PYTHON;
+ *   - reads by unprivileged callers when permissions.access grants READ;
+ *   - MKDIR of an existing node: "OK", no change (unprivileged: with WRITE);
+ *   - mutations (WRITE, MKDIR creating, RM, SET_PERMS) only with
+ *     XSD_RUN_MUTATE in flags, on a conn that is not read-only, and only
+ *     when no watch could fire: xsd_trie_match on the changed path
+ *     (XSD_MATCH_ANCESTORS; for RM also XSD_MATCH_DESCENDANTS) finds no id.
+ *     New nodes inherit the closest existing ancestor's permissions (a
+ *     privileged creator takes no ownership: ops._create); WRITE on an
+ *     existing node changes only its value.
+ *     Unprivileged callers, once their quotas are pushed (xsd_conn_quotas):
+ *     WRITE of an existing node they may write, within node-size, and not
+ *     growing a node they own (the memory quota counts bytes the engine
+ *     does not keep); RM of a node they may write; SET_PERMS of a node they
+ *     own (or whose owner they act for), keeping the owner, within the
+ *     permissions quota. Creating nodes (nodes and memory quotas) is Python's.
+ *     SET_PERMS: the list parsed as
+ *     xenstore_protocol.perms.parse_list, re-encoded in canonical decimal;
+ *     an entry naming a domid over 65535 (the store's limit), an owner at or
+ *     above DOMID_FIRST_RESERVED or not known (xsd_engine_domain_known):
+ *     PYTHON. RM of "/" or of a missing node: PYTHON.
+ *   - DIRECTORY whose listing is over 4096 bytes (E2BIG) and READ or
+ *     GET_PERMS whose answer would be over 4096 bytes: PYTHON.
+ *   An allocation failure inside the store (-ENOMEM: the store is unchanged)
+ *   or in the engine's scratch space is PYTHON too.
+ *
+ * Framing: xs_wire.h's struct xsd_sockmsg { uint32_t type, req_id, tx_id,
+ * len; } in host byte order, then len payload bytes. A reply carries the
+ * request's type, req_id and tx_id.
+ *
+ * Ownership: the engine borrows the store and the trie (Python owns both and
+ * must keep them alive and unchanged by others during a run); a conn belongs
+ * to one session. No locks: one thread (the event loop) at a time.
+ */
+#ifndef XSD_ENGINE_H
+#define XSD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "trie.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct xsd_engine xsd_engine;   /* opaque */
+typedef struct xsd_conn xsd_conn;       /* opaque */
+
+#define XSD_HEADER_SIZE   16u
+#define XSD_PAYLOAD_MAX   4096u                        /* XENSTORE_PAYLOAD_MAX */
+#define XSD_REPLY_MAX     (XSD_HEADER_SIZE + XSD_PAYLOAD_MAX)
+
+/* Flags of xsd_engine_run. */
+#define XSD_RUN_MUTATE    1u    /* C may change the store (Python clears it while it cannot) */
+
+/* Why xsd_engine_run stopped (also its return value). */
+#define XSD_RUN_DONE      0     /* no whole packet left: in[consumed..len) is a partial one */
+#define XSD_RUN_PYTHON    1     /* in[consumed..) starts with a packet Python must answer */
+#define XSD_RUN_FULL      2     /* fewer than XSD_REPLY_MAX bytes free in out */
+#define XSD_RUN_BAD       3     /* the header at in[consumed] announces len > 4096 */
+
+#define XSD_OP_COUNT      32u   /* message types counted per conn (xs_wire.h has 27) */
+
+struct xsd_run {
+    size_t consumed;    /* bytes of in fully answered (whole packets) */
+    size_t out_len;     /* reply bytes written to out[0..out_len) */
+    size_t journaled;   /* payload bytes of the WRITE/MKDIR/RM/SET_PERMS answered */
+    uint32_t handled;   /* packets answered */
+    int stop;           /* XSD_RUN_* */
+};
+
+/* A new engine over store and watches (watches may be NULL: no watch
+ * registry, nothing can fire), or NULL when out of memory. Domain 0 is known
+ * from the start (C xenstored: dom0 is always introduced). */
+xsd_engine *xsd_engine_new(xsd_store *store, const xsd_trie *watches);
+
+/* Free e (not the store or the trie). NULL does nothing. Its conns must be
+ * freed by their owners; they do not point to e. */
+void xsd_engine_free(xsd_engine *e);
+
+/* Mark domid as a domain that may own nodes (known != 0) or not: what
+ * Daemon.domain_exists answers for SET_PERMS's new owner. An unknown owner
+ * is PYTHON (it asks the hypervisor). 0, or -EINVAL for a domid at or above
+ * DOMID_FIRST_RESERVED (0x7FF0), which is never known. */
+int xsd_engine_domain_known(xsd_engine *e, uint32_t domid, int known);
+
+/* A new conn (one per session), configured as an unprivileged, writable
+ * domain 0 conn without path-max until xsd_conn_configure; NULL when out of
+ * memory. e is accepted for symmetry and future per-engine state. */
+xsd_conn *xsd_conn_new(xsd_engine *e);
+
+/* Free c. NULL does nothing. */
+void xsd_conn_free(xsd_conn *c);
+
+/* Who the session is: its domid, SET_TARGET's target (-1: none),
+ * privileged, read-only socket, and the path-max quota binding it (0: none).
+ * Python calls it again whenever one of these changes. */
+void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
+                        int privileged, int read_only, uint32_t path_max);
+
+/* The quotas binding c's caller when it is unprivileged (quota.py: node-size
+ * and permissions; 0: none); Python calls it again whenever they change.
+ * Until the first call the engine leaves every change an unprivileged
+ * caller asks for to Python. Privileged callers are bound by neither. */
+void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions);
+
+/* Requests of type op that the engine answered on c (dispatch.py counts
+ * the ones Python answers); 0 for op >= XSD_OP_COUNT. */
+uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op);
+
+/* Answer the whole packets at the start of in[0..len) for conn c, writing
+ * the replies to out[0..cap) in order, until one of the stop reasons above;
+ * fills *r and returns r->stop. Before each whole packet the engine requires
+ * XSD_REPLY_MAX bytes free in out (else FULL, nothing of that packet done);
+ * a cap below XSD_REPLY_MAX therefore always stops FULL at the first whole
+ * packet. A packet that is PYTHON changed nothing. Never allocates except
+ * the store's own node blocks and, for DIRECTORY_PART of a wide node, the
+ * engine's scratch space (grown, kept); a failed allocation is PYTHON. */
+int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
+                   char *out, size_t cap, unsigned flags, struct xsd_run *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XSD_ENGINE_H */

@@ -1,0 +1,108 @@
+"""The C request path (engine.h): packet bytes in, reply bytes out, one crossing per batch.
+
+    from xsd._native.engine import Engine, MUTATE, STOP_PYTHON
+    engine = Engine(node_store.handle, watch_trie.handle)   # borrows both
+    conn = engine.conn()                                     # one per session
+    conn.configure(domid=0, target=None, privileged=True, read_only=False, path_max=2048)
+    conn.quotas(node_size=2048, permissions=5)      # unprivileged callers' changes in C too
+    consumed, out, journaled, handled, stop = engine.run(conn, data, MUTATE)
+
+``run`` answers the whole packets at the start of ``data`` (from ``offset``)
+that the engine takes and returns their replies as one bytes object; it stops
+at a partial packet (STOP_DONE), at a packet Python must answer (STOP_PYTHON:
+``data[offset + consumed:]`` starts with it), when the reply buffer is full
+(STOP_FULL: call again) or at a header announcing more than 4096 bytes
+(STOP_BAD: the Decoder raises ProtocolError on it).  engine.h says which
+packets the engine answers; everything else, and every error, stays Python's.
+
+One C handle per object, owned through ``ffi.gc``; the engine keeps the
+store's and the trie's owners alive (it borrows their handles), each conn
+keeps its engine alive.  Not thread-safe: the event loop's thread only.
+"""
+from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
+from ._xsd_native import ffi, lib
+
+__all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD"]
+
+MUTATE = lib.XSD_RUN_MUTATE
+STOP_DONE = lib.XSD_RUN_DONE
+STOP_PYTHON = lib.XSD_RUN_PYTHON
+STOP_FULL = lib.XSD_RUN_FULL
+STOP_BAD = lib.XSD_RUN_BAD
+REPLY_MAX = lib.XSD_REPLY_MAX
+
+_NULL = ffi.NULL
+_run = lib.xsd_engine_run
+_unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+_OUT_CAP = 16 * REPLY_MAX      # replies of one run; FULL past it (the caller runs again)
+
+
+class Conn:
+    """One session's identity for the engine (xsd_conn) and its per-type counts."""
+
+    __slots__ = ("_h", "_engine")
+    # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
+    COUNTED_OPS = (1, 2, 3, 11, 12, 13, 14, 22)
+
+    def __init__(self, engine):
+        h = lib.xsd_conn_new(engine._h)
+        if h == _NULL:
+            raise MemoryError("xsd._native: out of memory")
+        self._h = ffi.gc(h, lib.xsd_conn_free)
+        self._engine = engine
+
+    def configure(self, domid: int, target, privileged: bool, read_only: bool,
+                  path_max: int = 0) -> None:
+        """Who the session is; ``target`` None for none, ``path_max`` 0 for no limit."""
+        lib.xsd_conn_configure(self._h, domid, -1 if target is None else target,
+                               bool(privileged), bool(read_only), path_max)
+
+    def quotas(self, node_size: int, permissions: int) -> None:
+        """The node-size and permissions quotas binding an unprivileged caller (0: none);
+        until given, the engine leaves every change by an unprivileged caller to Python."""
+        lib.xsd_conn_quotas(self._h, node_size, permissions)
+
+    def requests(self, op: int) -> int:
+        """Requests of type ``op`` the engine answered on this conn."""
+        return lib.xsd_conn_requests(self._h, op)
+
+
+class Engine:
+    """xsd_engine over a C node store and a C watch trie (raw handles, borrowed)."""
+
+    __slots__ = ("_h", "_owners", "_out", "_cap", "_run_result")
+
+    def __init__(self, store_handle, trie_handle=None, out_cap: int = _OUT_CAP):
+        """``out_cap``: bytes of the reusable reply buffer; below REPLY_MAX every run
+        stops FULL at its first whole packet."""
+        h = lib.xsd_engine_new(store_handle, _NULL if trie_handle is None else trie_handle)
+        if h == _NULL:
+            raise MemoryError("xsd._native: out of memory")
+        self._h = ffi.gc(h, lib.xsd_engine_free)
+        self._owners = (store_handle, trie_handle)     # their ffi.gc handles: kept alive with us
+        self._out = ffi.new("char[]", max(out_cap, 1))
+        self._cap = out_cap
+        self._run_result = ffi.new("struct xsd_run *")
+
+    def conn(self) -> Conn:
+        return Conn(self)
+
+    def domain_known(self, domid: int, known: bool) -> None:
+        """SET_PERMS may make ``domid`` an owner (Daemon.domain_exists); domids at or above
+        DOMID_FIRST_RESERVED are never known (ValueError)."""
+        if lib.xsd_engine_domain_known(self._h, domid, bool(known)):
+            raise ValueError("domid %d cannot own nodes" % domid)
+
+    def run(self, conn: Conn, data, flags: int = MUTATE, offset: int = 0):
+        """-> ``(consumed, out, journaled, handled, stop)``: bytes of ``data[offset:]``
+        answered, their replies, payload bytes of the WRITE/MKDIR/RM/SET_PERMS among them,
+        how many packets, and why it stopped (STOP_*)."""
+        r = self._run_result
+        if offset:
+            buf = _from_buffer(data) + offset
+            _run(self._h, conn._h, buf, len(data) - offset, self._out, self._cap, flags, r)
+        else:
+            _run(self._h, conn._h, data, len(data), self._out, self._cap, flags, r)
+        n = r.out_len
+        return r.consumed, _unpack(self._out, n) if n else b"", r.journaled, r.handled, r.stop
