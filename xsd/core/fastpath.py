@@ -71,8 +71,11 @@ class FastPath:
         conn = session.native
         if conn is None:
             conn = session.native = self.engine.conn()
-        conn.configure(session.domid, session.target, session.privileged, session.read_only,
-                       self.daemon.quotas.path_max(session.domid))
+        quotas, domid = self.daemon.quotas, session.domid
+        conn.configure(domid, session.target, session.privileged, session.read_only,
+                       quotas.path_max(domid))
+        if not session.privileged:
+            conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
         session.native_epoch = self.epoch
         return conn
 
