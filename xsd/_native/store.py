@@ -49,6 +49,7 @@ def _encode_perms(perms) -> bytes:
     return b"".join(b"%s%d\0" % (kind.encode(), domid) for kind, domid in perms)
 
 _NULL = ffi.NULL
+_new_tuple = tuple.__new__      # NodeView without NamedTuple's argument handling (get is hot)
 _BUF_START = 4096
 _PERMS_CACHE_MAX = 4096
 
@@ -131,10 +132,10 @@ class NodeStore:
         perms = self._decode_perms(ffi.unpack(view.perms, view.perms_len))
         gen = view.gen
         if not children:
-            return NodeView(value, perms, None, gen)
+            return _new_tuple(NodeView, (value, perms, None, gen))
         names = self._listing(lib.xsd_store_children, path, key)
         children = dict.fromkeys(names[:-1].decode().split("\0")) if names else {}
-        return NodeView(value, perms, children, gen)
+        return _new_tuple(NodeView, (value, perms, children, gen))
 
     def children_bytes(self, path: str) -> bytes:
         return self._listing(lib.xsd_store_children, path, path.encode())
