@@ -256,3 +256,44 @@ def test_wrapper_turns_c_errors_into_python_ones():
         s.children_bytes("/missing")
     assert s.get("/missing") is None and len(s) == 1 and s.check() == []
     assert s.stamp() == 1                                 # nothing above spent a generation
+
+
+@pytest.mark.parametrize("bad", [b"", b"a", b"/a/", b"/a//b", b"/a\0b"])
+def test_new_calls_refuse_bad_paths_and_change_nothing(handle, bad):
+    lib.xsd_store_track(handle, 1)
+    before = lib.xsd_store_dump(handle, ffi.NULL, 0)
+    assert lib.xsd_store_put(handle, bad, len(bad), b"v", 1, b"n0\0", 3) == -errno.EINVAL
+    assert lib.xsd_store_load(handle, bad, len(bad), b"v", 1, b"n0\0", 3, 0) == -errno.EINVAL
+    assert lib.xsd_store_move_last(handle, bad, len(bad)) == -errno.EINVAL
+    assert lib.xsd_store_put(handle, b"/a", 2, b"v", 1, b"n0", 2) == -errno.EINVAL   # perms
+    assert lib.xsd_store_put(handle, b"/x/y", 4, b"", 0, b"n0\0", 3) == -errno.ENOENT
+    assert lib.xsd_store_load(handle, b"/x/y", 4, b"", 0, b"n0\0", 3, 0) == -errno.ENOENT
+    assert lib.xsd_store_move_last(handle, b"/", 1) == -errno.EINVAL
+    assert lib.xsd_store_changes(handle, ffi.NULL, 0) == 0          # nothing recorded
+    assert lib.xsd_store_dump(handle, ffi.NULL, 0) == before
+    assert count(handle) == 1 and lib.xsd_store_stamp(handle) == 1 and lib.xsd_store_check(handle) == 0
+
+
+def test_wrapper_listings_grow_past_their_first_buffer():
+    """A change log, dump and removal far bigger than the wrapper's 4 KiB buffer."""
+    c, py = NodeStore(), PyNodeStore()
+    deep = "/d" * 1500
+    for s in (c, py):
+        s.track(True)
+        assert s.write(deep, b"v" * 100, (Perm("r", 4),)) == 1500
+        s.write("/w/x", b"", (Perm("n", 4),))
+    assert list(c.take_changes().items()) == list(py.take_changes().items())
+    assert c.take_changes() == {} and c.dump() == py.dump()
+    nodes = list(c.nodes())
+    assert nodes == list(py.nodes()) and len(nodes) == len(c) == 1503
+    assert nodes[0][0] == "/" and nodes[0][4] == ("d", "w") and nodes[-1][0] == "/w/x"
+    assert c.bytes_of(4) == py.bytes_of(4) > 1500 * 1500
+    assert list(c.rm("/d").items()) == list(py.rm("/d").items())
+    assert list(c.take_changes().items()) == list(py.take_changes().items())
+    assert c.bytes_of(4) == py.bytes_of(4) and c.check() == [] and py.check() == []
+
+
+def test_handle_is_the_live_store():
+    s = NodeStore()
+    s.write("/a", b"x", (Perm("n", 0),))
+    assert lib.xsd_store_count(s.handle) == 2
