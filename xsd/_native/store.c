@@ -817,12 +817,13 @@ static int node_update(xsd_store *s, struct xsd_node **np, const char *path, siz
         log_rollback(s, mark);
         return err;
     }
-    owner_add(s, new_owner, 0, new_mem);    /* the owner exists or has its room */
+    /* new before old: the old owner's entry may go, the new one has its room */
+    owner_add(s, new_owner, new_owner != old_owner, new_mem);
     if (new_owner != old_owner) {
-        owner_add(s, new_owner, 1, 0);
         owner_sub(s, old_owner, old_mem);
     } else {
-        s->owners[owner_find(s, old_owner, &(int){0})].bytes -= old_mem;
+        int found;
+        s->owners[owner_find(s, old_owner, &found)].bytes -= old_mem;
     }
     if (track)
         log_mark(s, path, path_len, XSD_CHANGE_UPDATED);

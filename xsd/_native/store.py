@@ -295,17 +295,25 @@ def parse_dump(raw: bytes, decode_perms):
     ``children`` is the tuple of child names in creation order (gathered in one pass
     first: in pre-order a node comes before its children)."""
     records, kids = [], {}
-    at, end, unpack_from = 0, len(raw), _GEN_LEN.unpack_from
+    at, end, unpack_from, index = 0, len(raw), _GEN_LEN.unpack_from, raw.index
+    append = records.append
     while at < end:
-        cut = raw.index(b"\0", at)
-        stop = raw.index(b"\0\0", cut + 1) + 1            # the perms' last NUL
+        cut = index(b"\0", at)
+        stop = index(b"\0\0", cut + 1) + 1                # the perms' last NUL
         gen, vlen = unpack_from(raw, stop + 1)
         vstart = stop + 13
         path = raw[at:cut].decode()
-        records.append((path, raw[vstart:vstart + vlen], decode_perms(raw[cut + 1:stop]), gen))
-        if path != "/":
-            up, _, name = path.rpartition("/")
-            kids.setdefault(up or "/", []).append(name)
         at = vstart + vlen
+        append((path, raw[vstart:at], decode_perms(raw[cut + 1:stop]), gen))
+        up, _, name = path.rpartition("/")
+        if name:                                           # not the root
+            up = up or "/"
+            names = kids.get(up)
+            if names is None:
+                kids[up] = [name]
+            else:
+                names.append(name)
+    get, none = kids.get, ()
     for path, value, perms, gen in records:
-        yield path, value, perms, gen, tuple(kids.get(path, ()))
+        names = get(path)
+        yield path, value, perms, gen, tuple(names) if names else none
