@@ -5,6 +5,12 @@
     s.write("/local/domain/1/name", b"vm1", (Perm("n", 0),))   # -> 4 nodes created
     s.get("/local/domain/1/name").value                          # -> b"vm1"
 
+The interface (semantics in xsd/nodestore.py's docstring, contracts in store.h):
+get(path, children=True), children_bytes, missing, write, set_value, set_perms,
+rm, put, move_last, load, next_gen, track, take_changes, dump, nodes,
+bytes_of, owned_by, stamp, check, stats, len; ``handle`` is the raw
+``xsd_store *`` for xsd._native.engine only.
+
 One C handle, owned by this object through ``ffi.gc``; every return code is
 checked here and nowhere else.  Nodes live in C, one block each (no Python
 object per node); ``get`` builds a ``NodeView`` copy on demand.  Permissions
