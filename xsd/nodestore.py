@@ -11,8 +11,11 @@ It lives here, not in ``xsd._native``, because the fallback wraps
 missing nodes top-down, remove a subtree children first), so that
 the C store (``xsd._native.store.NodeStore``, same interface) can be checked
 against it operation by operation (tests/native/test_store_property.py) and
-later swapped in behind ``XSD_NATIVE``.  Nothing here is new behaviour: each
-method names the lines of core/ops.py it mirrors.
+later swapped in behind ``XSD_NATIVE``.  The request operations mirror
+core/ops.py; the rest mirror what the core does to the Store directly: a
+transaction commit (put, move_last), replay (load, next_gen), the journal
+(track, take_changes: ``Store.changes``), snapshots (dump, nodes) and the memory
+quota (bytes_of: ``Store.owned_bytes``).
 
 Interface (both classes):
 

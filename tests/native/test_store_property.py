@@ -297,3 +297,13 @@ def test_handle_is_the_live_store():
     s = NodeStore()
     s.write("/a", b"x", (Perm("n", 0),))
     assert lib.xsd_store_count(s.handle) == 2
+
+
+def test_get_of_a_value_bigger_than_the_wrapper_buffer():
+    s = NodeStore()
+    big = bytes(range(256)) * 40                          # 10,240 bytes, past the 4 KiB buffer
+    s.write("/big", big, (Perm("b", 3), Perm("r", 4)))
+    for children in (True, False):
+        node = s.get("/big", children)
+        assert node.value == big and node.perms == (("b", 3), ("r", 4)) and node.gen == 2
+    assert s.get("/", False).value == b""                 # and the small path after it

@@ -713,6 +713,22 @@ int xsd_store_get(const xsd_store *s, const char *path, size_t len,
     return 0;
 }
 
+int64_t xsd_store_read(const xsd_store *s, const char *path, size_t len,
+                       char *out, size_t cap, uint64_t meta[2])
+{
+    int err;
+    const struct xsd_node *n = lookup(s, path, len, &err);
+    size_t total;
+    if (!n)
+        return err;
+    total = (size_t)n->perms_len + n->value_len;
+    meta[0] = n->gen;
+    meta[1] = n->perms_len;
+    if (total <= cap && total)
+        memcpy(out, node_perms(n), total);      /* perms then value: adjacent in the block */
+    return (int64_t)total;
+}
+
 int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
                           struct xsd_node_view *top)
 {

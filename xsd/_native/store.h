@@ -129,6 +129,15 @@ void xsd_store_free(xsd_store *s);
 int xsd_store_get(const xsd_store *s, const char *path, size_t len,
                   struct xsd_node_view *out);
 
+/* The read path's copy of one node: its permission entries then its value
+ * into out (out[0..meta[1]) the permissions, the rest the value), meta[0]
+ * its generation. Returns perms_len + value_len = n with the n > cap rule of
+ * xsd_store_children (meta is filled either way); -ENOENT, -EINVAL. Reads
+ * only; O(components). One crossing and one copy where xsd_store_get hands
+ * out pointers the caller must copy from. */
+int64_t xsd_store_read(const xsd_store *s, const char *path, size_t len,
+                       char *out, size_t cap, uint64_t meta[2]);
+
 /* How many components at the end of path do not exist: 0 if path exists.
  * *top is filled with the closest existing node (path itself, or its deepest
  * existing ancestor; at worst the root), whose permissions new nodes inherit

@@ -74,7 +74,8 @@ def _fail(rc, path):
 class NodeStore:
     """xenstore's node tree in C; interface and semantics of ``PyNodeStore``."""
 
-    __slots__ = ("_h", "_view", "_buf", "_cap", "_perms", "_encoded", "_dump_cap")
+    __slots__ = ("_h", "_view", "_buf", "_bytes", "_cap", "_meta", "_perms", "_encoded",
+                 "_dump_cap")
     backend = "cffi"
 
     def __init__(self):
@@ -85,6 +86,8 @@ class NodeStore:
         self._view = ffi.new("struct xsd_node_view *")
         self._buf = ffi.new("char[]", _BUF_START)
         self._cap = _BUF_START
+        self._bytes = ffi.buffer(self._buf)     # slices of it are bytes copies
+        self._meta = ffi.new("uint64_t[2]")     # xsd_store_read: gen, perms length
         self._perms = {}        # encoded bytes -> tuple
         self._encoded = {}      # tuple -> encoded bytes
         self._dump_cap = 0      # the last dump's size: the next one starts there
@@ -128,15 +131,22 @@ class NodeStore:
         (``NodeView.children`` is None then): the cheap call when only value, perms or gen
         are read."""
         key = path.encode()
-        view = self._view
-        rc = lib.xsd_store_get(self._h, key, len(key), view)
-        if rc:
-            if rc == -errno.ENOENT:
+        meta = self._meta
+        n = lib.xsd_store_read(self._h, key, len(key), self._buf, self._cap, meta)
+        if n < 0:
+            if n == -errno.ENOENT:
                 return None
-            _fail(rc, path)
-        value = ffi.unpack(view.value, view.value_len)
-        perms = self._decode_perms(ffi.unpack(view.perms, view.perms_len))
-        gen = view.gen
+            _fail(n, path)
+        if n <= self._cap:
+            raw = self._bytes[0:n]
+        else:                                   # a big value: a buffer of its size, once
+            buf = ffi.new("char[]", n)
+            n = lib.xsd_store_read(self._h, key, len(key), buf, n, meta)
+            raw = ffi.buffer(buf, n)[:]
+        cut = meta[1]
+        perms = self._perms.get(raw[:cut]) or self._decode_perms(raw[:cut])
+        value = raw[cut:]
+        gen = meta[0]
         if not children:
             return _new_tuple(NodeView, (value, perms, None, gen))
         names = self._listing(lib.xsd_store_children, path, key)

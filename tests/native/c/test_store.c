@@ -335,6 +335,21 @@ static void test_put_creates_last_and_stamps_once(void)
     xsd_store_free(s);
 }
 
+static void test_read_copies_perms_then_value(void)
+{
+    xsd_store *s = xsd_store_new();
+    char out[16];
+    uint64_t meta[2] = { 0, 0 };
+    CHECK_EQ(put(s, "/a", "value", P("b3\0r4\0")), 1);
+    CHECK_EQ(xsd_store_read(s, S("/a"), out, 4, meta), 6 + 5);   /* too small: the size */
+    CHECK(meta[0] == 2 && meta[1] == 6);
+    CHECK_EQ(xsd_store_read(s, S("/a"), out, sizeof out, meta), 11);
+    CHECK(memcmp(out, "b3\0r4\0value", 11) == 0);
+    CHECK_EQ(xsd_store_read(s, S("/b"), out, sizeof out, meta), -ENOENT);
+    CHECK_EQ(xsd_store_read(s, S("b"), out, sizeof out, meta), -EINVAL);
+    xsd_store_free(s);
+}
+
 static void test_move_last_and_load(void)
 {
     xsd_store *s = xsd_store_new();
@@ -466,6 +481,7 @@ int main(void)
     RUN(test_dump_is_pre_order_records);
     RUN(test_put_creates_last_and_stamps_once);
     RUN(test_move_last_and_load);
+    RUN(test_read_copies_perms_then_value);
     RUN(test_rejects);
     RUN(test_deep_chain_is_iterative);
     RUN(test_random_operations_keep_the_store_sound);
