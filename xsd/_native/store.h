@@ -1,6 +1,6 @@
 /*
  * store.h: xenstore's node tree in C: one compact block per node, no Python
- * object per node. The Python store (xsd/store.py, driven as in xsd/ops.py)
+ * object per node. The Python store (xsd/core/store.py, driven as in xsd/core/ops.py)
  * is the oracle: tests/native/test_store_property.py runs random operation
  * sequences through both and requires the same nodes, generations, children
  * order, owner counts and check results (xsd/nodestore.py PyNodeStore is
@@ -141,7 +141,7 @@ int64_t xsd_store_read(const xsd_store *s, const char *path, size_t len,
 /* How many components at the end of path do not exist: 0 if path exists.
  * *top is filled with the closest existing node (path itself, or its deepest
  * existing ancestor; at worst the root), whose permissions new nodes inherit
- * (xsd/ops.py _create). -EINVAL for a bad path. Reads only. */
+ * (xsd/core/ops.py _create). -EINVAL for a bad path. Reads only. */
 int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
                           struct xsd_node_view *top);
 
