@@ -1,10 +1,11 @@
 /*
  * store.h: xenstore's node tree in C: one compact block per node, no Python
- * object per node. The Python store (xsd/core/store.py, driven as in xsd/core/ops.py)
- * is the oracle: tests/native/test_store_property.py runs random operation
- * sequences through both and requires the same nodes, generations, children
- * order, owner counts and check results (xsd/nodestore.py PyNodeStore is
- * that oracle behind the same interface as xsd/_native/store.py).
+ * object per node. The Python store (xsd/core/store.py, driven as in
+ * xsd/core/ops.py) is the oracle: tests/native/test_store_property.py runs
+ * random operation sequences through both and requires the same nodes,
+ * generations, children order, owner counts and bytes, change logs, dumps
+ * and check results (xsd/nodestore.py PyNodeStore is that oracle behind the
+ * same interface as xsd/_native/store.py).
  *
  *   struct xsd_store                       one xsd_node per node, one block each:
  *   +-----------+                          +--------+--------+------+------+-----+
