@@ -35,8 +35,9 @@ Interface (both classes):
                              no stamp, no change record (replay)
     next_gen              (property, settable)
     track(on), take_changes() -> {path: CREATED|UPDATED|REMOVED} (first-change order)
-    dump() -> bytes (store.h xsd_store_dump records), nodes() -> iterator of
-                             (path, value, perms, gen, children names) in pre-order
+    dump() -> bytes (store.h xsd_store_dump records), nodes(children=True) ->
+                             iterator of (path, value, perms, gen, children names or
+                             None) in pre-order
     bytes_of(domid), owned_by(domid), stamp(), check() -> [problems], len()
 
 Paths are canonical (xenstore_protocol.paths.canonicalize has run); perms are
@@ -193,14 +194,14 @@ class PyNodeStore:
         self.store.changes = {}
         return changes
 
-    def nodes(self):
-        """(path, value, perms, gen, children names) in pre-order, iteratively."""
+    def nodes(self, children: bool = True):
+        """(path, value, perms, gen, children names or None) in pre-order, iteratively."""
         nodes = self.store.nodes
         stack = ["/"]
         while stack:
             path = stack.pop()
             node = nodes[path]
-            yield path, node.value, node.perms, node.gen, tuple(node.children)
+            yield path, node.value, node.perms, node.gen, tuple(node.children) if children else None
             stack.extend(join(path, name) for name in reversed(list(node.children)))
 
     def dump(self) -> bytes:

@@ -130,6 +130,7 @@ class StoreMachine(RuleBasedStateMachine):
     def dump(self):
         assert self.c.dump() == self.py.dump()
         assert list(self.c.nodes()) == list(self.py.nodes())
+        assert list(self.c.nodes(children=False)) == list(self.py.nodes(children=False))
 
     @rule(path=paths)
     def read(self, path):
