@@ -24,7 +24,7 @@ enum {
 #define ABS_PATH_MAX 3072u          /* XENSTORE_ABS_PATH_MAX */
 #define REL_PATH_MAX 2048u          /* XENSTORE_REL_PATH_MAX */
 #define DOMID_FIRST_RESERVED 0x7FF0u  /* xen.h; domains.py */
-#define STORE_DOMID_MAX 65535u      /* the largest domid store.c keeps in permissions */
+#define STORE_DOMID_MAX UINT32_MAX  /* the largest domid store.c keeps in permissions */
 #define U32_MAX 0xFFFFFFFFu
 /* A permission list re-encoded: every entry at most as long as the field it
  * came from plus its NUL, and the fields fit in one payload. */
@@ -568,7 +568,7 @@ static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *
     while (i < len) {
         const char *f = fields + i, *z = memchr(f, '\0', len - i);
         size_t flen = z ? (size_t)(z - f) : len - i;
-        uint32_t domid = 0;
+        uint64_t domid = 0;
         int w;
 
         if (flen < 2 || (!kind_mask(f[0]) && f[0] != 'n'))
@@ -576,7 +576,7 @@ static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *
         for (size_t k = 1; k < flen; k++) {
             if (f[k] < '0' || f[k] > '9')
                 return PUNT;
-            domid = domid * 10 + (uint32_t)(f[k] - '0');
+            domid = domid * 10 + (uint64_t)(f[k] - '0');
             if (domid > STORE_DOMID_MAX)
                 return PUNT;
         }
@@ -585,7 +585,7 @@ static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *
             return PUNT;
         at += (size_t)w + 1;   /* snprintf wrote the NUL */
         if (first)
-            *owner = domid;
+            *owner = (uint32_t)domid;   /* <= UINT32_MAX: checked above */
         first = 0;
         (*count)++;
         i += flen + 1;

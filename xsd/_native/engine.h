@@ -44,7 +44,7 @@
  *     permissions quota. Creating nodes (nodes and memory quotas) is Python's.
  *     SET_PERMS: the list parsed as
  *     xenstore_protocol.perms.parse_list, re-encoded in canonical decimal;
- *     an entry naming a domid over 65535 (the store's limit), an owner at or
+ *     an entry naming a domid over 2^32-1 (EINVAL), an owner at or
  *     above DOMID_FIRST_RESERVED or not known (xsd_engine_domain_known):
  *     PYTHON. RM of "/" or of a missing node: PYTHON.
  *   - DIRECTORY whose listing is over 4096 bytes (E2BIG) and READ or
