@@ -257,7 +257,7 @@ def test_wrapper_turns_c_errors_into_python_ones():
     with pytest.raises(ValueError):
         s.write("/a//b", b"", (Perm("n", 0),))
     with pytest.raises(ValueError):
-        s.write("/a", b"", (Perm("n", 70000),))          # domid out of range: C refuses it
+        s.write("/a", b"", (Perm("n", 1 << 32),))          # domid out of range: C refuses it
     with pytest.raises(ValueError):
         s.write("/a", b"x" * 65536, (Perm("n", 0),))
     with pytest.raises(KeyError):
