@@ -47,7 +47,7 @@ def record_offsets(path) -> list:
 
 
 def value(d, path):
-    node = d.store.nodes.get(path)
+    node = d.store.get(path)
     return None if node is None else node.value
 
 
@@ -222,7 +222,7 @@ def test_read_records_finds_a_sound_record_after_damage():
 def test_live_state_has_owner_counts_recomputed(saved, tmp_path):
     path = copy(saved, tmp_path / "t")
     d = open_daemon(path)
-    assert d.store.owned[0] == len(d.store.nodes)
+    assert d.store.owned_by(0) == len(d.store)
     assert d.check() == []
 
 
