@@ -11,6 +11,11 @@ the daemon holds today, and xsd/_native/store.py over store.c.  VmRSS
 (/proc/self/status) before and after, in a process that did nothing else; the
 C store also reports the bytes it asked malloc for.  For the whole daemon's
 figure (Python store plus everything else) see bench/bench_floors.py.
+
+Then the whole-tree dump a snapshot writer takes (``dump()``: store.h's
+xsd_store_dump records, built by PyNodeStore in Python) and its parse into
+node records (``nodes()``), at 100k nodes and again after 200k more (300k):
+milliseconds per call, best of 3 in the process.
 """
 import argparse
 import os
@@ -55,6 +60,21 @@ def child(backend: str) -> None:
         st = store.stats()
         print("malloc_bytes_per_node %.1f" % (st["bytes"] / st["nodes"]))
     assert len(store) == NODES + 1 + 1 + 100 and store.check() == []
+    for label in ("100k", "300k"):
+        if label == "300k":
+            for i in range(2 * NODES):
+                store.write("/more/%d/%d" % (i // 1000, i % 1000), value, perms)
+        print("dump_ms_%s %.2f" % (label, best_ms(store.dump)))
+        print("nodes_ms_%s %.2f" % (label, best_ms(lambda: sum(1 for _ in store.nodes()))))
+
+
+def best_ms(fn, reps: int = 3) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
 
 
 def main() -> int:
@@ -80,6 +100,9 @@ def main() -> int:
         p, c = med["python"][metric], med["c"][metric]
         print(f"| {metric} | {p:.0f} | {c:.0f} | {c / p:.2f} |")
     print(f"| malloc_bytes_per_node | | {med['c']['malloc_bytes_per_node']:.0f} | |")
+    for metric in ("dump_ms_100k", "dump_ms_300k", "nodes_ms_100k", "nodes_ms_300k"):
+        p, c = med["python"][metric], med["c"][metric]
+        print(f"| {metric} | {p:.1f} | {c:.1f} | {c / p:.2f} |")
     print(f"\nmedians of {args.reps}; each figure from a fresh process; target (issue 17): "
           "<= 115 B of RSS per node, C xenstored's figure")
     return 0

@@ -102,6 +102,15 @@ def test_store_get(benchmark, store_class):
 
 
 @pytest.mark.benchmark(group="store-read")
+@pytest.mark.parametrize("store_class", STORES)
+def test_store_get_without_children(benchmark, store_class):
+    """get(path, children=False): value, perms and gen, no children listing."""
+    store = _filled(store_class)
+    node = benchmark(store.get, "/bench/rw/k1234", False)
+    assert node.value == VALUE and node.children is None
+
+
+@pytest.mark.benchmark(group="store-read")
 def test_python_store_dict_lookup_floor(benchmark):
     """The Python store's own lookup (what do_read does before permissions)."""
     store = _filled(PyNodeStore).store

@@ -10,8 +10,11 @@ length so nodes outgrow their blocks (and directories move with children);
 one rule fills a directory wide enough to grow the index several times, one
 builds a chain deeper than any recursion would survive.
 
-Transactions, DIRECTORY_PART paging and the journal's change log are not in
-the C store yet (issue 17: later work); they are not tested here.
+The primitives the daemon's core needs go through the same comparison: a
+transaction commit's put/move_last, replay's load and next_gen, the journal's
+change log (track/take_changes: same paths, kinds and first-change order),
+the whole-tree dump (byte for byte) and its parsed nodes(), and the memory
+quota's bytes_of for every owner after every step.
 """
 import errno
 import os
@@ -61,7 +64,7 @@ class StoreMachine(RuleBasedStateMachine):
     def both(self, method, *args):
         got_c = outcome(getattr(self.c, method), *args)
         got_py = outcome(getattr(self.py, method), *args)
-        if method == "rm" and got_c[0] == got_py[0] == "ok":
+        if method in ("rm", "take_changes") and got_c[0] == got_py[0] == "ok":
             got_c, got_py = list(got_c[1].items()), list(got_py[1].items())   # order matters
         assert got_c == got_py, (method, args)
         return got_py
@@ -91,9 +94,52 @@ class StoreMachine(RuleBasedStateMachine):
     def stamp(self):
         self.both("stamp")
 
+    @rule(path=paths, value=values, perms=perm_lists)
+    def put(self, path, value, perms):
+        self.both("put", path, value, perms)
+
+    @rule(path=paths, value=values)
+    def set_value(self, path, value):
+        self.both("set_value", path, value)
+
+    @rule(path=paths)
+    def move_last(self, path):
+        self.both("move_last", path)
+
+    @rule(path=paths, value=values, perms=perm_lists, gen=st.integers(0, 2**64 - 1))
+    def load(self, path, value, perms, gen):
+        """Replay's load; the generation kept below the counter so check() holds."""
+        gen %= self.py.next_gen
+        self.both("load", path, value, perms, gen)
+
+    @rule(ahead=st.integers(0, 1000))
+    def set_next_gen(self, ahead):
+        gen = self.py.next_gen + ahead
+        self.c.next_gen = self.py.next_gen = gen
+        assert self.c.next_gen == self.py.next_gen == gen
+
+    @rule(on=st.booleans())
+    def track(self, on):
+        self.both("track", on)
+
+    @rule()
+    def take_changes(self):
+        self.both("take_changes")
+
+    @rule()
+    def dump(self):
+        assert self.c.dump() == self.py.dump()
+        assert list(self.c.nodes()) == list(self.py.nodes())
+
     @rule(path=paths)
     def read(self, path):
         assert node_fields(self.c.get(path)) == node_fields(self.py.get(path))
+        bare_c, bare_py = self.c.get(path, children=False), self.py.get(path, children=False)
+        assert (bare_c is None) == (bare_py is None)
+        if bare_c is not None:
+            assert bare_c.children is None and bare_py.children is None
+            assert (bare_c.value, bare_c.perms, bare_c.gen) == (bare_py.value, bare_py.perms,
+                                                                bare_py.gen)
         self.both("children_bytes", path)
         self.both("missing", path)
 
@@ -115,6 +161,8 @@ class StoreMachine(RuleBasedStateMachine):
             assert node_fields(self.c.get(path)) == node_fields(self.py.get(path)), path
         for domid in DOMIDS:
             assert self.c.owned_by(domid) == self.py.owned_by(domid), domid
+            assert self.c.bytes_of(domid) == self.py.bytes_of(domid), domid
+        assert self.c.next_gen == self.py.next_gen
         assert self.c.check() == [] and self.py.check() == []
 
 
@@ -208,3 +256,44 @@ def test_wrapper_turns_c_errors_into_python_ones():
         s.children_bytes("/missing")
     assert s.get("/missing") is None and len(s) == 1 and s.check() == []
     assert s.stamp() == 1                                 # nothing above spent a generation
+
+
+@pytest.mark.parametrize("bad", [b"", b"a", b"/a/", b"/a//b", b"/a\0b"])
+def test_new_calls_refuse_bad_paths_and_change_nothing(handle, bad):
+    lib.xsd_store_track(handle, 1)
+    before = lib.xsd_store_dump(handle, ffi.NULL, 0)
+    assert lib.xsd_store_put(handle, bad, len(bad), b"v", 1, b"n0\0", 3) == -errno.EINVAL
+    assert lib.xsd_store_load(handle, bad, len(bad), b"v", 1, b"n0\0", 3, 0) == -errno.EINVAL
+    assert lib.xsd_store_move_last(handle, bad, len(bad)) == -errno.EINVAL
+    assert lib.xsd_store_put(handle, b"/a", 2, b"v", 1, b"n0", 2) == -errno.EINVAL   # perms
+    assert lib.xsd_store_put(handle, b"/x/y", 4, b"", 0, b"n0\0", 3) == -errno.ENOENT
+    assert lib.xsd_store_load(handle, b"/x/y", 4, b"", 0, b"n0\0", 3, 0) == -errno.ENOENT
+    assert lib.xsd_store_move_last(handle, b"/", 1) == -errno.EINVAL
+    assert lib.xsd_store_changes(handle, ffi.NULL, 0) == 0          # nothing recorded
+    assert lib.xsd_store_dump(handle, ffi.NULL, 0) == before
+    assert count(handle) == 1 and lib.xsd_store_stamp(handle) == 1 and lib.xsd_store_check(handle) == 0
+
+
+def test_wrapper_listings_grow_past_their_first_buffer():
+    """A change log, dump and removal far bigger than the wrapper's 4 KiB buffer."""
+    c, py = NodeStore(), PyNodeStore()
+    deep = "/d" * 1500
+    for s in (c, py):
+        s.track(True)
+        assert s.write(deep, b"v" * 100, (Perm("r", 4),)) == 1500
+        s.write("/w/x", b"", (Perm("n", 4),))
+    assert list(c.take_changes().items()) == list(py.take_changes().items())
+    assert c.take_changes() == {} and c.dump() == py.dump()
+    nodes = list(c.nodes())
+    assert nodes == list(py.nodes()) and len(nodes) == len(c) == 1503
+    assert nodes[0][0] == "/" and nodes[0][4] == ("d", "w") and nodes[-1][0] == "/w/x"
+    assert c.bytes_of(4) == py.bytes_of(4) > 1500 * 1500
+    assert list(c.rm("/d").items()) == list(py.rm("/d").items())
+    assert list(c.take_changes().items()) == list(py.take_changes().items())
+    assert c.bytes_of(4) == py.bytes_of(4) and c.check() == [] and py.check() == []
+
+
+def test_handle_is_the_live_store():
+    s = NodeStore()
+    s.write("/a", b"x", (Perm("n", 0),))
+    assert lib.xsd_store_count(s.handle) == 2

@@ -10,7 +10,13 @@
  *   pointer, name), linear probing, load <= 0.8, deletion by backward shift
  *   (no tombstones). It replaces a per-node child table: a directory with
  *   20,000 children costs no more per lookup than one with two.
- * - Owner counts: a small array of (domid, count) sorted by domid.
+ * - Owner counts: a small array of (domid, nodes, bytes) sorted by domid.
+ * - The change log (xsd_store_track): records "<kind><path>" in first-change
+ *   order in an array, found again by path through a second open-addressing
+ *   table (load <= 0.5). A mutation first reserves a record (kind 0) for every
+ *   path it will touch, then changes the tree, then sets the kinds: a failure
+ *   while reserving drops the reserved records (log_rollback), so a failed
+ *   mutation leaves the log as it was.
  * Every allocation goes through alloc.h and is counted in bytes/blocks.
  */
 #include "store.h"
@@ -37,6 +43,15 @@ struct xsd_node {
 struct owner {
     uint32_t domid;
     size_t count;
+    uint64_t bytes;             /* sum of node_mem over the nodes it owns */
+};
+
+/* One path in the change log. */
+struct change {
+    uint64_t hash;
+    size_t len;
+    uint8_t kind;               /* XSD_CHANGE_*, or 0 while a mutation reserves it */
+    char path[];
 };
 
 struct xsd_store {
@@ -48,11 +63,18 @@ struct xsd_store {
     struct owner *owners;       /* sorted by domid, counts > 0 */
     size_t nowners, owners_cap;
     size_t bytes, blocks;
+    int tracking;               /* xsd_store_track */
+    struct change **log;        /* nlog records in first-change order */
+    size_t nlog, log_cap;
+    struct change **log_slots;  /* nlog_slots (a power of two), NULL = empty */
+    size_t nlog_slots;
 };
 
 #define INDEX_MIN 16u
 #define DATA_MAX UINT16_MAX
 #define DOMID_MAX 65535u
+#define LOG_SLOTS_MIN 32u
+#define LOG_SLOTS_KEEP 1024u    /* a take keeps a table this small, frees a bigger one */
 
 /* ------------------------------------------------------------ allocation */
 
@@ -163,6 +185,28 @@ static int perms_valid(const char *perms, size_t len)
     return 1;
 }
 
+/* What a node is charged against its owner's memory quota (xsd/core/quota.py
+ * memory_of_node): a fixed 40 for the record, its full path, its value and 8
+ * per permission entry. */
+static uint64_t node_mem(size_t path_len, size_t value_len, const char *perms, size_t perms_len)
+{
+    uint64_t entries = 0;
+    for (size_t i = 0; i < perms_len; i++)
+        entries += perms[i] == '\0';
+    return 40u + (uint64_t)path_len + value_len + 8u * entries;
+}
+
+/* Length of n's full path ("/" is 1): O(depth). */
+static size_t node_path_len(const struct xsd_node *n)
+{
+    size_t len = 0;
+    if (!n->parent)
+        return 1;
+    for (; n->parent; n = n->parent)
+        len += 1u + n->name_len;
+    return len;
+}
+
 /* ------------------------------------------------------------ owner counts */
 
 /* Index of domid in s->owners, or of where it would go; *found set. */
@@ -199,8 +243,9 @@ static int owner_reserve(xsd_store *s)
     return 0;
 }
 
-/* Count k more nodes for domid. Needs owner_reserve first when domid is new. */
-static void owner_add(xsd_store *s, uint32_t domid, size_t k)
+/* Count k more nodes (charged bytes together) for domid. Needs owner_reserve
+ * first when domid is new. */
+static void owner_add(xsd_store *s, uint32_t domid, size_t k, uint64_t bytes)
 {
     int found;
     size_t i = owner_find(s, domid, &found);
@@ -208,18 +253,21 @@ static void owner_add(xsd_store *s, uint32_t domid, size_t k)
         memmove(s->owners + i + 1, s->owners + i, (s->nowners - i) * sizeof *s->owners);
         s->owners[i].domid = domid;
         s->owners[i].count = 0;
+        s->owners[i].bytes = 0;
         s->nowners++;
     }
     s->owners[i].count += k;
+    s->owners[i].bytes += bytes;
 }
 
-/* One node fewer for domid; the entry goes when it reaches 0. */
-static void owner_sub(xsd_store *s, uint32_t domid)
+/* One node (charged bytes) fewer for domid; the entry goes when it owns none. */
+static void owner_sub(xsd_store *s, uint32_t domid, uint64_t bytes)
 {
     int found;
     size_t i = owner_find(s, domid, &found);
     if (!found)
         return;             /* cannot happen while the counts are sound (check) */
+    s->owners[i].bytes -= bytes;
     if (--s->owners[i].count == 0) {
         memmove(s->owners + i, s->owners + i + 1, (s->nowners - i - 1) * sizeof *s->owners);
         s->nowners--;
@@ -327,6 +375,143 @@ static void index_del(xsd_store *s, const struct xsd_node *n)
         }
     }
     s->slots[hole] = NULL;
+}
+
+/* ------------------------------------------------------------ change log */
+
+static uint64_t path_hash(const char *path, size_t len)
+{
+    return xsd_fmix64(xsd_fnv1a(XSD_FNV_OFFSET, path, len));
+}
+
+static struct change *log_find(const xsd_store *s, const char *path, size_t len, uint64_t h)
+{
+    size_t mask, i;
+    if (!s->nlog_slots)
+        return NULL;
+    mask = s->nlog_slots - 1;
+    for (i = (size_t)(h & mask); s->log_slots[i]; i = (i + 1) & mask) {
+        struct change *c = s->log_slots[i];
+        if (c->hash == h && c->len == len && memcmp(c->path, path, len) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void log_slot_put(xsd_store *s, struct change *c)
+{
+    size_t mask = s->nlog_slots - 1, i = (size_t)(c->hash & mask);
+    while (s->log_slots[i])
+        i = (i + 1) & mask;
+    s->log_slots[i] = c;
+}
+
+/* Take c out of the table (backward shift, as index_del). */
+static void log_slot_del(xsd_store *s, const struct change *c)
+{
+    size_t mask = s->nlog_slots - 1, hole = (size_t)(c->hash & mask), j;
+    while (s->log_slots[hole] != c)
+        hole = (hole + 1) & mask;
+    for (j = hole;;) {
+        struct change *m;
+        size_t home;
+        j = (j + 1) & mask;
+        m = s->log_slots[j];
+        if (!m)
+            break;
+        home = (size_t)(m->hash & mask);
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            s->log_slots[hole] = m;
+            hole = j;
+        }
+    }
+    s->log_slots[hole] = NULL;
+}
+
+/* Make sure path has a record (a new one has kind 0 and goes last), so that
+ * log_mark cannot fail. 0 or -ENOMEM (the log as it was). */
+static int log_reserve(xsd_store *s, const char *path, size_t len)
+{
+    uint64_t h = path_hash(path, len);
+    struct change *c;
+    if (log_find(s, path, len, h))
+        return 0;
+    if (s->nlog == s->log_cap) {
+        size_t cap = s->log_cap ? s->log_cap * 2 : 16;
+        struct change **grown;
+        if (cap > SIZE_MAX / 2 / sizeof *grown)
+            return -ENOMEM;
+        grown = XSD_REALLOC(s->log, cap * sizeof *grown);
+        if (!grown)
+            return -ENOMEM;
+        if (!s->log)
+            s->blocks++;
+        s->bytes += (cap - s->log_cap) * sizeof *grown;
+        s->log = grown;
+        s->log_cap = cap;
+    }
+    if ((s->nlog + 1) * 2 > s->nlog_slots) {
+        size_t n = s->nlog_slots ? s->nlog_slots * 2 : LOG_SLOTS_MIN, old_n = s->nlog_slots;
+        struct change **slots, **old = s->log_slots;
+        if (n > SIZE_MAX / 2 / sizeof *slots)
+            return -ENOMEM;
+        slots = XSD_CALLOC(n, sizeof *slots);
+        if (!slots)
+            return -ENOMEM;
+        s->bytes += n * sizeof *slots;
+        s->blocks++;
+        s->log_slots = slots;
+        s->nlog_slots = n;
+        for (size_t i = 0; i < s->nlog; i++)
+            log_slot_put(s, s->log[i]);
+        store_release(s, old, old_n * sizeof *old);
+    }
+    if (len > SIZE_MAX - sizeof *c)
+        return -ENOMEM;
+    c = store_alloc(s, sizeof *c + len);
+    if (!c)
+        return -ENOMEM;
+    c->hash = h;
+    c->len = len;
+    c->kind = 0;
+    memcpy(c->path, path, len);
+    s->log[s->nlog++] = c;
+    log_slot_put(s, c);
+    return 0;
+}
+
+/* Drop the records reserved since the log held mark of them. */
+static void log_rollback(xsd_store *s, size_t mark)
+{
+    while (s->nlog > mark) {
+        struct change *c = s->log[--s->nlog];
+        log_slot_del(s, c);
+        store_release(s, c, sizeof *c + c->len);
+    }
+}
+
+/* Record what happened to path (reserved before): as xsd/core/store.py,
+ * UPDATED only if nothing is recorded yet, CREATED and REMOVED always. */
+static void log_mark(xsd_store *s, const char *path, size_t len, uint8_t kind)
+{
+    struct change *c = log_find(s, path, len, path_hash(path, len));
+    if (!c)
+        return;                 /* cannot happen: reserved first */
+    if (kind != XSD_CHANGE_UPDATED || c->kind == 0)
+        c->kind = kind;
+}
+
+/* Empty the log; keep its array and a small table for the next records. */
+static void log_clear(xsd_store *s)
+{
+    log_rollback(s, 0);
+    if (s->nlog_slots > LOG_SLOTS_KEEP) {
+        store_release(s, s->log_slots, s->nlog_slots * sizeof *s->log_slots);
+        store_release(s, s->log, s->log_cap * sizeof *s->log);
+        s->log_slots = NULL;
+        s->log = NULL;
+        s->nlog_slots = s->log_cap = 0;
+    }
 }
 
 /* ------------------------------------------------------------ children lists */
@@ -494,7 +679,7 @@ xsd_store *xsd_store_new(void)
         xsd_store_free(s);
         return NULL;
     }
-    owner_add(s, 0, 1);
+    owner_add(s, 0, 1, node_mem(1, 0, root_perms, sizeof root_perms));
     s->next_gen = 1;
     return s;
 }
@@ -509,6 +694,9 @@ void xsd_store_free(xsd_store *s)
     }
     XSD_FREE(s->slots);
     XSD_FREE(s->owners);
+    log_rollback(s, 0);
+    XSD_FREE(s->log);
+    XSD_FREE(s->log_slots);
     if (s->root)
         node_free(s, s->root);
     XSD_FREE(s);
@@ -599,13 +787,68 @@ static int node_set(xsd_store *s, struct xsd_node **np, const char *value, size_
     return 0;
 }
 
+/* Give the existing node *np, whose path is path[0..path_len), a new value
+ * and/or permissions (NULL: keep; perms already checked), moving it between
+ * owners' counts and bytes; with track (and tracking on) record UPDATED for
+ * its path. No stamp. 0; -E2BIG, -ENOMEM (nothing changed, the log included). */
+static int node_update(xsd_store *s, struct xsd_node **np, const char *path, size_t path_len,
+                       const char *value, size_t value_len, const char *perms,
+                       size_t perms_len, int track)
+{
+    struct xsd_node *n = *np;
+    const char *new_perms = perms ? perms : node_perms(n);
+    size_t new_plen = perms ? perms_len : n->perms_len;
+    size_t new_vlen = value ? value_len : n->value_len;
+    uint32_t old_owner = perms_owner(node_perms(n)), new_owner = perms_owner(new_perms);
+    uint64_t old_mem = node_mem(path_len, n->value_len, node_perms(n), n->perms_len);
+    uint64_t new_mem = node_mem(path_len, new_vlen, new_perms, new_plen);
+    size_t mark = s->nlog;
+    int err;
+    track = track && s->tracking;
+    if (new_plen > DATA_MAX || new_vlen > DATA_MAX ||
+        (size_t)n->name_len + new_plen + new_vlen > DATA_MAX)
+        return -E2BIG;
+    if (new_owner != old_owner && !xsd_store_owned_by(s, new_owner) && owner_reserve(s) < 0)
+        return -ENOMEM;
+    if (track && log_reserve(s, path, path_len) < 0)
+        return -ENOMEM;
+    err = node_set(s, np, value, value_len, perms, perms_len);
+    if (err) {
+        log_rollback(s, mark);
+        return err;
+    }
+    owner_add(s, new_owner, 0, new_mem);    /* the owner exists or has its room */
+    if (new_owner != old_owner) {
+        owner_add(s, new_owner, 1, 0);
+        owner_sub(s, old_owner, old_mem);
+    } else {
+        s->owners[owner_find(s, old_owner, &(int){0})].bytes -= old_mem;
+    }
+    if (track)
+        log_mark(s, path, path_len, XSD_CHANGE_UPDATED);
+    return 0;
+}
+
+/* The path of path's parent: path[0..*plen) ("/" for a child of the root). */
+static const char *parent_path(const char *path, size_t len, size_t name_len, size_t *plen)
+{
+    *plen = len - 1 - name_len;
+    if (*plen == 0) {
+        *plen = 1;
+        return "/";
+    }
+    return path;
+}
+
 int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
                         const char *value, size_t value_len,
                         const char *perms, size_t perms_len)
 {
-    size_t rest, at;
+    size_t rest, at, mark = s->nlog, top_len;
     struct xsd_node *top, *chain = NULL, *tail = NULL;
     size_t created = 0;
+    uint64_t bytes = 0;
+    const char *top_path;
     int err = path_check(path, len);
     if (err)
         return err;
@@ -615,9 +858,7 @@ int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
         value = "";
     top = walk(s, path, len, &rest);
     if (rest == len) {
-        if ((size_t)top->name_len + top->perms_len + value_len > DATA_MAX)
-            return -E2BIG;
-        err = node_set(s, &top, value, value_len, NULL, 0);
+        err = node_update(s, &top, path, len, value, value_len, NULL, 0, 1);
         if (err)
             return err;
         top->gen = s->next_gen++;
@@ -650,10 +891,24 @@ int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
             chain = n;
         tail = n;
         created++;
+        bytes += node_mem(at, leaf ? value_len : 0, perms, perms_len);
     }
     err = index_reserve(s, created);
     if (!err && !xsd_store_owned_by(s, perms_owner(perms)))
         err = owner_reserve(s);
+    top_path = rest ? path : "/";
+    top_len = rest ? rest : 1;
+    if (!err && s->tracking) {
+        err = log_reserve(s, top_path, top_len);
+        for (at = rest; !err && at < len;) {
+            const char *name = NULL;
+            size_t name_len = 0;
+            next_component(path, len, &at, &name, &name_len);
+            err = log_reserve(s, path, at);
+        }
+        if (err)
+            log_rollback(s, mark);
+    }
     if (err)
         goto fail;
     /* Nothing can fail from here on. */
@@ -668,7 +923,16 @@ int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
         parent = n;
         n = below;
     }
-    owner_add(s, perms_owner(perms), created);
+    owner_add(s, perms_owner(perms), created, bytes);
+    if (s->tracking) {
+        log_mark(s, top_path, top_len, XSD_CHANGE_UPDATED);
+        for (at = rest; at < len;) {
+            const char *name = NULL;
+            size_t name_len = 0;
+            next_component(path, len, &at, &name, &name_len);
+            log_mark(s, path, at, XSD_CHANGE_CREATED);
+        }
+    }
     return (int64_t)created;
 fail:
     while (chain) {
@@ -683,25 +947,14 @@ int xsd_store_set_perms(xsd_store *s, const char *path, size_t len,
                         const char *perms, size_t perms_len)
 {
     int err;
-    uint32_t old_owner, new_owner;
     struct xsd_node *n = lookup(s, path, len, &err);
     if (!n)
         return err;
     if (!perms_valid(perms, perms_len))
         return -EINVAL;
-    if (perms_len > DATA_MAX || (size_t)n->name_len + perms_len + n->value_len > DATA_MAX)
-        return -E2BIG;
-    old_owner = perms_owner(node_perms(n));
-    new_owner = perms_owner(perms);
-    if (new_owner != old_owner && !xsd_store_owned_by(s, new_owner) && owner_reserve(s) < 0)
-        return -ENOMEM;
-    err = node_set(s, &n, NULL, 0, perms, perms_len);
+    err = node_update(s, &n, path, len, NULL, 0, perms, perms_len, 1);
     if (err)
         return err;
-    if (new_owner != old_owner) {
-        owner_add(s, new_owner, 1);
-        owner_sub(s, old_owner);
-    }
     n->gen = s->next_gen++;
     return 0;
 }
@@ -716,16 +969,14 @@ static void emit(char *out, size_t cap, size_t *at, const char *bytes, size_t le
 
 /* Extend the path in (*buf)[0..*len) by c's name ("/" between, none after
  * the root's "/"), growing the buffer to twice what it needs when short.
- * -ENOMEM frees the buffer. */
+ * -ENOMEM leaves the buffer as it was (the caller frees it). */
 static int path_append(char **buf, size_t *len, size_t *cap, const struct xsd_node *c)
 {
     size_t sep = *len == 1 ? 0 : 1, need = *len + sep + c->name_len;
     if (need > *cap) {
         char *grown = XSD_REALLOC(*buf, need * 2);
-        if (!grown) {
-            XSD_FREE(*buf);
+        if (!grown)
             return -ENOMEM;
-        }
         *buf = grown;
         *cap = need * 2;
     }
@@ -736,58 +987,124 @@ static int path_append(char **buf, size_t *len, size_t *cap, const struct xsd_no
     return 0;
 }
 
+/* Cut n's name (and the '/' before it, unless its parent is the root) off
+ * the end of the path n's path. */
+static void path_pop(size_t *len, const struct xsd_node *n)
+{
+    *len -= n->name_len;
+    if (*len > 1)
+        (*len)--;
+}
+
+typedef int (*visit_fn)(void *ctx, const struct xsd_node *n, const char *path, size_t len);
+
+/* Visit top (whose path is path[0..len)) and every node below it in the
+ * order xsd/core/ops.py subtree() gives: children before their parent,
+ * siblings in creation order, top last. The path being built lives in
+ * *buf (*cap bytes; the caller frees it): a second walk with the same buffer
+ * never allocates. Stops at the first visit returning non-zero and returns
+ * it; -ENOMEM if the path buffer cannot grow. Iterative. */
+static int walk_post(const struct xsd_node *top, const char *path, size_t len,
+                     char **buf, size_t *cap, visit_fn visit, void *ctx)
+{
+    const struct xsd_node *n = top;
+    size_t buf_len = len;
+    int err;
+    if (*cap < len) {
+        char *grown = XSD_REALLOC(*buf, len + 64);
+        if (!grown)
+            return -ENOMEM;
+        *buf = grown;
+        *cap = len + 64;
+    }
+    memcpy(*buf, path, len);
+    for (;;) {
+        while (n->child) {
+            n = n->child;
+            if (path_append(buf, &buf_len, cap, n))
+                return -ENOMEM;
+        }
+        for (;;) {
+            err = visit(ctx, n, *buf, buf_len);
+            if (err)
+                return err;
+            if (n == top)
+                return 0;
+            path_pop(&buf_len, n);
+            if (n->next) {
+                n = n->next;
+                if (path_append(buf, &buf_len, cap, n))
+                    return -ENOMEM;
+                break;          /* descend into the next sibling's subtree */
+            }
+            n = n->parent;
+        }
+    }
+}
+
+struct listing {
+    char *out;
+    size_t cap, at;
+};
+
+static int visit_list(void *ctx, const struct xsd_node *n, const char *path, size_t len)
+{
+    struct listing *l = ctx;
+    static const char nul = '\0';
+    emit(l->out, l->cap, &l->at, path, len);
+    emit(l->out, l->cap, &l->at, &nul, 1);
+    emit(l->out, l->cap, &l->at, node_perms(n), n->perms_len);
+    emit(l->out, l->cap, &l->at, &nul, 1);
+    return 0;
+}
+
 int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
                           char *out, size_t cap)
 {
     int err;
-    const struct xsd_node *top = lookup(s, path, len, &err), *n;
-    char *buf;
-    size_t buf_cap, buf_len = len, at = 0;
-    static const char nul = '\0';
+    const struct xsd_node *top = lookup(s, path, len, &err);
+    struct listing l = { out, cap, 0 };
+    char *buf = NULL;
+    size_t buf_cap = 0;
     if (!top)
         return err;
-    buf_cap = len + 64;
-    buf = XSD_MALLOC(buf_cap);
-    if (!buf)
-        return -ENOMEM;
-    memcpy(buf, path, len);
-    n = top;
-    for (;;) {
-        /* visit n: buf[0..buf_len) is its path */
-        emit(out, cap, &at, buf, buf_len);
-        emit(out, cap, &at, &nul, 1);
-        emit(out, cap, &at, node_perms(n), n->perms_len);
-        emit(out, cap, &at, &nul, 1);
-        if (n->child) {
-            /* descend to the last child (a stack pops the last pushed) */
-            const struct xsd_node *c = n->child->prev;
-            if (path_append(&buf, &buf_len, &buf_cap, c))
-                return -ENOMEM;
-            n = c;
-            continue;
-        }
-        /* go to the previous sibling, climbing while n is a first child */
-        for (;;) {
-            const struct xsd_node *parent;
-            if (n == top)
-                goto done;
-            parent = n->parent;
-            buf_len -= n->name_len;
-            if (buf_len > 1)
-                buf_len--;          /* the '/' before the name, unless parent is the root */
-            if (n != parent->child) {
-                const struct xsd_node *c = n->prev;
-                if (path_append(&buf, &buf_len, &buf_cap, c))
-                    return -ENOMEM;
-                n = c;
-                break;
-            }
-            n = parent;
-        }
-    }
-done:
+    err = walk_post(top, path, len, &buf, &buf_cap, visit_list, &l);
     XSD_FREE(buf);
-    return (int64_t)at;
+    return err ? err : (int64_t)l.at;
+}
+
+static int visit_reserve(void *ctx, const struct xsd_node *n, const char *path, size_t len)
+{
+    (void)n;
+    return log_reserve(ctx, path, len);
+}
+
+static int visit_removed(void *ctx, const struct xsd_node *n, const char *path, size_t len)
+{
+    (void)n;
+    log_mark(ctx, path, len, XSD_CHANGE_REMOVED);
+    return 0;
+}
+
+/* With tracking on: record the parent UPDATED, then every node of top's
+ * subtree REMOVED in removal order. 0 or -ENOMEM (the log as it was). */
+static int log_removal(xsd_store *s, const struct xsd_node *top, const char *path, size_t len)
+{
+    size_t mark = s->nlog, buf_cap = 0, plen;
+    const char *ppath = parent_path(path, len, top->name_len, &plen);
+    char *buf = NULL;
+    int err = log_reserve(s, ppath, plen);
+    if (!err)
+        err = walk_post(top, path, len, &buf, &buf_cap, visit_reserve, s);
+    if (err) {
+        log_rollback(s, mark);
+        XSD_FREE(buf);
+        return -ENOMEM;
+    }
+    log_mark(s, ppath, plen, XSD_CHANGE_UPDATED);
+    walk_post(top, path, len, &buf, &buf_cap, visit_removed, s);   /* buffer big enough */
+    XSD_FREE(buf);
+    return 0;
 }
 
 int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len)
@@ -795,33 +1112,221 @@ int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len)
     int err;
     struct xsd_node *top = lookup(s, path, len, &err), *n;
     int64_t removed = 0;
+    size_t plen = len;
     if (!top)
         return err;
     if (top == s->root)
         return -EINVAL;
+    if (s->tracking && log_removal(s, top, path, len) < 0)
+        return -ENOMEM;
     top->parent->gen = s->next_gen++;
     child_unlink(top);
     /* Free leaves first: descend along first children; a freed first child
-     * leaves its next sibling first. The parent pointers are the stack. */
+     * leaves its next sibling first (the order of walk_post). The parent
+     * pointers are the stack; plen follows the path length (top is not the
+     * root, so every child's path is its parent's, '/', its name). */
     n = top;
     for (;;) {
         struct xsd_node *parent;
-        while (n->child)
+        while (n->child) {
             n = n->child;
+            plen += 1u + n->name_len;
+        }
         parent = n->parent;
         index_del(s, n);
         s->count--;
-        owner_sub(s, perms_owner(node_perms(n)));
+        owner_sub(s, perms_owner(node_perms(n)),
+                  node_mem(plen, n->value_len, node_perms(n), n->perms_len));
         removed++;
         if (n == top) {
             node_free(s, n);
             break;
         }
+        plen -= 1u + n->name_len;
         child_unlink(n);                /* the first child: leaves go first */
         node_free(s, n);
         n = parent;
     }
     return removed;
+}
+
+int64_t xsd_store_put(xsd_store *s, const char *path, size_t len,
+                      const char *value, size_t value_len,
+                      const char *perms, size_t perms_len)
+{
+    size_t rest;
+    struct xsd_node *n;
+    int err = path_check(path, len);
+    if (err)
+        return err;
+    if ((value_len && !value) || !perms_valid(perms, perms_len))
+        return -EINVAL;
+    if (value_len > DATA_MAX)
+        return -E2BIG;
+    n = walk(s, path, len, &rest);
+    if (rest == len) {
+        err = node_update(s, &n, path, len, value ? value : "", value_len, perms, perms_len, 1);
+        if (err)
+            return err;
+        n->gen = s->next_gen++;
+        return 0;
+    }
+    if (memchr(path + rest + 1, '/', len - rest - 1))
+        return -ENOENT;             /* the parent is missing */
+    return xsd_store_write(s, path, len, value, value_len, perms, perms_len);
+}
+
+int xsd_store_move_last(xsd_store *s, const char *path, size_t len)
+{
+    int err;
+    struct xsd_node *n = lookup(s, path, len, &err), *parent;
+    if (!n)
+        return err;
+    if (n == s->root)
+        return -EINVAL;
+    if (n->next) {
+        parent = n->parent;
+        child_unlink(n);
+        child_append(parent, n);
+    }
+    return 0;
+}
+
+int64_t xsd_store_load(xsd_store *s, const char *path, size_t len,
+                       const char *value, size_t value_len,
+                       const char *perms, size_t perms_len, uint64_t gen)
+{
+    size_t rest, name_len;
+    struct xsd_node *n, *top;
+    int err = path_check(path, len);
+    if (err)
+        return err;
+    if ((value_len && !value) || !perms_valid(perms, perms_len))
+        return -EINVAL;
+    if (value_len > DATA_MAX || perms_len > DATA_MAX)
+        return -E2BIG;
+    if (!value)
+        value = "";
+    top = walk(s, path, len, &rest);
+    if (rest == len) {
+        err = node_update(s, &top, path, len, value, value_len, perms, perms_len, 0);
+        if (!err)
+            top->gen = gen;
+        return err;
+    }
+    name_len = len - rest - 1;
+    if (memchr(path + rest + 1, '/', name_len))
+        return -ENOENT;
+    if (name_len + perms_len + value_len > DATA_MAX)
+        return -ENAMETOOLONG;
+    n = node_new(s, path + rest + 1, name_len, perms, perms_len, value, value_len);
+    if (!n)
+        return -ENOMEM;
+    err = index_reserve(s, 1);
+    if (!err && !xsd_store_owned_by(s, perms_owner(perms)))
+        err = owner_reserve(s);
+    if (err) {
+        node_free(s, n);
+        return err;
+    }
+    child_append(top, n);
+    index_put(s, n);
+    s->count++;
+    n->gen = gen;
+    owner_add(s, perms_owner(perms), 1, node_mem(len, value_len, perms, perms_len));
+    return 1;
+}
+
+static void emit_le(char *out, size_t cap, size_t *at, uint64_t v, size_t bytes)
+{
+    char le[8];
+    for (size_t i = 0; i < bytes; i++)
+        le[i] = (char)(unsigned char)(v >> (8 * i));
+    emit(out, cap, at, le, bytes);
+}
+
+int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap)
+{
+    static const char nul = '\0';
+    const struct xsd_node *n = s->root;
+    size_t buf_cap = 64, buf_len = 1, at = 0;   /* grows to the longest path */
+    char *buf = XSD_MALLOC(buf_cap);
+    if (!buf)
+        return -ENOMEM;
+    buf[0] = '/';
+    for (;;) {
+        emit(out, cap, &at, buf, buf_len);
+        emit(out, cap, &at, &nul, 1);
+        emit(out, cap, &at, node_perms(n), n->perms_len);
+        emit(out, cap, &at, &nul, 1);
+        emit_le(out, cap, &at, n->gen, 8);
+        emit_le(out, cap, &at, n->value_len, 4);
+        emit(out, cap, &at, node_value(n), n->value_len);
+        if (n->child) {
+            n = n->child;
+        } else {
+            while (n != s->root && !n->next) {
+                path_pop(&buf_len, n);
+                n = n->parent;
+            }
+            if (n == s->root)
+                break;
+            path_pop(&buf_len, n);
+            n = n->next;
+        }
+        if (path_append(&buf, &buf_len, &buf_cap, n)) {
+            XSD_FREE(buf);
+            return -ENOMEM;
+        }
+    }
+    XSD_FREE(buf);
+    return (int64_t)at;
+}
+
+void xsd_store_track(xsd_store *s, int on)
+{
+    if (!on)
+        log_clear(s);
+    s->tracking = on != 0;
+}
+
+int64_t xsd_store_changes(const xsd_store *s, char *out, size_t cap)
+{
+    size_t at = 0;
+    static const char nul = '\0';
+    for (size_t i = 0; i < s->nlog; i++) {
+        const struct change *c = s->log[i];
+        char kind = (char)c->kind;
+        emit(out, cap, &at, &kind, 1);
+        emit(out, cap, &at, c->path, c->len);
+        emit(out, cap, &at, &nul, 1);
+    }
+    return (int64_t)at;
+}
+
+int64_t xsd_store_take_changes(xsd_store *s, char *out, size_t cap)
+{
+    int64_t n = xsd_store_changes(s, out, cap);
+    if ((size_t)n <= cap)
+        log_clear(s);
+    return n;
+}
+
+uint64_t xsd_store_next_gen(const xsd_store *s)
+{
+    return s->next_gen;
+}
+
+void xsd_store_set_next_gen(xsd_store *s, uint64_t gen)
+{
+    s->next_gen = gen;
+}
+
+uint64_t xsd_store_bytes_of(const xsd_store *s, uint32_t domid)
+{
+    int found;
+    size_t i = owner_find(s, domid, &found);
+    return found ? s->owners[i].bytes : 0;
 }
 
 size_t xsd_store_owned_by(const xsd_store *s, uint32_t domid)
@@ -915,18 +1420,41 @@ size_t xsd_store_check(const xsd_store *s)
     {
         size_t total = 0;
         for (size_t k = 0; k < s->nowners; k++) {
-            size_t recount = perms_owner(node_perms(s->root)) == s->owners[k].domid;
+            const struct xsd_node *root = s->root;
+            size_t recount = perms_owner(node_perms(root)) == s->owners[k].domid;
+            uint64_t rebytes = recount ? node_mem(1, root->value_len, node_perms(root),
+                                                  root->perms_len) : 0;
             if (s->owners[k].count == 0 || (k && s->owners[k - 1].domid >= s->owners[k].domid))
                 problems++;
             for (size_t i = 0; i < s->nslots; i++) {
-                if (s->slots[i] && perms_owner(node_perms(s->slots[i])) == s->owners[k].domid)
+                const struct xsd_node *n = s->slots[i];
+                if (n && perms_owner(node_perms(n)) == s->owners[k].domid) {
                     recount++;
+                    rebytes += node_mem(node_path_len(n), n->value_len, node_perms(n),
+                                        n->perms_len);
+                }
             }
-            if (recount != s->owners[k].count)
+            if (recount != s->owners[k].count || rebytes != s->owners[k].bytes)
                 problems++;
             total += s->owners[k].count;
         }
         if (total != s->count + 1)
+            problems++;
+    }
+    /* the change log: off means empty; each record settled and found again */
+    if (!s->tracking && s->nlog)
+        problems++;
+    {
+        size_t slotted = 0;
+        for (size_t i = 0; i < s->nlog_slots; i++)
+            slotted += s->log_slots[i] != NULL;
+        if (slotted != s->nlog || s->nlog > s->log_cap)
+            problems++;
+    }
+    for (size_t i = 0; i < s->nlog; i++) {
+        const struct change *c = s->log[i];
+        if (c->kind < XSD_CHANGE_CREATED || c->kind > XSD_CHANGE_REMOVED ||
+            log_find(s, c->path, c->len, c->hash) != c || path_hash(c->path, c->len) != c->hash)
             problems++;
     }
     return problems;

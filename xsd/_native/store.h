@@ -38,12 +38,26 @@
  * with kind one of n r w b and domid a decimal number <= 65535 (the same
  * rule as xenstore_protocol/perms.py; docs/misc/xenstore.txt, "Permissions").
  * The first entry's domid owns the node; the store counts nodes per owner
- * (the "nodes" quota reads it).
+ * (the "nodes" quota reads it) and the bytes they are charged (the memory
+ * quota): per node 40 + len(full path) + len(value) + 8 * permission entries
+ * (xsd/core/quota.py memory_of_node), kept up to date by every mutation.
  *
- * Generations (xsd/store.py): one counter, starting at 1 (the root has 0).
- * Every change stamps the changed node with the next number; creating or
+ * Change tracking (the journal's change log; xsd/core/store.py Store.changes):
+ * while on, every mutation records what happened to each path it touched:
+ * CREATED (1), UPDATED (2: value, permissions or children changed; a path
+ * already recorded keeps its kind) or REMOVED (3; a later create makes it
+ * CREATED again). One record per path, in first-change order, until
+ * xsd_store_take_changes drains them: at most one record per distinct path
+ * changed since the last take. A mutation touches paths in this order:
+ * write/put of a new node: the closest existing ancestor, then each created
+ * node top-down; rm: the parent, then the removed nodes in removal order;
+ * set_perms, write/put of an existing node: the node. xsd_store_load and
+ * xsd_store_move_last record nothing.
+ *
+ * Generations (xsd/core/store.py): one counter, starting at 1 (the root has
+ * 0). Every change stamps the changed node with the next number; creating or
  * removing a child stamps the parent first, then each created node from the
- * top down.
+ * top down. xsd_store_load sets a generation as given, stamping nothing.
  *
  * Limits: a node's name, permissions and value together at most 65535 bytes
  * (xenstore's own limits are far lower: 3072-byte paths, 4096-byte payloads);
@@ -58,7 +72,8 @@
  *
  * Errors are negative errno values: -EINVAL (bad path or permissions),
  * -ENOENT, -ENOMEM (an allocation failed: the store holds exactly what it
- * held before, generations included; only the index may have grown),
+ * held before, generations, byte counts and the change log included; only
+ * the index and the change log's table may have grown),
  * -E2BIG, -ENAMETOOLONG.
  *
  * Threads: no locks. Readers may run concurrently on an unchanging store;
@@ -76,6 +91,11 @@ extern "C" {
 #endif
 
 typedef struct xsd_store xsd_store;     /* opaque */
+
+/* Kinds of change-log records (xsd/core/store.py CREATED, UPDATED, REMOVED). */
+#define XSD_CHANGE_CREATED 1
+#define XSD_CHANGE_UPDATED 2
+#define XSD_CHANGE_REMOVED 3
 
 /* What a reader sees of one node; the pointers are into the store. */
 struct xsd_node_view {
@@ -138,24 +158,84 @@ int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
                         const char *perms, size_t perms_len);
 
 /* Replace the permissions of path and stamp it; moves the node between
- * owners' counts when the owner changes. 0; -ENOENT, -EINVAL, -E2BIG,
- * -ENOMEM (nothing changed). */
+ * owners' counts and bytes when the owner changes. 0; -ENOENT, -EINVAL,
+ * -E2BIG, -ENOMEM (nothing changed). */
 int xsd_store_set_perms(xsd_store *s, const char *path, size_t len,
                         const char *perms, size_t perms_len);
 
-/* List path and every node below it, in the order xsd/ops.py subtree() gives
- * (a stack: the node, then the subtrees of its children, last child first),
- * as records "<path>\0<perms>\0": the node's full path, its permission
- * entries (each ending in NUL), and one more NUL. Returns the total length n
- * with the same n > cap rule as xsd_store_children. -ENOENT, -EINVAL,
- * -ENOMEM (scratch space for the path being built). O(subtree). */
+/* List path and every node below it, in the order xsd/core/ops.py subtree()
+ * gives and xsd_store_rm removes in (C xenstored's delete order): children
+ * before their parent, siblings in creation order, path itself last; as
+ * records "<path>\0<perms>\0": the node's full path, its permission entries
+ * (each ending in NUL), and one more NUL. Returns the total length n with
+ * the same n > cap rule as xsd_store_children. -ENOENT, -EINVAL, -ENOMEM
+ * (scratch space for the path being built). O(subtree), iterative. */
 int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
                           char *out, size_t cap);
 
-/* Remove path and everything below it. Stamps the parent. Returns the number
- * of nodes removed (>= 1); -ENOENT if path does not exist; -EINVAL for a bad
- * path or the root. Never allocates. O(subtree), iterative. */
+/* Remove path and everything below it, in xsd_store_subtree's order. Stamps
+ * the parent. Returns the number of nodes removed (>= 1); -ENOENT if path
+ * does not exist; -EINVAL for a bad path or the root. Allocates only while
+ * tracking (the change records, a path scratch buffer): then -ENOMEM is
+ * possible and changes nothing. O(subtree), iterative. */
 int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len);
+
+/* A transaction commit's write of one node (the overlay replaces nodes):
+ * - path exists: it gets value and perms (its owner counts follow) and is
+ *   stamped once. Returns 0.
+ * - path missing, its parent exists: created as the parent's last child
+ *   with value and perms; stamps the parent, then the node (as
+ *   xsd_store_write). Returns 1.
+ * -ENOENT (parent missing), -EINVAL (bad path or perms), -E2BIG,
+ * -ENAMETOOLONG, -ENOMEM (nothing changed). O(components). */
+int64_t xsd_store_put(xsd_store *s, const char *path, size_t len,
+                      const char *value, size_t value_len,
+                      const char *perms, size_t perms_len);
+
+/* Move path to the end of its parent's children (a node removed and
+ * re-created inside a transaction ends up last). Stamps nothing and records
+ * no change: the commit puts the parent too. 0; -ENOENT, -EINVAL (bad path,
+ * the root). Never allocates. O(components). */
+int xsd_store_move_last(xsd_store *s, const char *path, size_t len);
+
+/* Journal replay, snapshot load, live update: the node at path gets exactly
+ * value, perms and gen; no stamp, no change record. A missing node is
+ * created as its parent's last child. Generations given here are not checked
+ * against the counter: set it (xsd_store_set_next_gen) above every loaded
+ * one before xsd_store_check. Returns 1 (created) or 0 (existing node
+ * overwritten); -ENOENT (parent missing), -EINVAL (bad path or perms),
+ * -E2BIG, -ENAMETOOLONG, -ENOMEM (nothing changed). O(components). */
+int64_t xsd_store_load(xsd_store *s, const char *path, size_t len,
+                       const char *value, size_t value_len,
+                       const char *perms, size_t perms_len, uint64_t gen);
+
+/* The whole tree, for snapshots, live-update state and statistics: one
+ * record per node in pre-order (a node, then its children's subtrees in
+ * creation order; "/" first):
+ *   "<path>\0<perms entries, each ending in NUL>\0<gen: u64 little-endian>
+ *    <value_len: u32 little-endian><value bytes>"
+ * Returns the total length n with the same n > cap rule as
+ * xsd_store_children; -ENOMEM (scratch space for the path). Reads only;
+ * O(nodes + bytes), iterative. */
+int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap);
+
+/* Change tracking on (non-zero) or off. Turning it off drops the log;
+ * turning it on while on keeps it. Never fails. */
+void xsd_store_track(xsd_store *s, int on);
+
+/* The change log as records "<kind byte><path>\0", one per path, in
+ * first-change order, with the n > cap rule of xsd_store_children. Reads
+ * only (xsd_store_changes); xsd_store_take_changes also empties the log when
+ * the records fit (n <= cap), keeping it otherwise. O(records). */
+int64_t xsd_store_changes(const xsd_store *s, char *out, size_t cap);
+int64_t xsd_store_take_changes(xsd_store *s, char *out, size_t cap);
+
+/* The generation the next stamp takes; and setting it (replay, load). */
+uint64_t xsd_store_next_gen(const xsd_store *s);
+void xsd_store_set_next_gen(xsd_store *s, uint64_t gen);
+
+/* Bytes charged to domid's nodes (see "Permissions" above), root included. */
+uint64_t xsd_store_bytes_of(const xsd_store *s, uint32_t domid);
 
 /* Nodes owned by domid (first permission entry), the root included. */
 size_t xsd_store_owned_by(const xsd_store *s, uint32_t domid);
@@ -172,7 +252,8 @@ void xsd_store_stats(const xsd_store *s, struct xsd_store_stats *st);
 /* Verify the invariants: every indexed node reachable from the root through
  * children lists and found again by its key, parent/child/next/prev links
  * agreeing, lengths within the block, permissions valid, every generation
- * below the next one, owner counts equal to a recount. Returns the number of
+ * below the next one, owner counts and bytes equal to a recount, the change
+ * log consistent (empty when off). Returns the number of
  * problems found (0: sound). A test and debugging aid:
  * O(nodes * (owners + depth)). */
 size_t xsd_store_check(const xsd_store *s);

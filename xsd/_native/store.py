@@ -15,25 +15,28 @@ their bytes.  Like the rest of ``xsd._native`` this module imports nothing
 from xsd or xenstore_protocol; ``xsd/nodestore.py`` picks the backend.  Importing this module checks the build stamp (xsd._native.trie),
 so a stale extension is never used.
 
-Not wired into the daemon yet: ops.py still drives xsd/store.py.  Not
-thread-safe (one object, one thread: the event loop).
+Not thread-safe (one object, one thread: the event loop).
 """
 import errno
 import os
+import struct
 
 from typing import NamedTuple
 
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 from ._xsd_native import ffi, lib
 
-__all__ = ["NodeStore", "NodeView"]
+__all__ = ["NodeStore", "NodeView", "CREATED", "UPDATED", "REMOVED"]
+
+# Change-log kinds (store.h XSD_CHANGE_*; the same numbers as xsd/core/store.py).
+CREATED, UPDATED, REMOVED = lib.XSD_CHANGE_CREATED, lib.XSD_CHANGE_UPDATED, lib.XSD_CHANGE_REMOVED
 
 
 class NodeView(NamedTuple):
     """A copy of one node: what ``xsd.store.Node`` offers a reader."""
     value: bytes
     perms: tuple            # ((kind, domid), ...), owner first
-    children: dict          # name -> None, in creation order
+    children: dict          # name -> None, in creation order (None: not asked for)
     gen: int
 
     @property
@@ -46,6 +49,7 @@ def _encode_perms(perms) -> bytes:
     return b"".join(b"%s%d\0" % (kind.encode(), domid) for kind, domid in perms)
 
 _NULL = ffi.NULL
+_new_tuple = tuple.__new__      # NodeView without NamedTuple's argument handling (get is hot)
 _BUF_START = 4096
 _PERMS_CACHE_MAX = 4096
 
@@ -64,7 +68,7 @@ def _fail(rc, path):
 class NodeStore:
     """xenstore's node tree in C; interface and semantics of ``PyNodeStore``."""
 
-    __slots__ = ("_h", "_view", "_buf", "_cap", "_perms", "_encoded")
+    __slots__ = ("_h", "_view", "_buf", "_cap", "_perms", "_encoded", "_dump_cap")
     backend = "cffi"
 
     def __init__(self):
@@ -77,6 +81,12 @@ class NodeStore:
         self._cap = _BUF_START
         self._perms = {}        # encoded bytes -> tuple
         self._encoded = {}      # tuple -> encoded bytes
+        self._dump_cap = 0      # the last dump's size: the next one starts there
+
+    @property
+    def handle(self):
+        """The ``xsd_store *`` (cdata), for xsd._native.engine only: it stays owned here."""
+        return self._h
 
     def _decode_perms(self, raw: bytes) -> tuple:
         perms = self._perms.get(raw)
@@ -107,7 +117,10 @@ class NodeStore:
             cap = max(n, 2 * cap)               # a big directory or subtree: not kept
             buf = ffi.new("char[]", cap)
 
-    def get(self, path: str):
+    def get(self, path: str, children: bool = True):
+        """A ``NodeView`` copy, or None.  ``children=False`` skips the children listing
+        (``NodeView.children`` is None then): the cheap call when only value, perms or gen
+        are read."""
         key = path.encode()
         view = self._view
         rc = lib.xsd_store_get(self._h, key, len(key), view)
@@ -118,9 +131,11 @@ class NodeStore:
         value = ffi.unpack(view.value, view.value_len)
         perms = self._decode_perms(ffi.unpack(view.perms, view.perms_len))
         gen = view.gen
+        if not children:
+            return _new_tuple(NodeView, (value, perms, None, gen))
         names = self._listing(lib.xsd_store_children, path, key)
         children = dict.fromkeys(names[:-1].decode().split("\0")) if names else {}
-        return NodeView(value, perms, children, gen)
+        return _new_tuple(NodeView, (value, perms, children, gen))
 
     def children_bytes(self, path: str) -> bytes:
         return self._listing(lib.xsd_store_children, path, path.encode())
@@ -162,6 +177,92 @@ class NodeStore:
             at = end + 1
         return removed
 
+    def set_value(self, path: str, value: bytes) -> None:
+        """An existing node's value; stamped once (KeyError if missing)."""
+        key = path.encode()
+        view = self._view
+        rc = lib.xsd_store_get(self._h, key, len(key), view)
+        if rc:
+            _fail(rc, path)
+        n = lib.xsd_store_write(self._h, key, len(key), value, len(value), _NULL, 0)
+        if n < 0:
+            _fail(n, path)
+
+    def put(self, path: str, value: bytes, perms: tuple) -> int:
+        """A transaction commit's write: an existing node gets value and perms (stamped
+        once: 0), a missing one whose parent exists is created last (1)."""
+        key = path.encode()
+        raw = self._encode(perms)
+        n = lib.xsd_store_put(self._h, key, len(key), value, len(value), raw, len(raw))
+        if n < 0:
+            _fail(n, path)
+        return n
+
+    def move_last(self, path: str) -> None:
+        """Move path to the end of its parent's children (no stamp, no change record)."""
+        key = path.encode()
+        rc = lib.xsd_store_move_last(self._h, key, len(key))
+        if rc:
+            _fail(rc, path)
+
+    def load(self, path: str, value: bytes, perms: tuple, gen: int) -> int:
+        """Replay: the node gets exactly value, perms and gen (1: created last under its
+        existing parent, 0: overwritten); no stamp, no change record."""
+        key = path.encode()
+        raw = self._encode(perms)
+        n = lib.xsd_store_load(self._h, key, len(key), value, len(value), raw, len(raw), gen)
+        if n < 0:
+            _fail(n, path)
+        return n
+
+    @property
+    def next_gen(self) -> int:
+        return lib.xsd_store_next_gen(self._h)
+
+    @next_gen.setter
+    def next_gen(self, gen: int) -> None:
+        lib.xsd_store_set_next_gen(self._h, gen)
+
+    def track(self, on: bool) -> None:
+        """Change tracking on (an empty log unless already on) or off (the log dropped)."""
+        lib.xsd_store_track(self._h, 1 if on else 0)
+
+    def take_changes(self) -> dict:
+        """``{path: CREATED|UPDATED|REMOVED}`` since the last take, in first-change order;
+        the log is emptied."""
+        buf, cap = self._buf, self._cap
+        while True:
+            n = lib.xsd_store_take_changes(self._h, buf, cap)
+            if n <= cap:
+                break
+            cap = max(n, 2 * cap)
+            buf = ffi.new("char[]", cap)
+        raw = ffi.unpack(buf, n)
+        return {record[1:].decode(): record[0] for record in raw.split(b"\0")[:-1]}
+
+    def dump(self) -> bytes:
+        """Every node in pre-order as store.h's xsd_store_dump records (``nodes`` parses
+        them)."""
+        cap = self._dump_cap + (self._dump_cap >> 3) + 4096
+        while True:
+            buf = ffi.new("char[]", cap)
+            n = lib.xsd_store_dump(self._h, buf, cap)
+            if n < 0:
+                _fail(n, "/")
+            if n <= cap:
+                self._dump_cap = n
+                return ffi.buffer(buf, n)[:]
+            cap = n
+
+    def nodes(self, dump: bytes = None):
+        """``(path, value, perms, gen, children_names)`` for every node in pre-order, parsed
+        from ``dump`` (default: a fresh ``self.dump()``)."""
+        return parse_dump(self.dump() if dump is None else dump, self._decode_perms)
+
+    def bytes_of(self, domid: int) -> int:
+        """Bytes charged to domid's nodes (quota.memory_of_node summed), root included."""
+        return lib.xsd_store_bytes_of(self._h, domid)
+
     def owned_by(self, domid: int) -> int:
         return lib.xsd_store_owned_by(self._h, domid)
 
@@ -184,3 +285,27 @@ class NodeStore:
 
     def __repr__(self) -> str:
         return "<NodeStore cffi nodes=%d>" % len(self)
+
+
+_GEN_LEN = struct.Struct("<QI")
+
+
+def parse_dump(raw: bytes, decode_perms):
+    """Records of xsd_store_dump -> ``(path, value, perms, gen, children)`` in pre-order;
+    ``children`` is the tuple of child names in creation order (gathered in one pass
+    first: in pre-order a node comes before its children)."""
+    records, kids = [], {}
+    at, end, unpack_from = 0, len(raw), _GEN_LEN.unpack_from
+    while at < end:
+        cut = raw.index(b"\0", at)
+        stop = raw.index(b"\0\0", cut + 1) + 1            # the perms' last NUL
+        gen, vlen = unpack_from(raw, stop + 1)
+        vstart = stop + 13
+        path = raw[at:cut].decode()
+        records.append((path, raw[vstart:vstart + vlen], decode_perms(raw[cut + 1:stop]), gen))
+        if path != "/":
+            up, _, name = path.rpartition("/")
+            kids.setdefault(up or "/", []).append(name)
+        at = vstart + vlen
+    for path, value, perms, gen in records:
+        yield path, value, perms, gen, tuple(kids.get(path, ()))

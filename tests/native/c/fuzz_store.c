@@ -9,7 +9,11 @@
  *
  * Program format, one operation after another until the input runs out:
  *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get, 5 children,
- *                       6 subtree, 7 missing
+ *                       6 subtree, 7 one more byte picks (mod 10): 0 missing,
+ *                       1 track (on if bit 4), 2/3 put, 4 load (a generation
+ *                       byte follows, taken mod the counter), 5 move_last,
+ *                       6 dump, 7 take_changes (bit 4: a big buffer, else
+ *                       16 bytes), 8 changes, 9 bytes_of
  *             bit  3    inject an allocation failure in this operation,
  *             bits 4-6  ... after this many successful allocations
  *   path:     tokens from a small dictionary (so paths nest and collide),
@@ -119,8 +123,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 6:
             rc = xsd_store_subtree(s, path, plen, out, sizeof out);
             break;
-        default:
-            rc = xsd_store_missing(s, path, plen, &v);
+        default: {
+            uint8_t sub, gen;
+            if (!take(&in, &sub))
+                goto out;
+            switch (sub % 10) {
+            case 0:
+                rc = xsd_store_missing(s, path, plen, &v);
+                break;
+            case 1:
+                xsd_store_track(s, sub & 0x10);
+                rc = 0;
+                break;
+            case 2: case 3:
+                if (!take(&in, &vlen) || !read_perms(&in, perms, &permlen))
+                    goto out;
+                rc = xsd_store_put(s, path, plen, value, vlen, perms, permlen);
+                break;
+            case 4:
+                /* a generation below the counter, so that check() holds */
+                if (!take(&in, &vlen) || !take(&in, &gen) || !read_perms(&in, perms, &permlen))
+                    goto out;
+                rc = xsd_store_load(s, path, plen, value, vlen, perms, permlen,
+                                    gen % xsd_store_next_gen(s));
+                break;
+            case 5:
+                rc = xsd_store_move_last(s, path, plen);
+                break;
+            case 6:
+                rc = xsd_store_dump(s, out, sub & 0x10 ? sizeof out : 16);
+                break;
+            case 7:
+                rc = xsd_store_take_changes(s, out, sub & 0x10 ? sizeof out : 16);
+                break;
+            case 8:
+                rc = xsd_store_changes(s, out, sizeof out);
+                break;
+            default:
+                rc = (int64_t)(xsd_store_bytes_of(s, sub) % 2);
+            }
+        }
         }
         hooks_fail_after(-1, 0);
         if (!documented(rc))

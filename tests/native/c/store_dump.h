@@ -1,5 +1,6 @@
 /* store_dump.h: the whole of a store as one string, through store.h's public
- * calls that never allocate (get, children, owned_by, count), so a test can
+ * calls that never allocate (get, children, owned_by, bytes_of, count,
+ * next_gen, changes: the change log read without taking it), so a test can
  * compare a store with itself before and after an operation even while
  * allocations are made to fail. Breadth-first from "/"; one line per node:
  * "path gen owner value-length perms-length\n" then the raw value and perms.
@@ -46,11 +47,24 @@ static char *store_dump(const xsd_store *s, size_t *out_len)
         abort();
     memcpy(queue[qtail++], "/", 2);
     for (size_t i = 0; i < sizeof domids / sizeof domids[0]; i++) {
-        snprintf(line, sizeof line, "owned %u %zu\n", domids[i], xsd_store_owned_by(s, domids[i]));
+        snprintf(line, sizeof line, "owned %u %zu %llu\n", domids[i],
+                 xsd_store_owned_by(s, domids[i]),
+                 (unsigned long long)xsd_store_bytes_of(s, domids[i]));
         dump_put(&d, line, strlen(line));
     }
-    snprintf(line, sizeof line, "count %zu\n", xsd_store_count(s));
+    snprintf(line, sizeof line, "count %zu next %llu\n", xsd_store_count(s),
+             (unsigned long long)xsd_store_next_gen(s));
     dump_put(&d, line, strlen(line));
+    {
+        int64_t n = xsd_store_changes(s, NULL, 0);
+        char *log = malloc((size_t)n + 1);
+        if (n < 0 || !log || xsd_store_changes(s, log, (size_t)n) != n)
+            abort();
+        snprintf(line, sizeof line, "changes %lld\n", (long long)n);
+        dump_put(&d, line, strlen(line));
+        dump_put(&d, log, (size_t)n);
+        free(log);
+    }
     while (qhead < qtail) {
         char *path = queue[qhead++];
         size_t plen = strlen(path);

@@ -98,13 +98,15 @@ static void test_directory_that_grows_its_value_keeps_its_children(void)
     xsd_store_free(s);
 }
 
-static void test_subtree_lists_in_stack_order_and_rm_frees_it(void)
+/* Children before their parent, siblings in creation order, the top last:
+ * xsd/core/ops.py subtree(), C xenstored's delete order. */
+static void test_subtree_lists_in_removal_order_and_rm_frees_it(void)
 {
     xsd_store *s = xsd_store_new();
     struct xsd_store_stats before, after;
     char out[256];
     static const char want[] =
-        "/a\0n0\0\0" "/a/c\0n0\0\0" "/a/b\0r3\0\0" "/a/b/d\0r3\0\0";
+        "/a/b/d\0r3\0\0" "/a/b\0r3\0\0" "/a/c\0n0\0\0" "/a\0n0\0\0";
     xsd_store_stats(s, &before);
     CHECK_EQ(put(s, "/a/b/d", "", P("r3\0")), 3);
     CHECK_EQ(xsd_store_set_perms(s, S("/a"), P(N0)), 0);
@@ -154,6 +156,215 @@ static void test_deep_chain_is_iterative(void)
     CHECK(n > 2 * DEPTH);
     CHECK_EQ(xsd_store_rm(s, S("/x")), DEPTH);
     free(path);
+    xsd_store_free(s);
+}
+
+/* 40 + len(path) + len(value) + 8 per permission entry, per owner. */
+static void test_bytes_of_follows_every_mutation(void)
+{
+    xsd_store *s = xsd_store_new();
+    CHECK_EQ(xsd_store_bytes_of(s, 0), 40 + 1 + 8);
+    CHECK_EQ(put(s, "/a/bb", "xyz", P("n5\0r1\0")), 2);
+    CHECK_EQ(xsd_store_bytes_of(s, 5), (40 + 2 + 16) + (40 + 5 + 3 + 16));
+    CHECK_EQ(put(s, "/a/bb", "", NULL, 0), 0);                 /* the value shrinks */
+    CHECK_EQ(xsd_store_bytes_of(s, 5), (40 + 2 + 16) + (40 + 5 + 16));
+    CHECK_EQ(xsd_store_set_perms(s, S("/a/bb"), P("n7\0")), 0); /* moves to another owner */
+    CHECK_EQ(xsd_store_bytes_of(s, 5), 40 + 2 + 16);
+    CHECK_EQ(xsd_store_bytes_of(s, 7), 40 + 5 + 8);
+    CHECK_EQ(xsd_store_put(s, S("/a/bb"), S("12345678"), P("n5\0")), 0);
+    CHECK_EQ(xsd_store_bytes_of(s, 7), 0);
+    CHECK_EQ(xsd_store_bytes_of(s, 5), (40 + 2 + 16) + (40 + 5 + 8 + 8));
+    CHECK_EQ(xsd_store_load(s, S("/a/c"), S("v"), P("n7\0r0\0"), 3), 1);
+    CHECK_EQ(xsd_store_bytes_of(s, 7), 40 + 4 + 1 + 16);
+    CHECK_EQ(xsd_store_check(s), 0);
+    CHECK_EQ(xsd_store_rm(s, S("/a")), 3);
+    CHECK_EQ(xsd_store_bytes_of(s, 5), 0);
+    CHECK_EQ(xsd_store_bytes_of(s, 7), 0);
+    CHECK_EQ(xsd_store_bytes_of(s, 0), 40 + 1 + 8);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_free(s);
+}
+
+static int64_t take(xsd_store *s, char *out, size_t cap)
+{
+    return xsd_store_take_changes(s, out, cap);
+}
+
+static void test_change_log_records_kinds_in_first_change_order(void)
+{
+    xsd_store *s = xsd_store_new();
+    char out[256];
+    static const char first[] = "\2/\0" "\1/a\0" "\1/a/b\0";
+    static const char second[] = "\3/a/b\0" "\2/a\0" "\1/a/c\0";
+    CHECK_EQ(put(s, "/untracked", "", P(N0)), 1);
+    xsd_store_track(s, 1);
+    CHECK_EQ(take(s, out, sizeof out), 0);                      /* nothing before it */
+    CHECK_EQ(put(s, "/a/b", "", P(N0)), 2);
+    CHECK_EQ(put(s, "/a/b", "v", P(N0)), 0);                    /* CREATED stays CREATED */
+    CHECK_EQ(take(s, out, 2), sizeof first - 1);               /* too small: kept */
+    CHECK_EQ(xsd_store_changes(s, out, sizeof out), sizeof first - 1);
+    CHECK_EQ(take(s, out, sizeof out), sizeof first - 1);
+    CHECK(memcmp(out, first, sizeof first - 1) == 0);
+    CHECK_EQ(take(s, out, sizeof out), 0);                      /* the take emptied it */
+    CHECK_EQ(xsd_store_set_perms(s, S("/a/b"), P("r1\0")), 0);
+    CHECK_EQ(xsd_store_put(s, S("/a/c"), S(""), P(N0)), 1);      /* the parent, then it */
+    CHECK_EQ(xsd_store_rm(s, S("/a/b")), 1);                    /* UPDATED -> REMOVED, in place */
+    CHECK_EQ(xsd_store_move_last(s, S("/a/c")), 0);             /* records nothing */
+    CHECK_EQ(xsd_store_load(s, S("/a/z"), S(""), P(N0), 1), 1); /* nor does load */
+    CHECK_EQ(take(s, out, sizeof out), sizeof second - 1);
+    CHECK(memcmp(out, second, sizeof second - 1) == 0);
+    CHECK_EQ(put(s, "/a/q", "", P(N0)), 1);
+    CHECK_EQ(xsd_store_rm(s, S("/a/q")), 1);
+    CHECK_EQ(put(s, "/a/q", "", P(N0)), 1);                     /* REMOVED -> CREATED */
+    CHECK_EQ(take(s, out, sizeof out), 10);
+    CHECK(memcmp(out, "\2/a\0\1/a/q\0", 10) == 0);
+    CHECK_EQ(put(s, "/a/r", "", P(N0)), 1);
+    xsd_store_track(s, 0);                                      /* off drops the log */
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_track(s, 1);
+    CHECK_EQ(take(s, out, sizeof out), 0);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_free(s);
+}
+
+/* A removal records the parent then every node in removal order; the log
+ * holds one record per path however often it changes, and a take of a big
+ * log gives its table back. */
+static void test_change_log_of_a_removal_and_its_bound(void)
+{
+    xsd_store *s = xsd_store_new();
+    struct xsd_store_stats idle, busy;
+    char out[4096], path[32];
+    static const char want[] =
+        "\2/\0" "\3/a/b/d\0" "\3/a/b\0" "\3/a/c\0" "\3/a\0";
+    CHECK_EQ(put(s, "/a/b/d", "", P(N0)), 3);
+    CHECK_EQ(put(s, "/a/c", "", P(N0)), 1);
+    xsd_store_track(s, 1);
+    CHECK_EQ(xsd_store_rm(s, S("/a")), 4);
+    CHECK_EQ(take(s, out, sizeof out), sizeof want - 1);
+    CHECK(memcmp(out, want, sizeof want - 1) == 0);
+    xsd_store_stats(s, &idle);
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 3000; i++) {
+            snprintf(path, sizeof path, "/w/%d", i);
+            CHECK(put(s, path, round % 2 ? "x" : "yy", P(N0)) >= 0);
+        }
+    }
+    /* 150,000 writes, 3002 records: "/", "/w" and each "/w/<i>" once */
+    CHECK_EQ(xsd_store_changes(s, NULL, 0), 3 + 4 + 10 * 6 + 90 * 7 + 900 * 8 + 2000 * 9);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_stats(s, &busy);
+    CHECK(busy.bytes > idle.bytes);
+    CHECK(take(s, NULL, 0) > 0);                                /* too small: kept */
+    {
+        int64_t n = xsd_store_changes(s, NULL, 0);
+        char *all = malloc((size_t)n);
+        CHECK(all != NULL);
+        CHECK_EQ(take(s, all, (size_t)n), n);
+        free(all);
+    }
+    CHECK_EQ(xsd_store_rm(s, S("/w")), 3001);
+    xsd_store_track(s, 0);
+    xsd_store_stats(s, &busy);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_free(s);
+}
+
+static uint64_t le(const char *p, size_t bytes)
+{
+    uint64_t v = 0;
+    for (size_t i = bytes; i-- > 0;)
+        v = v << 8 | (unsigned char)p[i];
+    return v;
+}
+
+static void test_dump_is_pre_order_records(void)
+{
+    xsd_store *s = xsd_store_new();
+    char out[512];
+    const char *at = out;
+    static const char *const paths[] = { "/", "/a", "/a/b", "/a/b/d", "/a/c", "/z" };
+    static const char *const perms[] = { "n0", "n1", "n1", "n1", "r2", "n1" };
+    int64_t n;
+    CHECK_EQ(put(s, "/a/b/d", "dee", P("n1\0")), 3);
+    CHECK_EQ(put(s, "/a/c", "", P("r2\0")), 1);
+    CHECK_EQ(put(s, "/z", "zz", P("n1\0")), 1);
+    n = xsd_store_dump(s, NULL, 0);
+    CHECK(n > 0 && (size_t)n <= sizeof out);
+    CHECK_EQ(xsd_store_dump(s, out, sizeof out), n);
+    for (size_t i = 0; i < 6; i++) {
+        struct xsd_node_view v;
+        size_t plen = strlen(paths[i]);
+        CHECK(strcmp(at, paths[i]) == 0);
+        at += plen + 1;
+        CHECK(strcmp(at, perms[i]) == 0 && at[3] == '\0');      /* one entry, then NUL */
+        at += 4;
+        CHECK_EQ(xsd_store_get(s, paths[i], plen, &v), 0);
+        CHECK_EQ(le(at, 8), v.gen);
+        CHECK_EQ(le(at + 8, 4), v.value_len);
+        CHECK(memcmp(at + 12, v.value, v.value_len) == 0);
+        at += 12 + v.value_len;
+    }
+    CHECK_EQ(at - out, n);
+    xsd_store_free(s);
+}
+
+static void test_put_creates_last_and_stamps_once(void)
+{
+    xsd_store *s = xsd_store_new();
+    struct xsd_node_view v;
+    char names[64];
+    CHECK_EQ(put(s, "/d/x", "", P(N0)), 2);                    /* gens 1 (/), 2 (/d), 3 (/d/x) */
+    CHECK_EQ(xsd_store_put(s, S("/d/y"), S("new"), P("n4\0")), 1);
+    CHECK_EQ(xsd_store_get(s, S("/d"), &v), 0);
+    CHECK_EQ(v.gen, 4);                                        /* the parent first */
+    CHECK_EQ(xsd_store_get(s, S("/d/y"), &v), 0);
+    CHECK_EQ(v.gen, 5);
+    CHECK_EQ(xsd_store_put(s, S("/d/x"), S("vv"), P("b4\0")), 0);
+    CHECK_EQ(xsd_store_get(s, S("/d/x"), &v), 0);
+    CHECK(v.gen == 6 && v.value_len == 2 && v.owner == 4);
+    CHECK_EQ(xsd_store_stamp(s), 7);                           /* stamped once */
+    CHECK_EQ(xsd_store_children(s, S("/d"), names, sizeof names), 4);
+    CHECK(memcmp(names, "x\0y\0", 4) == 0);
+    CHECK_EQ(xsd_store_put(s, S("/q/r"), S(""), P(N0)), -ENOENT); /* no parent */
+    CHECK_EQ(xsd_store_put(s, S("/d/z"), S(""), P("x\0")), -EINVAL);
+    CHECK_EQ(xsd_store_put(s, S("/d/"), S(""), P(N0)), -EINVAL);
+    CHECK_EQ(xsd_store_owned_by(s, 4), 2);
+    CHECK_EQ(xsd_store_count(s), 4);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_free(s);
+}
+
+static void test_move_last_and_load(void)
+{
+    xsd_store *s = xsd_store_new();
+    struct xsd_node_view v;
+    char names[64];
+    CHECK_EQ(put(s, "/d/a", "", P(N0)), 2);
+    CHECK_EQ(put(s, "/d/b", "", P(N0)), 1);
+    CHECK_EQ(put(s, "/d/c", "", P(N0)), 1);
+    CHECK_EQ(xsd_store_next_gen(s), 8);
+    CHECK_EQ(xsd_store_move_last(s, S("/d/a")), 0);
+    CHECK_EQ(xsd_store_move_last(s, S("/d/a")), 0);            /* already last */
+    CHECK_EQ(xsd_store_move_last(s, S("/d/c")), 0);
+    CHECK_EQ(xsd_store_children(s, S("/d"), names, sizeof names), 6);
+    CHECK(memcmp(names, "b\0a\0c\0", 6) == 0);
+    CHECK_EQ(xsd_store_next_gen(s), 8);                        /* no stamp */
+    CHECK_EQ(xsd_store_move_last(s, S("/")), -EINVAL);
+    CHECK_EQ(xsd_store_move_last(s, S("/nope")), -ENOENT);
+    CHECK_EQ(xsd_store_load(s, S("/d/b"), S("loaded"), P("r9\0"), 77), 0);
+    CHECK_EQ(xsd_store_get(s, S("/d/b"), &v), 0);
+    CHECK(v.gen == 77 && v.value_len == 6 && v.owner == 9);
+    CHECK_EQ(xsd_store_load(s, S("/d/new"), S(""), P(N0), 78), 1);
+    CHECK_EQ(xsd_store_load(s, S("/x/y"), S(""), P(N0), 79), -ENOENT);
+    CHECK_EQ(xsd_store_load(s, S("/d/n"), S(""), P("n0"), 79), -EINVAL);
+    CHECK_EQ(xsd_store_next_gen(s), 8);
+    CHECK(xsd_store_check(s) > 0);                             /* gens above the counter */
+    xsd_store_set_next_gen(s, 79);
+    CHECK_EQ(xsd_store_check(s), 0);
+    CHECK_EQ(xsd_store_stamp(s), 79);
+    CHECK_EQ(xsd_store_children(s, S("/d"), names, sizeof names), 10);
+    CHECK(memcmp(names, "b\0a\0c\0new\0", 10) == 0);
     xsd_store_free(s);
 }
 
@@ -222,7 +433,7 @@ static void test_dump_sees_every_node(void)
     put(s, "/a/b", "v", P(N0));
     d = store_dump(s, &len);
     CHECK(contains(d, len, "/a/b 3 0 1 3\nvn0"));
-    CHECK(contains(d, len, "count 3\n"));
+    CHECK(contains(d, len, "count 3 next 4\n"));
     free(d);
     xsd_store_free(s);
 }
@@ -232,7 +443,13 @@ int main(void)
     RUN(test_new_store_has_only_the_root);
     RUN(test_write_creates_ancestors_and_stamps_top_down);
     RUN(test_directory_that_grows_its_value_keeps_its_children);
-    RUN(test_subtree_lists_in_stack_order_and_rm_frees_it);
+    RUN(test_subtree_lists_in_removal_order_and_rm_frees_it);
+    RUN(test_bytes_of_follows_every_mutation);
+    RUN(test_change_log_records_kinds_in_first_change_order);
+    RUN(test_change_log_of_a_removal_and_its_bound);
+    RUN(test_dump_is_pre_order_records);
+    RUN(test_put_creates_last_and_stamps_once);
+    RUN(test_move_last_and_load);
     RUN(test_rejects);
     RUN(test_deep_chain_is_iterative);
     RUN(test_random_operations_keep_the_store_sound);

@@ -23,7 +23,8 @@
 #include "store.h"
 #include "store_dump.h"
 
-enum op_kind { OP_WRITE, OP_SET_PERMS, OP_RM, OP_SUBTREE };
+enum op_kind { OP_WRITE, OP_SET_PERMS, OP_RM, OP_SUBTREE, OP_TRACK, OP_PUT, OP_LOAD,
+               OP_MOVE_LAST, OP_DUMP, OP_TAKE };
 
 struct op {
     enum op_kind kind;
@@ -41,6 +42,7 @@ static int64_t golden_rc[MAX_OPS];
 static char *golden_dump[MAX_OPS];
 static size_t golden_len[MAX_OPS];
 static char long_value[400];
+static void build_round(void);
 
 #define PERMS(lit) (lit), (sizeof(lit) - 1)
 
@@ -68,8 +70,34 @@ static void write_op(const char *path, const char *value, size_t vlen, const cha
 /* Chains, a directory wide enough to double the index several times, new
  * owners (the owner array grows), values and permissions that outgrow their
  * block (a directory moving with its children, the root moving), subtree
- * listings with paths longer than the scratch buffer starts, and removals. */
+ * listings with paths longer than the scratch buffer starts, and removals;
+ * with change tracking on (untracked mutations allocate a subset of what
+ * tracked ones do: the log's records, array and table grow; a removal
+ * reserves a record per node), then put, load, move_last, dump and takes. */
 static void build_scenario(void)
+{
+    push(OP_TRACK, "/");
+    build_round();
+    write_op("/t/a/b", "v", 1, PERMS("n3\0"));
+    push(OP_PUT, "/t/a/c")->value = "put";
+    ops[nops - 1].value_len = 3;
+    push(OP_PUT, "/t/a/b")->value = long_value;               /* grows its block */
+    ops[nops - 1].value_len = sizeof long_value;
+    push(OP_TAKE, "/");
+    push(OP_PUT, "/t/a")->perms = "r7\0";                      /* a new owner */
+    push(OP_LOAD, "/t/a/d")->value = long_value;
+    ops[nops - 1].value_len = sizeof long_value;
+    push(OP_LOAD, "/t/a/b")->perms = "b8\0";
+    push(OP_MOVE_LAST, "/t/a/b");
+    write_op("/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p",
+             "", 0, PERMS("n0\0"));                             /* past dump's first buffer */
+    push(OP_DUMP, "/");
+    push(OP_RM, "/p");
+    push(OP_RM, "/t");
+    push(OP_TAKE, "/");
+}
+
+static void build_round(void)
 {
     char path[600];
     write_op("/local/domain/1/device/vif/0/state", "4", 1, PERMS("b1\0r0\0"));
@@ -112,8 +140,24 @@ static int64_t apply(xsd_store *s, const struct op *op)
         return xsd_store_set_perms(s, op->path, len, op->perms, op->perms_len);
     case OP_RM:
         return xsd_store_rm(s, op->path, len);
-    default:
+    case OP_SUBTREE:
         return xsd_store_subtree(s, op->path, len, NULL, 0);
+    case OP_TRACK:
+        xsd_store_track(s, 1);
+        return 0;
+    case OP_PUT:
+        return xsd_store_put(s, op->path, len, op->value, op->value_len, op->perms, op->perms_len);
+    case OP_LOAD:
+        return xsd_store_load(s, op->path, len, op->value, op->value_len, op->perms,
+                              op->perms_len, 1);
+    case OP_MOVE_LAST:
+        return xsd_store_move_last(s, op->path, len);
+    case OP_DUMP:
+        return xsd_store_dump(s, NULL, 0);
+    default: {
+        static char out[1 << 16];
+        return xsd_store_take_changes(s, out, sizeof out);
+    }
     }
 }
 
