@@ -337,7 +337,7 @@ def test_a_snapshot_written_between_requests_ends_with_one_journal(tmp_path):
     before = d.persist.snapshots
     while d.persist.snapshots == before:
         loop.run_until_complete(asyncio.sleep(0.001))
-    assert d.store.frozen is None
+    assert getattr(d.store, "frozen", None) is None   # the Python store's copy on write ended
     assert not os.path.exists(os.path.join(tmp_path / "live", persist.NEXT_JOURNAL_NAME))
     write(d, ("/later", b"1"))
     d.persist.close()

@@ -34,7 +34,7 @@ from xsd._native._xsd_native import ffi, lib     # noqa: E402  (must import: no 
 from xsd._native.store import NodeStore           # noqa: E402
 
 NAMES = ["a", "b", "c", "local", "0", "1"]
-DOMIDS = [0, 1, 2, 5, 65535]
+DOMIDS = [0, 1, 2, 5, 65535, 2 ** 32 - 1]
 
 paths = st.lists(st.sampled_from(NAMES), min_size=0, max_size=4).map(lambda c: "/" + "/".join(c))
 nonroot_paths = st.lists(st.sampled_from(NAMES), min_size=1, max_size=4).map(lambda c: "/" + "/".join(c))
@@ -194,7 +194,7 @@ def test_bad_paths_are_einval_and_change_nothing(handle, bad):
     assert count(handle) == 1 and lib.xsd_store_check(handle) == 0
 
 
-@pytest.mark.parametrize("perms", [b"", b"n0", b"x0\0", b"n\0", b"n70000\0", b"n0\0r\0", b"n-1\0",
+@pytest.mark.parametrize("perms", [b"", b"n0", b"x0\0", b"n\0", b"n4294967296\0", b"n0\0r\0", b"n-1\0",
                                    b"n0\0\0"])
 def test_bad_permissions_are_einval_and_change_nothing(handle, perms):
     assert lib.xsd_store_write(handle, b"/a/b", 4, b"v", 1, perms, len(perms)) == -errno.EINVAL
@@ -243,7 +243,7 @@ def test_wrapper_turns_c_errors_into_python_ones():
     with pytest.raises(ValueError):
         s.write("/a//b", b"", (Perm("n", 0),))
     with pytest.raises(ValueError):
-        s.write("/a", b"", (Perm("n", 70000),))          # domid out of range: C refuses it
+        s.write("/a", b"", (Perm("n", 2 ** 32),))          # domid out of range: C refuses it
     with pytest.raises(ValueError):
         s.write("/a", b"x" * 65536, (Perm("n", 0),))
     with pytest.raises(KeyError):

@@ -72,7 +72,7 @@ struct xsd_store {
 
 #define INDEX_MIN 16u
 #define DATA_MAX UINT16_MAX
-#define DOMID_MAX 65535u
+#define DOMID_MAX 0xFFFFFFFFu   /* C xenstored's unsigned int (xenstore_protocol/perms.py) */
 #define LOG_SLOTS_MIN 32u
 #define LOG_SLOTS_KEEP 1024u    /* a take keeps a table this small, frees a bigger one */
 
@@ -167,12 +167,12 @@ static int perms_valid(const char *perms, size_t len)
         return 0;
     while (i < len) {
         char kind = perms[i++];
-        uint32_t domid = 0;
+        uint64_t domid = 0;
         size_t digits = 0;
         if (kind != 'n' && kind != 'r' && kind != 'w' && kind != 'b')
             return 0;
         while (i < len && perms[i] >= '0' && perms[i] <= '9') {
-            domid = domid * 10u + (uint32_t)(perms[i] - '0');
+            domid = domid * 10u + (uint64_t)(perms[i] - '0');
             if (domid > DOMID_MAX)
                 return 0;
             digits++;

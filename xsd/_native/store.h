@@ -35,7 +35,7 @@
  * parent pointers are the stack, so depth costs no C stack.
  *
  * Permissions are kept as the wire encodes them: entries "<kind><domid>\0"
- * with kind one of n r w b and domid a decimal number <= 65535 (the same
+ * with kind one of n r w b and domid a decimal number < 2^32 (the same
  * rule as xenstore_protocol/perms.py; docs/misc/xenstore.txt, "Permissions").
  * The first entry's domid owns the node; the store counts nodes per owner
  * (the "nodes" quota reads it) and the bytes they are charged (the memory

@@ -363,6 +363,10 @@ def preorder(get):
 def new_store():
     """The daemon's store: the C store (``cstore.CStore``) when xsd._native runs on the C
     extension (``XSD_NATIVE``), else this module's ``Store``."""
+    from .._native import BACKEND
+    if BACKEND == "cffi":
+        from .cstore import CStore
+        return CStore()
     return Store()
 
 

@@ -490,7 +490,7 @@ class Persistence:
         self.snapshots += 1
         self.last_snapshot_seconds = time.monotonic() - job.started
         log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms, written between requests "
-                 "in %d steps", self.epoch, len(self.d.store.nodes), size,
+                 "in %d steps", self.epoch, len(self.d.store), size,
                  self.last_snapshot_seconds * 1000, job.steps)
 
     def _abandon_job(self) -> None:
