@@ -151,7 +151,7 @@ class DaemonCollector:
         yield limits
         yield GaugeMetricFamily("xsd_domains", "Domains introduced by the toolstack (dom0 not among them)",
                                 value=len(d.domains.domains))
-        yield GaugeMetricFamily("xsd_nodes", "Nodes in the store", value=len(d.store.nodes))
+        yield GaugeMetricFamily("xsd_nodes", "Nodes in the store", value=len(d.store))
         yield GaugeMetricFamily("xsd_watches", "Watches registered", value=len(d.watches))
 
     def _events_and_connections(self, d):

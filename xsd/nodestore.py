@@ -26,7 +26,7 @@ Interface (both classes):
     write(path, value, perms) -> nodes created (0: overwrote); perms for new nodes
     set_value(path, value)    an existing node's value, stamped once
     set_perms(path, perms)
-    rm(path)              -> {path: perms} removed in ops.subtree order (children
+    rm(path)              -> {path: perms} removed in store.subtree order (children
                              first, path last); KeyError if missing, ValueError for "/"
     put(path, value, perms) -> 0 (existing node replaced, stamped once) or 1 (created
                              last under its existing parent; parent stamped first)
@@ -49,7 +49,6 @@ import struct
 from xenstore_protocol.paths import basename, join, parent
 
 from ._native import BACKEND
-from .core.ops import remove_subtree
 from .core.quota import memory_of_node
 from .core.store import Node, Store
 
@@ -110,12 +109,12 @@ class PyNodeStore:
         self.store.set_perms(path, perms)
 
     def rm(self, path: str) -> dict:
-        """ops.remove_subtree: children before their parent, ``path`` last."""
+        """Store.remove_tree (ops.do_rm's): children before their parent, ``path`` last."""
         if path == "/":
             raise ValueError("cannot remove the root")
         if self.store.get(path) is None:
             raise KeyError(path)
-        return remove_subtree(self.store, path)
+        return self.store.remove_tree(path)
 
     def set_value(self, path: str, value: bytes) -> None:
         if self.store.get(path) is None:

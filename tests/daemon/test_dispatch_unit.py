@@ -35,9 +35,10 @@ def test_unexpected_exception_answers_eio_and_is_logged(monkeypatch, caplog):
 
 def test_failed_request_changes_nothing():
     daemon = Daemon(Config(rundir="/nonexistent"))
-    before = {p: (n.value, n.perms, list(n.children)) for p, n in daemon.store.nodes.items()}
+    store = daemon.store
+    before = {p: (n.value, n.perms, list(store.child_names(p))) for p, n in store.items()}
     run(daemon, [], Packet(Op.WRITE, 1, 0, b"/a/b.c\0v"))
     run(daemon, [], Packet(Op.SET_PERMS, 2, 0, b"/tool\0n0\0bogus\0"))
-    after = {p: (n.value, n.perms, list(n.children)) for p, n in daemon.store.nodes.items()}
+    after = {p: (n.value, n.perms, list(store.child_names(p))) for p, n in store.items()}
     assert before == after
     assert daemon.check() == []

@@ -391,6 +391,29 @@ def test_conflicting_write_gives_eagain_and_changes_nothing(xs):
     assert xs.error(Op.READ, b"/c2") == "ENOENT"
 
 
+def test_commit_lists_children_as_the_transaction_left_them(xs):
+    """A commit applies the overlay through the store's operations (transactions.py): the
+    children it made come last, in the order it made them, a node it removed and made
+    again comes after its old siblings without its old children, as C xenstored does."""
+    for name in (b"a", b"b", b"c"):
+        write(xs, "/order/" + name.decode(), name)
+    write(xs, "/order/a/old", b"gone")
+    tx = tx_start(xs)
+    xs.ok(Op.RM, b"/order/a", tx_id=tx)
+    xs.ok(Op.WRITE, payload=b"/order/d/deep\0d", tx_id=tx)
+    xs.ok(Op.WRITE, payload=b"/order/a\0again", tx_id=tx)
+    xs.ok(Op.WRITE, payload=b"/order/a/new\0n", tx_id=tx)
+    xs.ok(Op.SET_PERMS, b"/order/b", b"n0", b"r1", tx_id=tx)
+    assert xs.ok(Op.TRANSACTION_END, b"T", tx_id=tx) == b"OK\0"
+    assert xs.ok(Op.DIRECTORY, b"/order") == b"b\0c\0d\0a\0"
+    assert xs.ok(Op.DIRECTORY, b"/order/a") == b"new\0"
+    assert xs.ok(Op.READ, b"/order/a") == b"again"
+    assert xs.ok(Op.READ, b"/order/d/deep") == b"d"
+    assert xs.ok(Op.GET_PERMS, b"/order/b") == b"n0\0r1\0"
+    assert xs.error(Op.READ, b"/order/a/old") == "ENOENT"
+    xs.check()
+
+
 def test_reading_a_directory_conflicts_with_a_new_sibling(xs):
     xs.ok(Op.MKDIR, b"/dir")
     tx = tx_start(xs)

@@ -25,9 +25,10 @@ def state(d) -> dict:
     """Everything that must survive: nodes (children in order), generations, meta, owner counts."""
     store = d.store
     return {
-        "nodes": {p: (n.value, n.perms, list(n.children), n.gen) for p, n in store.nodes.items()},
+        "nodes": {p: (n.value, n.perms, list(store.child_names(p)), n.gen)
+                  for p, n in store.items()},
         "next_gen": store.next_gen,
-        "owned": dict(+store.owned),
+        "owned": {domid: store.owned_by(domid) for domid in {n.owner for _, n in store.items()}},
         "meta": persist.meta_state(d),
     }
 

@@ -138,8 +138,8 @@ class StoreMachine(RuleBasedStateMachine):
             daemon.flush()
             daemon.persist.close()
             again = open_daemon(Config(rundir=self.dir, state_dir=self.dir, fsync="never"))
-            assert {p: (n.value, n.perms) for p, n in again.store.nodes.items()} == \
-                {p: (n.value, n.perms) for p, n in daemon.store.nodes.items()}
+            assert {p: (n.value, n.perms) for p, n in again.store.items()} == \
+                {p: (n.value, n.perms) for p, n in daemon.store.items()}
             assert again.persist.guest_watches.by_domid == daemon.persist.guest_watches.by_domid
             again.persist.close()
         finally:

@@ -32,7 +32,7 @@ from .domains import DomainTable
 from .quota import Quotas
 from .session import OutputBudget, Session
 from .stats import Stats
-from .store import Store
+from .store import new_store
 from .transactions import Transaction
 from .watches import WatchRegistry
 
@@ -89,7 +89,7 @@ class Daemon:
     def __init__(self, config, host=None, durability=None):
         self.config = config
         self.host = host if host is not None else Host()
-        self.store = Store()
+        self.store = new_store()
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
@@ -114,13 +114,13 @@ class Daemon:
         """``listener`` is told of changes from now on; ``track_changes``: it wants the
         store's changes per batch (``Listener.commit``)."""
         self.listeners.append(listener)
-        if track_changes and self.store.changes is None:
-            self.store.changes = {}
+        if track_changes:
+            self.store.track(True)
 
     # -- state that must survive ------------------------------------------------
     def to_state(self) -> dict:
         """Domains, quotas, features and special permissions, as JSON-able data
-        (the store's nodes are ``store.nodes``)."""
+        (the store's nodes are the store's: ``store.preorder``)."""
         domains = self.domains
         return {
             "domains": [[x.domid, x.mfn, x.port, x.target, x.shutdown_seen, x.features, x.uuid]
@@ -235,11 +235,9 @@ class Daemon:
         started = perf_counter() if self.stats.timed else None
         listeners = self.listeners
         if listeners:
-            changes = self.store.changes
+            changes = self.store.take_changes()
             for listener in listeners:
                 listener.commit(changes)
-            if changes:
-                changes.clear()
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()
@@ -306,11 +304,11 @@ class Daemon:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
         if not self.config.keep_orphans:
             store = self.store
-            owned = sorted((p for p, n in store.nodes.items() if n.owner == domid and p != "/"),
+            owned = sorted((p for p, n in store.items() if n.owner == domid and p != "/"),
                            key=len)
             for path in owned:
-                if path in store.nodes:
-                    removed = ops.remove_subtree(store, path)
+                if store.get(path) is not None:
+                    removed = store.remove_tree(path)
                     events.append((REMOVE, path, removed))
         self._forget_in_perms(domid)
         self.quotas.forget(domid)
@@ -368,7 +366,7 @@ class Daemon:
         hides such entries by generation instead.  No watch fires.
         """
         store = self.store
-        for path, node in list(store.nodes.items()):
+        for path, node in list(store.items()):
             perms = node.perms
             if not any(p.domid == domid for p in perms):
                 continue
@@ -407,11 +405,11 @@ class Daemon:
 
     def statistics(self) -> dict:
         from .._native import BACKEND
-        nodes = self.store.nodes
+        store = self.store
         return {
             **(self.persist.statistics() if self.persist is not None else {"persist": "off"}),
-            "nodes": len(nodes),
-            "value-bytes": sum(len(n.value) for n in nodes.values()),
+            "nodes": len(store),
+            "value-bytes": sum(len(n.value) for _, n in store.items()),
             "watches": len(self.watches),
             "connections": len(self.sessions),
             "transactions": sum(len(s.transactions) for s in self.sessions),

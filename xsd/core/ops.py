@@ -1,7 +1,8 @@
 """One function per request type: ``do_<op>(d, s, view, payload, events) -> reply payload``.
 
-``d`` is the Daemon, ``s`` the caller's Session, ``view`` the live Store or
-the caller's Transaction.  A handler validates everything before it changes
+``d`` is the Daemon, ``s`` the caller's Session, ``view`` the live store
+(``store.Store`` or ``cstore.CStore``) or the caller's Transaction: the same
+interface (``store.Store``'s docstring).  A handler validates everything before it changes
 anything, raises XenstoreError to refuse, and appends the watch events it
 causes to ``events`` (the dispatcher fires them, or holds them until commit).
 No I/O here.
@@ -11,14 +12,13 @@ import re
 
 from xenstore_protocol import PAYLOAD_MAX, XenstoreError, split_fields
 from xenstore_protocol import paths
-from xenstore_protocol.paths import basename, canonicalize, decode, join, parent
+from xenstore_protocol.paths import canonicalize, decode, parent
 from xenstore_protocol.perms import Perm, encode_list, parse_list
 
 from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .quota import memory_of_node, memory_of_watch
-from .store import Node
 from .transactions import Transaction
 
 log = logging.getLogger("xsd.domains")
@@ -70,7 +70,9 @@ def do_read(d, s, view, payload, events):
 
 
 def do_directory(d, s, view, payload, events):
-    children = existing_node(s, view, _one_path(d, s, payload), READ).children_bytes()
+    path = _one_path(d, s, payload)
+    existing_node(s, view, path, READ)
+    children = view.children_bytes(path)
     if len(children) > PAYLOAD_MAX:
         raise XenstoreError("E2BIG", "use DIRECTORY_PART")   # as C xenstored
     return children
@@ -88,7 +90,7 @@ def do_directory_part(d, s, view, payload, events):
     path = _path(d, s, fields[0])
     node = existing_node(s, view, path, READ)
     offset = decimal(fields[1])
-    children = node.children_bytes()
+    children = view.children_bytes(path)
     gen = b"%d\0" % node.gen
     if offset >= len(children):
         return gen + b"\0"       # past the end: an empty last chunk, as C xenstored
@@ -126,15 +128,16 @@ def do_write(d, s, view, payload, events):
     d.quotas.check(s, "node-size", len(value), "ENOSPC")
     node = view.get(path)
     if node is None:
-        node = _create(d, s, view, path, value)
+        perms = _create(d, s, view, path, value)
     else:
+        perms = node.perms
         if not s.privileged:
             if not access(s, node.perms) & WRITE:
                 raise XenstoreError("EACCES", path)
             if node.owner == s.domid:
                 _charge(d, s, view, len(value) - len(node.value))
-        view.set_value(path, value)        # the value only: ``node.perms`` still holds
-    events.append((CHANGE, path, node.perms, None))
+        view.set_value(path, value)        # the value only: ``perms`` still holds
+    events.append((CHANGE, path, perms, None))
     return OK
 
 
@@ -145,13 +148,13 @@ def do_mkdir(d, s, view, payload, events):
         if not s.privileged and not access(s, node.perms) & WRITE:
             raise XenstoreError("EACCES", path)
         return OK                 # existing: value kept, no event
-    node = _create(d, s, view, path, b"")
-    events.append((CHANGE, path, node.perms, None))
+    perms = _create(d, s, view, path, b"")
+    events.append((CHANGE, path, perms, None))
     return OK
 
 
-def _create(d, s, view, path: str, value: bytes) -> Node:
-    """Create ``path`` and its missing ancestors; return the new leaf.
+def _create(d, s, view, path: str, value: bytes) -> tuple:
+    """Create ``path`` and its missing ancestors; return their permissions.
 
     The closest existing ancestor must be writable by the caller.  New nodes
     inherit its permissions; an unprivileged creator owns what it creates
@@ -173,15 +176,8 @@ def _create(d, s, view, path: str, value: bytes) -> Node:
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
     for node_path in missing:
         view.get(node_path)     # a transaction counts them now: a quota stops it before any change
-    view.get_mut(top_path).children[basename(missing[-1])] = None
-    node = None
-    for i in range(len(missing) - 1, -1, -1):
-        node_path = missing[i]
-        node = Node(value if i == 0 else b"", perms)
-        if i:
-            node.children[basename(missing[i - 1])] = None
-        view.create(node_path, node)
-    return node
+    view.create_missing(missing, value, perms)
+    return perms
 
 
 def watch_bytes(s) -> int:
@@ -206,35 +202,9 @@ def do_rm(d, s, view, payload, events):
         return OK
     if not s.privileged and not access(s, node.perms) & WRITE:
         raise XenstoreError("EACCES", path)
-    removed = remove_subtree(view, path)   # in a transaction, bounded by transaction-nodes
+    removed = view.remove_tree(path)   # in a transaction, bounded by transaction-nodes
     events.append((REMOVE, path, removed))
     return OK
-
-
-def subtree(view, path: str) -> dict:
-    """``{path: perms}`` of ``path`` and every node below it, children before their parent
-    and in their parent's order (C xenstored's delete order, which its RM events follow;
-    ``path`` last); iterative (XSA-418)."""
-    removed = {}
-    stack = [(path, False)]
-    while stack:
-        node_path, expanded = stack.pop()
-        node = view.get(node_path)
-        if expanded:
-            removed[node_path] = node.perms
-        else:
-            stack.append((node_path, True))
-            stack.extend((join(node_path, name), False) for name in reversed(list(node.children)))
-    return removed
-
-
-def remove_subtree(view, path: str) -> dict:
-    """Remove ``path`` and everything below it; ``{path: perms}`` of what went (for REMOVE events)."""
-    removed = subtree(view, path)
-    view.get_mut(parent(path)).children.pop(basename(path), None)
-    for node_path in removed:
-        view.remove(node_path)
-    return removed
 
 
 def do_set_perms(d, s, view, payload, events):
@@ -305,7 +275,7 @@ def do_reset_watches(d, s, view, payload, events):
 # -- transactions ------------------------------------------------------------
 
 def do_transaction_start(d, s, view, payload, events):
-    if isinstance(view, Transaction):
+    if view.in_transaction:
         raise XenstoreError("EBUSY", "transactions do not nest")
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOSPC")
     tx_id = s.next_tx_id
@@ -335,7 +305,7 @@ def adopt_lost_transaction(d, s, tx_id: int):
 
 
 def do_transaction_end(d, s, view, payload, events):
-    if not isinstance(view, Transaction):
+    if not view.in_transaction:
         raise XenstoreError("ENOENT", "not in a transaction")
     fields = split_fields(payload)
     if fields not in ([b"T"], [b"F"]):

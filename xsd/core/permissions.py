@@ -7,8 +7,6 @@ owner entry's kind is everyone's default.
 """
 from xenstore_protocol import XenstoreError
 
-from .store import Store
-
 READ, WRITE, OWNER = 1, 2, 4
 ALL = READ | WRITE | OWNER
 _KIND_MASK = {"n": 0, "r": READ, "w": WRITE, "b": READ | WRITE}
@@ -42,7 +40,7 @@ def existing_node(session, view, path: str, need: int):
     node = view.get(path)
     if node is None:
         if session.privileged:
-            if view.__class__ is not Store:
+            if view.in_transaction:
                 # In a transaction C xenstored reads the ancestors up to an existing one
                 # (errno_from_parents) for every caller, and its commit conflicts when they
                 # change; looking them up here records them (Transaction.get).
@@ -68,7 +66,7 @@ def closest_ancestor(view, path: str):
     lists and makes a later change to them outside fail the commit where C's
     does not.  The walk is bounded by ``transaction-nodes`` for guests.
     """
-    if view.__class__ is not Store:
+    if view.in_transaction:
         cut = path.rfind("/")
         while cut > 0:
             node = view.get(path[:cut])

@@ -162,7 +162,7 @@ def domain_rows(d) -> list:
     for s in list(d.sessions):
         sessions.setdefault(s.domid, []).append(s)
     value_bytes = {}
-    for node in d.store.nodes.values():
+    for _, node in d.store.items():
         value_bytes[node.owner] = value_bytes.get(node.owner, 0) + len(node.value)
     rows = []
     for domid in sorted(domids):

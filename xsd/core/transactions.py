@@ -22,12 +22,13 @@ did not exist before the transaction and was removed in it fires nothing
 written again still tells the watches below it (C's ``watch_exact``).
 """
 from collections import ChainMap, Counter
+from itertools import islice
 
 from xenstore_protocol import XenstoreError
+from xenstore_protocol.paths import basename, join, parent
 
 from .events import CHANGE, REMOVE
-from .quota import memory_of_node
-from .store import CREATED, REMOVED, UPDATED, Node, Store
+from .store import Node, subtree
 
 _UNSEEN = object()
 
@@ -84,7 +85,7 @@ class PendingEvents:
         by_path = self.by_path
         if not by_path:
             return
-        nodes = self.tx.store.nodes
+        get = self.tx.store.get
         for path in self.tx.seen:
             entry = by_path.get(path)
             if entry is None:
@@ -93,7 +94,7 @@ class PendingEvents:
             if not removed:
                 yield (CHANGE, path, perms, old_perms)
                 continue
-            node = nodes.get(path)
+            node = get(path)
             if node is None:
                 yield (REMOVE, path, self.removed_perms)
             else:
@@ -103,12 +104,17 @@ class PendingEvents:
 
 
 class Transaction:
-    """Implements the ``View`` interface of ``Store`` (get/get_mut/create/remove/set_perms)."""
+    """A view over the store (``Store``'s reading and mutating interface) holding its
+    changes in a private overlay; ``commit`` applies them through the store's own
+    mutators (``remove_tree``, ``put``), so the store keeps its own books (owners,
+    bytes, the journal's change set) whichever backend it is."""
 
     __slots__ = ("store", "id", "seen", "snapshot", "overlay", "owned_delta", "events",
                  "node_limit", "lost")
 
-    def __init__(self, store: Store, tx_id: int, node_limit=None):
+    in_transaction = True       # permissions.py reads it
+
+    def __init__(self, store, tx_id: int, node_limit=None):
         self.store = store
         self.id = tx_id
         self.seen = {}              # path -> generation when first touched (None: absent)
@@ -121,7 +127,7 @@ class Transaction:
         self.lost = False           # doomed(): the commit conflicts whatever happened
 
     @classmethod
-    def doomed(cls, store: Store, tx_id: int, node_limit=None) -> "Transaction":
+    def doomed(cls, store, tx_id: int, node_limit=None) -> "Transaction":
         """A transaction whose state was lost (live update, crash): its commit conflicts, so
         TRANSACTION_END answers EAGAIN and the client retries, which every client does."""
         tx = cls(store, tx_id, node_limit)
@@ -146,41 +152,57 @@ class Transaction:
             limit = self.node_limit()
             if limit is not None and len(self.seen) >= limit:
                 raise XenstoreError("ENOSPC", f"quota transaction-nodes ({limit}) exceeded")
-        node = self.store.nodes.get(path)
-        if node is None:
-            self.seen[path] = None
-        else:
-            self.seen[path] = node.gen
-            node = node.copy()
+        node = self.store.copy_of(path)
+        self.seen[path] = None if node is None else node.gen
         self.snapshot[path] = node
         return node
 
-    def get_mut(self, path: str) -> Node:
+    def children_bytes(self, path: str) -> bytes:
+        return self.get(path).children_bytes()
+
+    def child_names(self, path: str):
+        return self.get(path).children
+
+    def _mut(self, path: str) -> Node:
         node = self.overlay.get(path)
         if node is None:
             node = self.get(path)       # already a private copy
             self.overlay[path] = node
         return node
 
-    def create(self, path: str, node: Node) -> None:
-        self.get(path)              # records "absent" for the conflict check
-        self.overlay[path] = node
-        self.owned_delta[node.owner] += 1
+    def create_missing(self, missing: list, value: bytes, perms: tuple) -> None:
+        """As ``Store.create_missing``, in the overlay."""
+        for path in missing:
+            self.get(path)              # records "absent" for the conflict check
+        self._mut(parent(missing[-1])).children[basename(missing[-1])] = None
+        overlay = self.overlay
+        for i in range(len(missing) - 1, -1, -1):
+            node = Node(value if i == 0 else b"", perms)
+            if i:
+                node.children[basename(missing[i - 1])] = None
+            overlay[missing[i]] = node
+        self.owned_delta[perms[0].domid] += len(missing)
 
-    def remove(self, path: str) -> None:
-        node = self.get(path)
-        self.overlay[path] = None
-        self.owned_delta[node.owner] -= 1
+    def remove_tree(self, path: str) -> dict:
+        """As ``Store.remove_tree``, in the overlay; every node below is read (and counts
+        against transaction-nodes)."""
+        removed = subtree(self, path)
+        self._mut(parent(path)).children.pop(basename(path), None)
+        overlay, owned_delta = self.overlay, self.owned_delta
+        for node_path, perms in removed.items():
+            overlay[node_path] = None
+            owned_delta[perms[0].domid] -= 1
+        return removed
 
     def set_perms(self, path: str, perms: tuple) -> None:
-        node = self.get_mut(path)
+        node = self._mut(path)
         if perms[0].domid != node.owner:
             self.owned_delta[node.owner] -= 1
             self.owned_delta[perms[0].domid] += 1
         node.perms = perms
 
     def set_value(self, path: str, value: bytes) -> None:
-        self.get_mut(path).value = value
+        self._mut(path).value = value
 
     def bytes_of(self, domid: int) -> int:
         return self.store.bytes_of(domid)
@@ -189,40 +211,50 @@ class Transaction:
         return self.store.owned_by(domid) + self.owned_delta.get(domid, 0)
 
     def commit(self) -> None:
-        """Apply to the store, or raise EAGAIN and change nothing."""
+        """Apply to the store, or raise EAGAIN and change nothing.
+
+        Through the store's mutators, in three passes: every node the transaction
+        removed (or removed and made again) goes from the store with what is below
+        it; every node it changed in place gets its value and permissions (``put``);
+        every node it made is made, parents first and siblings in the transaction's
+        order, so each parent lists its children as the transaction saw them (the
+        children a transaction makes are the last of its parent's, as in the store).
+        """
         if self.lost:
             raise XenstoreError("EAGAIN", "transaction lost in a restart")
         store = self.store
-        nodes = store.nodes
+        gen_of = store.gen_of
         for path, gen in self.seen.items():
-            current = nodes.get(path)
-            if (current.gen if current is not None else None) != gen:
+            if gen_of(path) != gen:
                 raise XenstoreError("EAGAIN", f"{path} changed during the transaction")
-        changes = store.changes
-        store.preserve(self.overlay)    # a snapshot being written reads the tree as it was
-        owned_bytes = store.owned_bytes
+        snapshot = self.snapshot
+        created = []
         for path, node in self.overlay.items():
-            old = nodes.get(path)
-            if old is not None:
-                owned_bytes[old.owner] -= memory_of_node(path, old.value, old.perms)
+            if node is not None and node is snapshot.get(path):
+                store.put(path, node.value, node.perms)
+                continue
+            if self.seen[path] is not None and gen_of(path) is not None:
+                store.remove_tree(path)
             if node is not None:
-                owned_bytes[node.owner] += memory_of_node(path, node.value, node.perms)
-            if node is None:
-                if nodes.pop(path, None) is not None and changes is not None:
-                    changes[path] = REMOVED
-            else:
-                node.gen = store.stamp()
-                nodes[path] = node
-                if changes is not None:
-                    # A node made in this transaction (not the copy of one it read) was
-                    # appended to its parent's children: the journal must say created.
-                    if node is not self.snapshot.get(path):
-                        changes[path] = CREATED
-                    else:
-                        changes.setdefault(path, UPDATED)
-        owned = store.owned
-        for domid, delta in self.owned_delta.items():
-            if delta:
-                owned[domid] += delta
-                if not owned[domid]:
-                    del owned[domid]
+                created.append(path)
+        if created:
+            self._create_in_order(created)
+
+    def _create_in_order(self, created: list) -> None:
+        store, overlay = self.store, self.overlay
+        created_set = set(created)
+        per_parent = Counter(parent(path) for path in created)
+        stack = [up for up in per_parent if up not in created_set]
+        made = 0
+        while stack:
+            up_path = stack.pop()
+            names = list(islice(reversed(self.get(up_path).children), per_parent[up_path]))
+            for name in reversed(names):
+                path = join(up_path, name)
+                node = overlay[path]
+                store.put(path, node.value, node.perms)
+                made += 1
+                if path in per_parent:
+                    stack.append(path)
+        if made != len(created):
+            raise AssertionError(f"transaction commit: {len(created) - made} nodes not made")

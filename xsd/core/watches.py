@@ -98,7 +98,7 @@ class WatchRegistry:
     def _parent_perms(self, path: str):
         if path == "/":
             return None
-        node = self.store.nodes.get(parent(path))
+        node = self.store.get(parent(path))
         return node.perms if node is not None else None
 
     def fire_change(self, path: str, perms, old_perms=None) -> None:

@@ -43,10 +43,10 @@ import zlib
 from collections import Counter
 from itertools import islice
 
-from xenstore_protocol.paths import basename, join, parent
+from xenstore_protocol.paths import join, parent
 from xenstore_protocol.perms import encode_list, parse
 
-from ..core.store import CREATED, UPDATED, Node
+from ..core.store import CREATED, UPDATED
 
 log = logging.getLogger("xsd.journal")
 
@@ -178,7 +178,7 @@ class Codec:
             perms = self._perms_tuple[raw] = tuple(parse(f) for f in fields)
         return perms
 
-    def node(self, parts: list, kind: int, path: str, node: Node) -> None:
+    def node(self, parts: list, kind: int, path: str, node) -> None:
         raw_path = path.encode("ascii")
         perms = self.perms_bytes(node.perms)
         value = node.value
@@ -194,9 +194,8 @@ class Codec:
         parts.append(raw_path)
 
     @staticmethod
-    def order(parts: list, path: str, node: Node) -> None:
+    def order(parts: list, path: str, names: bytes) -> None:
         raw_path = path.encode("ascii")
-        names = node.children_bytes()
         parts.append(NAMES.pack(ORDER, len(raw_path), len(names)))
         parts.append(raw_path)
         parts.append(names)
@@ -218,13 +217,14 @@ class Codec:
     def apply(self, store, payload, offset: int, on_meta, on_watch=None) -> int:
         """Apply the entries of ``payload`` from ``offset`` to ``store``; return END's count or -1.
 
-        Writes ``store.nodes`` directly (no generation stamping, no change
-        tracking); owner counts are recomputed by the caller afterwards.
+        Through the store's loading interface (``load``, ``unload``, ``order``: no
+        generation stamping, no change tracking); owner counts are recomputed by
+        the caller afterwards (``recount``).
         META goes to ``on_meta(state)``, WATCH / UNWATCH to
         ``on_watch(kind, domid, path, token, relative)``.  One method per
         entry kind (``_ENTRIES``), each returning the offset after its entry.
         """
-        target = _Target(store.nodes, on_meta, on_watch)
+        target = _Target(store, on_meta, on_watch)
         size = len(payload)
         try:
             while offset < size:
@@ -246,35 +246,30 @@ class Codec:
         value, offset = _bytes(payload, offset, vlen)
         raw_perms, offset = _bytes(payload, offset, perms_len)
         perms = self.perms_tuple(raw_perms)
-        nodes = target.nodes
-        if kind == CREATE:
-            _create(nodes, path, value, perms, gen)
-        else:
-            node = nodes.get(path)
-            if node is None:
-                raise CorruptError(f"update of {path}, which does not exist")
-            node.value, node.perms, node.gen = value, perms, gen
+        try:
+            target.store.load(path, value, perms, gen, append=kind == CREATE)
+        except KeyError:
+            if kind == CREATE:
+                raise CorruptError(f"{path} created under a missing parent") from None
+            raise CorruptError(f"update of {path}, which does not exist") from None
         return offset
 
     def _delete_entry(self, target, kind, payload, offset: int) -> int:
         _, plen = PATH.unpack_from(payload, offset)
         path, offset = _text(payload, offset + PATH.size, plen)
-        nodes = target.nodes
-        if nodes.pop(path, None) is not None:
-            up = nodes.get(parent(path))
-            if up is not None:
-                up.children.pop(basename(path), None)
+        if path == "/":
+            raise CorruptError("deletion of the root")
+        target.store.unload(path)
         return offset
 
     def _order_entry(self, target, kind, payload, offset: int) -> int:
         _, plen, nlen = NAMES.unpack_from(payload, offset)
         path, offset = _text(payload, offset + NAMES.size, plen)
         names, offset = _text(payload, offset, nlen)
-        names = names.split("\0")[:-1]
-        node = target.nodes.get(path)
-        if node is None or set(names) != set(node.children):
-            raise CorruptError(f"children order of {path} does not match its children")
-        node.children = dict.fromkeys(names)
+        try:
+            target.store.order(path, names.split("\0")[:-1])
+        except ValueError as err:
+            raise CorruptError(str(err)) from None
         return offset
 
     def _meta_entry(self, target, kind, payload, offset: int) -> int:
@@ -310,10 +305,10 @@ def _text(payload, offset: int, length: int):
 
 class _Target:
     """Where ``Codec.apply`` puts what it decodes."""
-    __slots__ = ("nodes", "on_meta", "on_watch", "count")
+    __slots__ = ("store", "on_meta", "on_watch", "count")
 
-    def __init__(self, nodes: dict, on_meta, on_watch):
-        self.nodes = nodes
+    def __init__(self, store, on_meta, on_watch):
+        self.store = store
         self.on_meta = on_meta
         self.on_watch = on_watch
         self.count = -1
@@ -326,27 +321,12 @@ _ENTRIES = {
 }
 
 
-def _create(nodes: dict, path: str, value: bytes, perms: tuple, gen: int) -> None:
-    """(Re)append ``path`` to its parent's children, as the live store did when it made it."""
-    up = nodes.get(parent(path)) if path != "/" else None
-    if up is None:
-        raise CorruptError(f"{path} created under a missing parent")
-    name = basename(path)
-    node = nodes.get(path)
-    if node is None:
-        nodes[path] = Node(value, perms, None, gen)
-    else:
-        # Removed and made again in the batch: its old children are removed by their own entries.
-        up.children.pop(name, None)
-        node.value, node.perms, node.gen = value, perms, gen
-    up.children[name] = None
-
-
-def encode_changes(codec: Codec, parts: list, nodes: dict, changes: dict) -> None:
-    """Entries for what ``changes`` (path -> CREATED/UPDATED/REMOVED) did to ``nodes``."""
+def encode_changes(codec: Codec, parts: list, store, changes: dict) -> None:
+    """Entries for what ``changes`` (path -> CREATED/UPDATED/REMOVED) did to ``store``."""
     created = []
+    get = store.get
     for path, change in changes.items():
-        node = nodes.get(path)
+        node = get(path)
         if node is None:
             codec.delete(parts, path)
         elif change == UPDATED:
@@ -354,10 +334,10 @@ def encode_changes(codec: Codec, parts: list, nodes: dict, changes: dict) -> Non
         elif change == CREATED:
             created.append(path)
     if created:
-        _encode_created(codec, parts, nodes, created)
+        _encode_created(codec, parts, store, created)
 
 
-def _encode_created(codec: Codec, parts: list, nodes: dict, created: list) -> None:
+def _encode_created(codec: Codec, parts: list, store, created: list) -> None:
     """CREATE entries in the order replay must append them: parents first, siblings as listed.
 
     The k children a batch created under a parent are the last k of its
@@ -369,22 +349,22 @@ def _encode_created(codec: Codec, parts: list, nodes: dict, created: list) -> No
     emitted = 0
     while stack:
         up_path = stack.pop()
-        up = nodes[up_path]
-        names = list(islice(reversed(up.children), per_parent[up_path]))
+        children = store.child_names(up_path)
+        names = list(islice(reversed(children), per_parent[up_path]))
         names.reverse()
         explicit = not created_set.issuperset(join(up_path, name) for name in names)
         if explicit:
             # Not the tail after all: say the order outright (see the module docstring).
             log.warning("journal: children of %s not in creation order; recording the order", up_path)
-            names = [name for name in up.children if join(up_path, name) in created_set]
+            names = [name for name in children if join(up_path, name) in created_set]
         for name in names:
             path = join(up_path, name)
-            codec.node(parts, CREATE, path, nodes[path])
+            codec.node(parts, CREATE, path, store.get(path))
             emitted += 1
             if path in per_parent:
                 stack.append(path)
         if explicit:
-            codec.order(parts, up_path, up)
+            codec.order(parts, up_path, store.children_bytes(up_path))
     if emitted != len(created):
         raise AssertionError(f"journal: {len(created) - emitted} created nodes not reachable")
 

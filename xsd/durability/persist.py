@@ -7,7 +7,7 @@ damaged one with a sound record after it; then write a fresh snapshot and
 start an empty journal (a new *epoch*), so every run begins clean.
 
 Running: a listener of the core (``xsd.core.daemon.Listener``): mutators
-note what they change (``Store.changes``, plus ``state_changed`` for domains,
+note what they change (the store's ``take_changes``, plus ``state_changed`` for domains,
 quotas and special permissions, and guests' watches); ``commit``, called by
 ``Daemon.flush`` before any output is handed on, turns all of it
 into one journal record: one write and (``--fsync batch``) one fsync for
@@ -188,7 +188,7 @@ class Persistence:
         self.guest_watches.keep_only(d.domains.is_introduced)
         finish_load(d, self.journal_path)
         log.info("loaded %s: epoch %d, %d nodes; replayed %d journal records; %d nodes now (%.0f ms)",
-                 self.dir, self.epoch, count, replayed, len(d.store.nodes),
+                 self.dir, self.epoch, count, replayed, len(d.store),
                  (time.monotonic() - started) * 1000)
         return True
 
@@ -271,19 +271,18 @@ class Persistence:
     # -- running --------------------------------------------------------------
     def commit(self, changes=None) -> None:
         """Journal the batch's changes: one write, and one fsync with ``--fsync batch``.
-        ``changes``: the batch's, from ``Daemon.flush``, which clears them after every
-        listener; None: the store's so far (a snapshot starting), cleared here."""
+        ``changes``: the batch's, from ``Daemon.flush`` (the store's ``take_changes``);
+        None: the store's so far (a snapshot starting), taken here."""
         store = self.d.store
-        ours = changes is None
-        if ours:
-            changes = store.changes
+        if changes is None:
+            changes = store.take_changes()
         watches = self.guest_watches
         if not changes and not self.meta_dirty and not watches.pending:
             return
         try:
             parts = [BATCH.pack(self.seq + 1, store.next_gen)]
             if changes:
-                encode_changes(self.codec, parts, store.nodes, changes)
+                encode_changes(self.codec, parts, store, changes)
             if watches.pending:
                 watches.encode(self.codec, parts)      # before META, which holds the result
             if self.meta_dirty:
@@ -303,8 +302,6 @@ class Persistence:
             os._exit(EXIT_JOURNAL_FAILED)
         self.seq += 1
         self.records += 1
-        if ours:
-            changes.clear()
         self.meta_dirty = False
         self.journal_size += size
         if self.journal_size > max(self.journal_max, 2 * self.snapshot_size):
@@ -354,8 +351,12 @@ class Persistence:
         d = self.d
         epoch = self.epoch + 1
         try:
-            self.snapshot_size = snapshot.write(self.snapshot_path, epoch, self.codec, d.store,
-                                                meta_state(d, self.guest_watches))
+            tree = d.store.freeze()
+            try:
+                self.snapshot_size = snapshot.write(self.snapshot_path, epoch, self.codec, tree,
+                                                    meta_state(d, self.guest_watches))
+            finally:
+                d.store.thaw()
             fd = self._new_journal(self.journal_path, epoch)
             # A next journal left by an unfinished snapshot is older now: gone.
             _unlink(self.next_journal_path)
@@ -368,7 +369,7 @@ class Persistence:
         self._switch_journal(fd, epoch)
         self.snapshots += 1
         self.last_snapshot_seconds = snapshot.write.last_seconds
-        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store.nodes),
+        log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms", epoch, len(d.store),
                  self.snapshot_size, self.last_snapshot_seconds * 1000)
 
     def _new_journal(self, path: str, epoch: int) -> int:
@@ -489,7 +490,7 @@ class Persistence:
         self.snapshots += 1
         self.last_snapshot_seconds = time.monotonic() - job.started
         log.info("snapshot epoch %d: %d nodes, %d bytes in %.0f ms, written between requests "
-                 "in %d steps", self.epoch, len(self.d.store.nodes), size,
+                 "in %d steps", self.epoch, len(self.d.store), size,
                  self.last_snapshot_seconds * 1000, job.steps)
 
     def _abandon_job(self) -> None:

@@ -19,8 +19,6 @@ can write a snapshot between requests, from a frozen view of its store
 import os
 import time
 
-from xenstore_protocol.paths import join
-
 from .journal import (BATCH, COUNT, CREATE, END, FILE_HEADER, UPDATE, CorruptError, Codec,
                       file_header, frame, read_file_header, read_records)
 
@@ -29,29 +27,17 @@ CHUNK = 1 << 20          # bytes of entries per record: bounded memory, cheap CR
 STEP_NODES = 2048        # nodes per record: bounds one step of an incremental snapshot
 
 
-def preorder(tree):
-    """``(path, node)`` for every node, each parent before its children, children in order.
-    ``tree``: anything with ``get(path)`` (a Store, a frozen view of one)."""
-    get = tree.get
-    stack = ["/"]
-    while stack:
-        path = stack.pop()
-        node = get(path)
-        yield path, node
-        if node.children:
-            stack.extend(join(path, name) for name in reversed(node.children))
-
-
 def records(codec: Codec, store, meta: dict):
-    """The records of a snapshot of ``store`` (a Store or ``Store.freeze``'s view: ``get``
-    and ``next_gen``) and ``meta`` (framed bytes, in order)."""
+    """The records of a snapshot of ``store`` (a store that does not change meanwhile, or
+    what its ``freeze`` gives: ``preorder()`` and ``next_gen``) and ``meta`` (framed bytes,
+    in order)."""
     seq = 1
     parts = [BATCH.pack(seq, store.next_gen)]
     codec.meta(parts, meta)
     size = 0
     count = 0
     in_record = 0
-    for path, node in preorder(store):
+    for path, node in store.preorder():
         codec.node(parts, CREATE if count else UPDATE, path, node)
         count += 1
         in_record += 1
@@ -145,8 +131,8 @@ def load(data, offset: int, name: str, codec: Codec, store, on_meta) -> int:
         store.next_gen = max(store.next_gen, BATCH.unpack_from(payload)[1])
     if count < 0:
         raise CorruptError(f"{name}: no end marker: incomplete snapshot")
-    if count != len(store.nodes):
-        raise CorruptError(f"{name}: end marker counts {count} nodes, {len(store.nodes)} loaded")
+    if count != len(store):
+        raise CorruptError(f"{name}: end marker counts {count} nodes, {len(store)} loaded")
     return count
 
 

@@ -117,10 +117,14 @@ def _write_state(server, listeners: list, guests: list) -> str:
     with open(tmp, "wb") as f:
         f.write(HEADER.pack(MAGIC, VERSION, len(header_json)))
         f.write(header_json)
-        for record in snapshot.records(Codec(), d.store, meta_state(d)):
-            f.write(record)
+        tree = d.store.freeze()
+        try:
+            for record in snapshot.records(Codec(), tree, meta_state(d)):
+                f.write(record)
+        finally:
+            d.store.thaw()
     os.rename(tmp, path)
-    log.info("live update: state saved to %s (%d nodes, %d guests)", path, len(d.store.nodes),
+    log.info("live update: state saved to %s (%d nodes, %d guests)", path, len(d.store),
              len(guests))
     return path
 
@@ -185,4 +189,4 @@ class Handoff:
         elif saved:
             log.error("live update: %d guest sessions lost: no guest transport", len(saved))
         log.info("live update: restored from pid %d: %d nodes, %d domains, %d guest sessions",
-                 self.runtime["pid"], len(d.store.nodes), len(d.domains.domains), len(saved))
+                 self.runtime["pid"], len(d.store), len(d.domains.domains), len(saved))
