@@ -16,8 +16,9 @@ What the engine must know of the Python side, and when it learns it:
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
-- whether it may change the store: not while the access log is on (every
-  request must be logged in Python) or the store is frozen for a snapshot.
+- whether it may answer at all: not while the access log is on (every
+  request is logged in Python).  Snapshots need no pause: the C store's
+  ``freeze`` copies the tree in one call (cstore.py).
 
 Counts: the engine counts what it answers per session and type;
 ``stats.session_counters`` folds them into the session's counters.
@@ -44,25 +45,30 @@ class FastPath:
     def state_changed(self) -> None:
         self.epoch += 1
 
-    def serve(self, session, data: bytes):
+    def serve(self, session, data: bytes, flush_at: int):
         """Answer the requests at the start of ``data`` that the engine takes; their replies
-        go out through ``session.send``.  -> (bytes consumed, journaled payload bytes)."""
+        go out through ``session.send``, handed to the transport whenever more than
+        ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
+        ask for 50 MiB of replies).  -> (bytes consumed, journaled payload bytes)."""
         daemon = self.daemon
         if daemon.access_log:
             return 0, 0
         conn = session.native
         if conn is None or session.native_epoch != self.epoch:
             conn = self._configure(session)
-        flags = MUTATE if daemon.store.frozen is None else 0
         run = self.engine.run
         consumed = journaled = 0
         while True:
-            used, out, journal_bytes, _, stop = run(conn, data, flags, consumed)
+            used, out, journal_bytes, _, stop = run(conn, data, MUTATE, consumed)
             consumed += used
             journaled += journal_bytes
             if out:
                 session.send(out)
-            if stop != STOP_FULL or session.paused or session.closed:
+            if stop != STOP_FULL:
+                return consumed, journaled
+            if session.out_bytes > flush_at:
+                daemon.flush()
+            if session.paused or session.closed:
                 return consumed, journaled
 
     def _configure(self, session):

@@ -53,7 +53,7 @@ class RequestPump:
             return data
         if self.policy is not None:
             self._pay_snapshot_debt(session)
-        consumed, journaled = fast.serve(session, data)
+        consumed, journaled = fast.serve(session, data, FLUSH_AT)
         if journaled and self.policy is not None:
             self._written[session] = self._written.get(session, 0) + journaled
         if session.out_bytes > FLUSH_AT:
