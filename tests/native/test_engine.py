@@ -19,6 +19,7 @@ from xenstore_protocol.paths import canonicalize
 from xsd._native import BACKEND, MATCH_ANCESTORS, MATCH_DESCENDANTS
 from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
+from xsd.core.store import Store
 
 pytestmark = pytest.mark.skipif(BACKEND != "cffi", reason="the engine is the C build's")
 
@@ -44,8 +45,9 @@ class Pair:
     """One oracle daemon and one engine over a C store, kept in step."""
 
     def __init__(self):
+        # The oracle runs on the Python store, whatever the backend (XSD_NATIVE).
         self.daemon = Daemon(Config(rundir="/nonexistent", no_domain_init=True),
-                             host=FakeHypervisorHost())
+                             host=FakeHypervisorHost(), store=Store())
         self.store = NodeStore()
         # The engine borrows the oracle's watch trie: watches registered through the
         # daemon's WATCH handler are exactly what the engine sees.
@@ -97,7 +99,7 @@ class Pair:
 
     def oracle_nodes(self):
         return {path: (n.value, tuple(tuple(p) for p in n.perms), list(n.children), n.gen)
-                for path, n in self.daemon.store.nodes.items()}
+                for path, n in self.daemon.store.items()}
 
     def assert_same_stores(self):
         assert self.c_nodes() == self.oracle_nodes()

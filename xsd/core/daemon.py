@@ -86,10 +86,12 @@ class Listener:
 
 
 class Daemon:
-    def __init__(self, config, host=None, durability=None):
+    def __init__(self, config, host=None, durability=None, store=None):
+        """``store``: the node store, by default the backend's (``new_store``); a test gives
+        the Python store to hold the C request path to it (tests/native/test_engine.py)."""
         self.config = config
         self.host = host if host is not None else Host()
-        self.store = new_store()
+        self.store = new_store() if store is None else store
         self.watches = WatchRegistry(self.store)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
