@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Issue 17's targets, measured: xsd beside the Xen daemons and two do-nothing responders.
 
-    python bench/bench_floors.py                       # every row, -n 10000, 2 reps: ~15 min here
+    python bench/bench_floors.py                       # every row, -n 10000, 2 reps: ~6 min here
     python bench/bench_floors.py --rows rw,mc8 --reps 1 -n 5000   # a quick look at some rows
 
 The anchors' load generator over libxenstore (../shared/anchors/xsbench.c, built into a
