@@ -1,23 +1,34 @@
 #!/usr/bin/env python3
-"""Request cost against both floors: xsd beside the Xen daemons and two do-nothing responders.
+"""Issue 17's targets, measured: xsd beside the Xen daemons and two do-nothing responders.
 
-    python bench/bench_floors.py                  # -n 10000, 2 reps: about 10 minutes here
-    python bench/bench_floors.py --reps 1 -n 5000 # a quick look
+    python bench/bench_floors.py                       # every row, -n 10000, 2 reps: ~6 min here
+    python bench/bench_floors.py --rows rw,mc8 --reps 1 -n 5000   # a quick look at some rows
 
-One client, the anchors' load generator over libxenstore (../shared/anchors/xsbench.c,
-built into a temporary directory), drives every daemon in the same run, daemons and
-repetitions interleaved, medians printed:
+The anchors' load generator over libxenstore (../shared/anchors/xsbench.c, built into a
+temporary directory) drives every daemon in the same run, daemons and repetitions
+interleaved, medians printed:
 
 - C floor: bench/floors/floor_c.c (built here), canned reply per request, no store;
 - uvloop floor: bench/floors/floor_uvloop.py, the same in Python, one write per batch;
 - C xenstored and oxenstored (no access log), Debian's, through the anchors' scripts;
 - xsd in memory (--no-persist) and xsd with its default journal, state on tmpfs
-  (as /var/run/xenstored is on a Xen host).
+  (/dev/shm, as /var/run/xenstored is on a Xen host).
 
-Rows: ``xsbench -p PID rw mc:8`` (read, overwrite, create with one client; the daemon's
-CPU per request from /proc/PID/stat, user + system; 8 clients at once) and, on a
-freshly started daemon, ``xsbench -p PID rss`` (RSS per node for 100k nodes of 32 B).
-The floors answer READ with 31 bytes and everything else OK, so they have no RSS row.
+Row groups (``--rows``, comma-separated; all by default), each ``xsbench -p PID`` run in its
+own process on one daemon per repetition, except the memory rows, which each get a fresh one:
+
+  rw        read, overwrite, create, create 100 per directory; daemon CPU per request
+  dir tx    DIRECTORY of 1000 children; transaction start + write + commit
+  watch     watch:10 and watch:10000: registrations/s, write-to-event p50/p99, streamed
+            writes/s and events/s (W watches on other paths, one matches)
+  mc8       mc:8: 8 clients at once, aggregate ops/s and daemon CPU per request
+  rss       RSS per node, 100k nodes of 32 B (xsbench rss, fresh daemon)
+  watchrss  RSS per registered watch: 10,000 watches on /w/<i> from one connection, every
+            initial event read (fresh daemon; measured here, xsbench has no such test)
+
+The floors answer READ with 31 bytes and everything else OK, so they run rw and mc8 only.
+The last column sets xsd beside each of issue 17's targets that names the row: the ratio
+(or the figure) and the target, with a tick when it is met.
 """
 import argparse
 import os
@@ -36,19 +47,61 @@ sys.path.insert(0, ROOT)
 from bench.bench_requests import Oxenstored, build_xsbench   # noqa: E402
 from tests import anchors                                    # noqa: E402
 from tests.daemon_process import DaemonProcess               # noqa: E402
+from tests.wire import RawClient                             # noqa: E402
+from xenstore_protocol import Op                             # noqa: E402
 
 FLOORS = os.path.join(ROOT, "bench", "floors")
 DAEMONS = ["c-floor", "uvloop-floor", "cxenstored", "oxenstored", "xsd", "xsd-journal"]
 HEADINGS = {"c-floor": "C floor", "uvloop-floor": "uvloop floor", "cxenstored": "C xenstored",
             "oxenstored": "oxenstored (no log)", "xsd": "xsd in memory",
             "xsd-journal": "xsd, journal on tmpfs"}
-ROWS = [("read_ops_per_s", "read ops/s, 1 client", "%.0f"),
-        ("overwrite_ops_per_s", "overwrite ops/s, 1 client", "%.0f"),
-        ("create_ops_per_s", "create ops/s, 1 client", "%.0f"),
-        ("rw_daemon_cpu_us_per_op", "daemon CPU per request, 1 client (us)", "%.1f"),
-        ("mc8_aggregate_ops_per_s", "8 clients at once: aggregate ops/s", "%.0f"),
-        ("mc8_daemon_cpu_us_per_op", "8 clients: daemon CPU per request (us)", "%.1f"),
-        ("rss_bytes_per_node", "RSS per node, 100k nodes of 32 B (fresh daemon)", "%.0f")]
+# --rows group -> the xsbench tests it runs on the shared daemon (None: a fresh daemon of its own)
+GROUPS = {"rw": ["rw"], "dir": ["dir"], "tx": ["tx"], "watch": ["watch:10", "watch:10000"],
+          "mc8": ["mc:8"], "rss": None, "watchrss": None}
+FLOOR_GROUPS = ("rw", "mc8")
+WATCHES_FOR_RSS = 10000
+# Seconds one xsbench test may take (C xenstored's mc:8 takes ~40 s here; a watch test ~5 s).
+XSBENCH_TIMEOUT = {"watch": 60, "other": 180}
+
+# Issue 17's targets, each one (kind, bound) with kind:
+#   "xen"     xsd in memory / the better of C xenstored and oxenstored on this row
+#   "ox"      xsd in memory / oxenstored
+#   "uvloop"  xsd in memory / the uvloop floor
+#   "journal" xsd with its journal on tmpfs / xsd in memory
+#   "abs"     xsd in memory's figure itself
+# A rate must reach its bound; a latency, a CPU time or a size must stay under it.
+ONE_CLIENT_RATE = [("xen", 1.0), ("journal", 0.8)]
+FLOOR_RATE = [("xen", 1.0), ("uvloop", 0.9), ("journal", 0.8)]
+LATENCY = [("xen", 1.0)]
+ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
+    ("read_ops_per_s", "read ops/s, 1 client", "%.0f", FLOOR_RATE),
+    ("overwrite_ops_per_s", "overwrite ops/s, 1 client", "%.0f", FLOOR_RATE),
+    ("create_ops_per_s", "create ops/s, 1 client", "%.0f", FLOOR_RATE),
+    ("create_spread_ops_per_s", "create, 100 per directory, ops/s", "%.0f", FLOOR_RATE),
+    ("rw_daemon_cpu_us_per_op", "daemon CPU per request, 1 client (us)", "%.1f", []),
+    ("dir1000_ops_per_s", "DIRECTORY of 1000 children, ops/s", "%.0f", ONE_CLIENT_RATE),
+    ("tx_ops_per_s", "transaction start+write+commit, /s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10_register_per_s", "W=10: watch registrations/s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10_write_to_event_p50_us", "W=10: write-to-event p50 (us)", "%.1f", LATENCY),
+    ("watch_W10_write_to_event_p99_us", "W=10: write-to-event p99 (us)", "%.1f", LATENCY),
+    ("watch_W10_writes_per_s", "W=10: streamed writes/s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10_events_per_s", "W=10: events/s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10000_register_per_s", "W=10000: watch registrations/s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10000_write_to_event_p50_us", "W=10000: write-to-event p50 (us)", "%.1f",
+     LATENCY + [("ox", 0.5)]),
+    ("watch_W10000_write_to_event_p99_us", "W=10000: write-to-event p99 (us)", "%.1f", LATENCY),
+    ("watch_W10000_writes_per_s", "W=10000: streamed writes/s", "%.0f", ONE_CLIENT_RATE),
+    ("watch_W10000_events_per_s", "W=10000: events/s", "%.0f", ONE_CLIENT_RATE),
+    ("mc8_aggregate_ops_per_s", "8 clients at once: aggregate ops/s", "%.0f",
+     [("xen", 2.0), ("journal", 0.8)]),
+    ("mc8_daemon_cpu_us_per_op", "8 clients: daemon CPU per request (us)", "%.1f", [("xen", 0.5)]),
+    ("rss_bytes_per_node", "RSS per node, 100k nodes of 32 B (fresh daemon)", "%.0f",
+     [("abs", 115)]),
+    ("watch_rss_bytes_per_watch", "RSS per registered watch, 10,000 watches (fresh daemon)",
+     "%.0f", [("abs", 200)]),
+]
+TARGET_NAMES = {"xen": "better Xen", "ox": "oxenstored", "uvloop": "uvloop floor",
+                "journal": "journal / in memory"}
 
 
 class Floor:
@@ -110,15 +163,121 @@ def stop(daemon) -> None:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def xsbench(exe: str, daemon, tests, nkeys: int) -> dict:
+def xsbench(exe: str, daemon, test: str, nkeys: int) -> dict:
+    """One xsbench process per test, so a test that fails or hangs costs only its own figures;
+    what it printed before is kept (xsbench prints each figure as soon as it has it).
+
+    A hang is not hypothetical: in watch:W's streaming phase, C xenstored coalesces identical
+    pending events ("dropping duplicate watch") when the draining thread falls behind on a
+    loaded machine, and xsbench then waits for 3000 events that never come."""
     env = dict(os.environ, XENSTORED_PATH=daemon.socket_path)
     try:
-        out = subprocess.run([exe, "-n", str(nkeys), "-p", str(daemon.pid), *tests], env=env,
-                             check=True, capture_output=True, text=True, timeout=600).stdout
+        out = subprocess.run([exe, "-n", str(nkeys), "-p", str(daemon.pid), test], env=env,
+                             check=True, capture_output=True, text=True,
+                             timeout=XSBENCH_TIMEOUT["watch" if test.startswith("watch:") else "other"]).stdout
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
-        print(f"  xsbench {tests} failed: {err}", file=sys.stderr)
-        return {}
-    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if line.strip())}
+        print(f"  xsbench {test} failed: {err}", file=sys.stderr)
+        out = err.stdout or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if len(line.split()) == 2)}
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def watch_rss(daemon, watches: int = WATCHES_FOR_RSS) -> dict:
+    """RSS per registered watch: one connection registers ``watches`` watches on /w/<i>
+    (xsbench watch:W's paths and tokens), reading every reply and initial event, so nothing
+    waits in the daemon's output; RSS is taken with the connection open, before and after."""
+    client = RawClient(daemon.socket_path, timeout=60)
+    try:
+        before = rss_kib(daemon.pid)
+        events = 0
+        for first in range(0, watches, 256):      # 256 in flight: a few socket buffers' worth
+            sent = [client.send_packet(Op.WATCH, b"/w/%d\0t%d\0" % (i, i))
+                    for i in range(first, min(first + 256, watches))]
+            for req in sent:
+                reply = client.reply(req)
+                if reply.op != Op.WATCH:
+                    raise RuntimeError(f"WATCH refused: {reply.payload!r}")
+            events += len(client.events)
+            client.events.clear()
+            client.received.clear()
+        events += len(client.wait_events(watches - events, timeout=60))
+        if events != watches:
+            raise RuntimeError(f"{events} initial events for {watches} watches")
+        after = rss_kib(daemon.pid)
+    finally:
+        client.close()
+    return {"watch_rss_bytes_per_watch": (after - before) * 1024 / watches}
+
+
+def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> dict:
+    """Every chosen group's figures for one daemon, one repetition."""
+    if name.endswith("floor"):
+        groups = [g for g in groups if g in FLOOR_GROUPS]
+    results = {}
+    shared = [test for g in groups if GROUPS[g] for test in GROUPS[g]]
+    if shared:
+        daemon = start(name, rundir + "-shared", work)
+        try:
+            for test in shared:
+                results.update(xsbench(exe, daemon, test, nkeys))
+        finally:
+            stop(daemon)
+    for group in groups:                          # memory: on a fresh daemon of its own
+        if GROUPS[group] is not None:
+            continue
+        daemon = start(name, rundir + "-" + group, work)
+        try:
+            if group == "rss":
+                results.update(xsbench(exe, daemon, "rss", nkeys))
+            else:
+                results.update(watch_rss(daemon))
+        except (OSError, RuntimeError) as err:
+            print(f"  {group} on {name} failed: {err}", file=sys.stderr)
+        finally:
+            stop(daemon)
+    return results
+
+
+def lower_is_better(metric: str) -> bool:
+    return not metric.endswith("_per_s")
+
+
+def against_targets(metric: str, targets, med: dict) -> str:
+    """The row's targets as 'ratio× what (≥ bound ✓)', for xsd in memory unless said."""
+    def get(daemon):
+        return med.get(daemon, {}).get(metric)
+    xsd, lower = get("xsd"), lower_is_better(metric)
+    parts = []
+    for kind, bound in targets:
+        if kind == "abs":
+            value, base = xsd, 1.0
+        elif kind == "journal":
+            value, base = get("xsd-journal"), xsd
+        elif kind == "xen":
+            xen = [v for v in (get("cxenstored"), get("oxenstored")) if v is not None]
+            value, base = xsd, ((min(xen) if lower else max(xen)) if xen else None)
+        else:
+            value, base = xsd, get({"ox": "oxenstored", "uvloop": "uvloop-floor"}[kind])
+        if value is None or not base:
+            continue
+        ratio = value / base
+        met = ratio <= bound if lower else ratio >= bound
+        mark = "✓" if met else "✗"
+        sign = "≤" if lower else "≥"
+        if kind == "abs":
+            parts.append(f"{ratio:.0f} B ({sign} {bound:g} {mark})")
+        else:
+            parts.append(f"{ratio:.2f}× {TARGET_NAMES[kind]} ({sign} {bound:g} {mark})")
+    return "; ".join(parts)
 
 
 def main() -> int:
@@ -127,35 +286,44 @@ def main() -> int:
     parser.add_argument("-n", "--keys", type=int, default=10000)
     parser.add_argument("--daemons", default=",".join(DAEMONS),
                         help="comma-separated subset of " + ",".join(DAEMONS))
+    parser.add_argument("--rows", default=",".join(GROUPS),
+                        help="comma-separated subset of " + ",".join(GROUPS))
     args = parser.parse_args()
     why = anchors.available()
     if why:
         sys.exit(f"cannot run: {why}")
-    daemons = args.daemons.split(",")
+    daemons, groups = args.daemons.split(","), args.rows.split(",")
+    for chosen, known in ((daemons, DAEMONS), (groups, GROUPS)):
+        unknown = set(chosen) - set(known)
+        if unknown:
+            parser.error(f"unknown {', '.join(sorted(unknown))}; expected some of {', '.join(known)}")
     results = {d: {} for d in daemons}
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as work:
         exe = build_xsbench(work)
         subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(work, "floor_c"),
                         os.path.join(FLOORS, "floor_c.c")], check=True)
         for rep in range(args.reps):
             for name in daemons:
-                runs = [["rw", "mc:8"]] + ([] if name.endswith("floor") else [["rss"]])
-                for i, tests in enumerate(runs):       # rss on a fresh daemon of its own
-                    daemon = start(name, os.path.join(work, f"{name}-{rep}-{i}"), work)
-                    try:
-                        for metric, value in xsbench(exe, daemon, tests, args.keys).items():
-                            results[name].setdefault(metric, []).append(value)
-                    finally:
-                        stop(daemon)
-                print(f"rep {rep + 1}/{args.reps} {name} done", file=sys.stderr)
+                figures = measure(name, groups, exe, args.keys, os.path.join(work, f"{name}-{rep}"), work)
+                for metric, value in figures.items():
+                    results[name].setdefault(metric, []).append(value)
+                print(f"rep {rep + 1}/{args.reps} {name} done ({time.monotonic() - started:.0f} s)",
+                      file=sys.stderr)
     med = {d: {m: statistics.median(v) for m, v in r.items()} for d, r in results.items()}
-    print("| metric | " + " | ".join(HEADINGS[d] for d in daemons) + " |")
-    print("|---|" + "---:|" * len(daemons))
-    for metric, label, fmt in ROWS:
+    print("| metric | " + " | ".join(HEADINGS[d] for d in daemons) + " | xsd against issue 17's targets |")
+    print("|---|" + "---:|" * len(daemons) + "---|")
+    for metric, label, fmt, targets in ROWS:
+        if not any(metric in med[d] for d in daemons):
+            continue
         cells = [(fmt % med[d][metric]) if metric in med[d] else "" for d in daemons]
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    print(f"\nxsbench -n {args.keys} -p PID rw mc:8, and rss on a fresh daemon; medians of {args.reps} "
-          "interleaved runs; CPU per request is the daemon's user + system time (/proc/PID/stat).")
+        print(f"| {label} | " + " | ".join(cells) + f" | {against_targets(metric, targets, med)} |")
+    tests = " ".join(t for g in groups if GROUPS[g] for t in GROUPS[g])
+    print(f"\nxsbench -n {args.keys} -p PID, one process per test, on one daemon: {tests}; "
+          f"on fresh daemons: {', '.join(g for g in groups if GROUPS[g] is None) or 'nothing'}. "
+          f"Medians of {args.reps} interleaved runs; CPU per request is the daemon's user + "
+          "system time (/proc/PID/stat); 'better Xen' is the better of C xenstored and "
+          "oxenstored on that row.")
     return 0
 
 
