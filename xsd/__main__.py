@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bytes held for all clients that do not read, together; beyond it "
                              "their watch events are dropped (default 0: 64 x --out-high-water)")
     parser.add_argument("--python-requests", action="store_true",
-                        help="answer every request in Python, the C request path off "
-                             "(for comparison; docs/benchmarks.md)")
+                        help="answer every request in Python, the C request path off, for "
+                             "comparison (default off: the common requests are answered in C "
+                             "on the C store; docs/internals.md)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
