@@ -63,6 +63,9 @@ class FastPath:
             conn = self._configure(session)
         run = self.engine.run
         stats = daemon.stats
+        # In memory, replies need not wait for the batch's flush (no journal to write first):
+        # they go straight to the transport, unless output of this client is already waiting.
+        direct = not daemon.listeners
         consumed = journaled = 0
         while True:
             if stats.timed:
@@ -75,7 +78,11 @@ class FastPath:
             consumed += used
             journaled += journal_bytes
             if out:
-                session.send(out)
+                if direct and not (session.out or session.backlog or session.paused):
+                    session.write(out)      # nothing of this client waits before these replies
+                    session.count_unsent()
+                else:
+                    session.send(out)
             if stop != STOP_FULL:
                 return consumed, journaled
             if session.out_bytes > flush_at:

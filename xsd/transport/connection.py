@@ -52,7 +52,6 @@ class Connection(asyncio.Protocol):
         if not (self.queue or session.paused or self.decoder.pending):
             data = self.pump.serve_bytes(session, data)
             if not data:
-                self.pump.request_flush()
                 return
         try:
             packets = self.decoder.feed(data)

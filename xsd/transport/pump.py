@@ -47,7 +47,9 @@ class RequestPump:
         """The C request path first (xsd/core/fastpath.py): it answers the requests at the
         start of ``data`` it can; the rest, from the first request it leaves to Python, is
         returned for the transport's decoder and ``serve``.  The caller holds no partial
-        packet and no queued request, so ``data`` starts at a packet and order is kept."""
+        packet and no queued request, so ``data`` starts at a packet and order is kept.
+        When the engine answered all of it, the flush is asked for here, and only if some
+        output or a journal commit waits for it (in memory, replies went out directly)."""
         fast = self.daemon.fastpath
         if fast is None or session.paused:
             return data
@@ -58,7 +60,11 @@ class RequestPump:
             self._written[session] = self._written.get(session, 0) + journaled
         if session.out_bytes > FLUSH_AT:
             self.daemon.flush()
-        return data[consumed:] if consumed else data
+        if consumed < len(data):
+            return data[consumed:] if consumed else data
+        if self.daemon.dirty or self.policy is not None:
+            self.request_flush()        # else every reply already went out (fastpath.py)
+        return b""
 
     def serve(self, session, packets, queue) -> None:
         """Handle ``packets`` in order; once ``session`` is paused or closed, the rest wait
