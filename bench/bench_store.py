@@ -14,7 +14,7 @@ figure (Python store plus everything else) see bench/bench_floors.py.
 
 Then the whole-tree dump a snapshot writer takes (``dump()``: store.h's
 xsd_store_dump records, built by PyNodeStore in Python) and its parse into
-node records (``nodes()``), at 100k nodes and again after 200k more (300k):
+node records (``nodes()``; ``nodes_bare``: ``nodes(children=False)``), at 100k nodes and again after 200k more (300k):
 milliseconds per call, best of 3 in the process.
 """
 import argparse
@@ -66,6 +66,8 @@ def child(backend: str) -> None:
                 store.write("/more/%d/%d" % (i // 1000, i % 1000), value, perms)
         print("dump_ms_%s %.2f" % (label, best_ms(store.dump)))
         print("nodes_ms_%s %.2f" % (label, best_ms(lambda: sum(1 for _ in store.nodes()))))
+        print("nodes_bare_ms_%s %.2f" % (
+            label, best_ms(lambda: sum(1 for _ in store.nodes(children=False)))))
 
 
 def best_ms(fn, reps: int = 3) -> float:
@@ -100,7 +102,8 @@ def main() -> int:
         p, c = med["python"][metric], med["c"][metric]
         print(f"| {metric} | {p:.0f} | {c:.0f} | {c / p:.2f} |")
     print(f"| malloc_bytes_per_node | | {med['c']['malloc_bytes_per_node']:.0f} | |")
-    for metric in ("dump_ms_100k", "dump_ms_300k", "nodes_ms_100k", "nodes_ms_300k"):
+    for metric in ("dump_ms_100k", "dump_ms_300k", "nodes_ms_100k", "nodes_ms_300k",
+                   "nodes_bare_ms_100k", "nodes_bare_ms_300k"):
         p, c = med["python"][metric], med["c"][metric]
         print(f"| {metric} | {p:.1f} | {c:.1f} | {c / p:.2f} |")
     print(f"\nmedians of {args.reps}; each figure from a fresh process; target (issue 17): "

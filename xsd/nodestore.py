@@ -11,8 +11,11 @@ It lives here, not in ``xsd._native``, because the fallback wraps
 missing nodes top-down, remove a subtree children first), so that
 the C store (``xsd._native.store.NodeStore``, same interface) can be checked
 against it operation by operation (tests/native/test_store_property.py) and
-later swapped in behind ``XSD_NATIVE``.  Nothing here is new behaviour: each
-method names the lines of core/ops.py it mirrors.
+later swapped in behind ``XSD_NATIVE``.  The request operations mirror
+core/ops.py; the rest mirror what the core does to the Store directly: a
+transaction commit (put, move_last), replay (load, next_gen), the journal
+(track, take_changes: ``Store.changes``), snapshots (dump, nodes) and the memory
+quota (bytes_of: ``Store.owned_bytes``).
 
 Interface (both classes):
 
@@ -32,8 +35,9 @@ Interface (both classes):
                              no stamp, no change record (replay)
     next_gen              (property, settable)
     track(on), take_changes() -> {path: CREATED|UPDATED|REMOVED} (first-change order)
-    dump() -> bytes (store.h xsd_store_dump records), nodes() -> iterator of
-                             (path, value, perms, gen, children names) in pre-order
+    dump() -> bytes (store.h xsd_store_dump records), nodes(children=True) ->
+                             iterator of (path, value, perms, gen, children names or
+                             None) in pre-order
     bytes_of(domid), owned_by(domid), stamp(), check() -> [problems], len()
 
 Paths are canonical (xenstore_protocol.paths.canonicalize has run); perms are
@@ -189,14 +193,14 @@ class PyNodeStore:
         self.store.changes = {}
         return changes
 
-    def nodes(self):
-        """(path, value, perms, gen, children names) in pre-order, iteratively."""
+    def nodes(self, children: bool = True):
+        """(path, value, perms, gen, children names or None) in pre-order, iteratively."""
         nodes = self.store.nodes
         stack = ["/"]
         while stack:
             path = stack.pop()
             node = nodes[path]
-            yield path, node.value, node.perms, node.gen, tuple(node.children)
+            yield path, node.value, node.perms, node.gen, tuple(node.children) if children else None
             stack.extend(join(path, name) for name in reversed(list(node.children)))
 
     def dump(self) -> bytes:

@@ -713,6 +713,22 @@ int xsd_store_get(const xsd_store *s, const char *path, size_t len,
     return 0;
 }
 
+int64_t xsd_store_read(const xsd_store *s, const char *path, size_t len,
+                       char *out, size_t cap, uint64_t meta[2])
+{
+    int err;
+    const struct xsd_node *n = lookup(s, path, len, &err);
+    size_t total;
+    if (!n)
+        return err;
+    total = (size_t)n->perms_len + n->value_len;
+    meta[0] = n->gen;
+    meta[1] = n->perms_len;
+    if (total <= cap && total)
+        memcpy(out, node_perms(n), total);      /* perms then value: adjacent in the block */
+    return (int64_t)total;
+}
+
 int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
                           struct xsd_node_view *top)
 {
@@ -817,12 +833,13 @@ static int node_update(xsd_store *s, struct xsd_node **np, const char *path, siz
         log_rollback(s, mark);
         return err;
     }
-    owner_add(s, new_owner, 0, new_mem);    /* the owner exists or has its room */
+    /* new before old: the old owner's entry may go, the new one has its room */
+    owner_add(s, new_owner, new_owner != old_owner, new_mem);
     if (new_owner != old_owner) {
-        owner_add(s, new_owner, 1, 0);
         owner_sub(s, old_owner, old_mem);
     } else {
-        s->owners[owner_find(s, old_owner, &(int){0})].bytes -= old_mem;
+        int found;
+        s->owners[owner_find(s, old_owner, &found)].bytes -= old_mem;
     }
     if (track)
         log_mark(s, path, path_len, XSD_CHANGE_UPDATED);

@@ -1,10 +1,11 @@
 /*
  * store.h: xenstore's node tree in C: one compact block per node, no Python
- * object per node. The Python store (xsd/store.py, driven as in xsd/ops.py)
- * is the oracle: tests/native/test_store_property.py runs random operation
- * sequences through both and requires the same nodes, generations, children
- * order, owner counts and check results (xsd/nodestore.py PyNodeStore is
- * that oracle behind the same interface as xsd/_native/store.py).
+ * object per node. The Python store (xsd/core/store.py, driven as in
+ * xsd/core/ops.py) is the oracle: tests/native/test_store_property.py runs
+ * random operation sequences through both and requires the same nodes,
+ * generations, children order, owner counts and bytes, change logs, dumps
+ * and check results (xsd/nodestore.py PyNodeStore is that oracle behind the
+ * same interface as xsd/_native/store.py).
  *
  *   struct xsd_store                       one xsd_node per node, one block each:
  *   +-----------+                          +--------+--------+------+------+-----+
@@ -68,7 +69,10 @@
  * value or permissions shrink keeps its block; one that grows gets a new
  * block (its children's parent pointers are repointed: O(children)). The
  * index is not shrunk while the store lives. About 101 bytes of RSS per node
- * for 100k nodes of 32-byte values (bench/bench_store.py).
+ * for 100k nodes of 32-byte values (bench/bench_store.py). While tracking,
+ * each change record is one allocation of 24 bytes plus its path, with one
+ * array slot and two table slots (load <= 0.5); a take frees the records and,
+ * past 1024 table slots, the array and table too.
  *
  * Errors are negative errno values: -EINVAL (bad path or permissions),
  * -ENOENT, -ENOMEM (an allocation failed: the store holds exactly what it
@@ -126,10 +130,19 @@ void xsd_store_free(xsd_store *s);
 int xsd_store_get(const xsd_store *s, const char *path, size_t len,
                   struct xsd_node_view *out);
 
+/* The read path's copy of one node: its permission entries then its value
+ * into out (out[0..meta[1]) the permissions, the rest the value), meta[0]
+ * its generation. Returns perms_len + value_len = n with the n > cap rule of
+ * xsd_store_children (meta is filled either way); -ENOENT, -EINVAL. Reads
+ * only; O(components). One crossing and one copy where xsd_store_get hands
+ * out pointers the caller must copy from. */
+int64_t xsd_store_read(const xsd_store *s, const char *path, size_t len,
+                       char *out, size_t cap, uint64_t meta[2]);
+
 /* How many components at the end of path do not exist: 0 if path exists.
  * *top is filled with the closest existing node (path itself, or its deepest
  * existing ancestor; at worst the root), whose permissions new nodes inherit
- * (xsd/ops.py _create). -EINVAL for a bad path. Reads only. */
+ * (xsd/core/ops.py _create). -EINVAL for a bad path. Reads only. */
 int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
                           struct xsd_node_view *top);
 

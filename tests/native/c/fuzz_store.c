@@ -8,7 +8,7 @@
  * no problem after any operation; after freeing, no allocation is left.
  *
  * Program format, one operation after another until the input runs out:
- *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get, 5 children,
+ *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get and read, 5 children,
  *                       6 subtree, 7 one more byte picks (mod 10): 0 missing,
  *                       1 track (on if bit 4), 2/3 put, 4 load (a generation
  *                       byte follows, taken mod the counter), 5 move_last,
@@ -114,9 +114,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 3:
             rc = xsd_store_rm(s, path, plen);
             break;
-        case 4:
+        case 4: {
+            uint64_t meta[2];
             rc = xsd_store_get(s, path, plen, &v);
+            if (xsd_store_read(s, path, plen, out, op & 0x40 ? 8 : sizeof out, meta) !=
+                (rc ? rc : (int64_t)(v.perms_len + v.value_len)))
+                abort();             /* read and get disagree */
             break;
+        }
         case 5:
             rc = xsd_store_children(s, path, plen, out, sizeof out);
             break;

@@ -335,6 +335,21 @@ static void test_put_creates_last_and_stamps_once(void)
     xsd_store_free(s);
 }
 
+static void test_read_copies_perms_then_value(void)
+{
+    xsd_store *s = xsd_store_new();
+    char out[16];
+    uint64_t meta[2] = { 0, 0 };
+    CHECK_EQ(put(s, "/a", "value", P("b3\0r4\0")), 1);
+    CHECK_EQ(xsd_store_read(s, S("/a"), out, 4, meta), 6 + 5);   /* too small: the size */
+    CHECK(meta[0] == 2 && meta[1] == 6);
+    CHECK_EQ(xsd_store_read(s, S("/a"), out, sizeof out, meta), 11);
+    CHECK(memcmp(out, "b3\0r4\0value", 11) == 0);
+    CHECK_EQ(xsd_store_read(s, S("/b"), out, sizeof out, meta), -ENOENT);
+    CHECK_EQ(xsd_store_read(s, S("b"), out, sizeof out, meta), -EINVAL);
+    xsd_store_free(s);
+}
+
 static void test_move_last_and_load(void)
 {
     xsd_store *s = xsd_store_new();
@@ -368,21 +383,24 @@ static void test_move_last_and_load(void)
     xsd_store_free(s);
 }
 
-/* Random writes, overwrites, set_perms and rms on a small name space; the
- * store must stay sound, and removing everything leaves only the root. */
+/* Random writes, overwrites, set_perms, rms, puts, move_lasts and takes of
+ * the change log on a small name space; the store (byte counts and log
+ * included) must stay sound, and removing everything leaves only the root. */
 static void test_random_operations_keep_the_store_sound(void)
 {
     static const char *names[] = { "a", "b", "c", "local", "0", "17" };
     static const char *perms[] = { "n0\0", "r1\0n0\0", "b2\0", "w65535\0r3\0" };
     xsd_store *s = xsd_store_new();
     char path[64], value[200];
+    static char log[1 << 16];
     memset(value, 'q', sizeof value);
+    xsd_store_track(s, 1);
     for (int step = 0; step < 20000; step++) {
         size_t len = 0, depth = 1 + check_below(4);
         const char *p = perms[check_below(4)];
         for (size_t d = 0; d < depth; d++)
             len += (size_t)snprintf(path + len, sizeof path - len, "/%s", names[check_below(6)]);
-        switch (check_below(5)) {
+        switch (check_below(9)) {
         case 0: case 1:
             CHECK(xsd_store_write(s, path, len, value, check_below(200), p, strlen(p) + 1) >= 0);
             break;
@@ -396,6 +414,19 @@ static void test_random_operations_keep_the_store_sound(void)
             CHECK(rc > 0 || rc == -ENOENT);
             break;
         }
+        case 5: {
+            int64_t rc = xsd_store_put(s, path, len, value, check_below(200), p, strlen(p) + 1);
+            CHECK(rc == 0 || rc == 1 || rc == -ENOENT);
+            break;
+        }
+        case 6: {
+            int rc = xsd_store_move_last(s, path, len);
+            CHECK(rc == 0 || rc == -ENOENT);
+            break;
+        }
+        case 7:
+            CHECK(xsd_store_take_changes(s, log, sizeof log) >= 0);
+            break;
         default: {
             struct xsd_node_view v;
             int rc = xsd_store_get(s, path, len, &v);
@@ -450,6 +481,7 @@ int main(void)
     RUN(test_dump_is_pre_order_records);
     RUN(test_put_creates_last_and_stamps_once);
     RUN(test_move_last_and_load);
+    RUN(test_read_copies_perms_then_value);
     RUN(test_rejects);
     RUN(test_deep_chain_is_iterative);
     RUN(test_random_operations_keep_the_store_sound);
