@@ -60,7 +60,8 @@ class Listener:
     """
 
     def commit(self, changes: dict) -> None:
-        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED); cleared after."""
+        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED, the store's
+        ``take_changes``: every listener is handed the same dict)."""
 
     def after_output(self) -> None:
         """The batch's output is handed on (a good moment for slower work)."""
