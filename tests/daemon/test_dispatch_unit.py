@@ -42,3 +42,17 @@ def test_failed_request_changes_nothing():
     after = {p: (n.value, n.perms, list(store.child_names(p))) for p, n in store.items()}
     assert before == after
     assert daemon.check() == []
+
+
+def test_the_store_is_the_c_store_unless_the_python_fallback_is_asked_for():
+    """XSD_NATIVE=c (./dev test) puts the daemon's nodes in the C store (xsd/core/cstore.py);
+    tests/native/test_backend.py fails the run when the C build is not in use unless
+    XSD_NATIVE=python asked for the Python store."""
+    from xsd._native import BACKEND
+    from xsd.core.store import Store
+    store = Daemon(Config(rundir="/nonexistent")).store
+    if BACKEND == "cffi":
+        from xsd.core.cstore import CStore
+        assert type(store) is CStore
+    else:
+        assert type(store) is Store

@@ -768,6 +768,37 @@ int64_t xsd_store_children(const xsd_store *s, const char *path, size_t len,
     return (int64_t)total;
 }
 
+int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len,
+                                size_t count, char *out, size_t cap)
+{
+    int err;
+    size_t total = 0, k = 0;
+    const struct xsd_node *from = NULL;
+    const struct xsd_node *n = lookup(s, path, len, &err);
+    if (!n)
+        return err;
+    if (n->child && count) {
+        /* Back from the last child (first->prev) to the count-th last, or the first. */
+        const struct xsd_node *c = n->child->prev;
+        for (;;) {
+            total += (size_t)c->name_len + 1;
+            from = c;
+            if (++k == count || c == n->child)
+                break;
+            c = c->prev;
+        }
+    }
+    if (total <= cap) {
+        size_t at = 0;
+        for (const struct xsd_node *c = from; c; c = c->next) {
+            memcpy(out + at, node_name(c), c->name_len);
+            at += c->name_len;
+            out[at++] = '\0';
+        }
+    }
+    return (int64_t)total;
+}
+
 /* Give n a new value and/or permissions (NULL: keep), in place when they fit
  * its block, else in a new block. 0 or -ENOMEM (n unchanged). *np is updated
  * to the node's (possibly new) address. */

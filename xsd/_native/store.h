@@ -154,6 +154,13 @@ int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
 int64_t xsd_store_children(const xsd_store *s, const char *path, size_t len,
                            char *out, size_t cap);
 
+/* The last count children's names of path (all of them if it has fewer), in
+ * creation order, as xsd_store_children lists them and with its n > cap rule:
+ * the journal asks for the children a batch appended. Reads only;
+ * O(count), whatever the number of children. */
+int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len,
+                                size_t count, char *out, size_t cap);
+
 /* Write value at path.
  * - path exists: its value becomes value, it is stamped; perms is ignored
  *   (may be NULL). Returns 0.

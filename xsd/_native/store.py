@@ -156,6 +156,12 @@ class NodeStore:
     def children_bytes(self, path: str) -> bytes:
         return self._listing(lib.xsd_store_children, path, path.encode())
 
+    def last_children_bytes(self, path: str, count: int) -> bytes:
+        """The last ``count`` names of ``children_bytes`` (all if fewer), in O(count)."""
+        def last(h, key, length, buf, cap):
+            return lib.xsd_store_last_children(h, key, length, count, buf, cap)
+        return self._listing(last, path, path.encode())
+
     def missing(self, path: str):
         key = path.encode()
         view = self._view

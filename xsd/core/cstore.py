@@ -16,15 +16,11 @@ Snapshots: ``freeze`` takes the whole tree in one C call (``dump``), and the
 snapshot writer reads its records a step at a time; the store may change
 meanwhile, nothing is copied on write, and ``thaw`` has nothing to undo.
 """
-import struct
-
 from xenstore_protocol.paths import join, parent
 from xenstore_protocol.perms import Perm
 
 from .._native.store import NodeStore, NodeView
 from .store import Node
-
-_GEN_LEN = struct.Struct("<QI")     # xsd_store_dump's record: ... gen u64, value length u32
 
 
 class CStore(NodeStore):
@@ -52,6 +48,10 @@ class CStore(NodeStore):
         names = self.children_bytes(path)
         return names[:-1].decode().split("\0") if names else []
 
+    def last_children(self, path: str, count: int) -> list:
+        names = self.last_children_bytes(path, count)
+        return names[:-1].decode().split("\0") if names else []
+
     def copy_of(self, path: str):
         view = NodeStore.get(self, path, True)
         return None if view is None else Node(view.value, view.perms, view.children, view.gen)
@@ -62,7 +62,7 @@ class CStore(NodeStore):
 
     def items(self):
         """``(path, node)`` of every node (pre-order), from one ``dump``."""
-        return _preorder(self.dump(), self._decode_perms)
+        return _preorder(self, self.dump())
 
     # -- mutators ---------------------------------------------------------------
     def create_missing(self, missing: list, value: bytes, perms: tuple) -> None:
@@ -102,38 +102,31 @@ class CStore(NodeStore):
 
     # -- snapshots ------------------------------------------------------------------
     def freeze(self) -> "Dump":
-        return Dump(self.dump(), self.next_gen, self._decode_perms)
+        return Dump(self, self.dump(), self.next_gen)
 
     def thaw(self) -> None:
         """Nothing to undo: ``freeze`` copied the tree."""
 
     def preorder(self):
-        return _preorder(self.dump(), self._decode_perms)
+        return _preorder(self, self.dump())
 
 
 class Dump:
     """``CStore.freeze``: the tree as one ``dump``, read record by record."""
 
-    __slots__ = ("raw", "next_gen", "_decode_perms")
+    __slots__ = ("store", "raw", "next_gen")
 
-    def __init__(self, raw: bytes, next_gen: int, decode_perms):
+    def __init__(self, store: CStore, raw: bytes, next_gen: int):
+        self.store = store
         self.raw = raw
         self.next_gen = next_gen
-        self._decode_perms = decode_perms
 
     def preorder(self):
-        return _preorder(self.raw, self._decode_perms)
+        return _preorder(self.store, self.raw)
 
 
-def _preorder(raw: bytes, decode_perms):
-    """``(path, NodeView)`` (no children) for each record of ``xsd_store_dump`` (store.h),
-    parsed as it is read: a snapshot written in steps parses a step's worth at a time."""
-    at, end, unpack_from = 0, len(raw), _GEN_LEN.unpack_from
-    while at < end:
-        cut = raw.index(b"\0", at)
-        stop = raw.index(b"\0\0", cut + 1) + 1            # the perms' last NUL
-        gen, vlen = unpack_from(raw, stop + 1)
-        vstart = stop + 1 + _GEN_LEN.size
-        yield (raw[at:cut].decode(),
-               NodeView(raw[vstart:vstart + vlen], decode_perms(raw[cut + 1:stop]), None, gen))
-        at = vstart + vlen
+def _preorder(store: CStore, raw: bytes):
+    """``(path, NodeView)`` (no children) for each record of ``raw`` (``dump``), parsed as
+    it is read: a snapshot written in steps parses a step's worth at a time."""
+    for path, value, perms, gen, _ in store.nodes(raw, children=False):
+        yield path, NodeView(value, perms, None, gen)

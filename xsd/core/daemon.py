@@ -60,7 +60,8 @@ class Listener:
     """
 
     def commit(self, changes: dict) -> None:
-        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED); cleared after."""
+        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED, the store's
+        ``take_changes``: every listener is handed the same dict)."""
 
     def after_output(self) -> None:
         """The batch's output is handed on (a good moment for slower work)."""
@@ -304,15 +305,22 @@ class Daemon:
 
     def forget_domain(self, domid: int, events: list) -> None:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
+        store = self.store
+        # One pass over the tree (on the C store a walk of every node costs a dump): the
+        # nodes the domain owns, and every node whose permissions name it.
+        owned, named = [], []
+        for path, node in store.items():
+            perms = node.perms
+            if any(p.domid == domid for p in perms):
+                named.append(path)
+                if perms[0].domid == domid and path != "/":
+                    owned.append(path)
         if not self.config.keep_orphans:
-            store = self.store
-            owned = sorted((p for p, n in store.items() if n.owner == domid and p != "/"),
-                           key=len)
-            for path in owned:
+            for path in sorted(owned, key=len):
                 if store.get(path) is not None:
                     removed = store.remove_tree(path)
                     events.append((REMOVE, path, removed))
-        self._forget_in_perms(domid)
+        self._forget_in_perms(domid, named)
         self.quotas.forget(domid)
         self.stats.forget(domid)
         for listener in self.listeners:
@@ -360,18 +368,20 @@ class Daemon:
         if events:
             self.fire(events)
 
-    def _forget_in_perms(self, domid: int) -> None:
+    def _forget_in_perms(self, domid: int, named: list) -> None:
         """XSA-322: a later domain with this domid inherits no right of this one.
 
         Its entries leave the permissions of the nodes that stay, and nodes it
         still owns (--keep-orphans) go to dom0, as oxenstored does; C xenstored
-        hides such entries by generation instead.  No watch fires.
+        hides such entries by generation instead.  No watch fires.  ``named``: the
+        paths whose permissions named the domid (some may be gone since).
         """
         store = self.store
-        for path, node in list(store.items()):
-            perms = node.perms
-            if not any(p.domid == domid for p in perms):
+        for path in named:
+            node = store.get(path)
+            if node is None:
                 continue
+            perms = node.perms
             owner = perms[0] if perms[0].domid != domid else Perm(perms[0].kind, 0)
             store.set_perms(path, (owner,) + tuple(p for p in perms[1:] if p.domid != domid))
         special = self.watches.special_perms

@@ -1,11 +1,11 @@
 """One function per request type: ``do_<op>(d, s, view, payload, events) -> reply payload``.
 
 ``d`` is the Daemon, ``s`` the caller's Session, ``view`` the live store
-(``store.Store`` or ``cstore.CStore``) or the caller's Transaction: the same
-interface (``store.Store``'s docstring).  A handler validates everything before it changes
-anything, raises XenstoreError to refuse, and appends the watch events it
-causes to ``events`` (the dispatcher fires them, or holds them until commit).
-No I/O here.
+(``store.Store`` or ``cstore.CStore``) or the caller's Transaction, which
+offer the same interface (``store.Store``'s docstring).  A handler
+validates everything before it changes anything, raises XenstoreError to
+refuse, and appends the watch events it causes to ``events`` (the
+dispatcher fires them, or holds them until commit).  No I/O here.
 """
 import logging
 import re
@@ -174,8 +174,9 @@ def _create(d, s, view, path: str, value: bytes) -> tuple:
         _charge(d, s, view, sum(memory_of_node(p, value if i == 0 else b"", perms)
                                 for i, p in enumerate(missing)))
         perms = (Perm(perms[0].kind, s.domid),) + perms[1:]
-    for node_path in missing:
-        view.get(node_path)     # a transaction counts them now: a quota stops it before any change
+    if view.in_transaction:
+        for node_path in missing:
+            view.get(node_path)     # counted now: a quota stops it before any change
     view.create_missing(missing, value, perms)
     return perms
 

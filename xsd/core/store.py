@@ -16,6 +16,7 @@ conflicts when a node it touched carries another number at commit, and
 DIRECTORY_PART hands the parent's number out so a pager sees a change.
 """
 from collections import Counter
+from itertools import islice
 
 from xenstore_protocol.paths import basename, join, parent
 from xenstore_protocol.perms import Perm
@@ -58,8 +59,8 @@ class Store:
     """The live tree in Python (``XSD_NATIVE=python``; the oracle of the C store,
     ``cstore.CStore``, which offers the same interface).
 
-    Readers: ``get``, ``children_bytes``, ``child_names``, ``copy_of``, ``gen_of``,
-    ``owned_by``, ``bytes_of``, ``items``, ``len``.  Mutators, each stamping what it
+    Readers: ``get``, ``children_bytes``, ``child_names``, ``last_children``, ``copy_of``,
+    ``gen_of``, ``owned_by``, ``bytes_of``, ``items``, ``len``.  Mutators, each stamping what it
     changes and noting it for the journal (``track``/``take_changes``):
     ``create_missing``, ``set_value``, ``set_perms``, ``remove_tree``, ``put``.
     Loading (no stamps, not journaled): ``load``, ``unload``, ``order``, ``recount``.
@@ -90,6 +91,13 @@ class Store:
     def child_names(self, path: str):
         """The children's names of an existing node in creation order (read-only)."""
         return self.nodes[path].children
+
+    def last_children(self, path: str, count: int) -> list:
+        """The names of the last ``count`` children of an existing node, in order (the
+        journal's: the children a batch made are the last of their parent's)."""
+        names = list(islice(reversed(self.nodes[path].children), count))
+        names.reverse()
+        return names
 
     def copy_of(self, path: str):
         """A private, mutable ``Node`` copy of the node at ``path`` (a transaction's), or None."""

@@ -41,7 +41,6 @@ import logging
 import struct
 import zlib
 from collections import Counter
-from itertools import islice
 
 from xenstore_protocol.paths import join, parent
 from xenstore_protocol.perms import encode_list, parse
@@ -349,14 +348,13 @@ def _encode_created(codec: Codec, parts: list, store, created: list) -> None:
     emitted = 0
     while stack:
         up_path = stack.pop()
-        children = store.child_names(up_path)
-        names = list(islice(reversed(children), per_parent[up_path]))
-        names.reverse()
+        names = store.last_children(up_path, per_parent[up_path])
         explicit = not created_set.issuperset(join(up_path, name) for name in names)
         if explicit:
             # Not the tail after all: say the order outright (see the module docstring).
             log.warning("journal: children of %s not in creation order; recording the order", up_path)
-            names = [name for name in children if join(up_path, name) in created_set]
+            names = [name for name in store.child_names(up_path)
+                     if join(up_path, name) in created_set]
         for name in names:
             path = join(up_path, name)
             codec.node(parts, CREATE, path, store.get(path))

@@ -399,8 +399,8 @@ class Persistence:
     #
     # A snapshot of 300,000 nodes takes about a second to write; written at once, it stops
     # every client for that long.  Instead: at one instant (one loop callback) the batch is
-    # committed, the store frozen (copy on write, Store.freeze), and the journal goes on in a
-    # new file of epoch E+1, NEXT_JOURNAL_NAME.  The snapshot of E+1 (the tree as frozen) is
+    # committed, the store frozen (its ``freeze``: a dump, or copy on write), and the journal
+    # goes on in a new file of epoch E+1, NEXT_JOURNAL_NAME.  The snapshot of E+1 (the tree as frozen) is
     # then written a record at a time (snapshot_step): from a timer every STEP_SECONDS, and in
     # the turn of the clients whose writes made the journal grow (the request pump charges
     # them, pump.py), fsynced in a thread, and renamed into place; then the next journal is

@@ -14,7 +14,7 @@ rename over ``<name>``, fsync the directory, so a crash leaves the old
 snapshot or the new one, whole.  A ``Writer`` writes one record per ``step``
 (at most ``STEP_NODES`` nodes or ``CHUNK`` bytes), so that a running daemon
 can write a snapshot between requests, from a frozen view of its store
-(``Store.freeze``), and fsync it in a thread.
+(the store's ``freeze``), and fsync it in a thread.
 """
 import os
 import time

@@ -65,6 +65,14 @@ static void test_write_creates_ancestors_and_stamps_top_down(void)
     CHECK_EQ(put(s, "/local/domain/0", "", P(N0)), 1);
     CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, sizeof buf), 6);
     CHECK(memcmp(buf, "1\0" "2\0" "0\0", 6) == 0);     /* creation order */
+    CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 2, buf, sizeof buf), 4);
+    CHECK(memcmp(buf, "2\0" "0\0", 4) == 0);           /* the tail, in creation order */
+    CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 9, buf, sizeof buf), 6);
+    CHECK(memcmp(buf, "1\0" "2\0" "0\0", 6) == 0);     /* fewer than asked: all */
+    CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 0, buf, sizeof buf), 0);
+    CHECK_EQ(xsd_store_last_children(s, S("/local/domain/1/name"), 3, buf, sizeof buf), 0);
+    CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 1, buf, 1), 2);   /* n > cap */
+    CHECK_EQ(xsd_store_last_children(s, S("/nowhere"), 1, buf, sizeof buf), -ENOENT);
     CHECK_EQ(xsd_store_missing(s, S("/local/domain/3/x/y"), &v), 3);
     CHECK_EQ(v.gen, 9);                                /* /local/domain, stamped by the last create */
     CHECK_EQ(xsd_store_missing(s, S("/local"), &v), 0);
