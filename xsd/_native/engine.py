@@ -126,12 +126,11 @@ class Engine:
 
 def _decode_event(raw: bytes, decode_perms, change, remove):
     """engine.h's event bytes -> ops.py's event tuple."""
-    if raw[0] == _CHANGE:
-        cut = raw.index(b"\0", 1)
-        end = raw.index(b"\0\0", cut + 1) + 1        # the perms' last NUL
-        old = raw[end + 1:-1]
-        return (change, raw[1:cut].decode(), decode_perms(raw[cut + 1:end]),
-                decode_perms(old) if old else None)
+    if raw[0] == _CHANGE:                           # the common case: kept short
+        path, _, rest = raw.partition(b"\0")
+        cut = rest.find(b"\0\0") + 1                # the perms' last NUL, then the end NUL
+        return (change, path[1:].decode(), decode_perms(rest[:cut]),
+                decode_perms(rest[cut + 1:-1]) if len(rest) > cut + 2 else None)
     cut = raw.index(b"\0", 1)
     removed, at = {}, cut + 1
     while at < len(raw):
