@@ -5,7 +5,10 @@
  * or returns PUNT having changed nothing: every check runs before the one
  * store call that mutates, and a store call that fails changes nothing
  * (store.h), so a punted packet reaches Python's dispatch as if the engine
- * had never seen it. Rules cite the Python function they mirror.
+ * had never seen it. A change that may fire watches also leaves its event in
+ * the engine's event space, built before the store call (the one allocation
+ * it may need happens before anything changes) and committed after it.
+ * Rules cite the Python function they mirror.
  */
 #include "engine.h"
 
