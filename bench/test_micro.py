@@ -224,3 +224,55 @@ def test_python_dispatch_batch(benchmark):
         return written
     written = benchmark(batch)
     assert len(written) == BATCH * (16 + len(VALUE)) + BATCH * (16 + 3)
+
+
+# -- watched writes: the change in C, the event fired by Python ---------------------------
+
+def _watched_daemon():
+    """A daemon, a writer, and a watcher on /bench/w (privileged both): every WRITE of the
+    batch fires one event."""
+    from xsd.config import Config
+    from xsd.core.daemon import Daemon
+    daemon = Daemon(Config(rundir="/nonexistent"))
+    out, watched = [], []
+    writer = daemon.open_session(out.append, name="writer", privileged=True)
+    watcher = daemon.open_session(watched.append, name="watcher", privileged=True)
+    daemon.handle(watcher, Packet(Op.WATCH, 1, 0, b"/bench/w\0tok\0"))
+    daemon.flush()
+    data = b"".join(Packet(Op.WRITE, i, 0, b"/bench/w/k%02d\0" % i + VALUE).encode()
+                    for i in range(BATCH))
+
+    def done():
+        daemon.flush()
+        events = sum(map(len, watched))      # event bytes the watcher was sent
+        out.clear()
+        watched.clear()
+        return events
+    return daemon, writer, data, done
+
+
+@pytest.mark.benchmark(group="watched-writes")
+@pytest.mark.skipif(CNodeStore is None, reason="no C extension")
+def test_fastpath_watched_writes(benchmark):
+    """BATCH WRITEs under a watch through FastPath.serve: each made by the engine, which
+    stops after it; Python fires its event and sends the reply.  Per write: time / BATCH."""
+    daemon, writer, data, done = _watched_daemon()
+    assert daemon.fastpath is not None
+
+    def batch():
+        assert daemon.fastpath.serve(writer, data, 1 << 30)[0] == len(data)
+        return done()
+    assert benchmark(batch) == BATCH * (16 + len("/bench/w/k00\0tok\0"))
+
+
+@pytest.mark.benchmark(group="watched-writes")
+def test_python_dispatch_watched_writes(benchmark):
+    """The same batch through Decoder and dispatch.handle (what the engine left to Python
+    before it made watched changes itself)."""
+    daemon, writer, data, done = _watched_daemon()
+
+    def batch():
+        for packet in Decoder().feed(data):
+            daemon.handle(writer, packet)
+        return done()
+    assert benchmark(batch) == BATCH * (16 + len("/bench/w/k00\0tok\0"))

@@ -5,9 +5,12 @@ the oracle is an in-process ``xsd.core.daemon.Daemon`` (the same object the
 server runs) fed the same packets.  Every packet the engine answers must get
 the oracle's reply bytes exactly; a packet it leaves to Python must not have
 changed the C store, and must be one Python answers with an error or one the
-engine is documented to leave (engine.h): a watched path, an unprivileged
-change, an owner it does not know.  After every batch both stores hold the
-same nodes: path, value, permissions, children in order and generation.
+engine is documented to leave (engine.h): an unprivileged creation, an owner
+it does not know.  A change that may fire watches is made in C and described
+(STOP_EVENTS): the watchers (privileged and guests, relative watches too) get
+from the oracle daemon firing that description exactly what they got from
+the oracle handling the packet.  After every batch both stores hold the same
+nodes: path, value, permissions, children in order and generation.
 """
 import random
 import struct
@@ -16,7 +19,7 @@ import pytest
 
 from xenstore_protocol import Decoder, Op, Packet
 from xenstore_protocol.paths import canonicalize
-from xsd._native import BACKEND, MATCH_ANCESTORS, MATCH_DESCENDANTS
+from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
 from xsd.core.store import Store
@@ -24,9 +27,11 @@ from xsd.core.store import Store
 pytestmark = pytest.mark.skipif(BACKEND != "cffi", reason="the engine is the C build's")
 
 if BACKEND == "cffi":
-    from xsd._native.engine import (MUTATE, REPLY_MAX, STOP_BAD, STOP_DONE, STOP_FULL,
-                                    STOP_PYTHON, Engine)
+    from xsd._native.engine import (MUTATE, REPLY_MAX, STOP_BAD, STOP_DONE, STOP_EVENTS,
+                                    STOP_FULL, STOP_PYTHON, Engine)
     from xsd._native.store import NodeStore
+    from xsd.core.cstore import CStore
+    from xsd.core.events import CHANGE, REMOVE
 
 ENGINE_OPS = {Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
               Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS}
@@ -48,14 +53,19 @@ class Pair:
         # The oracle runs on the Python store, whatever the backend (XSD_NATIVE).
         self.daemon = Daemon(Config(rundir="/nonexistent", no_domain_init=True),
                              host=FakeHypervisorHost(), store=Store())
-        self.store = NodeStore()
+        self.store = CStore()       # its _decode_perms gives Perm entries, as the daemon's
         # The engine borrows the oracle's watch trie: watches registered through the
         # daemon's WATCH handler are exactly what the engine sees.
         self.engine = Engine(self.store.handle, self.daemon.watches.trie.handle)
         for domid in (1, 2, 3):
             self.engine.domain_known(domid, True)
         self.sessions = {}
-        self.watcher = self.session("watcher", 0, privileged=True)
+        self.watchers = ("watcher", "gwatch1", "gwatch2")    # sessions that only watch
+        self.session("watcher", 0, privileged=True)
+        self.session("gwatch1", 1)
+        self.session("gwatch2", 2)
+        self.events = {}            # watcher -> event bytes the last oracle call gave it
+        self.fired = 0              # watchers told of a change the engine made
 
     def session(self, name, domid, privileged=False, read_only=False, target=None):
         out = []
@@ -70,15 +80,31 @@ class Pair:
         return name
 
     def oracle(self, name, packet):
-        """The oracle's reply packets to ``packet`` (events to this session excluded: none
-        of the request sessions watches)."""
+        """The oracle's reply packets to ``packet`` (none of the request sessions watches);
+        what the watchers got is in ``events``."""
         s, _, out = self.sessions[name]
         self.daemon.handle(s, packet)
         self.daemon.flush()
         data = b"".join(out)
         out.clear()
-        self.sessions["watcher"][2].clear()
+        self._take_events()
         return data
+
+    def fire(self, event):
+        """The oracle daemon fires ``event``; -> what each watcher got."""
+        self.daemon.fire((event,))
+        self.daemon.flush()
+        return self._take_events()
+
+    def _take_events(self):
+        for name in self.watchers:
+            out = self.sessions[name][2]
+            self.events[name] = b"".join(out)
+            out.clear()
+        return dict(self.events)
+
+    def engine_event(self):
+        return self.engine.event(self.store._decode_perms, CHANGE, REMOVE)
 
     def both(self, name, packets):
         """Run ``packets`` through the engine (privileged setup traffic): all must be answered
@@ -92,7 +118,7 @@ class Pair:
         nodes, stack = {}, ["/"]
         while stack:
             path = stack.pop()
-            node = self.store.get(path)
+            node = NodeStore.get(self.store, path, True)
             nodes[path] = (node.value, tuple(node.perms), list(node.children), node.gen)
             stack.extend(path.rstrip("/") + "/" + name for name in node.children)
         return nodes
@@ -189,7 +215,6 @@ def why_python(pair, session, packet, reply, old):
         return "not the engine's request type"
     if packet.payload.startswith(b"@"):
         return "a special name (@introduceDomain, @releaseDomain)"
-    path = canonical(session, packet)
     if packet.op == Op.MKDIR and existed:
         return None                         # the engine answers MKDIR of an existing node
     if packet.op in MUTATING:
@@ -200,9 +225,6 @@ def why_python(pair, session, packet, reply, old):
             return "an unprivileged write growing its own node (the memory quota)"
         if packet.op == Op.RM and not existed:
             return "RM of a missing node"
-        flags = MATCH_ANCESTORS | (MATCH_DESCENDANTS if packet.op == Op.RM else 0)
-        if pair.daemon.watches.trie.match(path, flags):
-            return "a watch would fire"
         if packet.op == Op.SET_PERMS:
             owner = int(packet.payload.split(b"\0")[1][1:])
             if owner not in (0, 1, 2, 3):
@@ -240,10 +262,14 @@ def run_batch(pair, name, packets, flags=MUTATE):
         done = Decoder().feed(data[pos:pos + consumed])
         assert handled == len(done)
         assert journaled == sum(len(p.payload) for p in done if p.op in MUTATING)
-        assert out == b"".join(pair.oracle(name, p) for p in done), done
+        replies = [pair.oracle(name, p) for p in done]
+        assert out == b"".join(replies), done
         answered += handled
         pos += consumed
         pair.assert_same_stores()
+        if stop == STOP_EVENTS:
+            check_event(pair, s, done[-1], out, replies[-1], before)
+            continue
         if stop == STOP_DONE:
             assert pos == len(data)
             break
@@ -268,6 +294,28 @@ def run_batch(pair, name, packets, flags=MUTATE):
     return answered, punted
 
 
+def check_event(pair, session, packet, out, reply, before):
+    """The engine changed a watched node with ``packet`` and described the event: its
+    reply is the last in ``out``; the oracle, firing the description, tells every watcher
+    what it told them handling the packet (``pair.events``)."""
+    reply_at, event = pair.engine_event()
+    assert out[reply_at:] == reply
+    told = dict(pair.events)
+    path = canonical(session, packet)
+    assert event[1] == path
+    if packet.op == Op.RM:
+        assert event[0] is REMOVE
+        below = [p for p in before if p == path or p.startswith(path + "/")]
+        assert sorted(event[2]) == sorted(below)
+        assert list(event[2])[-1] == path       # the root last, children before parents
+        assert all(tuple(tuple(x) for x in event[2][p]) == before[p][1] for p in below)
+    else:
+        assert event[0] is CHANGE
+        assert (event[3] is not None) == (packet.op == Op.SET_PERMS)
+    assert pair.fire(event) == told
+    pair.fired += sum(1 for data in told.values() if data)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_engine_answers_as_the_python_core_does(seed):
     rng = random.Random(seed)
@@ -287,6 +335,9 @@ def test_engine_answers_as_the_python_core_does(seed):
                        Packet(Op.SET_PERMS, 52, 0, b"/w\0n3\0")])
     for i, path in enumerate(WATCHED):
         pair.oracle("watcher", Packet(Op.WATCH, 900 + i, 0, path.encode() + b"\0tok\0"))
+    for name, paths in (("gwatch1", [b"a", b"/a/b", b"/w/x/y"]), ("gwatch2", [b"a/b", b"/w"])):
+        for i, path in enumerate(paths):        # relative and absolute, some unreadable
+            pair.oracle(name, Packet(Op.WATCH, 950 + i, 0, path + b"\0g\0"))
     names = ["dom0"] * 4 + ["guest1", "guest2", "guest3"] * 2 + ["ro"]
     answered = punted = 0
     for batch in range(200):
@@ -304,6 +355,7 @@ def test_engine_answers_as_the_python_core_does(seed):
     guests = {op: sum(pair.sessions[n][1].requests(op) for n in ("guest1", "guest2", "guest3"))
               for op in (Op.READ, Op.WRITE, Op.RM, Op.SET_PERMS)}
     assert all(guests.values()), guests      # unprivileged changes ran in C too
+    assert pair.fired > 20, pair.fired       # watched changes ran in C and told watchers
 
 
 # -- stop reasons and framing ----------------------------------------------------------
@@ -409,20 +461,36 @@ def test_without_mutate_changes_go_to_python_and_reads_stay_in_c():
     assert pair.store.get("/new") is None
 
 
-def test_a_watched_change_is_left_to_python_before_anything_changes():
+def test_a_watched_change_is_made_in_c_and_stops_right_after_with_its_event():
     pair = fresh()
     conn = pair.sessions["dom0"][1]
-    pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/a/b/c\0v")])
-    pair.oracle("watcher", Packet(Op.WATCH, 2, 0, b"/a/b/c/d\0t\0"))
-    before = pair.c_nodes()
-    for packet in (Packet(Op.RM, 3, 0, b"/a\0"),                 # a watch below fires
-                   Packet(Op.WRITE, 4, 0, b"/a/b/c/d/e\0v"),     # a watch above fires
-                   Packet(Op.SET_PERMS, 5, 0, b"/a/b/c/d\0n0\0")):
-        assert pair.engine.run(conn, packet.encode(), MUTATE)[0::4] == (0, STOP_PYTHON)
-    assert pair.c_nodes() == before
-    # Beside the watch, changes stay in C.
-    assert pair.engine.run(conn, Packet(Op.WRITE, 6, 0, b"/a/b/x\0v").encode(), MUTATE)[3:] \
-        == (1, STOP_DONE)
+    pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/a/b/c\0v"),
+                       Packet(Op.SET_PERMS, 2, 0, b"/a/b\0n0\0r1\0")])
+    pair.oracle("watcher", Packet(Op.WATCH, 3, 0, b"/a/b/c/d\0t\0"))
+    read, rm, after = reads(1)[0], Packet(Op.RM, 4, 0, b"/a\0"), reads(1, 5)[0]
+    data = read.encode() + rm.encode() + after.encode()
+    consumed, out, _, handled, stop = pair.engine.run(conn, data, MUTATE)
+    assert (consumed, handled, stop) == (len(read.encode() + rm.encode()), 2, STOP_EVENTS)
+    assert pair.store.get("/a") is None                    # made, not left to Python
+    reply_at, event = pair.engine_event()
+    assert out[:reply_at] == Packet(Op.READ, 0, 0, b"Domain-0").encode()
+    assert out[reply_at:] == Packet(Op.RM, 4, 0, b"OK\0").encode()
+    n0, r1 = ("n", 0), ("r", 1)
+    assert event[:2] == (REMOVE, "/a")
+    assert [(p, tuple(map(tuple, perms))) for p, perms in event[2].items()] == [
+        ("/a/b/c", (n0,)), ("/a/b", (n0, r1)), ("/a", (n0,))]   # children first, root last
+    assert pair.engine.run(conn, data, MUTATE, consumed)[3:] == (1, STOP_DONE)
+    # A write and a permission change on a watched node: CHANGE, old perms for SET_PERMS only.
+    pair.oracle("watcher", Packet(Op.WATCH, 6, 0, b"/w\0t\0"))
+    assert pair.engine.run(conn, Packet(Op.WRITE, 7, 0, b"/w/x\0v").encode(), MUTATE)[3:] \
+        == (1, STOP_EVENTS)
+    assert pair.engine_event() == (0, (CHANGE, "/w/x", (n0,), None))
+    assert pair.engine.run(conn, Packet(Op.SET_PERMS, 8, 0, b"/w\0b2\0r1\0").encode(),
+                           MUTATE)[3:] == (1, STOP_EVENTS)
+    assert pair.engine_event() == (0, (CHANGE, "/w", (("b", 2), r1), (n0,)))
+    # MKDIR of an existing node changes nothing and fires nothing; beside the watch, no stop.
+    for packet in (Packet(Op.MKDIR, 9, 0, b"/w\0"), Packet(Op.WRITE, 10, 0, b"/b\0v")):
+        assert pair.engine.run(conn, packet.encode(), MUTATE)[3:] == (1, STOP_DONE)
 
 
 def test_set_perms_to_an_unknown_owner_is_left_to_python_until_told():

@@ -5,7 +5,10 @@
  * or returns PUNT having changed nothing: every check runs before the one
  * store call that mutates, and a store call that fails changes nothing
  * (store.h), so a punted packet reaches Python's dispatch as if the engine
- * had never seen it. Rules cite the Python function they mirror.
+ * had never seen it. A change that may fire watches also leaves its event in
+ * the engine's event space, built before the store call (the one allocation
+ * it may need happens before anything changes) and committed after it.
+ * Rules cite the Python function they mirror.
  */
 #include "engine.h"
 
@@ -43,6 +46,9 @@ struct xsd_engine {
     uint8_t known[DOMID_FIRST_RESERVED / 8];    /* bit per domid that may own nodes */
     char *scratch;                              /* DIRECTORY_PART's full listing */
     size_t scratch_cap;
+    char *event;                                /* a watched change's event (engine.h) */
+    size_t event_cap;
+    size_t event_len;                           /* 0: the last packet fired nothing */
 };
 
 struct xsd_conn {
@@ -76,6 +82,7 @@ void xsd_engine_free(xsd_engine *e)
     if (!e)
         return;
     XSD_FREE(e->scratch);
+    XSD_FREE(e->event);
     XSD_FREE(e);
 }
 
@@ -437,11 +444,80 @@ static int64_t do_directory_part(const struct request *q)
     return (int64_t)out;
 }
 
-/* Whether a change at path may go ahead in C: no watch could fire (watches
- * stay in Python this round). */
-static int no_watch(const xsd_engine *e, const char *path, size_t len, unsigned match)
+/* Whether a change at path could fire a watch: then its event is described
+ * for Python (engine.h, XSD_RUN_EVENTS). */
+static int watched(const xsd_engine *e, const char *path, size_t len, unsigned match)
 {
-    return !e->watches || xsd_trie_match(e->watches, path, len, match, NULL, 0) == 0;
+    return e->watches && xsd_trie_match(e->watches, path, len, match, NULL, 0) != 0;
+}
+
+/* At least need bytes of event space; 0, or -1 when out of memory (nothing
+ * changed yet: the caller punts). */
+static int event_room(xsd_engine *e, size_t need)
+{
+    char *bigger;
+    size_t cap;
+
+    if (need <= e->event_cap)
+        return 0;
+    cap = need > 2 * e->event_cap ? need : 2 * e->event_cap;
+    bigger = XSD_REALLOC(e->event, cap);
+    if (!bigger)
+        return -1;
+    e->event = bigger;
+    e->event_cap = cap;
+    return 0;
+}
+
+/* A CHANGE event for path with perms and old perms (old_len 0: none) into
+ * the event space; its length, or PUNT when out of memory. Written before the
+ * store changes (the perms may point into it); the caller commits it by
+ * setting e->event_len only once the change is made. */
+static int64_t change_event(xsd_engine *e, const char *path, size_t len,
+                            const char *perms, size_t perms_len,
+                            const char *old, size_t old_len)
+{
+    size_t at = 0;
+
+    if (event_room(e, 1 + len + 1 + perms_len + 1 + old_len + 1))
+        return PUNT;
+    e->event[at++] = XSD_EVENT_CHANGE;
+    memcpy(e->event + at, path, len);
+    at += len;
+    e->event[at++] = '\0';
+    memcpy(e->event + at, perms, perms_len);
+    at += perms_len;
+    e->event[at++] = '\0';
+    if (old_len)
+        memcpy(e->event + at, old, old_len);
+    at += old_len;
+    e->event[at++] = '\0';
+    return (int64_t)at;
+}
+
+/* A REMOVE event for path (existing, not the root) into the event space: the
+ * records of xsd_store_subtree, listed before the removal; its length, or
+ * PUNT (out of memory). */
+static int64_t remove_event(xsd_engine *e, const char *path, size_t len)
+{
+    size_t head = 1 + len + 1;
+
+    if (event_room(e, head + 64))
+        return PUNT;
+    for (;;) {
+        int64_t n = xsd_store_subtree(e->store, path, len, e->event + head,
+                                      e->event_cap - head);
+        if (n < 0)
+            return PUNT;
+        if ((size_t)n <= e->event_cap - head) {
+            e->event[0] = XSD_EVENT_REMOVE;
+            memcpy(e->event + 1, path, len);
+            e->event[1 + len] = '\0';
+            return (int64_t)(head + (size_t)n);
+        }
+        if (event_room(e, head + (size_t)n))
+            return PUNT;
+    }
 }
 
 /* Mutations the engine may make for this request: ops flagged MUTATES are
@@ -468,6 +544,7 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     char perms[PERMS_BUF];
     size_t perms_len = 0;
     int64_t missing = xsd_store_missing(q->e->store, path, len, &top);
+    int64_t event = 0;
 
     if (missing < 0 || over_quota(q->c, q->c->node_size, value_len))
         return PUNT;            /* ENOSPC */
@@ -486,11 +563,17 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
         perms_len = top.perms_len;
         memcpy(perms, top.perms, perms_len);   /* the view is void after a mutation */
     }
-    if (!no_watch(q->e, path, len, XSD_MATCH_ANCESTORS))
-        return PUNT;
+    if (watched(q->e, path, len, XSD_MATCH_ANCESTORS)) {
+        /* ops.do_write's event: the new nodes' inherited perms, or the node's own */
+        event = missing ? change_event(q->e, path, len, perms, perms_len, NULL, 0)
+                        : change_event(q->e, path, len, top.perms, top.perms_len, NULL, 0);
+        if (event < 0)
+            return PUNT;
+    }
     if (xsd_store_write(q->e->store, path, len, value, value_len,
                         missing ? perms : NULL, perms_len) < 0)
         return PUNT;            /* -ENOMEM and the like: nothing changed */
+    q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
 
@@ -535,7 +618,7 @@ static int64_t do_rm(const struct request *q)
 {
     char path[ABS_PATH_MAX];
     struct xsd_node_view v;
-    int64_t n = one_field(q->payload, q->len);
+    int64_t n = one_field(q->payload, q->len), event = 0;
 
     if (n < 0 || !may_mutate(q))
         return PUNT;
@@ -546,10 +629,14 @@ static int64_t do_rm(const struct request *q)
         return PUNT;            /* missing: OK or an error, Python's to say */
     if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
         return PUNT;            /* EACCES */
-    if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS))
-        return PUNT;
+    if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS)) {
+        event = remove_event(q->e, path, (size_t)n);
+        if (event < 0)
+            return PUNT;
+    }
     if (xsd_store_rm(q->e->store, path, (size_t)n) < 0)
         return PUNT;
+    q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
 
@@ -600,7 +687,7 @@ static int64_t do_set_perms(const struct request *q)
     char path[ABS_PATH_MAX], perms[PERMS_BUF];
     struct xsd_node_view v;
     uint32_t owner = 0, count = 0;
-    int64_t n, plen;
+    int64_t n, plen, event = 0;
     size_t cut;
 
     if (!nul || !may_mutate(q))
@@ -617,10 +704,14 @@ static int64_t do_set_perms(const struct request *q)
     if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != ACCESS_ALL ||
                               owner != v.owner))
         return PUNT;
-    if (!no_watch(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS))
-        return PUNT;
+    if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS)) {
+        event = change_event(q->e, path, (size_t)n, perms, (size_t)plen, v.perms, v.perms_len);
+        if (event < 0)
+            return PUNT;
+    }
     if (xsd_store_set_perms(q->e->store, path, (size_t)n, perms, (size_t)plen))
         return PUNT;
+    q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
 
@@ -647,10 +738,11 @@ static int journaled_op(uint32_t op)
 int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r)
 {
-    size_t pos = 0, out_len = 0, journaled = 0;
+    size_t pos = 0, out_len = 0, journaled = 0, reply_at = 0;
     uint32_t handled = 0;
     int stop;
 
+    e->event_len = 0;
     for (;;) {
         uint32_t op, plen;
         struct request q;
@@ -684,7 +776,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         q.len = plen;
         q.flags = flags;
         q.reply = out + out_len + XSD_HEADER_SIZE;
-        n = answer(&q, op);
+        n = answer(&q, op);     /* sets e->event_len only with a change made */
         if (n < 0) {
             stop = XSD_RUN_PYTHON;
             break;
@@ -697,11 +789,19 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         c->requests[op]++;      /* answered ops are all < XSD_OP_COUNT */
         handled++;
         pos += XSD_HEADER_SIZE + plen;
+        if (e->event_len) {
+            reply_at = out_len - XSD_HEADER_SIZE - (size_t)n;
+            stop = XSD_RUN_EVENTS;
+            break;
+        }
     }
     r->consumed = pos;
     r->out_len = out_len;
     r->journaled = journaled;
     r->handled = handled;
     r->stop = stop;
+    r->reply_at = reply_at;
+    r->event = stop == XSD_RUN_EVENTS ? e->event : NULL;
+    r->event_len = stop == XSD_RUN_EVENTS ? e->event_len : 0;
     return stop;
 }

@@ -11,9 +11,10 @@
  *                           run again on the rest, so replies keep their order
  *
  * The engine answers the common requests itself and hands everything else to
- * Python ("punts": stop PYTHON) before changing anything, so every error reply,
- * every watch event and everything rare is produced by xsd/core exactly as
- * without the engine. The Python core (xsd/core/ops.py, dispatch.py,
+ * Python ("punts": stop PYTHON) before changing anything, so every error reply
+ * and everything rare is produced by xsd/core exactly as without the engine;
+ * a change that may fire watches is made here and its event handed to Python
+ * (stop EVENTS), whose watch registry fires it. The Python core (xsd/core/ops.py, dispatch.py,
  * permissions.py) is the oracle: tests/native/test_engine.py feeds the same
  * packets to both and requires the same reply bytes and the same nodes.
  *
@@ -30,9 +31,13 @@
  *   - reads by unprivileged callers when permissions.access grants READ;
  *   - MKDIR of an existing node: "OK", no change (unprivileged: with WRITE);
  *   - mutations (WRITE, MKDIR creating, RM, SET_PERMS) only with
- *     XSD_RUN_MUTATE in flags, on a conn that is not read-only, and only
- *     when no watch could fire: xsd_trie_match on the changed path
- *     (XSD_MATCH_ANCESTORS; for RM also XSD_MATCH_DESCENDANTS) finds no id.
+ *     XSD_RUN_MUTATE in flags, on a conn that is not read-only. When a watch
+ *     could fire (xsd_trie_match on the changed path, XSD_MATCH_ANCESTORS;
+ *     for RM also XSD_MATCH_DESCENDANTS, finds an id) the engine makes the
+ *     change, writes its reply and stops XSD_RUN_EVENTS right after it with
+ *     the event described (struct xsd_run's event): Python fires it before
+ *     sending the reply (C xenstored queues a request's events before its
+ *     reply), so who sees what stays the watch registry's to decide.
  *     New nodes inherit the closest existing ancestor's permissions (a
  *     privileged creator takes no ownership: ops._create); WRITE on an
  *     existing node changes only its value.
@@ -88,6 +93,18 @@ typedef struct xsd_conn xsd_conn;       /* opaque */
 #define XSD_RUN_PYTHON    1     /* in[consumed..) starts with a packet Python must answer */
 #define XSD_RUN_FULL      2     /* fewer than XSD_REPLY_MAX bytes free in out */
 #define XSD_RUN_BAD       3     /* the header at in[consumed] announces len > 4096 */
+#define XSD_RUN_EVENTS    4     /* the last packet answered changed a watched node: out
+                                   [reply_at..out_len) is its reply, event its event */
+
+/* The event of an XSD_RUN_EVENTS stop (what xsd/core/ops.py appends to
+ * events), as records "<path>\0<perms>\0" (perms: the node's permission
+ * entries, each ending in NUL, as store.h keeps them):
+ *   'C' record(path, perms after) <old perms> '\0'   CHANGE; old perms (SET_PERMS
+ *                                                   only) empty for WRITE/MKDIR
+ *   'R' "<root>\0" record... RM: every removed node, xsd_store_subtree's order
+ *                            (children first, root last) */
+#define XSD_EVENT_CHANGE  'C'
+#define XSD_EVENT_REMOVE  'R'
 
 #define XSD_OP_COUNT      32u   /* message types counted per conn (xs_wire.h has 27) */
 
@@ -97,6 +114,9 @@ struct xsd_run {
     size_t journaled;   /* payload bytes of the WRITE/MKDIR/RM/SET_PERMS answered */
     uint32_t handled;   /* packets answered */
     int stop;           /* XSD_RUN_* */
+    size_t reply_at;    /* XSD_RUN_EVENTS: where the last reply starts in out */
+    const char *event;  /* XSD_RUN_EVENTS: event_len bytes in the engine's space, */
+    size_t event_len;   /* valid until the next run or xsd_engine_free; else NULL, 0 */
 };
 
 /* A new engine over store and watches (watches may be NULL: no watch
@@ -144,8 +164,9 @@ uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op);
  * XSD_REPLY_MAX bytes free in out (else FULL, nothing of that packet done);
  * a cap below XSD_REPLY_MAX therefore always stops FULL at the first whole
  * packet. A packet that is PYTHON changed nothing. Never allocates except
- * the store's own node blocks and, for DIRECTORY_PART of a wide node, the
- * engine's scratch space (grown, kept); a failed allocation is PYTHON. */
+ * the store's own node blocks and the engine's scratch space (grown, kept)
+ * for DIRECTORY_PART of a wide node and for a watched mutation's event; a
+ * failed allocation is PYTHON. After XSD_RUN_EVENTS call again on the rest. */
 int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r);
 

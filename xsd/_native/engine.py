@@ -11,8 +11,11 @@
 that the engine takes and returns their replies as one bytes object; it stops
 at a partial packet (STOP_DONE), at a packet Python must answer (STOP_PYTHON:
 ``data[offset + consumed:]`` starts with it), when the reply buffer is full
-(STOP_FULL: call again) or at a header announcing more than 4096 bytes
-(STOP_BAD: the Decoder raises ProtocolError on it).  engine.h says which
+(STOP_FULL: call again), at a header announcing more than 4096 bytes
+(STOP_BAD: the Decoder raises ProtocolError on it), or right after a change
+that may fire watches (STOP_EVENTS: ``engine.event(...)`` tells where its
+reply starts in ``out`` and what changed; fire it, send the reply, call
+again).  engine.h says which
 packets the engine answers; everything else, and every error, stays Python's.
 
 One C handle per object, owned through ``ffi.gc``; the engine keeps the
@@ -22,13 +25,16 @@ keeps its engine alive.  Not thread-safe: the event loop's thread only.
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 from ._xsd_native import ffi, lib
 
-__all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD"]
+__all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD",
+           "STOP_EVENTS"]
 
 MUTATE = lib.XSD_RUN_MUTATE
 STOP_DONE = lib.XSD_RUN_DONE
 STOP_PYTHON = lib.XSD_RUN_PYTHON
 STOP_FULL = lib.XSD_RUN_FULL
 STOP_BAD = lib.XSD_RUN_BAD
+STOP_EVENTS = lib.XSD_RUN_EVENTS
+_CHANGE = lib.XSD_EVENT_CHANGE     # the first byte of a CHANGE event (an int in C)
 REPLY_MAX = lib.XSD_REPLY_MAX
 
 _NULL = ffi.NULL
@@ -106,3 +112,30 @@ class Engine:
             _run(self._h, conn._h, data, len(data), self._out, self._cap, flags, r)
         n = r.out_len
         return r.consumed, _unpack(self._out, n) if n else b"", r.journaled, r.handled, r.stop
+
+    def event(self, decode_perms, change, remove):
+        """After a run that stopped STOP_EVENTS: ``(reply_at, event)``, where the changing
+        packet's reply starts in that run's ``out`` and its event as xsd/core/ops.py builds
+        it: ``(change, path, perms, old_perms_or_None)`` or ``(remove, root, {path: perms})``
+        (children first, root last), each perms ``decode_perms(b"<kind><domid>\\0...")``.
+        ``change``/``remove`` are the caller's kinds (xsd/core/events.py)."""
+        r = self._run_result
+        raw = _unpack(r.event, r.event_len)
+        return r.reply_at, _decode_event(raw, decode_perms, change, remove)
+
+
+def _decode_event(raw: bytes, decode_perms, change, remove):
+    """engine.h's event bytes -> ops.py's event tuple."""
+    if raw[0] == _CHANGE:                           # the common case: kept short
+        path, _, rest = raw.partition(b"\0")
+        cut = rest.find(b"\0\0") + 1                # the perms' last NUL, then the end NUL
+        return (change, path[1:].decode(), decode_perms(rest[:cut]),
+                decode_perms(rest[cut + 1:-1]) if len(rest) > cut + 2 else None)
+    cut = raw.index(b"\0", 1)
+    removed, at = {}, cut + 1
+    while at < len(raw):
+        path_end = raw.index(b"\0", at)
+        end = raw.index(b"\0\0", path_end + 1) + 1
+        removed[raw[at:path_end].decode()] = decode_perms(raw[path_end + 1:end])
+        at = end + 1
+    return remove, raw[1:cut].decode(), removed

@@ -39,6 +39,8 @@ class CStore(NodeStore):
                 Perm(field[:1].decode(), int(field[1:])) for field in raw.split(b"\0")[:-1])
         return perms
 
+    decode_perms = _decode_perms    # b"n0\0r5\0" -> (Perm, ...): fastpath.py decodes events with it
+
     # -- reading --------------------------------------------------------------
     def get(self, path: str, children: bool = False):
         """A ``NodeView`` (value, perms, gen, owner; ``children`` None) or None."""

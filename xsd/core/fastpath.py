@@ -3,9 +3,12 @@
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store in one crossing
 per batch of bytes a client delivers, and stops at the first request it
-leaves to Python (engine.h says which: transactions, errors, watched paths,
-unprivileged changes, anything unusual); the transport hands the rest to the
-Python decoder and ``dispatch``, so replies keep their order.  What the
+leaves to Python (engine.h says which: transactions, errors, unprivileged
+creations, anything unusual); the transport hands the rest to the Python
+decoder and ``dispatch``, so replies keep their order.  A change that may fire
+watches is made in C too: the engine stops right after it with the event
+described, and the daemon fires it before that request's reply goes out, as
+dispatch does.  What the
 engine answers is what dispatch would have answered, byte for byte
 (tests/native/test_engine.py holds it to the Python core as oracle).
 
@@ -23,15 +26,22 @@ What the engine must know of the Python side, and when it learns it:
 Counts: the engine counts what it answers per session and type;
 ``stats.session_counters`` folds them into the session's counters.
 """
-from time import perf_counter
-
-from xenstore_protocol.constants import HEADER
-
-from .._native import BACKEND
-from .stats import SAMPLE_EVERY
+            if stop == STOP_EVENTS:
+                self._fire_before_reply(session, out)
+            else:
+                if out:
+                    if direct and not (session.out or session.backlog or session.paused):
+                        session.write(out)      # nothing of this client waits before these
+                        session.count_unsent()
+                    else:
+                        session.send(out)
+                if stop != STOP_FULL:
+                    return consumed, journaled
 
 if BACKEND == "cffi":
-    from .._native.engine import MUTATE, STOP_FULL, Engine
+    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine
+
+log = logging.getLogger(__name__)
 
 
 def available(store) -> bool:
@@ -77,6 +87,7 @@ class FastPath:
                 used, out, journal_bytes, _, stop = run(conn, data, MUTATE, consumed)
             consumed += used
             journaled += journal_bytes
+<<<<<<< HEAD
             if out:
                 if direct and not (session.out or session.backlog or session.paused):
                     session.write(out)      # nothing of this client waits before these replies
@@ -85,10 +96,32 @@ class FastPath:
                     session.send(out)
             if stop != STOP_FULL:
                 return consumed, journaled
+=======
+            if stop == STOP_EVENTS:
+                self._fire_before_reply(session, out)
+            else:
+                if out:
+                    session.send(out)
+                if stop != STOP_FULL:
+                    return consumed, journaled
+>>>>>>> events
             if session.out_bytes > flush_at:
                 daemon.flush()
             if session.paused or session.closed:
                 return consumed, journaled
+
+    def _fire_before_reply(self, session, out: bytes) -> None:
+        """The replies before the changing request's, its event (C xenstored queues a
+        request's events before its reply; dispatch._fire), then its reply."""
+        daemon = self.daemon
+        reply_at, event = self.engine.event(daemon.store.decode_perms, CHANGE, REMOVE)
+        if reply_at:
+            session.send(out[:reply_at])
+        try:
+            daemon.fire((event,))
+        except Exception:           # the change is made and will be acknowledged
+            log.exception("%r: internal error firing watches", session)
+        session.send(out[reply_at:])
 
     def _configure(self, session):
         if self._known_epoch != self.epoch:

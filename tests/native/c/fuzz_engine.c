@@ -9,7 +9,11 @@
  * PYTHON without answering anything changed nothing (the dump of
  * store_dump.h is the same before and after); xsd_store_check finds no
  * problem after any batch; after freeing, no allocation is left. Some
- * batches run with an allocation failure injected.
+ * batches run with an allocation failure injected. A run that stops EVENTS
+ * has answered at least the changing packet, whose reply starts at
+ * reply_at, and describes its event in engine.h's format exactly: a CHANGE
+ * with path, a permission list and an old one; a REMOVE whose records end
+ * with the root.
  *
  * Program format, one batch after another until the input runs out:
  *   control byte: bits 0-1 conn, bit 2 without XSD_RUN_MUTATE,
@@ -101,6 +105,53 @@ static int read_packet(struct input *in, struct stream *s)
     return 1;
 }
 
+/* A permission list at ev[*at..len): entries "<kind><digits>\0" then one NUL;
+ * *at moves past it. 0 if malformed. */
+static int perm_list(const char *ev, size_t len, size_t *at)
+{
+    while (*at < len && ev[*at] != '\0') {
+        const char *z = memchr(ev + *at, '\0', len - *at);
+        if (!z || z - (ev + *at) < 2 || !strchr("nrwb", ev[*at]))
+            return 0;
+        *at = (size_t)(z - ev) + 1;
+    }
+    if (*at >= len)
+        return 0;
+    (*at)++;
+    return 1;
+}
+
+/* Whether ev[0..len) is an event as engine.h describes it. */
+static int event_ok(const char *ev, size_t len)
+{
+    const char *z;
+    size_t at, root_len, rec = 0, rec_len = 0;
+
+    if (!ev || len < 3)
+        return 0;
+    z = memchr(ev + 1, '\0', len - 1);
+    if (!z || z == ev + 1 || ev[1] != '/')
+        return 0;
+    root_len = (size_t)(z - ev) - 1;
+    at = root_len + 2;
+    if (ev[0] == XSD_EVENT_CHANGE)         /* the perms (never empty), the old (maybe) */
+        return at < len && ev[at] != '\0' && perm_list(ev, len, &at) &&
+               perm_list(ev, len, &at) && at == len;
+    if (ev[0] != XSD_EVENT_REMOVE)
+        return 0;
+    while (at < len) {                     /* records: "<path>\0<perms>\0" */
+        z = memchr(ev + at, '\0', len - at);
+        if (!z || ev[at] != '/')
+            return 0;
+        rec = at;
+        rec_len = (size_t)(z - ev) - at;
+        at = (size_t)(z - ev) + 1;
+        if (!perm_list(ev, len, &at))
+            return 0;
+    }
+    return rec_len == root_len && memcmp(ev + rec, ev + 1, root_len) == 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -165,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             hooks_fail_after((ctl >> 4) & 7, 0);
         for (;;) {
             struct xsd_run r;
-            size_t before_len, after_len, at = 0;
+            size_t before_len, after_len, at = 0, last_at = 0;
             char *before = store_dump(store, &before_len), *after;
 
             xsd_engine_run(engine, conns[ci], p->buf + pos, p->len - pos, out, sizeof out,
@@ -176,6 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (field(out + at, 0) != field(p->buf + pos, 0) ||
                     field(out + at, 1) != field(p->buf + pos, 1))
                     abort();
+                last_at = at;
                 at += XSD_HEADER_SIZE + field(out + at, 3);
                 pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
             }
@@ -198,7 +250,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (r.stop == XSD_RUN_PYTHON)
                 pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
-            else if (r.stop != XSD_RUN_FULL)
+            else if (r.stop == XSD_RUN_EVENTS) {
+                if (r.handled == 0 || r.reply_at != last_at || !event_ok(r.event, r.event_len))
+                    abort();
+            } else if (r.stop != XSD_RUN_FULL)
                 abort();
         }
         hooks_fail_after(-1, 0);

@@ -24,6 +24,7 @@ static xsd_engine *engine;
 static xsd_conn *dom0, *guest1, *guest2, *ro;
 static char out[8 * XSD_REPLY_MAX];
 static struct stream in;
+static struct xsd_run last;     /* one()'s run: its event, when it stopped EVENTS */
 
 static void setup(void)
 {
@@ -76,7 +77,10 @@ static int64_t one(xsd_conn *c, uint32_t type, uint32_t tx_id, const char *paylo
         return -1;
     }
     free(before);
-    CHECK_EQ(r.stop, XSD_RUN_DONE);
+    last = r;
+    CHECK(r.stop == XSD_RUN_DONE || r.stop == XSD_RUN_EVENTS);
+    CHECK_EQ(r.reply_at, 0);
+    CHECK((r.stop == XSD_RUN_EVENTS) == (r.event != NULL && r.event_len > 0));
     CHECK_EQ(r.consumed, in.len);
     CHECK_EQ(r.handled, 1);
     CHECK_EQ(field(out, 0), type);
@@ -100,6 +104,20 @@ static int punts(xsd_conn *c, uint32_t type, const char *payload, size_t plen)
     const char *reply;
 
     return one(c, type, 0, payload, plen, &reply) < 0;
+}
+
+/* The request was answered "OK" and stopped EVENTS with exactly this event. */
+static int fires(xsd_conn *c, uint32_t type, const char *payload, size_t plen,
+                 const char *event, size_t event_len)
+{
+    return answers(c, type, payload, plen, "OK", 3) && last.stop == XSD_RUN_EVENTS &&
+           last.event_len == event_len && memcmp(last.event, event, event_len) == 0;
+}
+
+/* The request was answered "OK" without firing anything. */
+static int quiet(xsd_conn *c, uint32_t type, const char *payload, size_t plen)
+{
+    return answers(c, type, payload, plen, "OK", 3) && last.stop == XSD_RUN_DONE;
 }
 
 static void test_requests_answered_in_c(void)
@@ -229,21 +247,54 @@ static void test_python_takes_what_is_unusual(void)
     teardown();
 }
 
-static void test_a_watch_sends_changes_to_python(void)
+static void test_a_watched_change_is_made_and_described(void)
 {
+    struct xsd_run r;
+
     setup();
     CHECK(answers(dom0, T_WRITE, P("/w/x/y\0v"), P("OK\0")));
     CHECK_EQ(xsd_trie_add(trie, "/w/x", 4, 1), 0);
-    CHECK(punts(dom0, T_WRITE, P("/w/x\0v")));                  /* on it */
-    CHECK(punts(dom0, T_WRITE, P("/w/x/y/z\0v")));              /* below it */
-    CHECK(punts(dom0, T_SET_PERMS, P("/w/x/y\0n0\0")));
-    CHECK(punts(dom0, T_MKDIR, P("/w/x/new\0")));
-    CHECK(punts(dom0, T_RM, P("/w\0")));                        /* it is below */
-    CHECK(answers(dom0, T_WRITE, P("/w/other\0v"), P("OK\0")));
-    CHECK(answers(dom0, T_MKDIR, P("/w/x\0"), P("OK\0")));      /* existing: no event */
-    CHECK(answers(dom0, T_READ, P("/w/x/y\0"), P("v")));
+    CHECK(fires(dom0, T_WRITE, P("/w/x\0v"), P("C/w/x\0n0\0\0\0")));         /* on it */
+    CHECK(fires(dom0, T_WRITE, P("/w/x/y/z\0v"), P("C/w/x/y/z\0n0\0\0\0"))); /* below */
+    CHECK(fires(dom0, T_SET_PERMS, P("/w/x/y\0n0\0r1\0"),
+                P("C/w/x/y\0n0\0r1\0\0n0\0\0")));            /* new perms, old perms */
+    CHECK(fires(dom0, T_MKDIR, P("/w/x/y/new\0"), P("C/w/x/y/new\0n0\0r1\0\0\0")));
+    CHECK(answers(dom0, T_READ, P("/w/x/y/z\0"), P("v")));     /* the change was made */
+    /* A guest's write of a node it may write: the node's own perms. */
+    xsd_conn_quotas(guest1, 0, 0);
+    CHECK(punts(guest1, T_WRITE, P("/w/x/y\0g")));              /* it may only read: EACCES */
+    CHECK(answers(dom0, T_SET_PERMS, P("/w/x/y\0n0\0b1\0"), P("OK\0")));
+    CHECK(fires(guest1, T_WRITE, P("/w/x/y\0g"), P("C/w/x/y\0n0\0b1\0\0\0")));
+    /* RM: the root then every removed node, children first, the root last. */
+    CHECK(fires(dom0, T_RM, P("/w\0"),
+                P("R/w\0/w/x/y/z\0n0\0\0/w/x/y/new\0n0\0r1\0\0/w/x/y\0n0\0b1\0\0"
+                  "/w/x\0n0\0\0/w\0n0\0\0")));
+    CHECK(punts(dom0, T_READ, P("/w/x/y\0")));                  /* removed: Python's ENOENT */
+    CHECK(quiet(dom0, T_WRITE, P("/w/other\0v")));               /* no watch on it now */
+    CHECK(quiet(dom0, T_MKDIR, P("/w\0")));                      /* existing: no event */
+    CHECK_EQ(xsd_trie_add(trie, "/w/other", 8, 3), 0);
+    CHECK(quiet(dom0, T_MKDIR, P("/w/other\0")));                /* existing, watched */
+    CHECK(quiet(dom0, T_WRITE, P("/u\0v")));
     CHECK_EQ(xsd_trie_add(trie, "@introduceDomain", 16, 2), 0);  /* specials fire nothing here */
-    CHECK(answers(dom0, T_RM, P("/w/other\0"), P("OK\0")));
+    CHECK(quiet(dom0, T_RM, P("/u\0")));
+    /* In a batch: the replies before it, then its reply from reply_at; the rest waits. */
+    in.len = 0;
+    put_packet(&in, T_READ, 1, 0, P("/w/other\0"));
+    put_packet(&in, T_WRITE, 2, 0, P("/w/other\0longer"));
+    put_packet(&in, T_READ, 3, 0, P("/w/other\0"));
+    CHECK_EQ(xsd_engine_run(engine, dom0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_EVENTS);
+    CHECK_EQ(r.handled, 2);
+    CHECK_EQ(r.consumed, 2 * 16 + 9 + 15);
+    CHECK_EQ(r.reply_at, 16 + 1);
+    CHECK_EQ(r.out_len, r.reply_at + 16 + 3);
+    CHECK_EQ(field(out + r.reply_at, 1), 2);
+    CHECK(r.event_len == sizeof "C/w/other\0n0\0\0" &&
+          memcmp(r.event, "C/w/other\0n0\0\0", r.event_len) == 0);
+    CHECK_EQ(xsd_engine_run(engine, dom0, in.buf + r.consumed, in.len - r.consumed, out,
+                            sizeof out, XSD_RUN_MUTATE, &r), XSD_RUN_DONE);
+    CHECK(r.handled == 1 && r.event == NULL && r.event_len == 0);
+    CHECK(memcmp(out + 16, "longer", 6) == 0);
     teardown();
 }
 
@@ -361,7 +412,7 @@ static void test_random_streams_keep_the_store_sound(void)
     static const uint32_t types[] = { T_READ, T_DIRECTORY, T_DIRECTORY_PART, T_GET_PERMS,
                                       T_WRITE, T_MKDIR, T_RM, T_SET_PERMS, T_WATCH };
     xsd_conn *conns[4];
-    unsigned seed = 12345;
+    unsigned seed = 12345, events = 0;
 
     setup();
     conns[0] = dom0, conns[1] = guest1, conns[2] = guest2, conns[3] = ro;
@@ -384,7 +435,7 @@ static void test_random_streams_keep_the_store_sound(void)
         }
         while (pos < in.len) {
             struct xsd_run r;
-            size_t at = 0;
+            size_t at = 0, last_at = 0;
             xsd_engine_run(engine, c, in.buf + pos, in.len - pos, out, sizeof out,
                            rand_r_(&seed) % 8 ? XSD_RUN_MUTATE : 0, &r);
             CHECK_EQ(xsd_store_check(store), 0);
@@ -392,16 +443,25 @@ static void test_random_streams_keep_the_store_sound(void)
                 CHECK_EQ(field(out + at, 0), field(in.buf + pos, 0));
                 CHECK_EQ(field(out + at, 1), field(in.buf + pos, 1));
                 CHECK_EQ(field(out + at, 2), 0);
+                last_at = at;
                 at += XSD_HEADER_SIZE + field(out + at, 3);
                 pos += XSD_HEADER_SIZE + field(in.buf + pos, 3);
             }
             CHECK_EQ(at, r.out_len);
             if (r.stop == XSD_RUN_DONE)
                 break;
+            if (r.stop == XSD_RUN_EVENTS) {     /* after the change, its reply last */
+                CHECK(r.handled >= 1 && r.reply_at == last_at);
+                CHECK(r.event_len > 2 && (r.event[0] == 'C' || r.event[0] == 'R'));
+                CHECK_EQ(r.event[r.event_len - 1], '\0');
+                events++;
+                continue;
+            }
             CHECK_EQ(r.stop, XSD_RUN_PYTHON);
             pos += XSD_HEADER_SIZE + field(in.buf + pos, 3);      /* Python's */
         }
     }
+    CHECK(events > 30);         /* 54 with this seed: watched changes stopped EVENTS */
     teardown();
 }
 
@@ -410,7 +470,7 @@ int main(void)
     RUN(test_requests_answered_in_c);
     RUN(test_unprivileged_reads_follow_permissions);
     RUN(test_python_takes_what_is_unusual);
-    RUN(test_a_watch_sends_changes_to_python);
+    RUN(test_a_watched_change_is_made_and_described);
     RUN(test_stop_reasons);
     RUN(test_directory_part_pages_a_wide_node);
     RUN(test_random_streams_keep_the_store_sound);

@@ -7,8 +7,10 @@
  * against alloc_hooks.c. A golden run without failures records each
  * request's reply and the store's dump (store_dump.h) after it. Then the
  * scenario (engine, conns, a watch, a stream of requests that create nodes,
- * grow values and page a wide directory) runs once for every N: the first N
- * allocations succeed and the next fails.
+ * grow values, page a wide directory and change watched nodes, whose events
+ * grow the engine's event space) runs once for every N: the first N
+ * allocations succeed and the next fails. A watched change's event must be
+ * the golden run's whenever its reply is.
  *   - once: a request the golden run answered may come back PYTHON only
  *     when the failure was injected in it; the store must be as before it.
  *     It is then run again (the failure is spent) and from there on every
@@ -32,11 +34,15 @@ static struct stream req[MAX_REQ];      /* one request each */
 static size_t nreq;
 static char *golden_reply[MAX_REQ];
 static size_t golden_reply_len[MAX_REQ];
+static char *golden_event[MAX_REQ];   /* NULL: the request fired nothing */
+static size_t golden_event_len[MAX_REQ];
 static char *golden_dump[MAX_REQ];
 static size_t golden_dump_len[MAX_REQ];
 static char *initial_dump;
 static size_t initial_dump_len;
 static char out[2 * XSD_REPLY_MAX];
+static const char *event;               /* run_req's: the last run's event, or NULL */
+static size_t event_len;
 
 static void add(uint32_t type, const char *payload, size_t len)
 {
@@ -61,7 +67,14 @@ static void build_scenario(void)
     add(T_WRITE, big, sizeof big);            /* the value outgrows its block */
     add(T_SET_PERMS, P("/local\0b0\0r1\0r2\0r3\0r4\0r5\0"));
     add(T_SET_PERMS, P("/wide/a-rather-long-child-name-007\0n2\0"));   /* a new owner */
-    add(T_WRITE, P("/watched/below\0x"));     /* left to Python: a watch on /watched */
+    add(T_WRITE, P("/watched/below\0x"));     /* a watch on /watched: an event */
+    for (int i = 0; i < 50; i++) {            /* a subtree whose removal lists 4 KiB */
+        n = snprintf(p, sizeof p, "/watched/t/%s-%03d%c",
+                     "a-child-name-long-enough-that-fifty-removed-nodes-list-over-4096", i, 0);
+        add(T_MKDIR, p, (size_t)n);
+    }
+    add(T_SET_PERMS, P("/watched/below\0n0\0r1\0"));
+    add(T_RM, P("/watched\0"));                /* the event space grows */
     add(T_RM, P("/wide\0"));
     add(T_WRITE, P("/wide/again\0"));
     add(T_READ, P("/local/domain/1/device/vif/0/state\0"));
@@ -112,9 +125,12 @@ static int run_req(struct world *w, size_t i, size_t *len)
     xsd_engine_run(w->engine, w->conn, req[i].buf, req[i].len, out, sizeof out,
                    XSD_RUN_MUTATE, &r);
     *len = r.out_len;
-    CHECK(r.stop == XSD_RUN_DONE || r.stop == XSD_RUN_PYTHON);
-    CHECK_EQ(r.consumed, r.stop == XSD_RUN_DONE ? req[i].len : 0);
-    return r.stop;
+    CHECK(r.stop == XSD_RUN_DONE || r.stop == XSD_RUN_PYTHON || r.stop == XSD_RUN_EVENTS);
+    CHECK_EQ(r.consumed, r.stop == XSD_RUN_PYTHON ? 0 : req[i].len);
+    event = r.event;
+    event_len = r.event_len;
+    CHECK_EQ(r.stop == XSD_RUN_EVENTS, event != NULL);
+    return r.stop == XSD_RUN_EVENTS ? XSD_RUN_DONE : r.stop;
 }
 
 static int same(const char *a, size_t alen, const char *b, size_t blen)
@@ -142,11 +158,20 @@ static void golden(void)
                 abort();
             memcpy(golden_reply[i], out, len);
         }
+        golden_event[i] = NULL;
+        golden_event_len[i] = event_len;
+        if (event) {
+            golden_event[i] = malloc(event_len);
+            if (!golden_event[i])
+                abort();
+            memcpy(golden_event[i], event, event_len);
+        }
         golden_reply_len[i] = len;
         golden_dump[i] = store_dump(w.store, &golden_dump_len[i]);
         CHECK_EQ(xsd_store_check(w.store), 0);
     }
-    CHECK_EQ(python, 1);                    /* only the watched write */
+    CHECK_EQ(python, 0);                    /* watched changes too are answered */
+    CHECK(golden_event_len[nreq - 6] > 4096);  /* RM /watched: the event space grew */
     unmake(&w);
     CHECK_EQ(hooks_live_blocks(), 0);
 }
@@ -200,8 +225,10 @@ static int run_once(long n, int sticky)
         }
         if (!sticky || !hooks_failed()) {
             CHECK_EQ(stop == XSD_RUN_DONE, golden_reply[i] != NULL);
-            if (golden_reply[i])
+            if (golden_reply[i]) {
                 CHECK(same(out, len, golden_reply[i], golden_reply_len[i]));
+                CHECK(same(event, event_len, golden_event[i], golden_event_len[i]));
+            }
         }
     }
     free(cur);
@@ -224,6 +251,7 @@ int main(void)
     run_alloc_fail_sweeps();
     for (size_t i = 0; i < nreq; i++) {
         free(golden_reply[i]);
+        free(golden_event[i]);
         free(golden_dump[i]);
     }
     free(initial_dump);
