@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Where one READ and one WRITE spend the daemon's microseconds (xsd, in memory).
+"""Where one READ and one WRITE spend the daemon's microseconds (xsd, in memory), on the
+Python request path (``--python-requests``) and on the C one, side by side.
 
     python bench/profile_requests.py            # 20,000 requests per load
     python bench/profile_requests.py -n 5000
@@ -44,6 +45,11 @@ FLOOR = os.path.join(ROOT, "bench", "floors", "floor_uvloop.py")
 
 # (stage, test on (file, function) of a frame of ours); the first that matches wins.
 STAGES = [
+    ("C request path (fastpath.py, engine.py, the C call)",
+     lambda f, fn: f.endswith(("xsd/core/fastpath.py", "xsd/_native/engine.py"))),
+    ("request pump (serve_bytes, flush scheduling)", lambda f, fn: f.endswith("xsd/transport/pump.py")),
+    ("C store through Python (cstore.py, store.py wrapper)",
+     lambda f, fn: f.endswith(("xsd/core/cstore.py", "xsd/_native/store.py"))),
     ("decode (framing, Packet)", lambda f, fn: f.endswith("xenstore_protocol/decoder.py")),
     ("encode reply (Packet.encode)", lambda f, fn: f.endswith("xenstore_protocol/packet.py")
      and fn == "encode"),
@@ -130,9 +136,10 @@ def start(argv, rundir: str) -> subprocess.Popen:
     raise RuntimeError(f"{argv} did not start")
 
 
-def xsd_argv(rundir: str, profile_out=None) -> list:
+def xsd_argv(rundir: str, profile_out=None, extra=()) -> list:
     prefix = [sys.executable] + (["-c", PROFILED_XSD, profile_out] if profile_out else ["-m", "xsd"])
-    return prefix + ["--rundir", rundir, "--no-persist", "--no-domain-init", "--log-level", "WARNING"]
+    return prefix + ["--rundir", rundir, "--no-persist", "--no-domain-init", "--log-level",
+                     "WARNING", *extra]
 
 
 def load(client: RawClient, kind: str, n: int) -> None:
@@ -158,10 +165,10 @@ def cpu_per_request(argv, rundir: str, kind: str, n: int) -> float:
     return (after - before) / n
 
 
-def profile(work: str, kind: str, n: int) -> dict:
-    rundir = os.path.join(work, "profiled-" + kind)
-    out = os.path.join(work, kind + ".prof")
-    proc = start(xsd_argv(rundir, out), rundir)
+def profile(work: str, kind: str, n: int, extra=()) -> dict:
+    rundir = os.path.join(work, "profiled-" + kind + "".join(extra))
+    out = os.path.join(work, kind + "".join(extra) + ".prof")
+    proc = start(xsd_argv(rundir, out, extra), rundir)
     try:
         with RawClient(os.path.join(rundir, "socket")) as client:
             load(client, "create", n)
@@ -189,15 +196,19 @@ def main() -> int:
             floor_dir = os.path.join(work, "floor-" + kind)
             floor = cpu_per_request([sys.executable, FLOOR, os.path.join(floor_dir, "socket")],
                                     floor_dir, kind, args.n)
-            xsd_dir = os.path.join(work, "xsd-" + kind)
-            total = cpu_per_request(xsd_argv(xsd_dir), xsd_dir, kind, args.n)
-            stages = profile(work, kind, args.n)
-            profiled = sum(stages.values())
-            above = max(total - floor, 0.0)
-            rows[label] = {stage: above * t / profiled for stage, t in stages.items()}
-            rows[label]["uvloop floor: event loop, socket read/write, kernel"] = floor
-            rows[label]["total daemon CPU per request"] = total
-            rows[label]["_profiled"] = profiled * 1e6 / args.n
+            # The request path in Python (the design the C one replaced) and the C path,
+            # measured in the same minutes.
+            for path_label, extra in ((", Python path", ("--python-requests",)), (", C path", ())):
+                xsd_dir = os.path.join(work, "xsd-" + kind + "".join(extra))
+                total = cpu_per_request(xsd_argv(xsd_dir, extra=extra), xsd_dir, kind, args.n)
+                stages = profile(work, kind, args.n, extra)
+                profiled = sum(stages.values())
+                above = max(total - floor, 0.0)
+                row = rows[label + path_label] = {stage: above * t / profiled
+                                                  for stage, t in stages.items()}
+                row["uvloop floor: event loop, socket read/write, kernel"] = floor
+                row["total daemon CPU per request"] = total
+                row["_profiled"] = profiled * 1e6 / args.n
     names = [s for s, _ in STAGES] + [OTHER, "uvloop floor: event loop, socket read/write, kernel",
                                       "total daemon CPU per request"]
     labels = list(rows)

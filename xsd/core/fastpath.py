@@ -26,17 +26,14 @@ What the engine must know of the Python side, and when it learns it:
 Counts: the engine counts what it answers per session and type;
 ``stats.session_counters`` folds them into the session's counters.
 """
-            if stop == STOP_EVENTS:
-                self._fire_before_reply(session, out)
-            else:
-                if out:
-                    if direct and not (session.out or session.backlog or session.paused):
-                        session.write(out)      # nothing of this client waits before these
-                        session.count_unsent()
-                    else:
-                        session.send(out)
-                if stop != STOP_FULL:
-                    return consumed, journaled
+import logging
+from time import perf_counter
+
+from xenstore_protocol.constants import HEADER
+
+from .._native import BACKEND
+from .events import CHANGE, REMOVE
+from .stats import SAMPLE_EVERY
 
 if BACKEND == "cffi":
     from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine
@@ -87,24 +84,17 @@ class FastPath:
                 used, out, journal_bytes, _, stop = run(conn, data, MUTATE, consumed)
             consumed += used
             journaled += journal_bytes
-<<<<<<< HEAD
-            if out:
-                if direct and not (session.out or session.backlog or session.paused):
-                    session.write(out)      # nothing of this client waits before these replies
-                    session.count_unsent()
-                else:
-                    session.send(out)
-            if stop != STOP_FULL:
-                return consumed, journaled
-=======
             if stop == STOP_EVENTS:
                 self._fire_before_reply(session, out)
             else:
                 if out:
-                    session.send(out)
+                    if direct and not (session.out or session.backlog or session.paused):
+                        session.write(out)      # nothing of this client waits before these
+                        session.count_unsent()
+                    else:
+                        session.send(out)
                 if stop != STOP_FULL:
                     return consumed, journaled
->>>>>>> events
             if session.out_bytes > flush_at:
                 daemon.flush()
             if session.paused or session.closed:
