@@ -138,7 +138,8 @@ class DaemonCollector:
                 ("nodes", "Nodes the domain owns"),
                 ("watches", "Watches the domain's connections hold"),
                 ("transactions", "Transactions the domain has open"),
-                ("value_bytes", "Bytes of the values of the nodes the domain owns"))}
+                ("node_memory_bytes", "Bytes the nodes the domain owns are charged against its "
+                                      "memory quota: 40 + path + value + 8 per permission each"))}
         limits = GaugeMetricFamily("xsd_domain_quota_limit", "A quota binding the domain "
                                    "(0: none, as for dom0)", labels=("domid", "quota"))
         for row in rows:
@@ -146,7 +147,7 @@ class DaemonCollector:
             for name in ("nodes", "watches", "transactions"):
                 gauges[name].add_metric((label,), row["quota"][name]["used"])
                 limits.add_metric((label, name), row["quota"][name]["limit"])
-            gauges["value_bytes"].add_metric((label,), row["value_bytes"])
+            gauges["node_memory_bytes"].add_metric((label,), row["node_memory"])
         yield from gauges.values()
         yield limits
         yield GaugeMetricFamily("xsd_domains", "Domains introduced by the toolstack (dom0 not among them)",

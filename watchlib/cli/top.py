@@ -93,7 +93,7 @@ def summarise(before: dict, after: dict, seconds: float) -> list:
             "refused": sum(row["refused"].values()),
             "refused_by_quota": row["refused"],
             "errors": sum(row["errors"].values()),
-            "value_bytes": row["value_bytes"],
+            "node_memory": row["node_memory"],
         })
     return out
 

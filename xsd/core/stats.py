@@ -161,9 +161,6 @@ def domain_rows(d) -> list:
     sessions = {}
     for s in list(d.sessions):
         sessions.setdefault(s.domid, []).append(s)
-    value_bytes = {}
-    for _, node in d.store.items():
-        value_bytes[node.owner] = value_bytes.get(node.owner, 0) + len(node.value)
     rows = []
     for domid in sorted(domids):
         c = counters.get(domid) or Counters()
@@ -185,7 +182,9 @@ def domain_rows(d) -> list:
             "refused": dict(c.refused),
             "events": {"sent": c.events_sent, "coalesced": c.events_coalesced,
                        "dropped": c.events_dropped},
-            "value_bytes": value_bytes.get(domid, 0),
+            # What its nodes are charged against the memory quota (quota.memory_of_node),
+            # kept by the store as nodes come and go: no walk of the tree per scrape.
+            "node_memory": d.store.bytes_of(domid),
             "quota": quota,
         })
     return rows
