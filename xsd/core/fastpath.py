@@ -70,9 +70,10 @@ class FastPath:
             conn = self._configure(session)
         run = self.engine.run
         stats = daemon.stats
-        # In memory, replies need not wait for the batch's flush (no journal to write first):
-        # they go straight to the transport, unless output of this client is already waiting.
-        direct = not daemon.listeners
+        # In memory, a socket's replies need not wait for the batch's flush (no journal to
+        # write first): they go straight to the transport, unless output of this client is
+        # already waiting (Session.direct_replies says which transports allow it).
+        direct = session.direct_replies and not daemon.listeners
         consumed = journaled = 0
         while True:
             if stats.timed:

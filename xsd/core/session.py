@@ -86,8 +86,13 @@ class OutputBudget:
 class Session:
     def __init__(self, write, dirty: list, *, domid: int = 0, privileged: bool = True,
                  read_only: bool = False, name: str = "?", max_events: int = 1024,
-                 budget: OutputBudget = None, unsent=None, squeeze=None):
+                 budget: OutputBudget = None, unsent=None, squeeze=None,
+                 direct_replies: bool = False):
         self.write = write          # the transport's write(bytes)
+        # The transport takes a reply at once, outside the daemon's flush (a socket): the C
+        # path may write there directly in memory (fastpath.py).  A guest ring may not: its
+        # requests are consumed at the flush, and a reply must not overtake that.
+        self.direct_replies = direct_replies
         self._dirty = dirty         # the daemon's list of sessions to flush
         self.domid = domid
         self.privileged = privileged

@@ -33,7 +33,7 @@ class Connection(asyncio.Protocol):
         self._set_write_limits()
         self.session = self.daemon.open_session(
             transport.write, domid=0, privileged=True, read_only=self.read_only, name=self.name,
-            unsent=transport.get_write_buffer_size, squeeze=self.squeeze)
+            unsent=transport.get_write_buffer_size, squeeze=self.squeeze, direct_replies=True)
 
     def _set_write_limits(self) -> None:
         high = self.daemon.config.out_high_water
