@@ -42,16 +42,18 @@ def watch_key(path: str, token: bytes) -> bytes:
 class Watch:
     """One registration. Its path and token are kept only inside ``key`` (one object,
     also the key of ``session.watches``): a watch costs a few hundred bytes, and a
-    path string, a token and the tuple joining them were a third of them (issue 17)."""
+    path string, a token and the tuple joining them were a third of them (issue 17).
+    Whether the client gave a relative path is its class, not a slot, for the same
+    reason (four slots fit pymalloc's 64-byte class, five take 80)."""
 
-    __slots__ = ("id", "session", "key", "sep", "relative")
+    __slots__ = ("id", "session", "key", "sep")
+    relative = False          # the client gave an absolute path: events are absolute too
 
-    def __init__(self, watch_id: int, session, key: bytes, relative: bool):
+    def __init__(self, watch_id: int, session, key: bytes):
         self.id = watch_id
         self.session = session
         self.key = key            # watch_key(path, token)
         self.sep = key.index(0)   # where the path ends
-        self.relative = relative  # the client gave a relative path: events are relative too
 
     @property
     def path(self) -> str:
@@ -67,7 +69,17 @@ class Watch:
         return len(self.key) - 1
 
     def event_path(self, path: str) -> str:
-        return relative_to(path, self.session.domid) if self.relative else path
+        return path
+
+
+class RelativeWatch(Watch):
+    """The client gave a relative path: its events are relative to the client's home too."""
+
+    __slots__ = ()
+    relative = True
+
+    def event_path(self, path: str) -> str:
+        return relative_to(path, self.session.domid)
 
 
 class WatchRegistry:
@@ -83,7 +95,8 @@ class WatchRegistry:
         return len(self.by_id)
 
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
-        watch = Watch(next(self._ids), session, watch_key(path, token), relative)
+        watch = (RelativeWatch if relative else Watch)(next(self._ids), session,
+                                                       watch_key(path, token))
         key = _trie_key(path)
         self.trie.add(key, watch.id)
         if key is not path:
