@@ -34,8 +34,8 @@ def main() -> None:
     out = []
     session = daemon.open_session(out.append, name="bench")
     trie = daemon.watches.trie
-    has_stats = hasattr(trie, "stats")           # the Python fallback trie keeps none
-    trie_before = trie.stats() if has_stats else None
+    trie_before = trie.stats()
+    c_trie = "bytes" in trie_before              # the Python fallback's objects are Python's
     gc.collect()
     tracemalloc.start(1)
     before = tracemalloc.take_snapshot()
@@ -60,7 +60,7 @@ def main() -> None:
             frame = d.traceback[0]
             where = f"{os.path.relpath(frame.filename, ROOT)}:{frame.lineno}"
             print(f"  {d.size_diff / n:6.1f}  {where}")
-    if has_stats:
+    if c_trie:
         st = trie.stats()
         print("C watch trie, asked of malloc: %.1f (%.2f blocks, %.2f nodes per watch)" % (
             (st["bytes"] - trie_before["bytes"]) / n,
