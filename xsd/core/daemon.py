@@ -34,7 +34,7 @@ from .session import OutputBudget, Session
 from .stats import Stats
 from .store import new_store
 from .transactions import Transaction
-from .watches import WatchRegistry
+from .watches import WatchRegistry, watch_key
 
 log = logging.getLogger("xsd")
 
@@ -208,7 +208,7 @@ class Daemon:
         session.events_dropped = state["events_dropped"]
         for path, token, relative in state["watches"]:
             token = bytes.fromhex(token)
-            if (path, token) not in session.watches:     # a guest's may be back from the journal
+            if watch_key(path, token) not in session.watches:  # a guest's may be back from the journal
                 self.watches.add(session, path, token, relative)
         for tx_id in state["transactions"]:
             session.transactions[tx_id] = Transaction.doomed(

@@ -19,6 +19,7 @@ from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .quota import memory_of_node, memory_of_watch
+from .watches import watch_key
 from .transactions import Transaction
 
 log = logging.getLogger("xsd.domains")
@@ -182,7 +183,7 @@ def _create(d, s, view, path: str, value: bytes) -> tuple:
 
 
 def watch_bytes(s) -> int:
-    return sum(memory_of_watch(w.path, w.token) for w in s.watches.values())
+    return sum(memory_of_watch(w.text_bytes()) for w in s.watches.values())
 
 
 def _charge(d, s, view, extra: int) -> None:
@@ -246,10 +247,10 @@ def _watch_args(d, s, payload):
 
 def do_watch(d, s, view, payload, events):
     path, token, relative = _watch_args(d, s, payload)
-    if (path, token) in s.watches:
+    if watch_key(path, token) in s.watches:
         raise XenstoreError("EEXIST", "same path and token already watched")
     d.quotas.check(s, "watches", len(s.watches) + 1, "E2BIG")
-    _charge(d, s, d.store, memory_of_watch(path, token))
+    _charge(d, s, d.store, memory_of_watch(len(path) + len(token)))
     watch = d.watches.add(s, path, token, relative)
     d.watch_added(s, watch)
     events.append((INITIAL, watch))
@@ -258,7 +259,7 @@ def do_watch(d, s, view, payload, events):
 
 def do_unwatch(d, s, view, payload, events):
     path, token, _ = _watch_args(d, s, payload)
-    watch = s.watches.get((path, token))
+    watch = s.watches.get(watch_key(path, token))
     if watch is None:
         raise XenstoreError("ENOENT", "no such watch")
     d.watches.remove(watch)

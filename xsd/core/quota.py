@@ -59,9 +59,10 @@ def memory_of_node(path: str, value: bytes, perms: tuple) -> int:
     return 40 + len(path) + len(value) + 8 * len(perms)
 
 
-def memory_of_watch(path: str, token: bytes) -> int:
-    """Bytes a watch is charged: its path and token plus a fixed 40 for the record."""
-    return 40 + len(path) + len(token)
+def memory_of_watch(text_bytes: int) -> int:
+    """Bytes a watch is charged: its path and token (``text_bytes``, their lengths added)
+    plus a fixed 40 for the record."""
+    return 40 + text_bytes
 
 
 class Quotas:

@@ -100,7 +100,7 @@ class Session:
         self.target = None          # SET_TARGET: the domain this one acts for
         self.name = name
         self.transactions = {}      # tx_id -> Transaction
-        self.watches = {}           # (path, token) -> Watch
+        self.watches = {}           # watches.watch_key(path, token) -> Watch
         self.next_tx_id = 1
         self.max_events = max_events
         self.out = []               # this batch's output, written by flush()
@@ -267,7 +267,7 @@ class Session:
         """One event per watch that lost some: its own path, so the client re-reads below it."""
         markers = []
         for watch in self.overflowed:
-            if (watch.path, watch.token) in self.watches:      # still registered
+            if watch.key in self.watches:      # still registered
                 data = event_frame(watch.event_path(watch.path), watch.token)
                 if data is not None:
                     markers.append(data)

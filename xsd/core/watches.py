@@ -32,18 +32,54 @@ def _trie_key(path: str) -> str:
     return path[:cut]
 
 
-class Watch:
-    __slots__ = ("id", "session", "path", "token", "relative")
+def watch_key(path: str, token: bytes) -> bytes:
+    """What identifies a watch on its connection (EEXIST, UNWATCH): path and token in one
+    object, ``path NUL token``. Neither holds a NUL (they are wire fields), so no two
+    differ only in where one ends; the path is ASCII (paths.decode)."""
+    return b"%s\0%s" % (path.encode("ascii"), token)
 
-    def __init__(self, watch_id: int, session, path: str, token: bytes, relative: bool):
+
+class Watch:
+    """One registration. Its path and token are kept only inside ``key`` (one object,
+    also the key of ``session.watches``): a watch costs a few hundred bytes, and a
+    path string, a token and the tuple joining them were a third of them (issue 17).
+    Whether the client gave a relative path is its class, not a slot, for the same
+    reason (four slots fit pymalloc's 64-byte class, five take 80)."""
+
+    __slots__ = ("id", "session", "key", "sep")
+    relative = False          # the client gave an absolute path: events are absolute too
+
+    def __init__(self, watch_id: int, session, key: bytes):
         self.id = watch_id
         self.session = session
-        self.path = path          # absolute, or a special "@name"
-        self.token = token
-        self.relative = relative  # the client gave a relative path: events are relative too
+        self.key = key            # watch_key(path, token)
+        self.sep = key.index(0)   # where the path ends
+
+    @property
+    def path(self) -> str:
+        """Absolute, or a special "@name"."""
+        return self.key[:self.sep].decode("ascii")
+
+    @property
+    def token(self) -> bytes:
+        return self.key[self.sep + 1:]
+
+    def text_bytes(self) -> int:
+        """len(path) + len(token), what quota.memory_of_watch charges beyond the record."""
+        return len(self.key) - 1
 
     def event_path(self, path: str) -> str:
-        return relative_to(path, self.session.domid) if self.relative else path
+        return path
+
+
+class RelativeWatch(Watch):
+    """The client gave a relative path: its events are relative to the client's home too."""
+
+    __slots__ = ()
+    relative = True
+
+    def event_path(self, path: str) -> str:
+        return relative_to(path, self.session.domid)
 
 
 class WatchRegistry:
@@ -59,20 +95,21 @@ class WatchRegistry:
         return len(self.by_id)
 
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
-        watch = Watch(next(self._ids), session, path, token, relative)
+        watch = (RelativeWatch if relative else Watch)(next(self._ids), session,
+                                                       watch_key(path, token))
         key = _trie_key(path)
         self.trie.add(key, watch.id)
         if key is not path:
             self.deep.add(watch.id)
         self.by_id[watch.id] = watch
-        session.watches[(path, token)] = watch
+        session.watches[watch.key] = watch
         return watch
 
     def remove(self, watch: Watch) -> None:
         self.trie.remove(_trie_key(watch.path), watch.id)
         self.deep.discard(watch.id)
         del self.by_id[watch.id]
-        del watch.session.watches[(watch.path, watch.token)]
+        del watch.session.watches[watch.key]
 
     def _match(self, path: str, flags: int) -> list:
         """The trie's ids for ``path``, deep watches checked against their full paths."""
@@ -142,9 +179,10 @@ class WatchRegistry:
         above = []
         for watch_id in ids:
             watch = by_id[watch_id]
-            if watch.path != root and is_child(watch.path, root):
-                if watch.path in removed:
-                    below.setdefault(watch.path, []).append(watch)
+            watch_path = watch.path
+            if watch_path != root and is_child(watch_path, root):
+                if watch_path in removed:
+                    below.setdefault(watch_path, []).append(watch)
             else:
                 above.append(watch)
         root_parent_perms = self._parent_perms(root)

@@ -72,7 +72,7 @@ class GuestWatches:
         problems = []
         for s in daemon.sessions:
             if s.journal_watches and daemon.domains.is_introduced(s.domid):
-                live = {key: w.relative for key, w in s.watches.items()}
+                live = {(w.path, w.token): w.relative for w in s.watches.values()}
                 if live != self.by_domid.get(s.domid, {}):
                     problems.append(f"dom{s.domid}: journaled watches differ from its session's")
         return problems

@@ -44,6 +44,7 @@ from xenstore_protocol import Decoder, ProtocolError, XenstoreError
 from xenstore_protocol.constants import (HEADER, HEADER_SIZE, SERVER_FEATURE_ERROR,
                                          SERVER_FEATURE_RECONNECTION, Op)
 
+from ..core.watches import watch_key
 from ..hypervisor.base import VIRQ_DOM_EXC, HypervisorError, NoRing
 from .ring import (
     ERROR_COMM, ERROR_NONE, ERROR_PROTO, RING_SIZE, XENSTORE_CONNECTED, XENSTORE_RECONNECT, Ring,
@@ -270,7 +271,7 @@ class GuestConnection:
         re-reads what lies below each watch rather than miss a change."""
         session = self.session
         for (path, token), relative in saved.items():
-            if (path, token) not in session.watches:
+            if watch_key(path, token) not in session.watches:
                 watch = self.daemon.watches.add(session, path, token, relative)
                 if mark:
                     session.queue_event(watch.event_path(path), token, watch)
