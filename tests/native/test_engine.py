@@ -24,14 +24,13 @@ from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
 from xsd.core.store import Store
 
-pytestmark = pytest.mark.skipif(BACKEND != "cffi", reason="the engine is the C build's")
-
-if BACKEND == "cffi":
-    from xsd._native.engine import (MUTATE, REPLY_MAX, STOP_BAD, STOP_DONE, STOP_EVENTS,
-                                    STOP_FULL, STOP_PYTHON, Engine)
-    from xsd._native.store import NodeStore
-    from xsd.core.cstore import CStore
-    from xsd.core.events import CHANGE, REMOVE
+if BACKEND != "cffi":
+    pytest.skip("the engine is the C build's (XSD_NATIVE=python)", allow_module_level=True)
+from xsd._native.engine import (MUTATE, REPLY_MAX, STOP_BAD, STOP_DONE,  # noqa: E402
+                                STOP_EVENTS, STOP_FULL, STOP_PYTHON, Engine)
+from xsd._native.store import NodeStore          # noqa: E402
+from xsd.core.cstore import CStore               # noqa: E402
+from xsd.core.events import CHANGE, REMOVE       # noqa: E402
 
 ENGINE_OPS = {Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
               Op.WRITE, Op.MKDIR, Op.RM, Op.SET_PERMS}
