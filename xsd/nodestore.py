@@ -1,17 +1,13 @@
-"""The node store's operations, over the C store or the Python store.
+"""The C store's wrapper interface over the Python store: the oracle the C store is held to.
 
-``NodeStore`` is ``xsd._native.store.NodeStore`` (C) when the C extension is
-in use (``xsd._native.BACKEND == "cffi"``, see ``XSD_NATIVE``), else
-``PyNodeStore``: the swap point for when core/ops.py moves onto this interface.
-It lives here, not in ``xsd._native``, because the fallback wraps
-``xsd/core/store.py`` and imports point one way (core -> _native).
-
-``PyNodeStore`` puts behind one interface what ``xsd/core/ops.py`` does to
-``xsd.core.store.Store`` today (stamp the closest existing ancestor, create the
-missing nodes top-down, remove a subtree children first), so that
-the C store (``xsd._native.store.NodeStore``, same interface) can be checked
-against it operation by operation (tests/native/test_store_property.py) and
-later swapped in behind ``XSD_NATIVE``.  The request operations mirror
+``PyNodeStore`` puts behind the interface of ``xsd._native.store.NodeStore``
+what the core does to ``xsd.core.store.Store`` (stamp the closest existing
+ancestor, create the missing nodes top-down, remove a subtree children
+first), so that the C store can be checked against it operation by operation
+(tests/native/test_store_property.py; bench/bench_store.py sets them side by
+side).  The daemon's own choice of store is ``xsd.core.store.new_store``
+(``XSD_NATIVE``).  It lives here, not in ``xsd._native``, because it wraps
+``xsd/core/store.py`` and imports point one way (core -> _native).  The request operations mirror
 core/ops.py; the rest mirror what the core does to the Store directly: a
 transaction commit (put, move_last), replay (load, next_gen), the journal
 (track, take_changes: ``Store.changes``), snapshots (dump, nodes) and the memory
@@ -48,7 +44,6 @@ import struct
 
 from xenstore_protocol.paths import basename, join, parent
 
-from ._native import BACKEND
 from .core.quota import memory_of_node
 from .core.store import Node, Store
 
@@ -227,8 +222,3 @@ class PyNodeStore:
     def __len__(self) -> int:
         return len(self.store.nodes)
 
-
-if BACKEND == "cffi":
-    from ._native.store import NodeStore
-else:
-    NodeStore = PyNodeStore

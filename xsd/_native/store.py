@@ -18,7 +18,7 @@ cross as the wire encodes them (``b"n0\\0r5\\0"``): given as pairs
 ``(kind, domid)`` (``xenstore_protocol.perms.Perm`` is one), given back as
 plain tuples, which compare equal to ``Perm``; decoded lists are cached by
 their bytes.  Like the rest of ``xsd._native`` this module imports nothing
-from xsd or xenstore_protocol; ``xsd/nodestore.py`` picks the backend.  Importing this module checks the build stamp (xsd._native.trie),
+from xsd or xenstore_protocol; ``xsd.core.store.new_store`` picks the backend.  Importing this module checks the build stamp (xsd._native.trie),
 so a stale extension is never used.
 
 Not thread-safe (one object, one thread: the event loop).
