@@ -59,9 +59,11 @@ class Listener:
     batch leaves: a journal writes it here), output, ``after_output``.
     """
 
-    def commit(self, changes: dict) -> None:
-        """The batch's store changes (path -> store.CREATED/UPDATED/REMOVED, the store's
-        ``take_changes``: every listener is handed the same dict)."""
+    def commit(self) -> None:
+        """The batch is over.  Its store changes are the store's change log, kept while a
+        listener asked for them (``add_listener``'s ``track_changes``); that listener
+        takes them (``take_changes``, or the journal's record builder in C) and so empties
+        the log."""
 
     def after_output(self) -> None:
         """The batch's output is handed on (a good moment for slower work)."""
@@ -114,8 +116,8 @@ class Daemon:
             self.fastpath = fastpath.FastPath(self)
 
     def add_listener(self, listener, track_changes: bool = False) -> None:
-        """``listener`` is told of changes from now on; ``track_changes``: it wants the
-        store's changes per batch (``Listener.commit``)."""
+        """``listener`` is told of changes from now on; ``track_changes``: it takes the
+        store's changes at each ``Listener.commit`` (one listener: taking empties the log)."""
         self.listeners.append(listener)
         if track_changes:
             self.store.track(True)
@@ -237,10 +239,8 @@ class Daemon:
         """
         started = perf_counter() if self.stats.timed else None
         listeners = self.listeners
-        if listeners:
-            changes = self.store.take_changes()
-            for listener in listeners:
-                listener.commit(changes)
+        for listener in listeners:
+            listener.commit()
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()

@@ -367,6 +367,56 @@ def _encode_created(codec: Codec, parts: list, store, created: list) -> None:
         raise AssertionError(f"journal: {len(created) - emitted} created nodes not reachable")
 
 
+# -- a batch's record ------------------------------------------------------------
+
+def record_builder(store, codec: Codec):
+    """What builds each batch's record from ``store``'s change log: in C on the C store
+    (xsd/_native/journal_enc.c: one crossing per batch, whatever the number of changed
+    nodes), else ``PyRecords``, which is also the C builder's oracle."""
+    if getattr(store, "handle", None) is not None:
+        return CRecords(store)
+    return PyRecords(store, codec)
+
+
+class PyRecords:
+    """A batch's record built here: ``encode_changes`` over the store's ``take_changes``,
+    then ``tail``, framed."""
+
+    def __init__(self, store, codec: Codec):
+        self.store = store
+        self.codec = codec
+
+    def record(self, seq: int, tail: bytes = b""):
+        """Record ``seq`` (the store's change log is emptied), or None when the log is empty
+        and there is no ``tail`` (entries of the caller's: guests' watches, META)."""
+        store = self.store
+        changes = store.take_changes()
+        if not changes and not tail:
+            return None
+        parts = [BATCH.pack(seq, store.next_gen)]
+        if changes:
+            encode_changes(self.codec, parts, store, changes)
+        parts.append(tail)
+        return frame(b"".join(parts))
+
+
+class CRecords:
+    """The same record built by xsd._native.journal_enc, byte for byte."""
+
+    def __init__(self, store):
+        from .._native.journal_enc import RecordEncoder
+        self.encoder = RecordEncoder(store)
+
+    def record(self, seq: int, tail: bytes = b""):
+        """As ``PyRecords.record``; a buffer valid until the next call."""
+        encoder = self.encoder
+        record = encoder.record(seq, tail)
+        if record is not None and encoder.orders:
+            log.warning("journal: %d parents' children not in creation order; recording "
+                        "the order", encoder.orders)
+        return record
+
+
 # -- files --------------------------------------------------------------------
 
 def file_header(magic: bytes, epoch: int) -> bytes:

@@ -7,10 +7,11 @@ damaged one with a sound record after it; then write a fresh snapshot and
 start an empty journal (a new *epoch*), so every run begins clean.
 
 Running: a listener of the core (``xsd.core.daemon.Listener``): mutators
-note what they change (the store's ``take_changes``, plus ``state_changed`` for domains,
+note what they change (the store's change log, plus ``state_changed`` for domains,
 quotas and special permissions, and guests' watches); ``commit``, called by
 ``Daemon.flush`` before any output is handed on, turns all of it
-into one journal record: one write and (``--fsync batch``) one fsync for
+into one journal record (built in C on the C store: journal.py ``record_builder``):
+one write and (``--fsync batch``) one fsync for
 every request of the batch: group commit.  The journal is written at
 offsets into space allocated ahead (``PREALLOC_BYTES`` at a time): an
 fdatasync that need not also commit a new file size costs about a third
@@ -43,7 +44,7 @@ from ..core.daemon import Daemon
 from .group_commit import MAX_HOLD_SECONDS, GroupCommit  # noqa: F401  (MAX_HOLD_SECONDS: tests)
 from .guest_watches import GuestWatches
 from .journal import (BATCH, FILE_HEADER, JOURNAL_MAGIC, Codec, CorruptError, StateError,
-                      encode_changes, file_header, frame, read_file_header, read_records)
+                      file_header, read_file_header, read_records, record_builder)
 from .state import finish_load, load_state, meta_loader, meta_state  # noqa: F401  (meta_state: tests)
 
 log = logging.getLogger("xsd.persist")
@@ -114,6 +115,7 @@ class Persistence:
         self.journal_path = os.path.join(self.dir, JOURNAL_NAME)
         self.next_journal_path = os.path.join(self.dir, NEXT_JOURNAL_NAME)
         self.codec = Codec()
+        self.recorder = record_builder(d.store, self.codec)   # builds each batch's record
         self.fd = -1
         self.epoch = 0
         self.seq = 0
@@ -269,25 +271,24 @@ class Persistence:
         return self.guest_watches.differences(d)
 
     # -- running --------------------------------------------------------------
-    def commit(self, changes=None) -> None:
-        """Journal the batch's changes: one write, and one fsync with ``--fsync batch``.
-        ``changes``: the batch's, from ``Daemon.flush`` (the store's ``take_changes``);
-        None: the store's so far (a snapshot starting), taken here."""
-        store = self.d.store
-        if changes is None:
-            changes = store.take_changes()
+    def commit(self) -> None:
+        """Journal the batch: the store's change log (taken here: ``Daemon.flush``, and a
+        snapshot starting), guests' watches and META in one record; one write, and one
+        fsync with ``--fsync batch``."""
         watches = self.guest_watches
-        if not changes and not self.meta_dirty and not watches.pending:
-            return
         try:
-            parts = [BATCH.pack(self.seq + 1, store.next_gen)]
-            if changes:
-                encode_changes(self.codec, parts, store, changes)
-            if watches.pending:
-                watches.encode(self.codec, parts)      # before META, which holds the result
-            if self.meta_dirty:
-                self.codec.meta(parts, meta_state(self.d, watches))
-            size = self._append(frame(b"".join(parts)))
+            tail = b""
+            if watches.pending or self.meta_dirty:
+                parts = []
+                if watches.pending:
+                    watches.encode(self.codec, parts)   # before META, which holds the result
+                if self.meta_dirty:
+                    self.codec.meta(parts, meta_state(self.d, watches))
+                tail = b"".join(parts)
+            record = self.recorder.record(self.seq + 1, tail)
+            if record is None:
+                return
+            size = self._append(record)
             if self.fsync == "batch":
                 started = time.monotonic()
                 os.fdatasync(self.fd)
