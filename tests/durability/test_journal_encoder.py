@@ -23,7 +23,7 @@ from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core.daemon import Daemon
 from xsd.core.store import Store
-from xsd.durability.journal import (BATCH, ORDER, RECORD, Codec, CRecords, PyRecords,
+from xsd.durability.journal import (BATCH, ORDER, Codec, CRecords, PyRecords,
                                     read_records)
 
 pytestmark = pytest.mark.skipif(BACKEND != "cffi", reason="the C encoder needs the C build "
