@@ -122,3 +122,29 @@ def test_hold_back_waits_for_the_clients_of_the_last_commit_within_half_an_fsync
     monkeypatch.setattr(p, "fsync", "never")
     assert not p.hold_back(1)        # only worth it where an fsync is saved
     d.persist.close()
+
+
+def test_a_read_answered_in_c_leaves_at_once_only_when_nothing_waits_for_the_disk(
+        tmp_path, monkeypatch, loop):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    pump = RequestPump(d, loop, d.persist)
+    writer_out, reader_out = [], []
+    disk = WatchedDisk(monkeypatch, (writer_out, reader_out))
+    writer = d.open_session(writer_out.append, name="writer", direct_replies=True)
+    reader = d.open_session(reader_out.append, name="reader", direct_replies=True)
+    read = Packet(Op.READ, 7, 0, b"/gc/x\0").encode()
+    assert pump.serve_bytes(writer, Packet(Op.WRITE, 1, 0, b"/gc/x\0new").encode()) == b""
+    assert pump.serve_bytes(reader, read) == b""
+    # The write is not on disk yet: the read, which shows it, waits with its reply.
+    assert (writer_out, reader_out) == ([], [])
+    run_until(loop, lambda: writer_out and reader_out)
+    assert disk.seen == [[0, 0]]
+    assert replies(reader_out) == [Packet(Op.READ, 7, 0, b"new")]
+    # Everything is on disk: a read goes out at once, without a loop turn or a record.
+    records = d.persist.records
+    assert pump.serve_bytes(reader, read) == b""
+    assert replies(reader_out)[1:] == [Packet(Op.READ, 7, 0, b"new")]
+    assert d.persist.records == records and len(disk.seen) == 1
+    d.persist.close()

@@ -7,7 +7,7 @@
 
 The interface (semantics in xsd/nodestore.py's docstring, contracts in store.h):
 get(path, children=True), children_bytes, missing, write, set_value, set_perms,
-rm, put, move_last, load, next_gen, track, take_changes, dump, nodes,
+rm, put, move_last, load, next_gen, track, has_changes, take_changes, dump, nodes,
 bytes_of, owned_by, stamp, check, stats, len; ``handle`` is the raw
 ``xsd_store *`` for xsd._native.engine only.
 
@@ -248,6 +248,10 @@ class NodeStore:
     def track(self, on: bool) -> None:
         """Change tracking on (an empty log unless already on) or off (the log dropped)."""
         lib.xsd_store_track(self._h, 1 if on else 0)
+
+    def has_changes(self) -> bool:
+        """Records in the change log (O(1) when it is empty)."""
+        return lib.xsd_store_changes(self._h, _NULL, 0) != 0
 
     def take_changes(self) -> dict:
         """``{path: CREATED|UPDATED|REMOVED}`` since the last take, in first-change order;

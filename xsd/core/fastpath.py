@@ -70,10 +70,15 @@ class FastPath:
             conn = self._configure(session)
         run = self.engine.run
         stats = daemon.stats
-        # In memory, a socket's replies need not wait for the batch's flush (no journal to
-        # write first): they go straight to the transport, unless output of this client is
-        # already waiting (Session.direct_replies says which transports allow it).
-        direct = session.direct_replies and not daemon.listeners
+        # A socket's replies need not wait for the batch's flush when there is no journal to
+        # write first: in memory, or journaling after a run that left the store's change log
+        # empty (reads, with every change before them on disk already: a reply never shows
+        # what the journal does not hold).  They go straight to the transport, unless output
+        # of this client is already waiting (Session.direct_replies says which transports
+        # allow it).
+        direct = session.direct_replies
+        journaling = bool(daemon.listeners)
+        has_changes = daemon.store.has_changes
         consumed = journaled = 0
         while True:
             if stats.timed:
@@ -89,7 +94,8 @@ class FastPath:
                 self._fire_before_reply(session, out)
             else:
                 if out:
-                    if direct and not (session.out or session.backlog or session.paused):
+                    if direct and not (session.out or session.backlog or session.paused) and \
+                            not (journaling and (journal_bytes or has_changes())):
                         session.write(out)      # nothing of this client waits before these
                         session.count_unsent()
                     else:

@@ -226,6 +226,10 @@ class Store:
         elif self.changes is None:
             self.changes = {}
 
+    def has_changes(self) -> bool:
+        """Changes noted and not taken yet (not on the journal's disk)."""
+        return bool(self.changes)
+
     def take_changes(self) -> dict:
         """``{path: CREATED/UPDATED/REMOVED}`` since the last call (empty when not tracking)."""
         changes = self.changes

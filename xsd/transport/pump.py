@@ -62,7 +62,7 @@ class RequestPump:
             self.daemon.flush()
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if self.daemon.dirty or self.policy is not None:
+        if self.daemon.dirty or (self.policy is not None and self.daemon.store.has_changes()):
             self.request_flush()        # else every reply already went out (fastpath.py)
         return b""
 
