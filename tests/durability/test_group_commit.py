@@ -148,3 +148,22 @@ def test_a_read_answered_in_c_leaves_at_once_only_when_nothing_waits_for_the_dis
     assert replies(reader_out)[1:] == [Packet(Op.READ, 7, 0, b"new")]
     assert d.persist.records == records and len(disk.seen) == 1
     d.persist.close()
+
+
+def test_with_nothing_for_the_journal_a_batch_flushes_at_once(tmp_path, monkeypatch, loop):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    pump = RequestPump(d, loop, d.persist)
+    out = []
+    disk = WatchedDisk(monkeypatch, (out,))
+    s = d.open_session(out.append, name="c")
+    records = d.persist.records
+    d.handle(s, Packet(Op.TRANSACTION_START, 1, 0, b"\0"))     # answered in Python, no change
+    pump.request_flush()
+    assert [p.op for p in replies(out)] == [Op.TRANSACTION_START]   # no loop turn waited for
+    assert d.persist.records == records and disk.seen == []
+    d.handle(s, Packet(Op.WRITE, 2, 0, b"/gc\0v"))             # a change: group commit again
+    pump.request_flush()
+    assert len(replies(out)) == 1
+    run_until(loop, lambda: len(replies(out)) == 2)
+    assert d.persist.records == records + 1 and disk.seen == [[len(out) - 1]]
+    d.persist.close()

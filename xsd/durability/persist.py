@@ -319,6 +319,10 @@ class Persistence:
         _write_at(self.fd, data, self.journal_size)
         return len(data)
 
+    def pending(self) -> bool:
+        """Something for the next record: the store's changes, META, guests' watches."""
+        return self.meta_dirty or bool(self.guest_watches.pending) or self.d.store.has_changes()
+
     def hold_back(self, batches: int) -> bool:
         """Group commit's policy (``group_commit.py``)."""
         return self.group_commit.hold_back(batches)

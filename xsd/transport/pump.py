@@ -3,9 +3,9 @@
 It feeds a client's request packets to the daemon, stops at the first one
 after which the client's session is paused (its output over the high-water
 mark) or closed, and keeps the rest for later (``serve`` / ``drain``).  And
-it decides when the daemon flushes (``request_flush``): in memory at once;
-journaling, once every transport's callbacks of this loop turn have run, so
-that one journal write and one fsync cover them all (group commit), waiting
+it decides when the daemon flushes (``request_flush``): in memory, or with
+nothing for the journal to write, at once; else once every transport's
+callbacks of this loop turn have run, so that one journal write and one fsync cover them all (group commit), waiting
 a turn longer while the durability's policy says so (``hold_back``,
 ``xsd/durability/group_commit.py``).
 
@@ -62,7 +62,7 @@ class RequestPump:
             self.daemon.flush()
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if self.daemon.dirty or (self.policy is not None and self.daemon.store.has_changes()):
+        if self.daemon.dirty or (self.policy is not None and self.policy.pending()):
             self.request_flush()        # else every reply already went out (fastpath.py)
         return b""
 
@@ -118,8 +118,11 @@ class RequestPump:
 
     # -- group commit ---------------------------------------------------------------
     def request_flush(self) -> None:
-        """A transport handed over its batch: flush now, or once this loop turn is done."""
-        if self.policy is None or self.loop is None:
+        """A transport handed over its batch: flush now, or once this loop turn is done.
+        Now when no journal write waits (in memory, or nothing for the journal: a
+        transaction's start, reads answered in Python): no commit to share."""
+        policy = self.policy
+        if policy is None or self.loop is None or not policy.pending():
             self.daemon.flush()
             return
         self._batches += 1
