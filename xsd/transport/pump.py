@@ -5,9 +5,9 @@ after which the client's session is paused (its output over the high-water
 mark) or closed, and keeps the rest for later (``serve`` / ``drain``).  And
 it decides when the daemon flushes (``request_flush``): in memory, or with
 nothing for the journal to write, at once; else once every transport's
-callbacks of this loop turn have run, so that one journal write and one fsync cover them all (group commit), waiting
-a turn longer while the durability's policy says so (``hold_back``,
-``xsd/durability/group_commit.py``).
+callbacks of this loop turn have run, so that one journal write and one
+fsync cover them all (group commit), waiting a turn longer while the
+durability's policy says so (``hold_back``, ``xsd/durability/group_commit.py``).
 
 Snapshots are charged to who causes them.  A snapshot is due because the
 journal grew, and the journal grows by what clients write.  The pump counts
