@@ -14,8 +14,9 @@
  * - The walk's stack holds key indices: a parent is pushed at most once
  *   (at the start if it was not created, else when its CREATE is emitted),
  *   so it never holds more than the number of parents.
- * - CRC-32 as zlib computes it (reflected, polynomial 0xEDB88320), a byte
- *   at a time through a table built by xsd_journal_new.
+ * - CRC-32 as zlib computes it (reflected, polynomial 0xEDB88320), eight
+ *   bytes a step through eight tables built by xsd_journal_new (slicing-by-8;
+ *   a byte at a time cost a tenth of a large record's time).
  */
 #include "journal_enc.h"
 
@@ -50,6 +51,7 @@ struct key {
     uint64_t hash;
     size_t children;            /* created children (0: not a parent of any) */
     int created;
+    struct xsd_node_view node;  /* a created one's, as the first pass found it */
 };
 
 struct xsd_journal {
@@ -64,7 +66,7 @@ struct xsd_journal {
     size_t *order;              /* parents first-named first, then the stack */
     size_t order_cap;
     size_t orders;              /* ORDER entries in the last record */
-    uint32_t crc_table[256];
+    uint32_t crc_table[8][256];
 };
 
 /* ------------------------------------------------------------ buffers */
@@ -147,11 +149,26 @@ static void *array_reserve(void *arr, size_t *cap, size_t want, size_t elem)
 
 /* ------------------------------------------------------------ CRC-32 */
 
+/* Bytes p[0..4) as a little-endian number. */
+static uint32_t le32(const char *p)
+{
+    return (uint32_t)(unsigned char)p[0] | (uint32_t)(unsigned char)p[1] << 8 |
+           (uint32_t)(unsigned char)p[2] << 16 | (uint32_t)(unsigned char)p[3] << 24;
+}
+
 uint32_t xsd_journal_crc32(const xsd_journal *j, uint32_t crc, const char *p, size_t len)
 {
+    const uint32_t (*t)[256] = j->crc_table;
+
     crc = ~crc;
-    for (size_t i = 0; i < len; i++)
-        crc = j->crc_table[(crc ^ (unsigned char)p[i]) & 0xffu] ^ (crc >> 8);
+    for (; len >= 8; p += 8, len -= 8) {        /* slicing-by-8: eight bytes a step */
+        uint32_t lo = crc ^ le32(p), hi = le32(p + 4);
+        crc = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^ t[5][(lo >> 16) & 0xffu] ^
+              t[4][lo >> 24] ^ t[3][hi & 0xffu] ^ t[2][(hi >> 8) & 0xffu] ^
+              t[1][(hi >> 16) & 0xffu] ^ t[0][hi >> 24];
+    }
+    for (; len; p++, len--)
+        crc = t[0][(crc ^ (unsigned char)*p) & 0xffu] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -253,6 +270,7 @@ static size_t key_get(xsd_journal *j, const char *path, size_t len)
     k->hash = h;
     k->children = 0;
     k->created = 0;
+    memset(&k->node, 0, sizeof k->node);
     j->slots[slot] = at + 1;
     return at;
 }
@@ -419,16 +437,13 @@ static int encode_created(xsd_journal *j, const xsd_store *s, size_t ncreated)
         for (at = 0; at < j->list.len;) {
             const char *name = j->list.p + at;
             size_t name_len = name_length(j, at);
-            struct xsd_node_view v;
             int created = child_created(j, up_path, up_len, name, name_len, &child, &rc);
             if (rc)
                 return rc;
             at += name_len + 1;
             if (!created)
                 continue;       /* explicit: an older child, in the ORDER entry only */
-            if (xsd_store_get(s, j->path.p, j->path.len, &v))
-                return -EPROTO;
-            rc = emit_node(j, ENTRY_CREATE, j->path.p, j->path.len, &v);
+            rc = emit_node(j, ENTRY_CREATE, j->path.p, j->path.len, &j->keys[child].node);
             if (rc)
                 return rc;
             emitted++;
@@ -460,8 +475,13 @@ xsd_journal *xsd_journal_new(void)
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
             c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        j->crc_table[i] = c;
+        j->crc_table[0][i] = c;
     }
+    for (int k = 1; k < 8; k++)          /* table k: a byte followed by k zero bytes */
+        for (size_t i = 0; i < 256; i++) {
+            uint32_t c = j->crc_table[k - 1][i];
+            j->crc_table[k][i] = (c >> 8) ^ j->crc_table[0][c & 0xffu];
+        }
     return j;
 }
 
@@ -555,6 +575,7 @@ static int encode_log(xsd_journal *j, const xsd_store *s, size_t n, size_t *ncre
                 j->keys[j->nkeys].len = len;
                 j->keys[j->nkeys].children = 0;
                 j->keys[j->nkeys].created = 1;
+                j->keys[j->nkeys].node = v;     /* valid: nothing changes the store meanwhile */
                 j->nkeys++;
             }
         }

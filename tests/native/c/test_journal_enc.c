@@ -59,6 +59,19 @@ static void test_crc_is_zlibs(void)
     CHECK_EQ(xsd_journal_crc32(j, 0, S("123456789")), 0xCBF43926u);
     CHECK_EQ(xsd_journal_crc32(j, xsd_journal_crc32(j, 0, S("1234")), S("56789")), 0xCBF43926u);
     CHECK_EQ(xsd_journal_crc32(j, 0, "", 0), 0);
+    {
+        /* Eight bytes a step equals a byte at a time, at every length and start. */
+        char buf[1000];
+        uint32_t bytewise = 0;
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (char)(unsigned char)(i * 131u + 7u);
+        for (size_t start = 0; start < 9; start++) {
+            bytewise = 0;
+            for (size_t i = start; i < sizeof buf; i++)
+                bytewise = xsd_journal_crc32(j, bytewise, buf + i, 1);
+            CHECK_EQ(xsd_journal_crc32(j, 0, buf + start, sizeof buf - start), bytewise);
+        }
+    }
     xsd_journal_free(j);
     xsd_journal_free(NULL);
 }
