@@ -40,7 +40,7 @@ STAMP = source_stamp()
 
 # One .cdef per C module (trie, store, engine, txn), declared together in one extension.
 CDEF = ""
-for _name in ("native.cdef", "store.cdef", "engine.cdef", "txn.cdef"):
+for _name in ("native.cdef", "store.cdef", "txn.cdef", "engine.cdef"):
     with open(os.path.join(HERE, _name)) as _f:
         CDEF += _f.read()
 

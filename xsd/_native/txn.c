@@ -720,6 +720,11 @@ out:
     return rc ? rc : (int64_t)removed;
 }
 
+int xsd_txn_note_last_remove(xsd_txn *t, const char *root, size_t root_len)
+{
+    return xsd_txn_note_remove(t, root, root_len, t->removed, t->removed_len);
+}
+
 int64_t xsd_txn_removed(const xsd_txn *t, char *out, size_t cap)
 {
     if (t->removed_len <= cap && t->removed_len)

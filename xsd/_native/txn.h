@@ -133,6 +133,9 @@ int xsd_txn_note_change(xsd_txn *t, const char *path, size_t len, const char *pe
 int xsd_txn_note_remove(xsd_txn *t, const char *root, size_t root_len,
                         const char *records, size_t records_len);
 
+/* xsd_txn_note_remove of the last xsd_txn_remove's records (root: its path). */
+int xsd_txn_note_last_remove(xsd_txn *t, const char *root, size_t root_len);
+
 /* Apply to the store (see above). 0; -EAGAIN (nothing changed); -ENOMEM. */
 int xsd_txn_commit(xsd_txn *t);
 

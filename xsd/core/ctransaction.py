@@ -116,6 +116,8 @@ class CTransaction:
         if node_limit is not None:
             self.native.set_limit(node_limit() or 0)
 
+    refresh_limit = _limit      # fastpath.py: before the engine reads in it
+
     def touched(self) -> int:
         """How many paths the transaction touched (``len(Transaction.seen)``)."""
         return self.native.seen()

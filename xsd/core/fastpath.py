@@ -16,6 +16,10 @@ What the engine must know of the Python side, and when it learns it:
 - a session's domid, target, privilege, read-only socket and path-max quota:
   configured at its first batch and again after ``Daemon.state_changed``
   (domains, quotas, targets change only there), by an epoch count;
+- its open transactions (the C overlays of ``ctransaction.CTransaction``, in
+  which the engine answers requests carrying their ids): registered with its
+  conn at the first batch after TRANSACTION_START or END (Python's), each
+  with the transaction-nodes quota as it stands, refreshed with the epoch;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -68,6 +72,11 @@ class FastPath:
         conn = session.native
         if conn is None or session.native_epoch != self.epoch:
             conn = self._configure(session)
+        transactions = session.transactions
+        if (transactions or conn.txns) and transactions != conn.txns:
+            conn.sync_transactions(transactions)     # TRANSACTION_START/END ran in Python
+            for tx in transactions.values():
+                tx.refresh_limit()
         run = self.engine.run
         stats = daemon.stats
         # In memory, a socket's replies need not wait for the batch's flush (no journal to
@@ -125,6 +134,8 @@ class FastPath:
                        quotas.path_max(domid))
         if not session.privileged:
             conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
+            for tx in session.transactions.values():
+                tx.refresh_limit()      # transaction-nodes, as the quota stands now
         session.native_epoch = self.epoch
         return conn
 

@@ -204,6 +204,9 @@ class Transaction:
     def set_value(self, path: str, value: bytes) -> None:
         self._mut(path).value = value
 
+    def refresh_limit(self) -> None:
+        """Nothing to push: ``get`` reads the quota itself (ctransaction's pushes it to C)."""
+
     def touched(self) -> int:
         """How many paths the transaction touched (what transaction-nodes counts)."""
         return len(self.seen)
