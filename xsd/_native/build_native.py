@@ -38,10 +38,10 @@ STAMP_FILES, source_stamp = _stamp.STAMP_FILES, _stamp.source_stamp
 
 STAMP = source_stamp()
 
-# One .cdef per C module (trie, store, engine, journal encoder), declared together in one
-# extension.
+# One .cdef per C module (trie, store, txn, engine, journal encoder), declared together
+# in one extension.
 CDEF = ""
-for _name in ("native.cdef", "store.cdef", "engine.cdef", "journal_enc.cdef"):
+for _name in ("native.cdef", "store.cdef", "txn.cdef", "engine.cdef", "journal_enc.cdef"):
     with open(os.path.join(HERE, _name)) as _f:
         CDEF += _f.read()
 
@@ -52,13 +52,15 @@ ffibuilder.set_source(
     '#include "trie.h"\n'
     '#include "store.h"\n'
     '#include "engine.h"\n'
+    '#include "txn.h"\n'
     '#include "journal_enc.h"\n'
     "static const char *xsd_native_stamp(void)\n"
     "{\n"
     '    return "%s";\n'
     "}\n" % STAMP,
     # Absolute: ffibuilder.compile() builds from inside its tmpdir.
-    sources=[os.path.join(HERE, name) for name in ("trie.c", "store.c", "engine.c", "journal_enc.c")],
+    sources=[os.path.join(HERE, name)
+             for name in ("trie.c", "store.c", "txn.c", "engine.c", "journal_enc.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
 )

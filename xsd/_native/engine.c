@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "txn.h"
 
 /* xs_wire.h message types the engine answers. */
 enum {
@@ -34,6 +35,7 @@ enum {
 #define PERMS_BUF (XSD_PAYLOAD_MAX + 2u)
 
 #define PUNT (-1)
+#define PUNT_ABSENT (-2)            /* node_get: missing (a punt unless the caller knows better) */
 
 /* permissions.py */
 #define ACCESS_READ 1u
@@ -63,6 +65,13 @@ struct xsd_conn {
     char home[32];              /* "/local/domain/<domid>/": what relative paths extend */
     size_t home_len;
     uint64_t requests[XSD_OP_COUNT];
+    struct conn_txn *txns;      /* the session's transactions (borrowed), by tx_id */
+    size_t txn_count, txn_cap;
+};
+
+struct conn_txn {
+    uint32_t tx_id;
+    xsd_txn *t;
 };
 
 xsd_engine *xsd_engine_new(xsd_store *store, const xsd_trie *watches)
@@ -118,7 +127,53 @@ xsd_conn *xsd_conn_new(xsd_engine *e)
 
 void xsd_conn_free(xsd_conn *c)
 {
+    if (c)
+        XSD_FREE(c->txns);
     XSD_FREE(c);
+}
+
+static xsd_txn *conn_txn(const xsd_conn *c, uint32_t tx_id)
+{
+    for (size_t i = 0; i < c->txn_count; i++)
+        if (c->txns[i].tx_id == tx_id)
+            return c->txns[i].t;
+    return NULL;
+}
+
+int xsd_conn_txn_add(xsd_conn *c, uint32_t tx_id, xsd_txn *t)
+{
+    if (tx_id == 0 || !t)
+        return -EINVAL;
+    for (size_t i = 0; i < c->txn_count; i++)
+        if (c->txns[i].tx_id == tx_id) {
+            c->txns[i].t = t;
+            return 0;
+        }
+    if (c->txn_count == c->txn_cap) {
+        size_t cap = c->txn_cap ? 2 * c->txn_cap : 4;
+        struct conn_txn *bigger;
+
+        if (cap > SIZE_MAX / sizeof *bigger)
+            return -ENOMEM;
+        bigger = XSD_REALLOC(c->txns, cap * sizeof *bigger);
+        if (!bigger)
+            return -ENOMEM;
+        c->txns = bigger;
+        c->txn_cap = cap;
+    }
+    c->txns[c->txn_count].tx_id = tx_id;
+    c->txns[c->txn_count].t = t;
+    c->txn_count++;
+    return 0;
+}
+
+void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id)
+{
+    for (size_t i = 0; i < c->txn_count; i++)
+        if (c->txns[i].tx_id == tx_id) {
+            c->txns[i] = c->txns[--c->txn_count];
+            return;
+        }
 }
 
 void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
@@ -291,11 +346,38 @@ static unsigned access_of(const xsd_conn *c, const char *perms, size_t perms_len
 struct request {
     xsd_engine *e;
     const xsd_conn *c;
+    xsd_txn *t;                 /* the request's transaction; NULL: the store itself */
     const char *payload;
     size_t len;
     unsigned flags;
     char *reply;                /* XSD_PAYLOAD_MAX bytes */
 };
+
+/* The node at path as the request sees it (the store, or its transaction,
+ * where a first read is recorded: Transaction.get): 0, or -ENOENT when
+ * missing; anything else (ENOSPC: transaction-nodes; ENOMEM) is PUNT with
+ * nothing recorded. A read recorded before a punt is the one Python's
+ * handler makes first, so the transaction ends as if Python had run alone. */
+static int node_get(const struct request *q, const char *path, size_t len,
+                    struct xsd_node_view *v)
+{
+    int rc;
+
+    if (!q->t)
+        return xsd_store_get(q->e->store, path, len, v) ? PUNT_ABSENT : 0;
+    rc = xsd_txn_get(q->t, path, len, v);
+    return rc == 1 ? 0 : rc == 0 ? PUNT_ABSENT : PUNT;
+}
+
+/* The children listing of an existing node into out, with xsd_store_children's
+ * n > cap rule. */
+static int64_t node_children(const struct request *q, const char *path, size_t len,
+                             char *out, size_t cap)
+{
+    if (!q->t)
+        return xsd_store_children(q->e->store, path, len, out, cap);
+    return xsd_txn_children(q->t, path, len, out, cap);
+}
 
 static const char OK[] = "OK";  /* with its NUL: 3 bytes, ops.OK */
 
@@ -317,7 +399,7 @@ static int64_t readable_node(const struct request *q, char *path, size_t *path_l
     n = canonical(q->c, q->payload, (size_t)n, path);
     if (n < 0)
         return PUNT;
-    if (xsd_store_get(q->e->store, path, (size_t)n, v))
+    if (node_get(q, path, (size_t)n, v))
         return PUNT;            /* missing: ENOENT or EACCES */
     if (!(access_of(q->c, v->perms, v->perms_len) & ACCESS_READ))
         return PUNT;
@@ -359,17 +441,19 @@ static int64_t do_directory(const struct request *q)
 
     if (readable_node(q, path, &path_len, &v))
         return PUNT;
-    n = xsd_store_children(q->e->store, path, path_len, q->reply, XSD_PAYLOAD_MAX);
+    n = node_children(q, path, path_len, q->reply, XSD_PAYLOAD_MAX);
     if (n < 0 || n > (int64_t)XSD_PAYLOAD_MAX)
         return PUNT;            /* E2BIG: use DIRECTORY_PART */
     return n;
 }
 
 /* The node's whole listing in the engine's scratch space; its length or PUNT. */
-static int64_t listing(xsd_engine *e, const char *path, size_t path_len)
+static int64_t listing(const struct request *q, const char *path, size_t path_len)
 {
+    xsd_engine *e = q->e;
+
     for (;;) {
-        int64_t n = xsd_store_children(e->store, path, path_len, e->scratch, e->scratch_cap);
+        int64_t n = node_children(q, path, path_len, e->scratch, e->scratch_cap);
         char *bigger;
         size_t cap;
 
@@ -411,12 +495,12 @@ static int64_t do_directory_part(const struct request *q)
     n = canonical(q->c, payload, (size_t)(nul - payload), path);
     if (n < 0)
         return PUNT;
-    if (xsd_store_get(q->e->store, path, (size_t)n, &v) ||
+    if (node_get(q, path, (size_t)n, &v) ||
         !(access_of(q->c, v.perms, v.perms_len) & ACCESS_READ))
         return PUNT;
     gen_len = (size_t)snprintf(gen, sizeof gen, "%llu", (unsigned long long)v.gen) + 1;
     memcpy(q->reply, gen, gen_len);            /* with its NUL */
-    n = listing(q->e, path, (size_t)n);
+    n = listing(q, path, (size_t)n);
     if (n < 0)
         return PUNT;
     total = (size_t)n;
@@ -577,6 +661,82 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     return reply_ok(q->reply);
 }
 
+/* -- in a transaction (Transaction's view; the events wait in it) ---------- */
+
+/* Length of the parent of path[0..len) ("/" for a top-level path). */
+static size_t up_len(const char *path, size_t len)
+{
+    while (len > 0 && path[len - 1] != '/')
+        len--;
+    return len > 1 ? len - 1 : 1;
+}
+
+/* ops.do_write / do_mkdir (value NULL: MKDIR) over q->t: an existing node gets
+ * the value (WRITE) or is kept (MKDIR); a missing one is created by a
+ * privileged caller, after permissions.closest_ancestor's walk up one level
+ * at a time (each level a recorded read). Unprivileged creations, and
+ * anything refused, are Python's. */
+static int64_t tx_create_or_set(const struct request *q, const char *path, size_t len,
+                                const char *value, size_t value_len, int mkdir)
+{
+    struct xsd_node_view v;
+    char perms[PERMS_BUF];
+    size_t perms_len, cut = len, count = 1;
+    int rc;
+
+    if (!mkdir && over_quota(q->c, q->c->node_size, value_len))
+        return PUNT;            /* ENOSPC, before any read (ops.do_write) */
+    rc = node_get(q, path, len, &v);
+    if (rc == 0) {
+        if (!q->c->privileged && !(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+            return PUNT;        /* EACCES */
+        if (mkdir)
+            return reply_ok(q->reply);         /* existing: kept, no event */
+        if (!may_mutate(q) || v.perms_len > sizeof perms ||
+            (!q->c->privileged && v.owner == q->c->domid && value_len > v.value_len))
+            return PUNT;        /* the memory quota is Python's */
+        perms_len = v.perms_len;
+        memcpy(perms, v.perms, perms_len);     /* the view is void after the next call */
+        if (xsd_txn_set_value(q->t, path, len, value, value_len) ||
+            xsd_txn_note_change(q->t, path, len, perms, perms_len, NULL, 0))
+            return PUNT;        /* -ENOMEM: the transaction is doomed (txn.h) */
+        return reply_ok(q->reply);
+    }
+    if (rc != PUNT_ABSENT || !q->c->privileged || !may_mutate(q))
+        return PUNT;
+    for (;;) {
+        cut = up_len(path, cut);
+        rc = node_get(q, path, cut, &v);
+        if (rc == 0)
+            break;
+        if (rc != PUNT_ABSENT || cut == 1)
+            return PUNT;
+        count++;
+    }
+    if (v.perms_len > sizeof perms)
+        return PUNT;
+    perms_len = v.perms_len;
+    memcpy(perms, v.perms, perms_len);         /* inherited (privileged: as they are) */
+    if (xsd_txn_create(q->t, path, len, count, value, value_len, perms, perms_len) ||
+        xsd_txn_note_change(q->t, path, len, perms, perms_len, NULL, 0))
+        return PUNT;
+    return reply_ok(q->reply);
+}
+
+/* ops.do_rm over q->t: every node below is read (transaction-nodes). */
+static int64_t tx_rm(const struct request *q, const char *path, size_t len)
+{
+    struct xsd_node_view v;
+
+    if (node_get(q, path, len, &v))
+        return PUNT;            /* missing: OK or an error, Python's to say */
+    if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+        return PUNT;            /* EACCES */
+    if (xsd_txn_remove(q->t, path, len) < 0 || xsd_txn_note_last_remove(q->t, path, len))
+        return PUNT;            /* ENOSPC (reads kept: Python's walk makes them first) */
+    return reply_ok(q->reply);
+}
+
 static int64_t do_write(const struct request *q)
 {
     const char *nul = q->len ? memchr(q->payload, '\0', q->len) : NULL;
@@ -590,6 +750,8 @@ static int64_t do_write(const struct request *q)
     n = canonical(q->c, q->payload, cut, path);
     if (n < 0)
         return PUNT;
+    if (q->t)
+        return tx_create_or_set(q, path, (size_t)n, nul + 1, q->len - cut - 1, 0);
     return create_or_set(q, path, (size_t)n, nul + 1, q->len - cut - 1);
 }
 
@@ -604,6 +766,8 @@ static int64_t do_mkdir(const struct request *q)
     n = canonical(q->c, q->payload, (size_t)n, path);
     if (n < 0)
         return PUNT;
+    if (q->t)
+        return tx_create_or_set(q, path, (size_t)n, "", 0, 1);
     if (xsd_store_get(q->e->store, path, (size_t)n, &v) == 0) {
         if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
             return PUNT;        /* EACCES */
@@ -625,6 +789,8 @@ static int64_t do_rm(const struct request *q)
     n = canonical(q->c, q->payload, (size_t)n, path);
     if (n <= 1)
         return PUNT;            /* bad, or the root: EINVAL */
+    if (q->t)
+        return tx_rm(q, path, (size_t)n);
     if (xsd_store_get(q->e->store, path, (size_t)n, &v))
         return PUNT;            /* missing: OK or an error, Python's to say */
     if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
@@ -697,13 +863,25 @@ static int64_t do_set_perms(const struct request *q)
     if (plen < 0 || !domain_known(q->e, owner) || over_quota(q->c, q->c->permissions, count))
         return PUNT;            /* EINVAL, ENOENT / the hypervisor's to say, ENOSPC */
     n = canonical(q->c, q->payload, cut, path);
-    if (n < 0 || xsd_store_get(q->e->store, path, (size_t)n, &v))
+    if (n < 0 || node_get(q, path, (size_t)n, &v))
         return PUNT;
     /* permissions.existing_node(WRITE | OWNER): the owner, or acting for it;
      * only a privileged caller gives a node away (EPERM). */
     if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != ACCESS_ALL ||
                               owner != v.owner))
         return PUNT;
+    if (q->t) {
+        char old[PERMS_BUF];
+        size_t old_len = v.perms_len;
+
+        if (old_len > sizeof old)
+            return PUNT;
+        memcpy(old, v.perms, old_len);         /* the view is void after the next call */
+        if (xsd_txn_set_perms(q->t, path, (size_t)n, perms, (size_t)plen) ||
+            xsd_txn_note_change(q->t, path, (size_t)n, perms, (size_t)plen, old, old_len))
+            return PUNT;
+        return reply_ok(q->reply);
+    }
     if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS)) {
         event = change_event(q->e, path, (size_t)n, perms, (size_t)plen, v.perms, v.perms_len);
         if (event < 0)
@@ -766,9 +944,13 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
             stop = XSD_RUN_FULL;
             break;
         }
-        if (get_u32(in + pos + 8) != 0) {      /* tx_id: transactions are Python's */
-            stop = XSD_RUN_PYTHON;
-            break;
+        q.t = NULL;
+        if (get_u32(in + pos + 8) != 0) {      /* tx_id: a transaction C knows, or Python's */
+            q.t = conn_txn(c, get_u32(in + pos + 8));
+            if (!q.t) {
+                stop = XSD_RUN_PYTHON;
+                break;
+            }
         }
         q.e = e;
         q.c = c;

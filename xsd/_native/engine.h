@@ -21,7 +21,15 @@
  * Answered here (anything else, and any case whose answer would be an error,
  * is PYTHON):
  *   - READ, DIRECTORY, DIRECTORY_PART, GET_PERMS, WRITE, MKDIR, RM, SET_PERMS
- *     with tx_id == 0 (transactions stay in Python);
+ *     with tx_id == 0, or with the tx_id of a transaction registered on the
+ *     conn (xsd_conn_txn_add): then over its overlay (txn.h), as ops.py runs
+ *     on a Transaction: reads are recorded (transaction-nodes: ENOSPC is
+ *     PYTHON), a change goes into the overlay and its event into the
+ *     transaction's pending events (no XSD_RUN_EVENTS: nothing fires before
+ *     the commit, which is Python's, as TRANSACTION_START/END are). A read
+ *     recorded before a punt is the one Python's handler makes first, so the
+ *     transaction ends as if Python had answered alone. In a transaction
+ *     the engine creates nodes for privileged callers only;
  *   - paths as xenstore_protocol.paths.canonicalize makes them, for the
  *     common cases: absolute, or relative to "/local/domain/<domid>/";
  *     characters A-Z a-z 0-9 / _ @ - ; no "//", no trailing '/'. Special
@@ -73,6 +81,7 @@
 
 #include "store.h"
 #include "trie.h"
+#include "txn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -153,6 +162,12 @@ void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
  * Until the first call the engine leaves every change an unprivileged
  * caller asks for to Python. Privileged callers are bound by neither. */
 void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions);
+
+/* The conn's transaction tx_id (!= 0) is t (borrowed: the caller drops it
+ * with xsd_conn_txn_drop before freeing t); requests carrying tx_id run in
+ * it. 0, -EINVAL, -ENOMEM. */
+int xsd_conn_txn_add(xsd_conn *c, uint32_t tx_id, xsd_txn *t);
+void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
 
 /* Requests of type op that the engine answered on c (dispatch.py counts
  * the ones Python answers); 0 for op >= XSD_OP_COUNT. */

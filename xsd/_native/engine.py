@@ -47,7 +47,7 @@ _OUT_CAP = 16 * REPLY_MAX      # replies of one run; FULL past it (the caller ru
 class Conn:
     """One session's identity for the engine (xsd_conn) and its per-type counts."""
 
-    __slots__ = ("_h", "_engine")
+    __slots__ = ("_h", "_engine", "txns")
     # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
     COUNTED_OPS = (1, 2, 3, 11, 12, 13, 14, 22)
 
@@ -57,6 +57,24 @@ class Conn:
             raise MemoryError("xsd._native: out of memory")
         self._h = ffi.gc(h, lib.xsd_conn_free)
         self._engine = engine
+        self.txns = {}          # tx_id -> the owner of the xsd_txn the C conn borrows
+
+    def sync_transactions(self, transactions: dict) -> None:
+        """The C conn knows exactly ``transactions`` (tx_id -> an object whose ``native``
+        is an ``xsd._native.txn.NativeTxn``; others are left to Python): requests with
+        those ids run in them.  Each is kept alive here while the C conn borrows it."""
+        txns, h = self.txns, self._h
+        for tx_id in [i for i, tx in txns.items() if transactions.get(i) is not tx]:
+            lib.xsd_conn_txn_drop(h, tx_id)
+            del txns[tx_id]
+        for tx_id, tx in transactions.items():
+            if tx_id not in txns:
+                native = getattr(tx, "native", None)
+                if native is None:
+                    continue
+                if lib.xsd_conn_txn_add(h, tx_id, native.handle):
+                    raise MemoryError("xsd._native: out of memory")
+                txns[tx_id] = tx
 
     def configure(self, domid: int, target, privileged: bool, read_only: bool,
                   path_max: int = 0) -> None:

@@ -33,7 +33,7 @@ from .quota import Quotas
 from .session import OutputBudget, Session
 from .stats import Stats
 from .store import new_store
-from .transactions import Transaction
+from .transactions import transaction_type
 from .watches import WatchRegistry, watch_key
 
 log = logging.getLogger("xsd")
@@ -213,7 +213,7 @@ class Daemon:
             if watch_key(path, token) not in session.watches:  # a guest's may be back from the journal
                 self.watches.add(session, path, token, relative)
         for tx_id in state["transactions"]:
-            session.transactions[tx_id] = Transaction.doomed(
+            session.transactions[tx_id] = transaction_type(self.store).doomed(
                 self.store, tx_id, ops.transaction_node_limit(self, session))
         output = bytes.fromhex(state["output"])
         if output:

@@ -1,10 +1,11 @@
 """The C request path in front of dispatch: the common requests from bytes to reply in C.
 
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
-DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store in one crossing
-per batch of bytes a client delivers, and stops at the first request it
-leaves to Python (engine.h says which: transactions, errors, unprivileged
-creations, anything unusual); the transport hands the rest to the Python
+DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
+transaction's C overlay, in one crossing per batch of bytes a client
+delivers, and stops at the first request it leaves to Python (engine.h says
+which: TRANSACTION_START/END, errors, unprivileged creations, anything
+unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too: the engine stops right after it with the event
 described, and the daemon fires it before that request's reply goes out, as
@@ -16,6 +17,10 @@ What the engine must know of the Python side, and when it learns it:
 - a session's domid, target, privilege, read-only socket and path-max quota:
   configured at its first batch and again after ``Daemon.state_changed``
   (domains, quotas, targets change only there), by an epoch count;
+- its open transactions (the C overlays of ``ctransaction.CTransaction``, in
+  which the engine answers requests carrying their ids): registered with its
+  conn at the first batch after TRANSACTION_START or END (Python's), each
+  with the transaction-nodes quota as it stands, refreshed with the epoch;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -68,6 +73,11 @@ class FastPath:
         conn = session.native
         if conn is None or session.native_epoch != self.epoch:
             conn = self._configure(session)
+        transactions = session.transactions
+        if (transactions or conn.txns) and transactions != conn.txns:
+            conn.sync_transactions(transactions)     # TRANSACTION_START/END ran in Python
+            for tx in transactions.values():
+                tx.refresh_limit()
         run = self.engine.run
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
@@ -131,6 +141,8 @@ class FastPath:
                        quotas.path_max(domid))
         if not session.privileged:
             conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
+            for tx in session.transactions.values():
+                tx.refresh_limit()      # transaction-nodes, as the quota stands now
         session.native_epoch = self.epoch
         return conn
 

@@ -20,7 +20,7 @@ from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
 from .quota import memory_of_node, memory_of_watch
 from .watches import watch_key
-from .transactions import Transaction
+from .transactions import transaction_type
 
 log = logging.getLogger("xsd.domains")
 
@@ -284,7 +284,7 @@ def do_transaction_start(d, s, view, payload, events):
     while tx_id == 0 or tx_id in s.transactions:     # ids wrap through uint32 (XSA-420)
         tx_id = (tx_id + 1) & 0xFFFFFFFF
     s.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
-    s.transactions[tx_id] = Transaction(d.store, tx_id, transaction_node_limit(d, s))
+    s.transactions[tx_id] = transaction_type(d.store)(d.store, tx_id, transaction_node_limit(d, s))
     return b"%d\0" % tx_id
 
 
@@ -302,7 +302,8 @@ def adopt_lost_transaction(d, s, tx_id: int):
     TRANSACTION_END answers EAGAIN and the guest retries, as after a live update, instead
     of ENOENT for an id it was given.  Counted against the quota like any transaction."""
     d.quotas.check(s, "transactions", len(s.transactions) + 1, "ENOENT")
-    tx = s.transactions[tx_id] = Transaction.doomed(d.store, tx_id, transaction_node_limit(d, s))
+    tx = s.transactions[tx_id] = transaction_type(d.store).doomed(
+        d.store, tx_id, transaction_node_limit(d, s))
     return tx
 
 

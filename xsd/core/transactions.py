@@ -204,6 +204,13 @@ class Transaction:
     def set_value(self, path: str, value: bytes) -> None:
         self._mut(path).value = value
 
+    def refresh_limit(self) -> None:
+        """Nothing to push: ``get`` reads the quota itself (ctransaction's pushes it to C)."""
+
+    def touched(self) -> int:
+        """How many paths the transaction touched (what transaction-nodes counts)."""
+        return len(self.seen)
+
     def bytes_of(self, domid: int) -> int:
         return self.store.bytes_of(domid)
 
@@ -258,3 +265,12 @@ class Transaction:
                     stack.append(path)
         if made != len(created):
             raise AssertionError(f"transaction commit: {len(created) - made} nodes not made")
+
+
+def transaction_type(store):
+    """The class of the transactions on ``store``: the C overlay (``ctransaction.
+    CTransaction``) over the C store, this module's ``Transaction`` over the Python one."""
+    if getattr(store, "handle", None) is not None:
+        from .ctransaction import CTransaction
+        return CTransaction
+    return Transaction

@@ -22,6 +22,11 @@
  *                 packets
  *   packets:      count byte (1-4), each: type byte (picks from the request
  *                 types, or raw), tx byte, path tokens, value/perms byte
+ * Transactions (txn.h): tx byte 0xf1 on conns 0 and 1 and 0xf2 on conn 0
+ * name transactions registered there (conn 1's limited to 4 nodes); the
+ * other tx ids are unknown to the engine (PYTHON). At the end each is
+ * committed (0, -EAGAIN or -ENOMEM) and its events read; the store stays
+ * sound.
  * A conn keeps the bytes not yet consumed (a partial packet) for its next
  * batch, as a transport does; PYTHON skips the packet (Python's), BAD drops
  * the conn's bytes (the connection is closed).
@@ -29,6 +34,7 @@
  * Built only with clang (-fsanitize=fuzzer); run by
  * tests/native/test_c_sanitizers.py for a bounded time.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_trie *trie;
     xsd_engine *engine;
     xsd_conn *conns[CONNS];
+    xsd_txn *txns[3];
     uint8_t ctl;
 
     hooks_fail_after(-1, 0);
@@ -186,6 +193,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_conn_quotas(conns[2], 0, 0);
     xsd_engine_domain_known(engine, 1, 1);
     if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2))
+        abort();
+    for (int i = 0; i < 3; i++) {
+        txns[i] = xsd_txn_new(store);
+        if (!txns[i])
+            abort();
+    }
+    xsd_txn_set_limit(txns[1], 4);
+    if (xsd_conn_txn_add(conns[0], 0xf1, txns[0]) || xsd_conn_txn_add(conns[1], 0xf1, txns[1])
+        || xsd_conn_txn_add(conns[0], 0xf2, txns[2]))
         abort();
 
     while (take(&in, &ctl)) {
@@ -261,8 +277,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p->len -= pos;
     }
 
+    for (int i = 0; i < 3; i++) {
+        char events[4096];
+        int rc = xsd_txn_commit(txns[i]);
+
+        if (rc != 0 && rc != -EAGAIN && rc != -ENOMEM)
+            abort();
+        if (rc == 0 && xsd_txn_events(txns[i], events, sizeof events) < 0)
+            abort();
+        if (xsd_store_check(store) != 0)
+            abort();
+    }
     for (int i = 0; i < CONNS; i++)
         xsd_conn_free(conns[i]);
+    for (int i = 0; i < 3; i++)
+        xsd_txn_free(txns[i]);
     xsd_engine_free(engine);
     xsd_trie_free(trie);
     xsd_store_free(store);

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""CPU per transaction on the C store, before and after transactions moved to C, in one run.
+
+    python bench/bench_txn.py              # 2000 transactions per load, best of 5
+    python bench/bench_txn.py -n 500 --reps 3
+
+One in-process daemon on the C store (no sockets: what is measured is the request path,
+the event loop and the kernel cost the same either way) gets, from one privileged
+session, transactions of START, k x (WRITE of an existing key, READ of another) and
+END T, each packet through ``FastPath.serve`` first and ``dispatch`` for what the
+engine leaves, as the transport sends them.  Three ways, interleaved:
+
+- before: ``transactions.Transaction`` (the Python overlay) on the C store, every
+  request in a transaction answered by Python (what the daemon did before);
+- Python ops on the C overlay (``ctransaction.CTransaction``), the engine kept out of
+  transactions (``--python-requests``' path in a transaction);
+- after: the C overlay with the engine answering the requests inside it.
+
+Printed: microseconds of process CPU per transaction (best of --reps), and each way's
+ratio to "before".  XSD_NATIVE=c only.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from xenstore_protocol import Op, Packet                # noqa: E402
+from xsd._native import BACKEND                         # noqa: E402
+from xsd.config import Config                           # noqa: E402
+from xsd.core import ops                                # noqa: E402
+from xsd.core.daemon import Daemon                      # noqa: E402
+from xsd.core.transactions import Transaction, transaction_type   # noqa: E402
+
+KEYS = 200
+
+
+class Load:
+    def __init__(self, way: str):
+        self.daemon = d = Daemon(Config(rundir="/nonexistent", no_domain_init=True))
+        self.way = way
+        self.out = []
+        self.session = d.open_session(self.out.append, domid=0, privileged=True, name="bench")
+        for i in range(KEYS):
+            self.send(Packet(Op.WRITE, 1, 0, b"/bench/k%d\0v" % i))
+
+    def send(self, packet):
+        d, s = self.daemon, self.session
+        if self.way == "ops on C overlay" and packet.tx_id:
+            d.handle(s, packet)                 # the engine kept out of transactions
+        elif d.fastpath.serve(s, packet.encode(), 1 << 30)[0] == 0:
+            d.handle(s, packet)
+        d.flush()
+        reply = b"".join(self.out)
+        self.out.clear()
+        return reply
+
+    def transaction(self, i: int, pairs: int) -> None:
+        tx = int(self.send(Packet(Op.TRANSACTION_START, 1, 0, b"\0"))[16:-1])
+        for k in range(pairs):
+            self.send(Packet(Op.WRITE, 2, tx, b"/bench/k%d\0value" % ((i + k) % KEYS)))
+            self.send(Packet(Op.READ, 3, tx, b"/bench/k%d\0" % ((i + k + 1) % KEYS)))
+        reply = self.send(Packet(Op.TRANSACTION_END, 4, tx, b"T\0"))
+        assert reply.endswith(b"OK\0"), reply
+
+
+def run_way(way: str, n: int, pairs: int) -> float:
+    """Seconds of process CPU per transaction."""
+    original = ops.transaction_type
+    if way == "before":
+        ops.transaction_type = lambda store: Transaction
+    try:
+        load = Load(way)
+        started = time.process_time()
+        for i in range(n):
+            load.transaction(i, pairs)
+        return (time.process_time() - started) / n
+    finally:
+        ops.transaction_type = original
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=2000, help="transactions per load")
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    if BACKEND != "cffi":
+        sys.exit("bench_txn.py measures the C store's transactions: XSD_NATIVE=c")
+    assert transaction_type(Daemon(Config(rundir="/nonexistent")).store) is not Transaction
+    ways = ["before", "ops on C overlay", "after"]
+    print("| transaction | " + " | ".join(ways) + " | after / before |")
+    print("|---|" + "---:|" * (len(ways) + 1))
+    for pairs in (1, 10):
+        best = {way: float("inf") for way in ways}
+        for _ in range(args.reps):
+            for way in ways:                    # interleaved: load drifts hit all alike
+                best[way] = min(best[way], run_way(way, args.n, pairs))
+        cells = " | ".join("%.1f us" % (best[w] * 1e6) for w in ways)
+        print("| START, %d x (WRITE, READ), END | %s | %.2fx |"
+              % (pairs, cells, best["after"] / best["before"]))
+    print("\nCPU per transaction (process time, best of %d x %d); lower is better."
+          % (args.reps, args.n))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Transactions on the C overlay (xsd/_native/txn.c, xsd/core/ctransaction.py) against
+the Python Transaction (xsd/core/transactions.py) on the Python store as oracle.
+
+Two in-process daemons get the same packets from the same sessions: the oracle
+on ``store.Store`` (its transactions are ``transactions.Transaction``) and one
+on ``cstore.CStore`` (``ctransaction.CTransaction``), its requests going
+through the C request path first (``FastPath.serve``) and to dispatch for
+what it leaves, as the transport sends them.  Several transactions are open at
+once, guests and dom0 write outside them meanwhile (conflicts), subtrees are
+removed and made again, DIRECTORY_PART pages inside them, a guest's
+transaction-nodes quota is small.  Every reply, every watch event a watcher
+gets (at commit: merged, in first-touch order) and, after every packet, both
+stores (paths, values, permissions, children order, generations) must agree.
+"""
+import random
+
+import pytest
+
+from xenstore_protocol import Op, Packet
+from xsd._native import BACKEND
+from xsd.config import Config
+from xsd.core.daemon import Daemon, Host
+from xsd.core.store import Store
+from xsd.core.transactions import Transaction
+
+if BACKEND != "cffi":
+    pytest.skip("the C overlay is the C build's (XSD_NATIVE=python)", allow_module_level=True)
+from xsd._native.store import NodeStore              # noqa: E402
+from xsd.core.cstore import CStore                   # noqa: E402
+from xsd.core.ctransaction import CTransaction       # noqa: E402
+
+DOMAINS = {1, 2, 3}
+
+
+class Hypervisor(Host):
+    def domain_info(self, domid):
+        return object() if domid in DOMAINS else None
+
+
+class Side:
+    """One daemon and its sessions; ``send`` answers one packet as the server would."""
+
+    def __init__(self, store, fast: bool):
+        self.daemon = Daemon(Config(rundir="/nonexistent", no_domain_init=True),
+                             host=Hypervisor(), store=store)
+        self.fast = fast and self.daemon.fastpath is not None
+        self.sessions = {}
+        self.in_c = 0           # packets with a tx_id the C engine answered
+
+    def session(self, name, domid, privileged=False):
+        out = []
+        s = self.daemon.open_session(out.append, domid=domid, privileged=privileged, name=name)
+        self.sessions[name] = (s, out)
+
+    def send(self, name, packet):
+        s, out = self.sessions[name]
+        if not self.fast or self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] == 0:
+            self.daemon.handle(s, packet)
+        elif packet.tx_id:
+            self.in_c += 1
+        self.daemon.flush()
+        data = b"".join(out)
+        out.clear()
+        return data
+
+    def take(self, name):
+        out = self.sessions[name][1]
+        data = b"".join(out)
+        out.clear()
+        return data
+
+    def nodes(self):
+        store = self.daemon.store
+        if isinstance(store, CStore):
+            nodes, stack = {}, ["/"]
+            while stack:
+                path = stack.pop()
+                node = NodeStore.get(store, path, True)
+                nodes[path] = (node.value, tuple(tuple(p) for p in node.perms),
+                               list(node.children), node.gen)
+                stack.extend(path.rstrip("/") + "/" + name for name in node.children)
+            return nodes
+        return {path: (n.value, tuple(tuple(p) for p in n.perms), list(n.children), n.gen)
+                for path, n in store.items()}
+
+
+SESSIONS = (("dom0", 0, True), ("dom0b", 0, True), ("guest1", 1, False),
+            ("guest2", 2, False), ("guest1b", 1, False))
+WATCHERS = (("watcher", 0, True, [b"/", b"/a", b"/a/b/c"]),
+            ("gwatch", 1, False, [b"/a", b"/local/domain/1", b"/b/x"]))
+PATHS = ["/a", "/a/b", "/a/b/c", "/a/b/d", "/a/c", "/b", "/b/x", "/b/x/y", "/c",
+         "/local/domain/1/d", "/local/domain/1/d/e", "/local/domain/1/f",
+         "/local/domain/2/g", "/local/domain/1"]
+
+
+class Pair:
+    def __init__(self, fast=True):
+        self.py = Side(Store(), fast=False)
+        self.c = Side(CStore(), fast=fast)
+        assert isinstance(self.c.daemon.store, CStore)
+        self.req = 0
+        for side in (self.py, self.c):
+            for name, domid, privileged in SESSIONS:
+                side.session(name, domid, privileged)
+            for name, domid, privileged, _ in WATCHERS:
+                side.session(name, domid, privileged)
+        self.open = {name: [] for name, _, _ in SESSIONS}     # tx ids each has open
+        self.compared = {"replies": 0, "events": 0, "commits": 0, "conflicts": 0,
+                         "enospc": 0}
+
+    def send(self, name, op, tx_id, payload):
+        self.req += 1
+        packet = Packet(op, self.req, tx_id, payload)
+        want = self.py.send(name, packet)
+        got = self.c.send(name, packet)
+        assert got == want, (name, packet)
+        self.compared["replies"] += 1
+        for watcher, *_ in WATCHERS:
+            want_events = self.py.take(watcher)
+            assert self.c.take(watcher) == want_events, (name, packet, watcher)
+            self.compared["events"] += bool(want_events)
+        assert self.c.nodes() == self.py.nodes(), (name, packet)
+        return want
+
+    def boot(self):
+        for name, _, _, paths in WATCHERS:
+            for path in paths:
+                self.send(name, Op.WATCH, 0, path + b"\0tok\0")
+        for path in ("/a/b/c", "/a/c", "/b/x/y", "/local/domain/1/d/e", "/local/domain/2/g"):
+            self.send("dom0", Op.WRITE, 0, path.encode() + b"\0seed")
+        for domid in (1, 2):
+            self.send("dom0", Op.SET_PERMS, 0, b"/local/domain/%d\0n%d\0r0\0" % (domid, domid))
+        self.send("dom0", Op.SET_PERMS, 0, b"/b\0b0\0")       # guests may write below /b
+        self.send("dom0", Op.SET_PERMS, 0, b"/b/x\0b0\0")
+        for i in range(12):                                  # a wide node for DIRECTORY_PART
+            self.send("dom0", Op.WRITE, 0, b"/c/%s\0" % (b"child-%02d-" % i + b"n" * 300))
+
+
+def random_request(rng, pair, name, domid):
+    """One request of ``name``: in one of its transactions (mostly, when it has one) or not."""
+    open_ = pair.open[name]
+    roll = rng.random()
+    if roll < 0.08 or (not open_ and roll < 0.3):
+        return Op.TRANSACTION_START, 0, b"\0"
+    tx_id = rng.choice(open_) if open_ and rng.random() < 0.8 else 0
+    if rng.random() < 0.02:
+        tx_id = 999                                     # no such transaction: ENOENT
+    if tx_id and rng.random() < 0.2:
+        return Op.TRANSACTION_END, tx_id, rng.choice([b"T\0", b"T\0", b"F\0"])
+    path = rng.choice(PATHS).encode()
+    if domid and rng.random() < 0.3:
+        path = rng.choice([b"d", b"d/e", b"f", b"d/e/h"])   # relative to the guest's home
+    op = rng.choice([Op.READ, Op.READ, Op.DIRECTORY, Op.DIRECTORY_PART, Op.GET_PERMS,
+                     Op.WRITE, Op.WRITE, Op.WRITE, Op.MKDIR, Op.RM, Op.RM, Op.SET_PERMS])
+    if op == Op.WRITE:
+        return op, tx_id, path + b"\0" + rng.choice([b"", b"v", b"value-%d" % rng.randrange(99)])
+    if op == Op.DIRECTORY_PART:
+        if rng.random() < 0.5:
+            path = b"/c"
+        return op, tx_id, path + b"\0" + rng.choice([b"0", b"1500", b"3000", b"9999"]) + b"\0"
+    if op == Op.SET_PERMS:
+        owner = domid if domid else rng.choice([0, 1, 2, 7])     # 7 does not exist: ENOENT
+        extra = rng.choice([b"", b"r1\0", b"b2\0", b"w1\0r2\0"])
+        return op, tx_id, path + b"\0" + rng.choice(b"nrwb").to_bytes(1, "big") + \
+            b"%d\0" % owner + extra
+    return op, tx_id, path + b"\0"
+
+
+def run(pair, rng, steps):
+    names = [(name, domid) for name, domid, _ in SESSIONS]
+    for step in range(steps):
+        if step % 97 == 50:
+            # The guests' transaction-nodes quota changes while their transactions are open.
+            pair.send("dom0", Op.SET_QUOTA, 0, b"1\0transaction-nodes\0%d\0"
+                      % rng.choice([4, 6, 9, 40]))
+        name, domid = rng.choice(names)
+        op, tx_id, payload = random_request(rng, pair, name, domid)
+        reply = pair.send(name, op, tx_id, payload)
+        error = reply[:4] == Op.ERROR.to_bytes(4, "little")
+        if op == Op.TRANSACTION_START and not error:
+            pair.open[name].append(int(reply[16:-1]))
+        elif op == Op.TRANSACTION_END and tx_id in pair.open[name]:
+            pair.open[name].remove(tx_id)
+            if payload == b"T\0":
+                pair.compared["conflicts" if reply.endswith(b"EAGAIN\0") else "commits"] += 1
+        if error and reply.endswith(b"ENOSPC\0") and tx_id:
+            pair.compared["enospc"] += 1
+    # Every transaction still open ends: committed, so its events are compared too.
+    for name, tx_ids in pair.open.items():
+        for tx_id in list(tx_ids):
+            pair.send(name, Op.TRANSACTION_END, tx_id, b"T\0")
+            tx_ids.remove(tx_id)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("fast", [True, False], ids=["engine", "python-ops"])
+def test_c_transactions_answer_as_python_ones(seed, fast):
+    """``fast``: requests go through the C engine first (as the server sends them);
+    else all through dispatch, so Python's ops run on the C overlay alone."""
+    rng = random.Random(seed)
+    pair = Pair(fast)
+    pair.boot()
+    pair.send("dom0", Op.SET_QUOTA, 0, b"1\0transaction-nodes\x006\0")
+    run(pair, rng, 1500)
+    counts = pair.compared
+    # The run reached what it is about (not a test that passes by doing nothing).
+    assert counts["commits"] > 20 and counts["conflicts"] > 5, counts
+    assert counts["enospc"] > 3 and counts["events"] > 50, counts
+    # The C engine answered a good part of the requests inside transactions itself.
+    assert pair.c.in_c > 200 if fast else pair.c.in_c == 0, pair.c.in_c
+
+
+def test_the_daemon_on_the_c_store_uses_the_c_overlay():
+    pair = Pair()
+    reply = pair.send("guest1", Op.TRANSACTION_START, 0, b"\0")
+    tx_id = int(reply[16:-1])
+    assert type(pair.c.sessions["guest1"][0].transactions[tx_id]) is CTransaction
+    assert type(pair.py.sessions["guest1"][0].transactions[tx_id]) is Transaction
+
+
+def test_remove_then_make_again_fires_as_python():
+    """A subtree removed and made again inside one transaction: the commit removes and
+    recreates it in the transaction's order; watchers below see their path go, those on
+    it see it as it is now."""
+    pair = Pair()
+    pair.boot()
+    tx = int(pair.send("dom0", Op.TRANSACTION_START, 0, b"\0")[16:-1])
+    pair.send("dom0", Op.RM, tx, b"/a\0")
+    pair.send("dom0", Op.WRITE, tx, b"/a/b/z\0new")
+    pair.send("dom0", Op.WRITE, tx, b"/a/c\0again")
+    pair.send("dom0", Op.DIRECTORY_PART, tx, b"/a\x000\0")
+    pair.send("dom0", Op.TRANSACTION_END, tx, b"T\0")
+    assert pair.c.nodes()["/a"][2] == ["b", "c"]
