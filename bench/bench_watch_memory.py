@@ -8,7 +8,8 @@ The load is bench_floors.py's watchrss row: one session registers watches on /w/
 token t<i>, every reply and initial event flushed.  Python's share is tracemalloc's
 difference across the registrations, by the source line that allocated it; the C watch
 trie's share is what it asked malloc for (WatchTrie.stats(); malloc adds its own
-overhead, about 8-16 B a block).  For the daemon's RSS per watch beside C xenstored's
+overhead, about 8-16 B a block), and so is the C registry's (its records and the
+session's table: CWatchRegistry.stats(), when the C registry runs).  For the daemon's RSS per watch beside C xenstored's
 and oxenstored's, see ``bench_floors.py --rows watchrss``.
 """
 import argparse
@@ -36,6 +37,8 @@ def main() -> None:
     trie = daemon.watches.trie
     trie_before = trie.stats()
     c_trie = "bytes" in trie_before              # the Python fallback's objects are Python's
+    registry = getattr(daemon.watches, "stats", None)   # the C registry's records
+    registry_before = registry() if registry else None
     gc.collect()
     tracemalloc.start(1)
     before = tracemalloc.take_snapshot()
@@ -66,6 +69,11 @@ def main() -> None:
             (st["bytes"] - trie_before["bytes"]) / n,
             (st["blocks"] - trie_before["blocks"]) / n,
             (st["nodes"] - trie_before["nodes"]) / n))
+    if registry:
+        st = registry()
+        print("C watch records and session tables, asked of malloc: %.1f (%.2f blocks per watch)" % (
+            (st["bytes"] - registry_before["bytes"]) / n,
+            (st["blocks"] - registry_before["blocks"]) / n))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ STAMP_FILES, source_stamp = _stamp.STAMP_FILES, _stamp.source_stamp
 
 STAMP = source_stamp()
 
-# One .cdef per C module (trie, store, engine), declared together in one extension.
+# One .cdef per C module (trie, store, engine, watch registry), declared together in one extension.
 CDEF = ""
-for _name in ("native.cdef", "store.cdef", "engine.cdef"):
+for _name in ("native.cdef", "store.cdef", "engine.cdef", "watchreg.cdef"):
     with open(os.path.join(HERE, _name)) as _f:
         CDEF += _f.read()
 
@@ -51,12 +51,13 @@ ffibuilder.set_source(
     '#include "trie.h"\n'
     '#include "store.h"\n'
     '#include "engine.h"\n'
+    '#include "watchreg.h"\n'
     "static const char *xsd_native_stamp(void)\n"
     "{\n"
     '    return "%s";\n'
     "}\n" % STAMP,
     # Absolute: ffibuilder.compile() builds from inside its tmpdir.
-    sources=[os.path.join(HERE, name) for name in ("trie.c", "store.c", "engine.c")],
+    sources=[os.path.join(HERE, name) for name in ("trie.c", "store.c", "engine.c", "watchreg.c")],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
 )

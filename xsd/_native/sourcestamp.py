@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # An explicit list, not a glob: cffi writes its generated _xsd_native.c next
 # to them on in-place builds.
 STAMP_FILES = ("alloc.h", "hash.h", "native.cdef", "trie.c", "trie.h", "store.c", "store.h", "store.cdef",
-               "engine.c", "engine.h", "engine.cdef")
+               "engine.c", "engine.h", "engine.cdef", "watchreg.c", "watchreg.h", "watchreg.cdef")
 
 
 def source_stamp(directory=HERE):

@@ -34,7 +34,7 @@ from .session import OutputBudget, Session
 from .stats import Stats
 from .store import new_store
 from .transactions import Transaction
-from .watches import WatchRegistry, watch_key
+from .watches import new_registry, watch_key
 
 log = logging.getLogger("xsd")
 
@@ -93,7 +93,7 @@ class Daemon:
         self.config = config
         self.host = host if host is not None else Host()
         self.store = new_store() if store is None else store
-        self.watches = WatchRegistry(self.store)
+        self.watches = new_registry(self.store)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
         self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water)
@@ -178,6 +178,7 @@ class Daemon:
     def open_session(self, write, **kwargs) -> Session:
         session = Session(write, self.dirty, max_events=self.config.max_watch_events,
                           budget=self.output_budget, **kwargs)
+        self.watches.attach(session)
         self.sessions.add(session)
         return session
 
@@ -220,7 +221,7 @@ class Daemon:
     def close_session(self, session: Session) -> None:
         session.closed = True
         self.stats.retire(session)
-        self.watches.remove_all(session)
+        self.watches.detach(session)
         session.transactions.clear()
         session.discard_output()
         self.sessions.discard(session)
@@ -278,6 +279,7 @@ class Daemon:
         the C request path relearns sessions' rights and the known domains."""
         if self.fastpath is not None:
             self.fastpath.state_changed()
+        self.watches.sessions_changed()
         for listener in self.listeners:
             listener.state_changed()
 
@@ -292,7 +294,7 @@ class Daemon:
                 watches.fire_remove(event[1], event[2])
             elif kind is INITIAL:
                 watch = event[1]
-                watch.session.queue_event(watch.event_path(watch.path), watch.token, watch)
+                watch.session.queue_event(watch.event_path(watch.path), watch.token, watch.key)
             elif kind is SPECIAL:
                 watches.fire_special(event[1])
 
