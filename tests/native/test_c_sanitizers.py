@@ -3,7 +3,7 @@
 Configures CMakeLists.txt in a temporary build directory (Debug, ASan+UBSan,
 no recovery, warnings as errors), builds it, runs ctest (unit tests, white-box
 invariants, allocation-failure tests, fuzz smoke runs) for the trie, the
-node store and the request path (engine.c), then runs each libFuzzer target for a bounded time. Skips only when cmake or a C compiler is genuinely
+node store, the request path (engine.c) and the watch registry (watchreg.c), then runs each libFuzzer target for a bounded time. Skips only when cmake or a C compiler is genuinely
 missing; the project's setup installs them (Debian: cmake, clang, and
 libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
@@ -56,7 +56,7 @@ def test_ctest_under_asan_and_ubsan(build_dir):
     r = run([CTEST, "--output-on-failure", "-j", JOBS], str(build_dir), 300)
     assert "tests passed" in r.stdout
     for name in ("trie", "whitebox", "alloc_fail", "store", "store_alloc_fail", "engine",
-                 "engine_alloc_fail"):
+                 "engine_alloc_fail", "watchreg", "watchreg_alloc_fail"):
         # each ran and passed ("1/7 Test #4: store ......   Passed"), not just "no tests"
         assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 

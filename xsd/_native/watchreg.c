@@ -803,7 +803,7 @@ int64_t xsd_wreg_fire_remove(xsd_wreg *r, const char *root, size_t len,
     if (root == NULL || len > UINT16_MAX)
         return -EINVAL;
     rc = match(r, root, len, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS, 1, &n);
-    if (rc != 0)
+    if (rc != 0 || n == 0) /* no watch: nothing to deliver (r->hits may be NULL) */
         return rc;
     /* hits[0..n) in order: those above (root itself included) stay in
      * place, those strictly below go to hits[n..) (room for 2n). */
