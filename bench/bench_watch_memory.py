@@ -3,6 +3,7 @@
 
     python bench/bench_watch_memory.py              # 10,000 watches, the backend XSD_NATIVE picks
     python bench/bench_watch_memory.py -n 100000
+    python bench/bench_watch_memory.py --python-watches     # the Python registry, for comparison
 
 The load is bench_floors.py's watchrss row: one session registers watches on /w/<i> with
 token t<i>, every reply and initial event flushed.  Python's share is tracemalloc's
@@ -29,9 +30,12 @@ from xsd.core.daemon import Daemon         # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10000, help="watches to register")
-    n = parser.parse_args().n
+    parser.add_argument("--python-watches", action="store_true",
+                        help="the Python registry (a Watch object per watch), not the C one")
+    args = parser.parse_args()
+    n = args.n
 
-    daemon = Daemon(Config(rundir="/nonexistent"))
+    daemon = Daemon(Config(rundir="/nonexistent", python_watches=args.python_watches))
     out = []
     session = daemon.open_session(out.append, name="bench")
     trie = daemon.watches.trie

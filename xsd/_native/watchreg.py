@@ -13,7 +13,7 @@ from struct import Struct
 from ._xsd_native import ffi, lib
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 
-__all__ = ["NativeWatchRegistry", "TRIE_DEPTH"]
+__all__ = ["NativeWatchRegistry", "TRIE_DEPTH", "deliver", "deliveries"]
 
 TRIE_DEPTH = lib.XSD_WREG_TRIE_DEPTH
 
@@ -132,32 +132,31 @@ class NativeWatchRegistry:
         return out
 
     # -- firing -------------------------------------------------------------------
-    def fire_change(self, path: bytes, perms: bytes, old_perms) -> list:
+    # Each returns the deliveries as watchreg.h lays them out (b"": none); ``deliver`` or
+    # ``deliveries`` reads them.
+    def fire_change(self, path: bytes, perms: bytes, old_perms) -> bytes:
         h, buf = self._h, self._buf
-        if old_perms is None:
-            n = _fire_change(h, path, len(path), perms, len(perms), _NULL, 0, buf, self._cap)
-        else:
-            n = _fire_change(h, path, len(path), perms, len(perms), old_perms, len(old_perms),
-                             buf, self._cap)
-        if n == 0:
-            return ()
-        if 0 < n <= self._cap:
-            return _deliveries(_unpack(buf, n))
         if old_perms is None:
             old_perms, old_len = _NULL, 0
         else:
             old_len = len(old_perms)
-        return _deliveries(self._call(lambda b, cap: _fire_change(
-            h, path, len(path), perms, len(perms), old_perms, old_len, b, cap), path, n))
+        n = _fire_change(h, path, len(path), perms, len(perms), old_perms, old_len, buf,
+                         self._cap)
+        if n == 0:
+            return b""
+        if 0 < n <= self._cap:
+            return _unpack(buf, n)
+        return self._call(lambda b, cap: _fire_change(
+            h, path, len(path), perms, len(perms), old_perms, old_len, b, cap), path, n)
 
-    def fire_special(self, name: bytes, perms) -> list:
+    def fire_special(self, name: bytes, perms) -> bytes:
         h = self._h
         plen = 0 if perms is None else len(perms)
         perms = _NULL if perms is None else perms
-        return _deliveries(self._call(lambda b, cap: _fire_special(
-            h, name, len(name), perms, plen, b, cap), name))
+        return self._call(lambda b, cap: _fire_special(h, name, len(name), perms, plen, b, cap),
+                          name)
 
-    def fire_remove(self, root: bytes, root_perms: bytes, removed_below) -> list:
+    def fire_remove(self, root: bytes, root_perms: bytes, removed_below) -> bytes:
         """Deliveries of removing the subtree at ``root``.  ``removed_below(paths)`` is
         asked, only when watches lie below ``root``, for ``[(path, perms, parent_perms
         or None), ...]`` of the removed nodes among ``paths`` (bytes), in firing order."""
@@ -165,7 +164,7 @@ class NativeWatchRegistry:
         data = self._call(lambda b, cap: _fire_remove(
             h, root, len(root), root_perms, len(root_perms), _NULL, 0, asks, b, cap), root)
         if not asks[0]:
-            return _deliveries(data)
+            return data
         paths = data.split(b"\0")[:-1]
         parts = []
         for path, perms, parent_perms in removed_below(paths):
@@ -175,9 +174,9 @@ class NativeWatchRegistry:
             else:
                 parts += (_U32.pack(len(parent_perms)), parent_perms)
         below = b"".join(parts)
-        return _deliveries(self._call(lambda b, cap: _fire_remove(
+        return self._call(lambda b, cap: _fire_remove(
             h, root, len(root), root_perms, len(root_perms), below, len(below), asks, b, cap),
-            root))
+            root)
 
     def _call(self, call, what, n=None) -> bytes:
         """``call(buf, cap) -> n`` with a buffer that fits (watchreg.h's n > cap rule)."""
@@ -204,16 +203,38 @@ class NativeWatchRegistry:
                 "blocks": st.blocks}
 
 
-def _deliveries(data: bytes) -> list:
-    """``[(session, event path, token, key), ...]`` from watchreg.h's delivery records."""
-    out, at, size, end_all = [], 0, _DELIVERY.size, len(data)
-    unpack = _DELIVERY.unpack_from
+def deliver(data: bytes, sessions) -> None:
+    """Hand each delivery in ``data`` to ``sessions[handle].queue_event(event path, token,
+    key)``, in order."""
+    at, end_all, unpack = 0, len(data), _DELIVERY.unpack_from
     while at < end_all:
         s, evlen, plen, tlen = unpack(data, at)
-        at += size
-        ev = data[at:at + evlen].decode("ascii")
-        at += evlen
-        end = at + plen + 1 + tlen
-        out.append((s, ev, data[at + plen + 1:end], data[at:end]))
+        at += 10                                # _DELIVERY.size
+        ev_end = at + evlen
+        end = ev_end + plen + 1 + tlen
+        sessions[s].queue_event(data[at:ev_end].decode("ascii"), data[ev_end + plen + 1:end],
+                                data[ev_end:end])
         at = end
+
+
+def deliveries(data: bytes) -> list:
+    """``[(session, event path, token, key), ...]`` from watchreg.h's delivery records."""
+    out = []
+    deliver(data, _Collect(out))
     return out
+
+
+class _Collect:
+    """``deliver``'s sessions for ``deliveries``: every handle notes into one list."""
+
+    __slots__ = ("out", "handle")
+
+    def __init__(self, out):
+        self.out = out
+
+    def __getitem__(self, handle):
+        self.handle = handle
+        return self
+
+    def queue_event(self, path, token, key):
+        self.out.append((self.handle, path, token, key))

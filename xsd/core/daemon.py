@@ -93,7 +93,7 @@ class Daemon:
         self.config = config
         self.host = host if host is not None else Host()
         self.store = new_store() if store is None else store
-        self.watches = new_registry(self.store)
+        self.watches = new_registry(self.store, python=config.python_watches)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
         self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water)
@@ -178,7 +178,6 @@ class Daemon:
     def open_session(self, write, **kwargs) -> Session:
         session = Session(write, self.dirty, max_events=self.config.max_watch_events,
                           budget=self.output_budget, **kwargs)
-        self.watches.attach(session)
         self.sessions.add(session)
         return session
 
@@ -205,6 +204,7 @@ class Daemon:
         which every xenstore client does (C xenstored ends them the same way).
         """
         session.target = state["target"]
+        self.watches.session_changed(session)       # a guest's watches may be back already
         session.next_tx_id = state["next_tx_id"]
         session.events_dropped = state["events_dropped"]
         for path, token, relative in state["watches"]:

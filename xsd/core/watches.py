@@ -32,6 +32,11 @@ from .permissions import can_read
 
 TRIE_DEPTH = 32     # components of a watch path filed in the trie (xenstore paths: < 10)
 
+if BACKEND == "cffi":
+    from .._native.watchreg import TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry, deliver
+    if _C_TRIE_DEPTH != TRIE_DEPTH:
+        raise ImportError("xsd._native: watchreg.h's trie depth differs from watches.py's")
+
 
 def _trie_key(path: str) -> str:
     """``path`` cut after ``TRIE_DEPTH`` components; specials and shallow paths unchanged."""
@@ -103,9 +108,10 @@ class SessionWatches(dict):
         return sum(len(key) - 1 for key in self)
 
 
-def new_registry(store):
-    """The daemon's registry: in C beside the C store, else the Python one."""
-    if BACKEND == "cffi" and getattr(store, "handle", None) is not None:
+def new_registry(store, python: bool = False):
+    """The daemon's registry: in C beside the C store, else (or asked: ``--python-watches``,
+    for comparison) the Python one."""
+    if not python and BACKEND == "cffi" and getattr(store, "handle", None) is not None:
         return CWatchRegistry(store)
     return WatchRegistry(store)
 
@@ -125,7 +131,7 @@ class WatchRegistry:
         return len(self.by_id)
 
     def attach(self, session) -> None:
-        """A new session: its (empty) watch table."""
+        """A session's (empty) watch table; Session starts with one (CWatchRegistry's differs)."""
         session.watches = SessionWatches()
 
     def detach(self, session) -> None:
@@ -134,6 +140,9 @@ class WatchRegistry:
 
     def sessions_changed(self) -> None:
         """Sessions' domid, target or privilege may have changed: read at firing here."""
+
+    def session_changed(self, session) -> None:
+        """``session``'s may have: the same."""
 
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
         watch = (RelativeWatch if relative else Watch)(next(self._ids), session,
@@ -288,9 +297,6 @@ class CWatchRegistry:
     one C call per fired change; Python only hands the deliveries to the sessions."""
 
     def __init__(self, store):
-        from .._native.watchreg import TRIE_DEPTH as C_TRIE_DEPTH, NativeWatchRegistry
-        if C_TRIE_DEPTH != TRIE_DEPTH:
-            raise ImportError("xsd._native: watchreg.h's trie depth differs from watches.py's")
         self.store = store
         self.trie = WatchTrie()     # filled by C; the request engine reads it (may fire?)
         self._native = NativeWatchRegistry(self.trie, store.handle)
@@ -306,6 +312,9 @@ class CWatchRegistry:
 
     # -- sessions ------------------------------------------------------------
     def attach(self, session):
+        """Give ``session`` a handle in C, its facts pushed, and the view of its watches.
+        Done at its first watch (``add``): a session that watches nothing costs nothing
+        here, and by then a guest's target is set (guest.py sets it after opening)."""
         native = self._native
         handle = native.session_new()
         sessions = self._sessions
@@ -325,12 +334,19 @@ class CWatchRegistry:
             session.watches = SessionWatches()
 
     def sessions_changed(self) -> None:
-        """Push every session's domid, target and privilege again (Daemon.state_changed:
-        SET_TARGET and a released domain change targets there)."""
+        """Push every session's domid, target and privilege again (Daemon.state_changed
+        follows every change of a target: SET_TARGET, a released domain)."""
         native = self._native
         for handle, session in enumerate(self._sessions):
             if session is not None:
                 native.session_set(handle, session.domid, session.target, session.privileged)
+
+    def session_changed(self, session) -> None:
+        """Push ``session``'s facts again, if it has a handle."""
+        view = session.watches
+        if isinstance(view, _NativeSessionWatches) and view._native is self._native:
+            self._native.session_set(view.handle, session.domid, session.target,
+                                     session.privileged)
 
     def _view(self, session) -> _NativeSessionWatches:
         view = session.watches
@@ -341,11 +357,7 @@ class CWatchRegistry:
     # -- watches -------------------------------------------------------------
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
         view = self._view(session)
-        native = self._native
-        # The facts the permission check uses, as they are now (a guest's target is
-        # set after its session opens; later changes come through sessions_changed).
-        native.session_set(view.handle, session.domid, session.target, session.privileged)
-        order = native.add(view.handle, path.encode("ascii"), token, relative)
+        order = self._native.add(view.handle, path.encode("ascii"), token, relative)
         if order is None:
             raise ValueError("(%r, %r) is already watched" % (path, token))
         return view._watch(order, watch_key(path, token))
@@ -367,18 +379,13 @@ class CWatchRegistry:
             raw = self._encoded[perms] = encode_list(perms)
         return raw
 
-    def _deliver(self, deliveries) -> None:
-        sessions = self._sessions
-        for handle, event_path, token, key in deliveries:
-            sessions[handle].queue_event(event_path, token, key)
-
     def fire_change(self, path: str, perms, old_perms=None) -> None:
         """As WatchRegistry.fire_change."""
         deliveries = self._native.fire_change(
             path.encode("ascii"), self._encode(perms),
             None if old_perms is None else self._encode(old_perms))
         if deliveries:
-            self._deliver(deliveries)
+            deliver(deliveries, self._sessions)
 
     def fire_remove(self, root: str, removed: dict) -> None:
         """As WatchRegistry.fire_remove; ``removed`` is read only if watches lie below root."""
@@ -392,7 +399,7 @@ class CWatchRegistry:
         deliveries = self._native.fire_remove(root.encode("ascii"), self._encode(removed[root]),
                                               removed_below)
         if deliveries:
-            self._deliver(deliveries)
+            deliver(deliveries, self._sessions)
 
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""
@@ -400,4 +407,4 @@ class CWatchRegistry:
         deliveries = self._native.fire_special(
             name.encode("ascii"), None if perms is None else self._encode(perms))
         if deliveries:
-            self._deliver(deliveries)
+            deliver(deliveries, self._sessions)
