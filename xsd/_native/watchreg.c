@@ -579,28 +579,34 @@ int64_t xsd_wreg_session_watches(const xsd_wreg *r, uint32_t s, char *out,
     return (int64_t)o.n;
 }
 
-/* One delivery of w's watch: event path ev (relative_to the session's home
- * for a relative watch unless special). */
+#define EV_SPECIAL   1u /* never made relative */
+#define EV_CALL_PATH 2u /* ev is the path the call was given */
+
+/* One delivery of w's watch: event path ev, relative_to the session's home
+ * for a relative watch unless special. The call's own path, unchanged, is
+ * written as XSD_WREG_SAME_PATH without its bytes: the caller has it. */
 static void put_delivery(struct outw *o, const struct wsess *ss,
                          const struct wrec *w, const char *ev, size_t evlen,
-                         int special)
+                         unsigned how)
 {
     char home[32];
     int hlen;
 
-    if ((w->order & ORDER_RELATIVE) && !special) {
+    if ((w->order & ORDER_RELATIVE) && !(how & EV_SPECIAL)) {
         /* paths.relative_to: strip "/local/domain/<domid>/" */
         hlen = snprintf(home, sizeof home, "/local/domain/%u/", (unsigned)ss->domid);
         if (hlen > 0 && (size_t)hlen <= evlen && memcmp(ev, home, (size_t)hlen) == 0) {
             ev += hlen;
             evlen -= (size_t)hlen;
+            how &= ~EV_CALL_PATH;
         }
     }
     put_u32(o, w->session);
-    put_u16(o, evlen);
+    put_u16(o, (how & EV_CALL_PATH) ? XSD_WREG_SAME_PATH : evlen);
     put_u16(o, w->plen);
     put_u16(o, w->tlen);
-    put(o, ev, evlen);
+    if (!(how & EV_CALL_PATH))
+        put(o, ev, evlen);
     put(o, w->key, key_len(w));
 }
 
@@ -714,7 +720,7 @@ int64_t xsd_wreg_fire_change(xsd_wreg *r, const char *path, size_t len,
     const struct wsess *ss;
     struct wrec *w;
 
-    if (path == NULL || len > UINT16_MAX)
+    if (path == NULL || len >= XSD_WREG_SAME_PATH)
         return -EINVAL;
     rc = match(r, path, len, XSD_MATCH_ANCESTORS, 1, &n);
     if (rc != 0)
@@ -731,7 +737,7 @@ int64_t xsd_wreg_fire_change(xsd_wreg *r, const char *path, size_t len,
                 !(old_perms != NULL && can_read(ss, old_perms, old_len)))
                 continue;
         }
-        put_delivery(&o, ss, w, path, len, 0);
+        put_delivery(&o, ss, w, path, len, EV_CALL_PATH);
     }
     return finish(&o);
 }
@@ -746,7 +752,7 @@ int64_t xsd_wreg_fire_special(xsd_wreg *r, const char *name, size_t len,
     const struct wsess *ss;
     struct wrec *w;
 
-    if (name == NULL || len > UINT16_MAX)
+    if (name == NULL || len >= XSD_WREG_SAME_PATH)
         return -EINVAL;
     rc = match(r, name, len, XSD_MATCH_ANCESTORS, 0, &n);
     if (rc != 0)
@@ -755,7 +761,7 @@ int64_t xsd_wreg_fire_special(xsd_wreg *r, const char *name, size_t len,
         w = r->hits[i];
         ss = &r->sess[w->session];
         if (ss->privileged || (perms != NULL && can_read(ss, perms, perms_len)))
-            put_delivery(&o, ss, w, name, len, 1);
+            put_delivery(&o, ss, w, name, len, EV_SPECIAL | EV_CALL_PATH);
     }
     return finish(&o);
 }
@@ -800,7 +806,7 @@ int64_t xsd_wreg_fire_remove(xsd_wreg *r, const char *root, size_t len,
     int rc, c;
 
     *asks = 0;
-    if (root == NULL || len > UINT16_MAX)
+    if (root == NULL || len >= XSD_WREG_SAME_PATH)
         return -EINVAL;
     rc = match(r, root, len, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS, 1, &n);
     if (rc != 0 || n == 0) /* no watch: nothing to deliver (r->hits may be NULL) */
@@ -834,8 +840,8 @@ int64_t xsd_wreg_fire_remove(xsd_wreg *r, const char *root, size_t len,
                 take_field(&p, end, 0, &nperms, &nperms_len) != 0 ||
                 take_field(&p, end, 1, &npp, &npplen) != 0)
                 return -EINVAL;
-            if (nplen > UINT16_MAX)
-                continue;
+            if (nplen >= XSD_WREG_SAME_PATH)
+                continue; /* no watch has so long a path */
             /* The first record of path npath (under is sorted by path). */
             lo = 0;
             hi = nunder;
@@ -864,7 +870,7 @@ int64_t xsd_wreg_fire_remove(xsd_wreg *r, const char *root, size_t len,
         ss = &r->sess[w->session];
         if (ss->privileged || can_read(ss, root_perms, root_perms_len) ||
             can_read(ss, pp, pplen))
-            put_delivery(&o, ss, w, root, len, 0);
+            put_delivery(&o, ss, w, root, len, EV_CALL_PATH);
     }
     return finish(&o);
 }

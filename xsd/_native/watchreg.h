@@ -39,6 +39,9 @@
  * Deliveries are written to the caller's buffer, each as
  *   u32 session, u16 event path length, u16 path length, u16 token length,
  *   event path, path, NUL, token            (little-endian, unaligned)
+ * where an event path that is the call's own path, unchanged (the common
+ * case), has the length XSD_WREG_SAME_PATH and no bytes: the caller has it.
+ * Paths given to the fire calls are shorter than XSD_WREG_SAME_PATH.
  * A call returns the bytes needed n >= 0: n <= cap, out holds them; n > cap,
  * call again with cap >= n (firing changes nothing here, so it may be
  * repeated). Errors are negative errno: -EINVAL, -ENOMEM, -EEXIST, -ENOENT,
@@ -67,6 +70,9 @@ typedef struct xsd_wreg xsd_wreg; /* opaque */
 
 /* Bytes before a delivery's event path in the output. */
 #define XSD_WREG_DELIVERY_HEADER 10
+
+/* A delivery's event path length meaning "the path the call was given". */
+#define XSD_WREG_SAME_PATH 0xffff
 
 struct xsd_wreg_stats {
     size_t watches;   /* records registered */

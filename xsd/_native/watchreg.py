@@ -21,6 +21,7 @@ _DELIVERY = Struct("<IHHH")         # session, event path, path, token lengths
 _LISTED = Struct("<QHH")            # order, path, token lengths
 _U32 = Struct("<I")
 _NONE = _U32.pack(0xFFFFFFFF)
+_SAME_PATH = lib.XSD_WREG_SAME_PATH
 if _DELIVERY.size != lib.XSD_WREG_DELIVERY_HEADER:
     raise ImportError("xsd._native: delivery header differs from watchreg.h")
 
@@ -203,24 +204,27 @@ class NativeWatchRegistry:
                 "blocks": st.blocks}
 
 
-def deliver(data: bytes, sessions) -> None:
-    """Hand each delivery in ``data`` to ``sessions[handle].queue_event(event path, token,
-    key)``, in order."""
+def deliver(data: bytes, path: str, sessions) -> None:
+    """Hand each delivery in ``data``, from a fire call given ``path``, to
+    ``sessions[handle].queue_event(event path, token, key)``, in order."""
     at, end_all, unpack = 0, len(data), _DELIVERY.unpack_from
     while at < end_all:
         s, evlen, plen, tlen = unpack(data, at)
         at += 10                                # _DELIVERY.size
-        ev_end = at + evlen
-        end = ev_end + plen + 1 + tlen
-        sessions[s].queue_event(data[at:ev_end].decode("ascii"), data[ev_end + plen + 1:end],
-                                data[ev_end:end])
+        if evlen == _SAME_PATH:
+            ev = path
+        else:
+            ev = data[at:at + evlen].decode("ascii")
+            at += evlen
+        end = at + plen + 1 + tlen
+        sessions[s].queue_event(ev, data[at + plen + 1:end], data[at:end])
         at = end
 
 
-def deliveries(data: bytes) -> list:
+def deliveries(data: bytes, path: str) -> list:
     """``[(session, event path, token, key), ...]`` from watchreg.h's delivery records."""
     out = []
-    deliver(data, _Collect(out))
+    deliver(data, path, _Collect(out))
     return out
 
 

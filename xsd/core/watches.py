@@ -385,7 +385,7 @@ class CWatchRegistry:
             path.encode("ascii"), self._encode(perms),
             None if old_perms is None else self._encode(old_perms))
         if deliveries:
-            deliver(deliveries, self._sessions)
+            deliver(deliveries, path, self._sessions)
 
     def fire_remove(self, root: str, removed: dict) -> None:
         """As WatchRegistry.fire_remove; ``removed`` is read only if watches lie below root."""
@@ -399,7 +399,7 @@ class CWatchRegistry:
         deliveries = self._native.fire_remove(root.encode("ascii"), self._encode(removed[root]),
                                               removed_below)
         if deliveries:
-            deliver(deliveries, self._sessions)
+            deliver(deliveries, root, self._sessions)
 
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""
@@ -407,4 +407,4 @@ class CWatchRegistry:
         deliveries = self._native.fire_special(
             name.encode("ascii"), None if perms is None else self._encode(perms))
         if deliveries:
-            deliver(deliveries, self._sessions)
+            deliver(deliveries, name, self._sessions)

@@ -38,8 +38,10 @@ static uint32_t rd32(const char *p)
     return rd16(p) | rd16(p + 2) << 16;
 }
 
-/* Parse n bytes of deliveries into d (at most max); returns their number. */
-static size_t parse(const char *buf, int64_t n, struct delivery *d, size_t max)
+/* Parse n bytes of deliveries from a fire call given path into d (at most
+ * max); returns their number. */
+static size_t parse(const char *buf, int64_t n, struct delivery *d, size_t max,
+                    const char *path)
 {
     size_t k = 0, at = 0, evlen, plen, tlen;
 
@@ -50,9 +52,13 @@ static size_t parse(const char *buf, int64_t n, struct delivery *d, size_t max)
         plen = rd16(buf + at + 6);
         tlen = rd16(buf + at + 8);
         at += XSD_WREG_DELIVERY_HEADER;
-        memcpy(d[k].ev, buf + at, evlen);
-        d[k].ev[evlen] = '\0';
-        at += evlen;
+        if (evlen == XSD_WREG_SAME_PATH) {
+            snprintf(d[k].ev, sizeof d[k].ev, "%s", path);
+        } else {
+            memcpy(d[k].ev, buf + at, evlen);
+            d[k].ev[evlen] = '\0';
+            at += evlen;
+        }
         d[k].klen = plen + 1 + tlen;
         memcpy(d[k].key, buf + at, d[k].klen);
         at += d[k].klen;
@@ -179,7 +185,7 @@ static void test_change_order_permissions_and_relative_paths(void)
     mk(&f, "/local/domain/3/x", S("n3\0"));
     /* the guest (dom5) may read neither the node nor its parent */
     n = xsd_wreg_fire_change(f.r, S("/local/domain/3/x"), S("n3\0"), NULL, 0, out, sizeof out);
-    k = parse(out, n, d, 8);
+    k = parse(out, n, d, 8, "/local/domain/3/x");
     CHECK_EQ(k, 2);
     CHECK_EQ(d[0].session, priv);
     CHECK(strcmp(d[0].ev, "/local/domain/3/x") == 0);
@@ -190,13 +196,13 @@ static void test_change_order_permissions_and_relative_paths(void)
     /* it could read the old permissions: told (SET_PERMS) */
     n = xsd_wreg_fire_change(f.r, S("/local/domain/3/x"), S("n3\0"), S("n3\0r5\0"), out,
                              sizeof out);
-    k = parse(out, n, d, 8);
+    k = parse(out, n, d, 8, "/local/domain/3/x");
     CHECK_EQ(k, 3);
     CHECK_EQ(d[0].session, guest);
     /* a target reads what its target reads */
     CHECK_EQ(xsd_wreg_session_set(f.r, (uint32_t)guest, 5, 3, 0), 0);
     n = xsd_wreg_fire_change(f.r, S("/local/domain/3/x"), S("n3\0"), NULL, 0, out, sizeof out);
-    CHECK_EQ(parse(out, n, d, 8), 3);
+    CHECK_EQ(parse(out, n, d, 8, "/local/domain/3/x"), 3);
     /* too small a buffer: the size needed, and the same answer at that size */
     n = xsd_wreg_fire_change(f.r, S("/local/domain/3/x"), S("n3\0"), NULL, 0, out, 5);
     CHECK(n > 5);
@@ -227,12 +233,12 @@ static void test_remove_asks_for_the_nodes_below(void)
     n = xsd_wreg_fire_remove(f.r, S("/r"), S("n0\0r7\0"), below, sizeof below - 1, &asks,
                              out, sizeof out);
     CHECK_EQ(asks, 0);
-    CHECK_EQ(parse(out, n, d, 8), 2);
+    CHECK_EQ(parse(out, n, d, 8, "/r"), 2);
     CHECK(strcmp(d[0].ev, "/r/b") == 0 && memcmp(d[0].key, "/r/b\0below", 10) == 0);
     CHECK(strcmp(d[1].ev, "/r") == 0 && memcmp(d[1].key, "/\0above", 7) == 0);
     /* the root's perms refuse dom7 and the root's parent ("/", n0) too */
     n = xsd_wreg_fire_remove(f.r, S("/r"), S("n0\0"), "", 0, &asks, out, sizeof out);
-    CHECK_EQ(parse(out, n, d, 8), 0);
+    CHECK_EQ(parse(out, n, d, 8, "/r"), 0);
     teardown(&f);
 }
 
@@ -251,10 +257,10 @@ static void test_special_needs_privilege_or_perms(void)
     CHECK_EQ(xsd_wreg_add(f.r, (uint32_t)p, S("@releaseDomain"), S("p"), 0, NULL), 0);
     CHECK_EQ(xsd_wreg_add(f.r, (uint32_t)p, S("/"), S("tree"), 0, NULL), 0);
     n = xsd_wreg_fire_special(f.r, S("@releaseDomain"), NULL, 0, out, sizeof out);
-    CHECK_EQ(parse(out, n, d, 4), 1);
+    CHECK_EQ(parse(out, n, d, 4, "@releaseDomain"), 1);
     CHECK_EQ(d[0].session, p);
     n = xsd_wreg_fire_special(f.r, S("@releaseDomain"), S("n0\0r4\0"), out, sizeof out);
-    CHECK_EQ(parse(out, n, d, 4), 2);
+    CHECK_EQ(parse(out, n, d, 4, "@releaseDomain"), 2);
     CHECK_EQ(d[0].session, g); /* registered first */
     CHECK(strcmp(d[0].ev, "@releaseDomain") == 0); /* never rewritten */
     teardown(&f);
