@@ -84,15 +84,17 @@ struct xsd_wreg_stats {
 /* A new registry over trie (which it fills and empties; it must start empty
  * and be used by nothing else but readers) and store (the parents' perms of
  * changed nodes; NULL: none known). Both are borrowed: they must outlive
- * every call on r, not r itself (xsd_wreg_free touches neither). NULL when
- * out of memory. */
+ * every call on r, not r itself (xsd_wreg_free touches neither; the trie
+ * then still holds the addresses of freed records as ids, fit only to be
+ * counted, which is all the request engine asks of it). NULL when out of
+ * memory. */
 xsd_wreg *xsd_wreg_new(xsd_trie *trie, const xsd_store *store);
 
 /* Free r, its records and sessions. Leaves the trie as it is. NULL is fine. */
 void xsd_wreg_free(xsd_wreg *r);
 
-/* A new session handle (>= 0, the lowest free), unprivileged dom0 with no
- * target until xsd_wreg_session_set; -ENOMEM. */
+/* A new session handle (>= 0; a freed one is given out again), an
+ * unprivileged dom0 with no target until xsd_wreg_session_set; -ENOMEM. */
 int64_t xsd_wreg_session_new(xsd_wreg *r);
 
 /* What the permission check knows of session s: its domid, SET_TARGET's
