@@ -326,11 +326,18 @@ class CWatchRegistry:
         view = session.watches = _NativeSessionWatches(native, handle, session)
         return view
 
-    def detach(self, session) -> None:
+    def _handle(self, session):
+        """``session``'s handle here, or None while it has had no watch."""
         view = session.watches
         if isinstance(view, _NativeSessionWatches) and view._native is self._native:
-            self._native.session_free(view.handle)
-            self._sessions[view.handle] = None
+            return view.handle
+        return None
+
+    def detach(self, session) -> None:
+        handle = self._handle(session)
+        if handle is not None:
+            self._native.session_free(handle)
+            self._sessions[handle] = None
             session.watches = SessionWatches()
 
     def sessions_changed(self) -> None:
@@ -343,32 +350,27 @@ class CWatchRegistry:
 
     def session_changed(self, session) -> None:
         """Push ``session``'s facts again, if it has a handle."""
-        view = session.watches
-        if isinstance(view, _NativeSessionWatches) and view._native is self._native:
-            self._native.session_set(view.handle, session.domid, session.target,
-                                     session.privileged)
-
-    def _view(self, session) -> _NativeSessionWatches:
-        view = session.watches
-        if isinstance(view, _NativeSessionWatches) and view._native is self._native:
-            return view
-        return self.attach(session)
+        handle = self._handle(session)
+        if handle is not None:
+            self._native.session_set(handle, session.domid, session.target, session.privileged)
 
     # -- watches -------------------------------------------------------------
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
-        view = self._view(session)
+        view = session.watches if self._handle(session) is not None else self.attach(session)
         order = self._native.add(view.handle, path.encode("ascii"), token, relative)
         if order is None:
             raise ValueError("(%r, %r) is already watched" % (path, token))
         return view._watch(order, watch_key(path, token))
 
     def remove(self, watch: Watch) -> None:
-        view = self._view(watch.session)
-        if not self._native.remove(view.handle, watch.key):
+        handle = self._handle(watch.session)
+        if handle is None or not self._native.remove(handle, watch.key):
             raise KeyError(watch.key)
 
     def remove_all(self, session) -> None:
-        self._native.session_clear(self._view(session).handle)
+        handle = self._handle(session)
+        if handle is not None:                          # else it never watched anything
+            self._native.session_clear(handle)
 
     # -- firing --------------------------------------------------------------
     def _encode(self, perms) -> bytes:
