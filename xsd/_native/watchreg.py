@@ -97,11 +97,11 @@ class NativeWatchRegistry:
 
     # -- watches ----------------------------------------------------------------
     def add(self, s: int, path: bytes, token: bytes, relative: bool):
-        """The new watch's order (seq << 2 | deep << 1 | relative), or None if ``s``
+        """The new watch's number (registration order: firing order), or None if ``s``
         already has (path, token)."""
         rc = _add(self._h, s, path, len(path), token, len(token), relative, self._order)
         if rc == 0:
-            return self._order[0]
+            return self._order[0] >> 2
         if rc == -errno.EEXIST:
             return None
         _fail(rc, path)
@@ -115,21 +115,23 @@ class NativeWatchRegistry:
         _fail(rc, key)
 
     def find(self, s: int, key: bytes):
-        """The order of ``s``'s watch keyed ``key`` (path NUL token), or None."""
+        """``(number, relative)`` of ``s``'s watch keyed ``key`` (path NUL token), or None."""
         if _find(self._h, s, key, len(key), self._order):
-            return self._order[0]
+            order = self._order[0]
+            return order >> 2, bool(order & 1)
         return None
 
     def session_watches(self, s: int) -> list:
-        """``[(order, key, path length), ...]`` of ``s``'s watches, in no particular order."""
+        """``[(number, relative, key), ...]`` of ``s``'s watches, in registration order."""
         data = self._call(lambda buf, cap: lib.xsd_wreg_session_watches(self._h, s, buf, cap), s)
         out, at, size = [], 0, _LISTED.size
         while at < len(data):
             order, plen, tlen = _LISTED.unpack_from(data, at)
             at += size
             end = at + plen + 1 + tlen
-            out.append((order, data[at:end], plen))
+            out.append((order >> 2, bool(order & 1), data[at:end]))
             at = end
+        out.sort()
         return out
 
     # -- firing -------------------------------------------------------------------

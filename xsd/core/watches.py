@@ -276,17 +276,16 @@ class _NativeSessionWatches:
     def __contains__(self, key: bytes) -> bool:
         return self._native.find(self.handle, key) is not None
 
-    def _watch(self, order: int, key: bytes):
-        return (RelativeWatch if order & 1 else Watch)(order >> 2, self._session, key)
+    def _watch(self, number: int, relative: bool, key: bytes):
+        return (RelativeWatch if relative else Watch)(number, self._session, key)
 
     def get(self, key: bytes, default=None):
-        order = self._native.find(self.handle, key)
-        return default if order is None else self._watch(order, key)
+        found = self._native.find(self.handle, key)
+        return default if found is None else self._watch(*found, key)
 
     def values(self) -> list:
         """The session's watches in registration order."""
-        listed = sorted(self._native.session_watches(self.handle))
-        return [self._watch(order, key) for order, key, _ in listed]
+        return [self._watch(*listed) for listed in self._native.session_watches(self.handle)]
 
     def text_bytes(self) -> int:
         return self._native.text_bytes(self.handle)
@@ -357,10 +356,10 @@ class CWatchRegistry:
     # -- watches -------------------------------------------------------------
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
         view = session.watches if self._handle(session) is not None else self.attach(session)
-        order = self._native.add(view.handle, path.encode("ascii"), token, relative)
-        if order is None:
+        number = self._native.add(view.handle, path.encode("ascii"), token, relative)
+        if number is None:
             raise ValueError("(%r, %r) is already watched" % (path, token))
-        return view._watch(order, watch_key(path, token))
+        return view._watch(number, relative, watch_key(path, token))
 
     def remove(self, watch: Watch) -> None:
         handle = self._handle(watch.session)
