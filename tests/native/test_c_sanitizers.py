@@ -64,7 +64,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
 @pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")
 @pytest.mark.parametrize("target,seconds", [("fuzz_trie", FUZZ_SECONDS),
                                             ("fuzz_store", STORE_FUZZ_SECONDS),
-                                            ("fuzz_engine", STORE_FUZZ_SECONDS)])
+                                            ("fuzz_engine", STORE_FUZZ_SECONDS),
+                                            ("fuzz_watchreg", STORE_FUZZ_SECONDS)])
 def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path, target, seconds):
     fuzzer = build_dir / target
     assert fuzzer.exists(), "CMake did not build %s with clang" % target

@@ -181,7 +181,7 @@ static int kind_reads(char kind)
 /* permissions.can_read: privileged, or READ under perms (NULL: none). */
 static int can_read(const struct wsess *s, const char *perms, size_t len)
 {
-    const char *p = perms, *end = perms + len;
+    const char *p = perms, *end;
     uint64_t owner, domid;
     char owner_kind, kind;
 
@@ -189,6 +189,7 @@ static int can_read(const struct wsess *s, const char *perms, size_t len)
         return 1;
     if (perms == NULL || len == 0)
         return 0;
+    end = perms + len; /* not before: NULL + 0 is undefined */
     owner_kind = next_perm(&p, end, &owner);
     if (names_session(s, owner))
         return 1;
