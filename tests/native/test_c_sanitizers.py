@@ -9,7 +9,7 @@ libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
 
 XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
-the node store and the request path).
+the node store, the request path and the watch registry).
 """
 import os
 import re
