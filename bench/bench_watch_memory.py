@@ -3,12 +3,14 @@
 
     python bench/bench_watch_memory.py              # 10,000 watches, the backend XSD_NATIVE picks
     python bench/bench_watch_memory.py -n 100000
+    python bench/bench_watch_memory.py --python-watches     # the Python registry, for comparison
 
 The load is bench_floors.py's watchrss row: one session registers watches on /w/<i> with
 token t<i>, every reply and initial event flushed.  Python's share is tracemalloc's
 difference across the registrations, by the source line that allocated it; the C watch
 trie's share is what it asked malloc for (WatchTrie.stats(); malloc adds its own
-overhead, about 8-16 B a block).  For the daemon's RSS per watch beside C xenstored's
+overhead, about 8-16 B a block), and so is the C registry's (its records and the
+session's table: CWatchRegistry.stats(), when the C registry runs).  For the daemon's RSS per watch beside C xenstored's
 and oxenstored's, see ``bench_floors.py --rows watchrss``.
 """
 import argparse
@@ -28,14 +30,19 @@ from xsd.core.daemon import Daemon         # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10000, help="watches to register")
-    n = parser.parse_args().n
+    parser.add_argument("--python-watches", action="store_true",
+                        help="the Python registry (a Watch object per watch), not the C one")
+    args = parser.parse_args()
+    n = args.n
 
-    daemon = Daemon(Config(rundir="/nonexistent"))
+    daemon = Daemon(Config(rundir="/nonexistent", python_watches=args.python_watches))
     out = []
     session = daemon.open_session(out.append, name="bench")
     trie = daemon.watches.trie
     trie_before = trie.stats()
     c_trie = "bytes" in trie_before              # the Python fallback's objects are Python's
+    registry = getattr(daemon.watches, "stats", None)   # the C registry's records
+    registry_before = registry() if registry else None
     gc.collect()
     tracemalloc.start(1)
     before = tracemalloc.take_snapshot()
@@ -66,6 +73,11 @@ def main() -> None:
             (st["bytes"] - trie_before["bytes"]) / n,
             (st["blocks"] - trie_before["blocks"]) / n,
             (st["nodes"] - trie_before["nodes"]) / n))
+    if registry:
+        st = registry()
+        print("C watch records and session tables, asked of malloc: %.1f (%.2f blocks per watch)" % (
+            (st["bytes"] - registry_before["bytes"]) / n,
+            (st["blocks"] - registry_before["blocks"]) / n))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="answer every request in Python, the C request path off, for "
                              "comparison (default off: the common requests are answered in C "
                              "on the C store; docs/internals.md)")
+    parser.add_argument("--python-watches", action="store_true",
+                        help="keep watches in the Python registry, for comparison (default "
+                             "off: on the C store each watch is a C record, matched in C)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -224,7 +227,7 @@ SAME_NAMED = (
     "no_domain_init", "keep_orphans", "max_watch_events", "out_high_water", "out_budget",
     "pid_file", "output_pid", "trace_file", "hypervisor", "server_features", "fsync",
     "fsync_interval", "journal_max_bytes", "journal_salvage", "metrics",
-    "log_summary_interval", "live_restore", "python_requests",
+    "log_summary_interval", "live_restore", "python_requests", "python_watches",
 )
 
 

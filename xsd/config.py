@@ -44,6 +44,8 @@ class Config:
     log_summary_interval: float = 60.0
     # Answer every request in Python (fastpath.py's C request path off): for comparison.
     python_requests: bool = False
+    # Keep watches in the Python registry (watches.WatchRegistry), not in C: for comparison.
+    python_watches: bool = False
     live_restore: str = ""              # state file handed over by a live update (internal)
     fork: bool = False                  # --fork: background, as xenstored without -N
     ready_fd: int = -1                  # --fork: the child says "R" here once serving

@@ -172,6 +172,21 @@ def test_set_target_gives_a_device_model_its_targets_rights(guests, hv, toolstac
     assert dm.error(Op.READ, disk) == "EACCES"
 
 
+def test_set_target_reaches_a_device_models_watch_registered_before_it(guests, toolstack):
+    """The permission check of watch events learns the new target at once (the C registry
+    is told at Daemon.state_changed), not only at the watcher's next registration."""
+    target, dm = guests.start(), guests.start()
+    target.write("data/disk", b"d")
+    path = f"/local/domain/{target.domid}/data"
+    dm.watch(path, b"t")
+    assert dm.wait_events(1) == [(path.encode(), b"t")]          # the initial event
+    target.write("data/disk", b"e")
+    assert dm.quiet_events(0.2) == []                              # not its to read (XSA-115)
+    toolstack.ok(Op.SET_TARGET, str(dm.domid).encode(), str(target.domid).encode())
+    target.write("data/disk", b"f")
+    assert dm.wait_events(1) == [(f"{path}/disk".encode(), b"t")]
+
+
 def test_keep_orphans_keeps_a_dead_domains_nodes_and_gives_them_to_dom0(daemon_factory):
     proc = daemon_factory("--keep-orphans")
     with SocketClient(proc.socket_path, timeout=10) as toolstack:

@@ -3,13 +3,15 @@
 Configures CMakeLists.txt in a temporary build directory (Debug, ASan+UBSan,
 no recovery, warnings as errors), builds it, runs ctest (unit tests, white-box
 invariants, allocation-failure tests, fuzz smoke runs) for the trie, the
-node store, the request path (engine.c) and the journal's record (journal_enc.c), then runs each libFuzzer target for a bounded time. Skips only when cmake or a C compiler is genuinely
+node store, the request path (engine.c), transactions (txn.c), the journal's record
+(journal_enc.c) and the watch registry (watchreg.c), then runs each libFuzzer target for a
+bounded time. Skips only when cmake or a C compiler is genuinely
 missing; the project's setup installs them (Debian: cmake, clang, and
 libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
 
 XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
-the node store and the request path).
+the node store, the request path and the watch registry).
 """
 import os
 import re
@@ -56,7 +58,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
     r = run([CTEST, "--output-on-failure", "-j", JOBS], str(build_dir), 300)
     assert "tests passed" in r.stdout
     for name in ("trie", "whitebox", "alloc_fail", "store", "store_alloc_fail", "engine",
-                 "engine_alloc_fail", "journal", "journal_alloc_fail"):
+                 "engine_alloc_fail", "journal", "journal_alloc_fail", "txn", "txn_alloc_fail",
+                 "watchreg", "watchreg_alloc_fail"):
         # each ran and passed ("1/7 Test #4: store ......   Passed"), not just "no tests"
         assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 
@@ -64,7 +67,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
 @pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")
 @pytest.mark.parametrize("target,seconds", [("fuzz_trie", FUZZ_SECONDS),
                                             ("fuzz_store", STORE_FUZZ_SECONDS),
-                                            ("fuzz_engine", STORE_FUZZ_SECONDS)])
+                                            ("fuzz_engine", STORE_FUZZ_SECONDS),
+                                            ("fuzz_watchreg", STORE_FUZZ_SECONDS)])
 def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path, target, seconds):
     fuzzer = build_dir / target
     assert fuzzer.exists(), "CMake did not build %s with clang" % target

@@ -38,10 +38,9 @@ STAMP_FILES, source_stamp = _stamp.STAMP_FILES, _stamp.source_stamp
 
 STAMP = source_stamp()
 
-# One .cdef per C module (trie, store, txn, engine, journal encoder), declared together
-# in one extension.
+# One .cdef per C module, declared together in one extension.
 CDEF = ""
-for _name in ("native.cdef", "store.cdef", "txn.cdef", "engine.cdef", "journal_enc.cdef"):
+for _name in _stamp.CDEF_FILES:
     with open(os.path.join(HERE, _name)) as _f:
         CDEF += _f.read()
 
@@ -49,18 +48,13 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     MODULE,
-    '#include "trie.h"\n'
-    '#include "store.h"\n'
-    '#include "engine.h"\n'
-    '#include "txn.h"\n'
-    '#include "journal_enc.h"\n'
+    "".join('#include "%s.h"\n' % name for name in _stamp.C_MODULES) +
     "static const char *xsd_native_stamp(void)\n"
     "{\n"
     '    return "%s";\n'
     "}\n" % STAMP,
     # Absolute: ffibuilder.compile() builds from inside its tmpdir.
-    sources=[os.path.join(HERE, name)
-             for name in ("trie.c", "store.c", "txn.c", "engine.c", "journal_enc.c")],
+    sources=[os.path.join(HERE, name + ".c") for name in _stamp.C_MODULES],
     include_dirs=[HERE],
     extra_compile_args=["-O2", "-Wall", "-Wextra"],
 )

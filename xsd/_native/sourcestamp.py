@@ -9,11 +9,15 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The extension's C modules, each <name>.c and <name>.h: build_native.py compiles them in
+# this order and declares each to cffi by its .cdef (the trie's is native.cdef).
+C_MODULES = ("trie", "store", "txn", "engine", "journal_enc", "watchreg")
+CDEF_FILES = ("native.cdef",) + tuple(name + ".cdef" for name in C_MODULES[1:])
+
 # An explicit list, not a glob: cffi writes its generated _xsd_native.c next
 # to them on in-place builds.
-STAMP_FILES = ("alloc.h", "hash.h", "native.cdef", "trie.c", "trie.h", "store.c", "store.h", "store.cdef",
-               "engine.c", "engine.h", "engine.cdef", "txn.c", "txn.h", "txn.cdef",
-               "journal_enc.c", "journal_enc.h", "journal_enc.cdef")
+STAMP_FILES = (("alloc.h", "hash.h") + CDEF_FILES
+               + tuple(name + ext for name in C_MODULES for ext in (".c", ".h")))
 
 
 def source_stamp(directory=HERE):

@@ -34,7 +34,7 @@ from .session import OutputBudget, Session
 from .stats import Stats
 from .store import new_store
 from .transactions import transaction_type
-from .watches import WatchRegistry, watch_key
+from .watches import new_registry, watch_key
 
 log = logging.getLogger("xsd")
 
@@ -95,7 +95,7 @@ class Daemon:
         self.config = config
         self.host = host if host is not None else Host()
         self.store = new_store() if store is None else store
-        self.watches = WatchRegistry(self.store)
+        self.watches = new_registry(self.store, python=config.python_watches)
         self.domains = DomainTable(config.server_features)
         self.quotas = Quotas(config.quotas, config.soft_quotas)
         self.output_budget = OutputBudget(config.out_budget or 64 * config.out_high_water)
@@ -206,6 +206,7 @@ class Daemon:
         which every xenstore client does (C xenstored ends them the same way).
         """
         session.target = state["target"]
+        self.watches.session_changed(session)       # a guest's watches may be back already
         session.next_tx_id = state["next_tx_id"]
         session.events_dropped = state["events_dropped"]
         for path, token, relative in state["watches"]:
@@ -222,7 +223,7 @@ class Daemon:
     def close_session(self, session: Session) -> None:
         session.closed = True
         self.stats.retire(session)
-        self.watches.remove_all(session)
+        self.watches.detach(session)
         session.transactions.clear()
         session.discard_output()
         self.sessions.discard(session)
@@ -278,6 +279,7 @@ class Daemon:
         the C request path relearns sessions' rights and the known domains."""
         if self.fastpath is not None:
             self.fastpath.state_changed()
+        self.watches.sessions_changed()
         for listener in self.listeners:
             listener.state_changed()
 
@@ -292,7 +294,7 @@ class Daemon:
                 watches.fire_remove(event[1], event[2])
             elif kind is INITIAL:
                 watch = event[1]
-                watch.session.queue_event(watch.event_path(watch.path), watch.token, watch)
+                watch.session.queue_event(watch.event_path(watch.path), watch.token, watch.key)
             elif kind is SPECIAL:
                 watches.fire_special(event[1])
 

@@ -18,7 +18,7 @@ from xenstore_protocol.perms import Perm, encode_list, parse_list
 from .domains import DOMID_FIRST_RESERVED, U64_MAX, decimal
 from .events import CHANGE, INITIAL, REMOVE, SPECIAL
 from .permissions import OWNER, READ, WRITE, access, closest_ancestor, existing_node
-from .quota import memory_of_node, memory_of_watch
+from .quota import memory_of_node, memory_of_watch, memory_of_watches
 from .watches import watch_key
 from .transactions import transaction_type
 
@@ -183,7 +183,7 @@ def _create(d, s, view, path: str, value: bytes) -> tuple:
 
 
 def watch_bytes(s) -> int:
-    return sum(memory_of_watch(w.text_bytes()) for w in s.watches.values())
+    return memory_of_watches(len(s.watches), s.watches.text_bytes())
 
 
 def _charge(d, s, view, extra: int) -> None:

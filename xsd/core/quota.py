@@ -65,6 +65,12 @@ def memory_of_watch(text_bytes: int) -> int:
     return 40 + text_bytes
 
 
+def memory_of_watches(count: int, text_bytes: int) -> int:
+    """Bytes ``count`` watches are charged, ``text_bytes`` their paths' and tokens' lengths
+    added: memory_of_watch summed over them."""
+    return memory_of_watch(0) * count + text_bytes
+
+
 class Quotas:
     """Global values (defaults for new domains) plus per-domain overrides; soft values."""
 

@@ -37,6 +37,7 @@ from collections import deque
 from xenstore_protocol.constants import HEADER, Op, PAYLOAD_MAX
 
 from .stats import Counters
+from .watches import SessionWatches
 
 log = logging.getLogger("xsd.session")
 
@@ -100,7 +101,7 @@ class Session:
         self.target = None          # SET_TARGET: the domain this one acts for
         self.name = name
         self.transactions = {}      # tx_id -> Transaction
-        self.watches = {}           # watches.watch_key(path, token) -> Watch
+        self.watches = SessionWatches()  # watch_key(path, token) -> Watch; the registry's view
         self.next_tx_id = 1
         self.max_events = max_events
         self.out = []               # this batch's output, written by flush()
@@ -115,7 +116,7 @@ class Session:
         self.events_coalesced = 0   # identical to one still waiting: not queued twice
         self.drops_logged = 0       # events_dropped already told in the log (stats.log_summaries)
         self.counters = Counters()  # requests by type and outcome (dispatch.py)
-        self.overflowed = {}        # watch -> None: owed one event on the watch's own path
+        self.overflowed = {}        # watch key -> None: owed one event on the watch's own path
         self.budget = budget        # the daemon-wide OutputBudget, or None (no bound)
         self.unsent = unsent        # () -> bytes the transport holds unsent; None: not told
         self.unsent_held = 0        # what it said last, counted in budget.held
@@ -156,7 +157,8 @@ class Session:
             self.budget.held += len(data)
 
     def queue_event(self, path: str, token: bytes, watch=None) -> None:
-        """A watch event for this client; ``watch`` is owed a marker if it must be dropped."""
+        """A watch event for this client; ``watch`` (the watch's key, watches.watch_key) is
+        owed a marker if it must be dropped."""
         data = event_frame(path, token)
         if data is None:
             # XSA-324: never emit a frame over the limit; the client could not read it.
@@ -266,8 +268,9 @@ class Session:
     def _send_markers(self) -> None:
         """One event per watch that lost some: its own path, so the client re-reads below it."""
         markers = []
-        for watch in self.overflowed:
-            if watch.key in self.watches:      # still registered
+        for key in self.overflowed:
+            watch = self.watches.get(key)
+            if watch is not None:               # still registered
                 data = event_frame(watch.event_path(watch.path), watch.token)
                 if data is not None:
                     markers.append(data)

@@ -6,6 +6,16 @@ exist: C xenstored instead scans every watch of every connection per write.
 Matching watches fire in registration order (ids grow with registration),
 as C xenstored orders them on one connection.
 
+Two registries with one interface: ``WatchRegistry`` keeps a Python object
+per watch and is the oracle; ``CWatchRegistry`` keeps each watch as one C
+record (xsd/_native/watchreg.h) and does matching, the XSA-115 check and the
+event paths in C, one call per fired change, so a watch costs no Python
+object (issue 17).  ``new_registry`` picks the C one on the C store.  Either
+way ``session.watches`` answers ``len``, ``key in``, ``get(key)``,
+``values()`` (``Watch`` objects; made on demand by the C one) and
+``text_bytes()``, and ``Session.queue_event`` gets the watch's key as the
+handle for an overflow marker (session.py).
+
 A deep watch (more than ``TRIE_DEPTH`` components) is filed in the trie at
 its first ``TRIE_DEPTH`` components only, and matches found there are checked
 against its full path.  The trie spends a node per component: a watch on a
@@ -15,11 +25,17 @@ short, it costs a few KiB whatever its depth; no real path comes near the cut.
 import itertools
 
 from xenstore_protocol.paths import is_child, parent, relative_to
+from xenstore_protocol.perms import encode_list
 
-from .._native import MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
+from .._native import BACKEND, MATCH_ANCESTORS, MATCH_DESCENDANTS, WatchTrie
 from .permissions import can_read
 
 TRIE_DEPTH = 32     # components of a watch path filed in the trie (xenstore paths: < 10)
+
+if BACKEND == "cffi":
+    from .._native.watchreg import TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry, deliver
+    if _C_TRIE_DEPTH != TRIE_DEPTH:
+        raise ImportError("xsd._native: watchreg.h's trie depth differs from watches.py's")
 
 
 def _trie_key(path: str) -> str:
@@ -82,7 +98,27 @@ class RelativeWatch(Watch):
         return relative_to(path, self.session.domid)
 
 
+class SessionWatches(dict):
+    """A session's watches under the Python registry: ``watch_key`` -> ``Watch``."""
+
+    __slots__ = ()
+
+    def text_bytes(self) -> int:
+        """Their paths' and tokens' lengths added (quota.memory_of_watches)."""
+        return sum(len(key) - 1 for key in self)
+
+
+def new_registry(store, python: bool = False):
+    """The daemon's registry: in C beside the C store, else (or asked: ``--python-watches``,
+    for comparison) the Python one."""
+    if not python and BACKEND == "cffi" and getattr(store, "handle", None) is not None:
+        return CWatchRegistry(store)
+    return WatchRegistry(store)
+
+
 class WatchRegistry:
+    """The Python registry (XSD_NATIVE=python), and the C one's oracle."""
+
     def __init__(self, store):
         self.store = store
         self.trie = WatchTrie()
@@ -93,6 +129,20 @@ class WatchRegistry:
 
     def __len__(self) -> int:
         return len(self.by_id)
+
+    def attach(self, session) -> None:
+        """A session's (empty) watch table; Session starts with one (CWatchRegistry's differs)."""
+        session.watches = SessionWatches()
+
+    def detach(self, session) -> None:
+        """The session is closed: its watches go."""
+        self.remove_all(session)
+
+    def sessions_changed(self) -> None:
+        """Sessions' domid, target or privilege may have changed: read at firing here."""
+
+    def session_changed(self, session) -> None:
+        """``session``'s may have: the same."""
 
     def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
         watch = (RelativeWatch if relative else Watch)(next(self._ids), session,
@@ -160,7 +210,7 @@ class WatchRegistry:
                 if not (self._permitted(session, perms, parent_perms)
                         or (old_perms is not None and can_read(session, old_perms))):
                     continue
-            session.queue_event(watch.event_path(path), watch.token, watch)
+            session.queue_event(watch.event_path(path), watch.token, watch.key)
 
     def fire_remove(self, root: str, removed: dict) -> None:
         """The subtree at ``root`` was deleted; ``removed`` maps each deleted path to its perms,
@@ -191,11 +241,11 @@ class WatchRegistry:
                 for watch in below.get(node_path, ()):
                     perms, parent_perms = removed[node_path], removed.get(parent(node_path))
                     if self._permitted(watch.session, perms, parent_perms):
-                        watch.session.queue_event(watch.event_path(node_path), watch.token, watch)
+                        watch.session.queue_event(watch.event_path(node_path), watch.token, watch.key)
         perms = removed[root]
         for watch in above:
             if self._permitted(watch.session, perms, root_parent_perms):
-                watch.session.queue_event(watch.event_path(root), watch.token, watch)
+                watch.session.queue_event(watch.event_path(root), watch.token, watch.key)
 
     def fire_special(self, name: str) -> None:
         """``@introduceDomain`` / ``@releaseDomain``: privileged watchers, or as SET_PERMS allows."""
@@ -206,4 +256,156 @@ class WatchRegistry:
             watch = self.by_id[watch_id]
             session = watch.session
             if session.privileged or (perms is not None and can_read(session, perms)):
-                session.queue_event(name, watch.token, watch)
+                session.queue_event(name, watch.token, watch.key)
+
+
+class _NativeSessionWatches:
+    """``session.watches`` under the C registry: a view of the session's C records.
+    ``values()`` and ``get`` make ``Watch`` objects on demand; none is kept."""
+
+    __slots__ = ("_native", "handle", "_session")
+
+    def __init__(self, native, handle: int, session):
+        self._native = native
+        self.handle = handle        # the session in C (watchreg.h)
+        self._session = session
+
+    def __len__(self) -> int:
+        return self._native.count(self.handle)
+
+    def __contains__(self, key: bytes) -> bool:
+        return self._native.find(self.handle, key) is not None
+
+    def _watch(self, number: int, relative: bool, key: bytes):
+        return (RelativeWatch if relative else Watch)(number, self._session, key)
+
+    def get(self, key: bytes, default=None):
+        found = self._native.find(self.handle, key)
+        return default if found is None else self._watch(*found, key)
+
+    def values(self) -> list:
+        """The session's watches in registration order."""
+        return [self._watch(*listed) for listed in self._native.session_watches(self.handle)]
+
+    def text_bytes(self) -> int:
+        return self._native.text_bytes(self.handle)
+
+
+class CWatchRegistry:
+    """The registry in C: one record per watch, matching, XSA-115 and event paths in
+    one C call per fired change; Python only hands the deliveries to the sessions."""
+
+    def __init__(self, store):
+        self.store = store
+        self.trie = WatchTrie()     # filled by C; the request engine reads it (may fire?)
+        self._native = NativeWatchRegistry(self.trie, store.handle)
+        self._sessions = []         # handle -> Session (None: free)
+        self.special_perms = {}     # "@introduceDomain" -> perms set by SET_PERMS
+        self._encoded = {}          # perms tuple -> b"n0\0r5\0"
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def stats(self) -> dict:
+        return self._native.stats()
+
+    # -- sessions ------------------------------------------------------------
+    def attach(self, session):
+        """Give ``session`` a handle in C, its facts pushed, and the view of its watches.
+        Done at its first watch (``add``): a session that watches nothing costs nothing
+        here, and by then a guest's target is set (guest.py sets it after opening)."""
+        native = self._native
+        handle = native.session_new()
+        sessions = self._sessions
+        if handle == len(sessions):
+            sessions.append(session)
+        else:
+            sessions[handle] = session
+        native.session_set(handle, session.domid, session.target, session.privileged)
+        view = session.watches = _NativeSessionWatches(native, handle, session)
+        return view
+
+    def _handle(self, session):
+        """``session``'s handle here, or None while it has had no watch."""
+        view = session.watches
+        if isinstance(view, _NativeSessionWatches) and view._native is self._native:
+            return view.handle
+        return None
+
+    def detach(self, session) -> None:
+        handle = self._handle(session)
+        if handle is not None:
+            self._native.session_free(handle)
+            self._sessions[handle] = None
+            session.watches = SessionWatches()
+
+    def sessions_changed(self) -> None:
+        """Push every session's domid, target and privilege again (Daemon.state_changed
+        follows every change of a target: SET_TARGET, a released domain)."""
+        native = self._native
+        for handle, session in enumerate(self._sessions):
+            if session is not None:
+                native.session_set(handle, session.domid, session.target, session.privileged)
+
+    def session_changed(self, session) -> None:
+        """Push ``session``'s facts again, if it has a handle."""
+        handle = self._handle(session)
+        if handle is not None:
+            self._native.session_set(handle, session.domid, session.target, session.privileged)
+
+    # -- watches -------------------------------------------------------------
+    def add(self, session, path: str, token: bytes, relative: bool) -> Watch:
+        view = session.watches if self._handle(session) is not None else self.attach(session)
+        number = self._native.add(view.handle, path.encode("ascii"), token, relative)
+        if number is None:
+            raise ValueError("(%r, %r) is already watched" % (path, token))
+        return view._watch(number, relative, watch_key(path, token))
+
+    def remove(self, watch: Watch) -> None:
+        handle = self._handle(watch.session)
+        if handle is None or not self._native.remove(handle, watch.key):
+            raise KeyError(watch.key)
+
+    def remove_all(self, session) -> None:
+        handle = self._handle(session)
+        if handle is not None:                          # else it never watched anything
+            self._native.session_clear(handle)
+
+    # -- firing --------------------------------------------------------------
+    def _encode(self, perms) -> bytes:
+        raw = self._encoded.get(perms)
+        if raw is None:
+            if len(self._encoded) >= 4096:
+                self._encoded.clear()
+            raw = self._encoded[perms] = encode_list(perms)
+        return raw
+
+    def fire_change(self, path: str, perms, old_perms=None) -> None:
+        """As WatchRegistry.fire_change."""
+        deliveries = self._native.fire_change(
+            path.encode("ascii"), self._encode(perms),
+            None if old_perms is None else self._encode(old_perms))
+        if deliveries:
+            deliver(deliveries, path, self._sessions)
+
+    def fire_remove(self, root: str, removed: dict) -> None:
+        """As WatchRegistry.fire_remove; ``removed`` is read only if watches lie below root."""
+        def removed_below(paths):
+            wanted = {p.decode("ascii") for p in paths}
+            encode = self._encode
+            return [(node_path.encode("ascii"), encode(perms),
+                     None if (pp := removed.get(parent(node_path))) is None else encode(pp))
+                    for node_path, perms in removed.items() if node_path in wanted]
+
+        deliveries = self._native.fire_remove(root.encode("ascii"), self._encode(removed[root]),
+                                              removed_below)
+        if deliveries:
+            deliver(deliveries, root, self._sessions)
+
+    def fire_special(self, name: str) -> None:
+        """As WatchRegistry.fire_special."""
+        perms = self.special_perms.get(name)
+        deliveries = self._native.fire_special(
+            name.encode("ascii"), None if perms is None else self._encode(perms))
+        if deliveries:
+            deliver(deliveries, name, self._sessions)

@@ -274,7 +274,7 @@ class GuestConnection:
             if watch_key(path, token) not in session.watches:
                 watch = self.daemon.watches.add(session, path, token, relative)
                 if mark:
-                    session.queue_event(watch.event_path(path), token, watch)
+                    session.queue_event(watch.event_path(path), token, watch.key)
 
     # -- live update ------------------------------------------------------------
     def export_state(self) -> dict:
