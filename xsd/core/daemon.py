@@ -210,6 +210,7 @@ class Daemon:
             token = bytes.fromhex(token)
             if watch_key(path, token) not in session.watches:  # a guest's may be back from the journal
                 self.watches.add(session, path, token, relative)
+        self.watches_changed(session)
         for tx_id in state["transactions"]:
             session.transactions[tx_id] = Transaction.doomed(
                 self.store, tx_id, ops.transaction_node_limit(self, session))
@@ -257,18 +258,26 @@ class Daemon:
         (a socket client re-registers by itself)."""
         return session.journal_watches and self.domains.is_introduced(session.domid)
 
+    def watches_changed(self, session) -> None:
+        """``session``'s watches changed: the C request path relearns their bytes (the memory
+        quota counts them) before its next batch."""
+        session.native_epoch = -1
+
     def watch_added(self, session, watch) -> None:
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_added(session.domid, watch.path, watch.token, watch.relative)
 
     def watch_removed(self, session, path: str, token: bytes) -> None:
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_removed(session.domid, path, token)
 
     def watches_reset(self, session) -> None:
         """``session``'s watches are gone for good (RESET_WATCHES, a dropped guest connection)."""
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watches_cleared(session.domid)
