@@ -5,8 +5,11 @@ the oracle is an in-process ``xsd.core.daemon.Daemon`` (the same object the
 server runs) fed the same packets.  Every packet the engine answers must get
 the oracle's reply bytes exactly; a packet it leaves to Python must not have
 changed the C store, and must be one Python answers with an error or one the
-engine is documented to leave (engine.h): an unprivileged creation, an owner
-it does not know.  A change that may fire watches is made in C and described
+engine is documented to leave (engine.h): a crossing of the soft memory quota
+(Python's log, told by Quotas.soft_warned changing), an owner it does not
+know.  Guests create nodes at their nodes, memory and soft memory quotas with
+watches of their own counting.  What the engine answered leaves
+Quotas.soft_warned as it was.  A change that may fire watches is made in C and described
 (STOP_EVENTS): the watchers (privileged and guests, relative watches too) get
 from the oracle daemon firing that description exactly what they got from
 the oracle handling the packet.  After every batch both stores hold the same

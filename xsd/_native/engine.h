@@ -55,7 +55,7 @@
  *     growth of the value). Any request that quota.Quotas.check_memory would
  *     answer with a word in the log or a change of the domain's soft-warned
  *     state (crossing the soft memory quota upwards or back) is PYTHON, as
- *     is every quota error. RM of a node they may write; SET_PERMS of a node
+ *     is every quota error (and a new list that would outgrow one payload). RM of a node they may write; SET_PERMS of a node
  *     they own (or whose owner they act for), keeping the owner, within the
  *     permissions quota.
  *     SET_PERMS: the list parsed as

@@ -3,8 +3,8 @@
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store in one crossing
 per batch of bytes a client delivers, and stops at the first request it
-leaves to Python (engine.h says which: transactions, errors, unprivileged
-creations, anything unusual); the transport hands the rest to the Python
+leaves to Python (engine.h says which: transactions, errors, a crossing of the
+soft memory quota, anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too: the engine stops right after it with the event
 described, and the daemon fires it before that request's reply goes out, as
