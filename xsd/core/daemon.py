@@ -315,15 +315,11 @@ class Daemon:
     def forget_domain(self, domid: int, events: list) -> None:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
         store = self.store
-        # One pass over the tree (on the C store a walk of every node costs a dump): the
-        # nodes the domain owns, and every node whose permissions name it.
-        owned, named = [], []
-        for path, node in store.items():
-            perms = node.perms
-            if any(p.domid == domid for p in perms):
-                named.append(path)
-                if perms[0].domid == domid and path != "/":
-                    owned.append(path)
+        # The nodes the domain owns, and every node whose permissions name it: one scan
+        # inside the store (in C on the C store: no record per node of the tree).
+        named = store.naming(domid)
+        owned = [path for path, owns in named if owns and path != "/"]
+        named = [path for path, _ in named]
         if not self.config.keep_orphans:
             for path in sorted(owned, key=len):
                 if store.get(path) is not None:
