@@ -60,8 +60,8 @@ class Store:
     ``cstore.CStore``, which offers the same interface).
 
     Readers: ``get``, ``children_bytes``, ``child_names``, ``last_children``, ``copy_of``,
-    ``gen_of``, ``owned_by``, ``bytes_of``, ``naming``, ``items``, ``len``.  Mutators, each stamping what it
-    changes and noting it for the journal (``track``/``take_changes``):
+    ``gen_of``, ``owned_by``, ``bytes_of``, ``naming``, ``items``, ``len``.  Mutators, each
+    stamping what it changes and noting it for the journal (``track``/``take_changes``):
     ``create_missing``, ``set_value``, ``set_perms``, ``remove_tree``, ``put``.
     Loading (no stamps, not journaled): ``load``, ``unload``, ``order``, ``recount``.
     Snapshots: ``freeze`` / ``thaw``, ``preorder``.  The store counts owners and their
