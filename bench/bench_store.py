@@ -16,6 +16,12 @@ Then the whole-tree dump a snapshot writer takes (``dump()``: store.h's
 xsd_store_dump records, built by PyNodeStore in Python) and its parse into
 node records (``nodes()``; ``nodes_bare``: ``nodes(children=False)``), at 100k nodes and again after 200k more (300k):
 milliseconds per call, best of 3 in the process.
+
+And a domain's release (xsd/core/daemon.py forget_domain) finding the nodes whose
+permissions name it (about 100: 50 it owns, 50 that let it read, and their new ancestors): ``release_walk``
+is how it used to find them, a walk of every node's record in Python
+(``nodes(children=False)``, perms checked per node); ``naming`` is the store's own
+scan (store.h xsd_store_naming: one C walk, a record only per node found).
 """
 import argparse
 import os
@@ -60,6 +66,14 @@ def child(backend: str) -> None:
         st = store.stats()
         print("malloc_bytes_per_node %.1f" % (st["bytes"] / st["nodes"]))
     assert len(store) == NODES + 1 + 1 + 100 and store.check() == []
+    for i in range(50):                 # what a release of domain 5 finds
+        store.write("/local/domain/5/k%d" % i, value, (Perm("n", 5),))
+        store.write("/shared/k%d" % i, value, (Perm("n", 0), Perm("r", 5)))
+
+    def release_walk():
+        return [(path, p[0][1] == 5) for path, _, p, _, _ in store.nodes(children=False)
+                if any(domid == 5 for _, domid in p)]
+
     for label in ("100k", "300k"):
         if label == "300k":
             for i in range(2 * NODES):
@@ -68,6 +82,9 @@ def child(backend: str) -> None:
         print("nodes_ms_%s %.2f" % (label, best_ms(lambda: sum(1 for _ in store.nodes()))))
         print("nodes_bare_ms_%s %.2f" % (
             label, best_ms(lambda: sum(1 for _ in store.nodes(children=False)))))
+        assert store.naming(5) == release_walk() and len(store.naming(5)) >= 100
+        print("release_walk_ms_%s %.2f" % (label, best_ms(release_walk)))
+        print("naming_ms_%s %.2f" % (label, best_ms(lambda: store.naming(5))))
 
 
 def best_ms(fn, reps: int = 3) -> float:
@@ -103,11 +120,17 @@ def main() -> int:
         print(f"| {metric} | {p:.0f} | {c:.0f} | {c / p:.2f} |")
     print(f"| malloc_bytes_per_node | | {med['c']['malloc_bytes_per_node']:.0f} | |")
     for metric in ("dump_ms_100k", "dump_ms_300k", "nodes_ms_100k", "nodes_ms_300k",
-                   "nodes_bare_ms_100k", "nodes_bare_ms_300k"):
+                   "nodes_bare_ms_100k", "nodes_bare_ms_300k", "release_walk_ms_100k",
+                   "release_walk_ms_300k", "naming_ms_100k", "naming_ms_300k"):
         p, c = med["python"][metric], med["c"][metric]
         print(f"| {metric} | {p:.1f} | {c:.1f} | {c / p:.2f} |")
     print(f"\nmedians of {args.reps}; each figure from a fresh process; target (issue 17): "
           "<= 115 B of RSS per node, C xenstored's figure")
+    for label in ("100k", "300k"):
+        walk, scan = med["c"]["release_walk_ms_" + label], med["c"]["naming_ms_" + label]
+        print(f"release scan at {label} nodes, C store: naming {scan:.2f} ms / walk in Python "
+              f"{walk:.1f} ms = {scan / walk:.3f} (dump alone, the first step of any walk "
+              f"of records in Python: {med['c']['dump_ms_' + label]:.1f} ms)")
     return 0
 
 

@@ -4,9 +4,16 @@ Python request path (``--python-requests``) and on the C one, side by side.
 
     python bench/profile_requests.py            # 20,000 requests per load
     python bench/profile_requests.py -n 5000
+    python bench/profile_requests.py --loads guest-create   # one load only
 
 One sequential client (tests/wire.py's RawClient) sends N READs, or N
-overwrites of 32 bytes, to keys it created first, on a fresh daemon each time:
+overwrites of 32 bytes, to keys it created first, on a fresh daemon each time.
+The ``guest-create`` load is a guest instead (domain 1 of the mock hypervisor, on
+its ring, introduced by a dom0 toolstack): N WRITEs of 32 bytes each creating a
+node in its home's ``data`` dir after N such creations to warm up, under
+nodes and memory quotas that all of them fit (so every one is checked against
+them); it has no floor (the uvloop floor serves sockets only), so the table
+shows its whole cost split by stage.
 
 1. the uvloop floor (bench/floors/floor_uvloop.py: same loop, canned reply,
    one write per batch): its CPU per request is what the event loop and the
@@ -39,6 +46,9 @@ sys.path.insert(0, ROOT)
 
 from tests.wire import RawClient                       # noqa: E402
 from xenstore_protocol import Op                        # noqa: E402
+from xsd.hv_cli import toolstack_introduce              # noqa: E402
+from xsd.hypervisor.guest_client import GuestClient, SocketClient   # noqa: E402
+from xsd.hypervisor.mock import MockControl             # noqa: E402
 
 VALUE = b"0123456789abcdef0123456789abcdef"
 FLOOR = os.path.join(ROOT, "bench", "floors", "floor_uvloop.py")
@@ -142,8 +152,11 @@ def xsd_argv(rundir: str, profile_out=None, extra=()) -> list:
                      "WARNING", *extra]
 
 
-def load(client: RawClient, kind: str, n: int) -> None:
-    for i in range(n):
+def load(client, kind: str, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        if kind == "guest-create":              # relative: under the guest's home
+            client.ok(Op.WRITE, payload=b"data/k%d\0" % i + VALUE)
+            continue
         path = b"/bench/k%d" % i
         if kind == "read":
             client.ok(Op.READ, path)
@@ -151,13 +164,40 @@ def load(client: RawClient, kind: str, n: int) -> None:
             client.ok(Op.WRITE, payload=path + b"\0" + VALUE)
 
 
+def guest_quotas(n: int) -> tuple:
+    """xsd options for the guest-create load: quotas every creation fits, checked each time."""
+    return ("--quota-nodes", str(2 * n + 100), "--quota-memory", str(1 << 30),
+            "-q", "memory=%d" % (1 << 29))
+
+
+def client_for(rundir: str, kind: str):
+    """The load's client: dom0 on the socket, or (guest-create) domain 1 on its ring,
+    introduced first, with the ``n`` warm-up creations still to do."""
+    if kind != "guest-create":
+        return RawClient(os.path.join(rundir, "socket"))
+    row = MockControl(rundir).create(name="bench", domid=1,
+                                     uuid="00000000-0000-0000-0000-000000000001")
+    with SocketClient(os.path.join(rundir, "socket"), timeout=10) as toolstack:
+        toolstack_introduce(toolstack, row)
+    return GuestClient(rundir, 1, timeout=30)
+
+
+def warm_up(client, kind: str, n: int) -> int:
+    """The keys the load needs (or, creating, as many others first); -> where it starts."""
+    if kind == "guest-create":
+        load(client, kind, n, start=n)
+        return 0
+    load(client, "create", n)
+    return 0
+
+
 def cpu_per_request(argv, rundir: str, kind: str, n: int) -> float:
     proc = start(argv, rundir)
     try:
-        with RawClient(os.path.join(rundir, "socket")) as client:
-            load(client, "create", n)
+        with client_for(rundir, kind) as client:
+            at = warm_up(client, kind, n)
             before = cpu_us(proc.pid)
-            load(client, kind, n)
+            load(client, kind, n, at)
             after = cpu_us(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -165,16 +205,16 @@ def cpu_per_request(argv, rundir: str, kind: str, n: int) -> float:
     return (after - before) / n
 
 
-def profile(work: str, kind: str, n: int, extra=()) -> dict:
-    rundir = os.path.join(work, "profiled-" + kind + "".join(extra))
-    out = os.path.join(work, kind + "".join(extra) + ".prof")
+def profile(work: str, kind: str, n: int, extra=(), tag: str = "") -> dict:
+    rundir = os.path.join(work, "profiled-" + kind + tag)      # short: a socket path's limit
+    out = os.path.join(work, kind + tag + ".prof")
     proc = start(xsd_argv(rundir, out, extra), rundir)
     try:
-        with RawClient(os.path.join(rundir, "socket")) as client:
-            load(client, "create", n)
+        with client_for(rundir, kind) as client:
+            at = warm_up(client, kind, n)
             os.kill(proc.pid, signal.SIGRTMIN)
-            client.ok(Op.READ, b"/bench/k0")   # the signal has been handled by now
-            load(client, kind, n - 1)
+            load(client, kind, 1, at)           # the signal has been handled by now
+            load(client, kind, n - 1, at + 1)
             os.kill(proc.pid, signal.SIGRTMIN + 1)
             deadline = time.monotonic() + 20
             while not os.path.exists(out) and time.monotonic() < deadline:
@@ -186,22 +226,34 @@ def profile(work: str, kind: str, n: int, extra=()) -> dict:
     return split_by_stage(pstats.Stats(out).stats)
 
 
+LOADS = {"read": "READ", "overwrite": "WRITE (overwrite, 32 B)",
+         "guest-create": "guest WRITE creating a node (32 B, ring)"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=20000)
+    parser.add_argument("--loads", default=",".join(LOADS),
+                        help="comma-separated subset of " + ",".join(LOADS))
     args = parser.parse_args()
     rows = {}
     with tempfile.TemporaryDirectory() as work:
-        for kind, label in (("read", "READ"), ("overwrite", "WRITE (overwrite, 32 B)")):
-            floor_dir = os.path.join(work, "floor-" + kind)
-            floor = cpu_per_request([sys.executable, FLOOR, os.path.join(floor_dir, "socket")],
-                                    floor_dir, kind, args.n)
+        for kind in args.loads.split(","):
+            label = LOADS[kind]
+            floor = 0.0                         # a guest's ring: no floor (see above)
+            if kind != "guest-create":
+                floor_dir = os.path.join(work, "floor-" + kind)
+                floor = cpu_per_request([sys.executable, FLOOR, os.path.join(floor_dir, "socket")],
+                                        floor_dir, kind, args.n)
             # The request path in Python (the design the C one replaced) and the C path,
             # measured in the same minutes.
-            for path_label, extra in ((", Python path", ("--python-requests",)), (", C path", ())):
-                xsd_dir = os.path.join(work, "xsd-" + kind + "".join(extra))
+            for path_label, extra, tag in ((", Python path", ("--python-requests",), "-py"),
+                                           (", C path", (), "-c")):
+                if kind == "guest-create":
+                    extra += guest_quotas(args.n)
+                xsd_dir = os.path.join(work, "xsd-" + kind + tag)
                 total = cpu_per_request(xsd_argv(xsd_dir, extra=extra), xsd_dir, kind, args.n)
-                stages = profile(work, kind, args.n, extra)
+                stages = profile(work, kind, args.n, extra, tag)
                 profiled = sum(stages.values())
                 above = max(total - floor, 0.0)
                 row = rows[label + path_label] = {stage: above * t / profiled
@@ -216,9 +268,14 @@ def main() -> int:
     print("|---|" + "---:|" * len(labels))
     for name in names:
         print(f"| {name} | " + " | ".join(f"{rows[label].get(name, 0.0):.1f}" for label in labels) + " |")
-    print(f"\n{args.n} requests per load, one sequential RawClient; xsd's cost above the floor split by "
+    print(f"\n{args.n} requests per load, one sequential client; xsd's cost above the floor split by "
           "cProfile (CPU clock) shares; under the profiler our code took "
           + ", ".join(f"{label} {rows[label]['_profiled']:.1f} us" for label in labels) + " per request")
+    for kind in args.loads.split(","):
+        python, c = (rows[LOADS[kind] + path]["total daemon CPU per request"]
+                     for path in (", Python path", ", C path"))
+        print(f"{LOADS[kind]}: C path / Python path daemon CPU per request "
+              f"{c:.1f} / {python:.1f} us = {c / python:.2f}")
     return 0
 
 

@@ -207,6 +207,11 @@ class PyNodeStore:
                 struct.pack("<QI", gen, len(value)), value))
         return b"".join(out)
 
+    def naming(self, domid: int) -> list:
+        """store.h's xsd_store_naming: ``(path, owned)`` in pre-order."""
+        return [(path, perms[0].domid == domid) for path, _, perms, _, _ in self.nodes(False)
+                if any(p.domid == domid for p in perms)]
+
     def bytes_of(self, domid: int) -> int:
         return self.store.bytes_of(domid)
 

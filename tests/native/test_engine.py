@@ -5,8 +5,11 @@ the oracle is an in-process ``xsd.core.daemon.Daemon`` (the same object the
 server runs) fed the same packets.  Every packet the engine answers must get
 the oracle's reply bytes exactly; a packet it leaves to Python must not have
 changed the C store, and must be one Python answers with an error or one the
-engine is documented to leave (engine.h): an unprivileged creation, an owner
-it does not know.  A change that may fire watches is made in C and described
+engine is documented to leave (engine.h): a crossing of the soft memory quota
+(Python's log, told by Quotas.soft_warned changing), an owner it does not
+know.  Guests create nodes at their nodes, memory and soft memory quotas with
+watches of their own counting.  What the engine answered leaves
+Quotas.soft_warned as it was.  A change that may fire watches is made in C and described
 (STOP_EVENTS): the watchers (privileged and guests, relative watches too) get
 from the oracle daemon firing that description exactly what they got from
 the oracle handling the packet.  After every batch both stores hold the same
@@ -14,6 +17,7 @@ nodes: path, value, permissions, children in order and generation.
 """
 import random
 import struct
+from collections import Counter
 
 import pytest
 
@@ -21,6 +25,7 @@ from xenstore_protocol import Decoder, Op, Packet
 from xenstore_protocol.paths import canonicalize
 from xsd._native import BACKEND
 from xsd.config import Config
+from xsd.core import fastpath
 from xsd.core.daemon import Daemon, Host
 from xsd.core.store import Store
 
@@ -46,12 +51,22 @@ class FakeHypervisorHost(Host):
 
 
 class Pair:
-    """One oracle daemon and one engine over a C store, kept in step."""
+    """One oracle daemon and one engine over a C store, kept in step.
+
+    The engine's conns learn what binds their sessions as the daemon's FastPath
+    makes them (``fastpath.configure``), and when it does: the oracle daemon's
+    own hooks (``Daemon.state_changed``, ``Quotas.warned_changed``,
+    ``Daemon.watches_changed``) mark them stale, and ``run_batch`` reconfigures
+    stale ones before each run, so a hook that fails to fire shows as a reply
+    that differs."""
 
     def __init__(self):
         # The oracle runs on the Python store, whatever the backend (XSD_NATIVE).
         self.daemon = Daemon(Config(rundir="/nonexistent", no_domain_init=True),
                              host=FakeHypervisorHost(), store=Store())
+        self.epoch = 0
+        self.daemon.fastpath = self             # its state_changed reaches us
+        self.daemon.quotas.warned_changed = self.state_changed
         self.store = CStore()       # its _decode_perms gives Perm entries, as the daemon's
         # The engine borrows the oracle's watch trie: watches registered through the
         # daemon's WATCH handler are exactly what the engine sees.
@@ -71,36 +86,51 @@ class Pair:
         s = self.daemon.open_session(out.append, domid=domid, privileged=privileged,
                                      read_only=read_only, name=name)
         s.target = target
-        conn = self.engine.conn()
-        quotas = self.daemon.quotas
-        conn.configure(domid, target, privileged, read_only, quotas.path_max(domid))
-        conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
-        self.sessions[name] = (s, conn, out)
+        self.sessions[name] = (s, self.engine.conn(), out)
         return name
 
+    def state_changed(self):
+        """FastPath.state_changed: every conn relearns its session."""
+        self.epoch += 1
+
+    def conn(self, name):
+        """The conn of session ``name``, configured as FastPath.serve would before a run."""
+        s, conn, _ = self.sessions[name]
+        if s.native_epoch != self.epoch:
+            fastpath.configure(conn, self.daemon.quotas, s)
+            s.native_epoch = self.epoch
+        return conn
+
     def oracle(self, name, packet):
-        """The oracle's reply packets to ``packet`` (none of the request sessions watches);
-        what the watchers got is in ``events``."""
-        s, _, out = self.sessions[name]
-        self.daemon.handle(s, packet)
+        """The oracle's reply packets to ``packet``; the watch events every session got
+        (the requester's own included) are in ``events``."""
+        self.daemon.handle(self.sessions[name][0], packet)
         self.daemon.flush()
-        data = b"".join(out)
-        out.clear()
-        self._take_events()
-        return data
+        return self._take_output(name)
 
     def fire(self, event):
-        """The oracle daemon fires ``event``; -> what each watcher got."""
+        """The oracle daemon fires ``event``; -> what each session got."""
         self.daemon.fire((event,))
         self.daemon.flush()
-        return self._take_events()
-
-    def _take_events(self):
-        for name in self.watchers:
-            out = self.sessions[name][2]
-            self.events[name] = b"".join(out)
-            out.clear()
+        self._take_output(None)
         return dict(self.events)
+
+    def _take_output(self, name):
+        """Each session's output since the last call: its watch events into ``events``;
+        the rest, ``name``'s replies, returned."""
+        replies = b""
+        for session_name, (_, _, out) in self.sessions.items():
+            data = b"".join(out)
+            out.clear()
+            events = b""
+            if data:
+                for packet in Decoder().feed(data):
+                    if packet.op == Op.WATCH_EVENT:
+                        events += packet.encode()
+                    elif session_name == name:
+                        replies += packet.encode()
+            self.events[session_name] = events
+        return replies
 
     def engine_event(self):
         return self.engine.event(self.store._decode_perms, CHANGE, REMOVE)
@@ -109,7 +139,7 @@ class Pair:
         """Run ``packets`` through the engine (privileged setup traffic): all must be answered
         and agree with the oracle."""
         data = b"".join(p.encode() for p in packets)
-        consumed, out, _, handled, stop = self.engine.run(self.sessions[name][1], data, MUTATE)
+        consumed, out, _, handled, stop = self.engine.run(self.conn(name), data, MUTATE)
         assert (consumed, stop, handled) == (len(data), STOP_DONE, len(packets))
         assert out == b"".join(self.oracle(name, p) for p in packets)
 
@@ -136,7 +166,7 @@ def boot(pair):
     oracle wrote /tool/xenstored itself: Daemon.init_tree)."""
     pair.session("dom0", 0, privileged=True)
     init = Packet(Op.WRITE, 1, 0, b"/tool/xenstored\0").encode()
-    assert pair.engine.run(pair.sessions["dom0"][1], init, MUTATE)[3:] == (1, STOP_DONE)
+    assert pair.engine.run(pair.conn("dom0"), init, MUTATE)[3:] == (1, STOP_DONE)
     pair.assert_same_stores()
     pair.both("dom0", [
         Packet(Op.WRITE, 2, 0, b"/local/domain/0/name\0Domain-0"),
@@ -204,9 +234,10 @@ def canonical(session, packet):
     return canonicalize(raw.decode("ascii"), session.domid)
 
 
-def why_python(pair, session, packet, reply, old):
+def why_python(pair, session, packet, reply, old, warned):
     """Why the engine may leave ``packet`` to Python (engine.h), or None if it should not;
-    ``old``: the node at the packet's path before it (None: missing)."""
+    ``old``: the node at the packet's path before it (None: missing); ``warned``: the
+    oracle's Quotas.soft_warned before it."""
     existed = old is not None
     if reply[:4] == struct.pack("=I", Op.ERROR):
         return "an error reply"
@@ -217,11 +248,8 @@ def why_python(pair, session, packet, reply, old):
     if packet.op == Op.MKDIR and existed:
         return None                         # the engine answers MKDIR of an existing node
     if packet.op in MUTATING:
-        if not session.privileged and packet.op in (Op.WRITE, Op.MKDIR) and not existed:
-            return "an unprivileged create (the nodes and memory quotas)"
-        if (not session.privileged and packet.op == Op.WRITE and old.owner == session.domid
-                and len(packet.payload.split(b"\0", 1)[1]) > len(old.value)):
-            return "an unprivileged write growing its own node (the memory quota)"
+        if warned != pair.daemon.quotas.soft_warned:
+            return "the soft memory quota crossed (Python logs it) or left"
         if packet.op == Op.RM and not existed:
             return "RM of a missing node"
         if packet.op == Op.SET_PERMS:
@@ -249,20 +277,26 @@ def mirror(pair, session, packet, existed):
         pair.store.set_perms(path, node.perms)
 
 
-def run_batch(pair, name, packets, flags=MUTATE):
-    """Send ``packets`` in one buffer through the engine, Python taking what it leaves."""
-    s, conn, _ = pair.sessions[name]
+def run_batch(pair, name, packets, flags=MUTATE, reasons=None):
+    """Send ``packets`` in one buffer through the engine, Python taking what it leaves
+    (``reasons``: a Counter of why, with error replies by error name)."""
+    s = pair.sessions[name][0]
     data = b"".join(p.encode() for p in packets)
     pos = 0
     answered = punted = 0
     while pos < len(data):
-        before = pair.c_nodes()
-        consumed, out, journaled, handled, stop = pair.engine.run(conn, data, flags, pos)
+        consumed, out, journaled, handled, stop = pair.engine.run(pair.conn(name), data, flags,
+                                                                  pos)
         done = Decoder().feed(data[pos:pos + consumed])
         assert handled == len(done)
         assert journaled == sum(len(p.payload) for p in done if p.op in MUTATING)
-        replies = [pair.oracle(name, p) for p in done]
+        warned = set(pair.daemon.quotas.soft_warned)
+        replies = [pair.oracle(name, p) for p in done[:-1]]
+        before = pair.oracle_nodes()            # the nodes as the last packet found them
+        replies += [pair.oracle(name, p) for p in done[-1:]]
         assert out == b"".join(replies), done
+        # What the engine answered, Python answers without a word in the log.
+        assert pair.daemon.quotas.soft_warned == warned, done
         answered += handled
         pos += consumed
         pair.assert_same_stores()
@@ -280,9 +314,12 @@ def run_batch(pair, name, packets, flags=MUTATE):
         except Exception:
             old = None
         old = old and old.copy()
+        warned = set(pair.daemon.quotas.soft_warned)
         reply = pair.oracle(name, packet)
-        reason = why_python(pair, s, packet, reply, old)
+        reason = why_python(pair, s, packet, reply, old, warned)
         assert reason is not None, (packet, reply)
+        if reasons is not None:
+            reasons[reply[16:-1].decode() if reason == "an error reply" else reason] += 1
         if reason != "an error reply":
             mirror(pair, s, packet, old is not None)
         pos += 16 + len(packet.payload)
@@ -355,6 +392,83 @@ def test_engine_answers_as_the_python_core_does(seed):
               for op in (Op.READ, Op.WRITE, Op.RM, Op.SET_PERMS)}
     assert all(guests.values()), guests      # unprivileged changes ran in C too
     assert pair.fired > 20, pair.fired       # watched changes ran in C and told watchers
+
+
+GUEST_NAMES = [b"a", b"b", b"c", b"d", b"e"]
+WATCH_TOKENS = [b"t", b"token-%d" % 7, b"x" * 60]
+
+
+def guest_creation_packet(rng, req_id):
+    """A guest's request in its home: mostly creations and removals (the nodes quota moves
+    both ways), some watches (their bytes count in the memory quota), some reads."""
+    path = b"/".join(rng.choice(GUEST_NAMES) for _ in range(rng.choice([1, 1, 2, 3])))
+    op = rng.choice([Op.WRITE] * 4 + [Op.MKDIR] * 2 + [Op.RM] * 2 + [Op.WATCH, Op.UNWATCH, Op.READ])
+    if op == Op.WRITE:
+        payload = path + b"\0" + rng.randbytes(rng.choice([0, 3, 30, 200]))
+    elif op in (Op.WATCH, Op.UNWATCH):
+        payload = rng.choice([path, b"/w"]) + b"\0" + rng.choice(WATCH_TOKENS) + b"\0"
+    else:
+        payload = path + b"\0"
+    return Packet(op, req_id, 0, payload)
+
+
+def quota_packets(rng, pair, req_id):
+    """dom0 moves the guests' quotas to just around what they use now (SET_QUOTA and
+    CONTROL quota-soft: Python's, which tells the engine through state_changed)."""
+    store, sessions = pair.daemon.store, pair.daemon.sessions
+    domid = rng.choice([1, 2, 3])
+    used = store.bytes_of(domid) + sum(
+        fastpath.watch_bytes(s) for s in sessions if s.domid == domid and not s.privileged)
+    roll = rng.random()
+    if roll < 0.25:
+        name, value = b"nodes", store.owned_by(domid) + rng.choice([0, 1, 2, 3, 5, 20])
+    elif roll < 0.5:
+        name, value = b"memory", used + rng.choice([0, 20, 80, 150, 400, 1000, 5000])
+    else:
+        value = max(1, store.bytes_of(domid) + rng.choice([-100, 0, 60, 150, 400]))
+        return [Packet(Op.CONTROL, req_id, 0, b"quota-soft\0set\0memory\0%d\0" % value)]
+    return [Packet(Op.SET_QUOTA, req_id, 0, b"%d\0%s\0%d\0" % (domid, name, value))]
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_guests_creating_near_their_quotas_get_the_python_cores_answers(seed):
+    """Guests create and remove nodes in their homes right at their nodes, memory and
+    soft memory quotas, with watches of their own counting in the memory quota (added
+    and removed through Python between the engine's runs) and dom0 moving the quotas:
+    every reply the engine gives is the Python core's, every punt is a quota error, a
+    crossing of the soft quota, or another of engine.h's cases."""
+    rng = random.Random(seed)
+    pair = Pair()
+    boot(pair)
+    pair.daemon.quotas.set_soft("memory", 1 << 20)
+    pair.session("guest1", 1)
+    pair.session("guest2", 2)
+    pair.session("guest3", 3, target=1)      # creates in domain 1's home, owns it: domain 3's
+    guests = ["guest1", "guest2", "guest3"]
+    for i, name in enumerate(guests):       # some bytes of watches from the start
+        pair.oracle(name, Packet(Op.WATCH, 990 + i, 0, b"/w\0" + b"w" * 30 * i + b"\0"))
+    answered = punted = 0
+    reasons = Counter()
+    for batch in range(300):
+        if rng.random() < 0.2:
+            a, p = run_batch(pair, "dom0", quota_packets(rng, pair, batch), reasons=reasons)
+        else:
+            name = rng.choice(guests)
+            if name == "guest3":
+                packets = [Packet(Op.WRITE, 1, 0, b"/local/domain/1/g3-%d\0v" % rng.randrange(8))]
+            else:
+                packets = [guest_creation_packet(rng, batch * 10 + i)
+                           for i in range(rng.randrange(1, 6))]
+            a, p = run_batch(pair, name, packets, reasons=reasons)
+        answered += a
+        punted += p
+    created = sum(pair.sessions[n][1].requests(op) for n in guests for op in (Op.WRITE, Op.MKDIR))
+    # Worth comparing: guests' creations ran in C, and Python still refused at the quotas,
+    # warned at the soft quota and took the watches.
+    assert created > 100, created
+    assert reasons["ENOSPC"] > 5 and reasons["ENOMEM"] > 5, reasons
+    assert reasons["the soft memory quota crossed (Python logs it) or left"] > 5, reasons
+    assert reasons["not the engine's request type"] > 50, reasons
 
 
 # -- stop reasons and framing ----------------------------------------------------------
@@ -547,17 +661,52 @@ def test_guest_changes_within_quotas_run_in_c_and_past_them_in_python():
     pair.both("dom0", [Packet(Op.WRITE, 1, 0, b"/local/domain/1/dev\0longer-value"),
                        Packet(Op.SET_PERMS, 2, 0, b"/local/domain/1/dev\0n1\0")])
 
-    def write(value):
-        return run_batch(pair, "guest1", [Packet(Op.WRITE, 3, 0, b"dev\0" + value)])
+    def write(value, path=b"dev"):
+        return run_batch(pair, "guest1", [Packet(Op.WRITE, 3, 0, path + b"\0" + value)])
+
+    def set_quota(name, value):                      # as CONTROL quota does: state_changed
+        quotas.set(name, value, domid=1)
+        pair.daemon.state_changed()
 
     assert write(b"abcde") == (0, 1)                 # over node-size: ENOSPC from Python
     assert write(b"abc") == (1, 0)                   # its own node, shorter: C
-    quotas.set("memory", pair.daemon.store.bytes_of(1), domid=1)
+    set_quota("memory", pair.daemon.store.bytes_of(1))
     assert write(b"abcd") == (0, 1)                  # one byte more: ENOMEM from Python
-    quotas.set("memory", 0, domid=1)
-    assert write(b"abcd") == (0, 1)                  # growing its own node: Python counts bytes
+    set_quota("memory", 0)
+    assert write(b"abcd") == (1, 0)                  # growing its own node, no memory quota
     assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 4, 0, b"dev\0n1\0r2\0")]) == (1, 0)
     assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 5, 0, b"dev\0n1\0r2\0r3\0")]) == (0, 1)
     assert run_batch(pair, "guest1", [Packet(Op.SET_PERMS, 6, 0, b"dev\0n2\0")]) == (0, 1)  # EPERM
     assert run_batch(pair, "guest1", [Packet(Op.RM, 7, 0, b"dev\0")]) == (1, 0)
-    assert run_batch(pair, "guest1", [Packet(Op.WRITE, 8, 0, b"dev\0x")]) == (0, 1)   # creates
+    # Creating: the nodes quota counts every node the domain owns, the new ones added.
+    set_quota("nodes", pair.daemon.store.owned_by(1) + 2)
+    assert write(b"x", b"new/deeper/still") == (0, 1)   # three nodes: ENOSPC
+    assert write(b"x", b"new/deeper") == (1, 0)
+    assert pair.store.get("/local/domain/1/new").perms == (("n", 1), ("r", 0))   # its own
+    assert write(b"x", b"new2") == (0, 1)
+    set_quota("nodes", 0)
+    # The memory quota counts the session's watches too: a watch added through Python
+    # makes the next creation that fitted a byte short.
+    home_child = len(b"/local/domain/1/") + 4        # memory_of_node of "<home>/new2", 2 perms
+    set_quota("memory", pair.daemon.store.bytes_of(1) + 40 + home_child + 1 + 16)
+    watch = Packet(Op.WATCH, 8, 0, b"/x\0t\0")     # 40 + 3 bytes, charged at once
+    assert run_batch(pair, "guest1", [watch]) == (0, 1)
+    assert write(b"x", b"new2") == (0, 1)            # ENOMEM
+    assert run_batch(pair, "guest1", [Packet(Op.UNWATCH, 9, 0, b"/x\0t\0")]) == (0, 1)
+    assert write(b"x", b"new2") == (1, 0)            # the watch gone, it fits exactly
+    # The soft memory quota: the request crossing it is Python's (it logs once); past it,
+    # answered here without a word; coming back under it is Python's again.
+    set_quota("memory", 0)
+    quotas.set_soft("memory", pair.daemon.store.bytes_of(1) + 40 + home_child + 16)
+    pair.daemon.state_changed()
+    assert write(b"", b"new3") == (1, 0)             # exactly at it
+    assert write(b"", b"new4") == (0, 1)             # crosses it: warned
+    assert quotas.soft_warned == {1}
+    assert write(b"", b"new5") == (1, 0)             # still over, warned already
+    assert write(b"ab", b"new5") == (1, 0)           # grows its node, still over
+    for name in (b"new5", b"new4", b"new3"):
+        assert run_batch(pair, "guest1", [Packet(Op.RM, 10, 0, name + b"\0")]) == (1, 0)
+    assert write(b"", b"new3") == (0, 1)             # back under it: Python forgets the warning
+    assert quotas.soft_warned == set()
+    assert write(b"", b"new4") == (0, 1)             # and warns again, once
+    assert write(b"", b"new5") == (1, 0)

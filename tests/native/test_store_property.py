@@ -132,6 +132,11 @@ class StoreMachine(RuleBasedStateMachine):
         assert list(self.c.nodes()) == list(self.py.nodes())
         assert list(self.c.nodes(children=False)) == list(self.py.nodes(children=False))
 
+    @rule(domid=st.sampled_from(DOMIDS))
+    def naming(self, domid):
+        """A release's scan: the nodes naming domid, owned or not, in pre-order."""
+        assert self.c.naming(domid) == self.py.naming(domid)
+
     @rule()
     def snapshot_round_trip(self):
         """A snapshot as A2's writer takes it: pre-order records loaded into a fresh store

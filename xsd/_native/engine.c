@@ -60,8 +60,7 @@ struct xsd_conn {
     int read_only;
     uint32_t path_max;          /* 0: none */
     int quotas_set;             /* xsd_conn_quotas called: unprivileged changes may run here */
-    uint32_t node_size;         /* quota.py's node-size for this caller; 0: none */
-    uint32_t permissions;       /* and permissions */
+    struct xsd_quotas quotas;   /* what binds this caller when unprivileged (engine.h) */
     char home[32];              /* "/local/domain/<domid>/": what relative paths extend */
     size_t home_len;
     uint64_t requests[XSD_OP_COUNT];
@@ -190,11 +189,10 @@ void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
     c->home_len = n > 0 ? (size_t)n : 0;
 }
 
-void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions)
+void xsd_conn_quotas(xsd_conn *c, const struct xsd_quotas *q)
 {
     c->quotas_set = 1;
-    c->node_size = node_size;
-    c->permissions = permissions;
+    c->quotas = *q;
 }
 
 uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
@@ -618,9 +616,75 @@ static int over_quota(const xsd_conn *c, uint32_t limit, size_t would_be)
     return !c->privileged && limit && would_be > limit;
 }
 
+/* quota.Quotas.check_memory for an unprivileged caller charged extra more
+ * bytes (ops._charge: its domain's nodes, the session's watches, extra):
+ * whether Python would let it pass saying nothing and leaving the domain's
+ * soft-warned state as it is. Else (ENOMEM; or the warning logged when the
+ * soft quota is crossed, or the warned state reset when back under it) the
+ * request is Python's, so the log and that state stay Python's. */
+static int memory_fits(const xsd_engine *e, const xsd_conn *c, uint64_t extra)
+{
+    const struct xsd_quotas *quotas = &c->quotas;
+    uint64_t would_be = xsd_store_bytes_of(e->store, c->domid) + quotas->watch_bytes + extra;
+    int over_soft = quotas->memory_soft && would_be > quotas->memory_soft;
+
+    if (over_soft != (quotas->soft_warned != 0))
+        return 0;
+    return !(quotas->memory && would_be > quotas->memory);
+}
+
+/* The entries of a stored permission list (each ends in NUL). */
+static size_t perm_count(const char *perms, size_t perms_len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < perms_len; i++)
+        n += perms[i] == '\0';
+    return n;
+}
+
+/* ops._create for an unprivileged caller: missing nodes (path and its
+ * missing ancestors) within the nodes quota (the caller's domain owns them
+ * all) and the memory quota (quota.memory_of_node of each: 40 + path +
+ * value, the deepest only, + 8 per permission entry). The new nodes' perms
+ * into perms (PERMS_BUF bytes): inherited (top's), the first entry naming
+ * the caller (C xenstored's construct_node); its length, or PUNT. */
+static int64_t guest_creation(const struct request *q, const char *path, size_t len,
+                              size_t value_len, const struct xsd_node_view *top,
+                              uint64_t missing, char *perms)
+{
+    const xsd_conn *c = q->c;
+    const char *owner_end = memchr(top->perms, '\0', top->perms_len);
+    uint64_t extra, paths = len;
+    size_t first, end = len;
+    int w;
+
+    if (!owner_end)
+        return PUNT;            /* the store keeps no empty list: never */
+    first = (size_t)(owner_end - top->perms) + 1;   /* the owner entry, its NUL included */
+    if (c->quotas.nodes &&
+        (uint64_t)xsd_store_owned_by(q->e->store, c->domid) + missing > c->quotas.nodes)
+        return PUNT;            /* ENOSPC */
+    for (uint64_t k = 1; k < missing; k++) {     /* each missing ancestor's path length */
+        while (path[--end] != '/')
+            ;
+        paths += end;
+    }
+    extra = missing * (40 + 8 * (uint64_t)perm_count(top->perms, top->perms_len)) +
+            paths + value_len;
+    if (!memory_fits(q->e, c, extra))
+        return PUNT;            /* ENOMEM, or the soft quota's log */
+    w = snprintf(perms, PERMS_BUF, "%c%u", top->perms[0], (unsigned)c->domid);
+    if (w < 0 || (size_t)w + 1 + top->perms_len - first > PERMS_BUF)
+        return PUNT;
+    memcpy(perms + w + 1, top->perms + first, top->perms_len - first);
+    return (int64_t)((size_t)w + 1 + top->perms_len - first);
+}
+
 /* ops.do_write / ops._create: value at path; a missing node and its missing
- * ancestors take the closest existing ancestor's permissions (privileged
- * callers only: they take no ownership and no quota binds them). */
+ * ancestors take the closest existing ancestor's permissions, owned by an
+ * unprivileged creator (a privileged one takes no ownership and no quota
+ * binds it). */
 static int64_t create_or_set(const struct request *q, const char *path, size_t len,
                              const char *value, size_t value_len)
 {
@@ -630,25 +694,32 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     int64_t missing = xsd_store_missing(q->e->store, path, len, &top);
     int64_t event = 0;
 
-    if (missing < 0 || over_quota(q->c, q->c->node_size, value_len))
+    if (missing < 0 || over_quota(q->c, q->c->quotas.node_size, value_len))
         return PUNT;            /* ENOSPC */
     if (!q->c->privileged) {
-        /* ops.do_write on an existing node: WRITE access, and the memory quota
-         * charges the caller's own node for a longer value (the engine has no
-         * byte counts: Python's). Creating needs the nodes and memory quotas:
-         * Python's. */
-        if (missing || !(access_of(q->c, top.perms, top.perms_len) & ACCESS_WRITE) ||
-            (top.owner == q->c->domid && value_len > top.value_len))
-            return PUNT;
-    }
-    if (missing) {
+        /* ops.do_write / ops._create: WRITE access to the node or the closest
+         * ancestor; a longer value in the caller's own node is charged to the
+         * memory quota, new nodes to the nodes and memory quotas. */
+        if (!(access_of(q->c, top.perms, top.perms_len) & ACCESS_WRITE))
+            return PUNT;        /* EACCES */
+        if (missing) {
+            int64_t n = guest_creation(q, path, len, value_len, &top, (uint64_t)missing, perms);
+
+            if (n < 0)
+                return PUNT;
+            perms_len = (size_t)n;
+        } else if (top.owner == q->c->domid && value_len > top.value_len &&
+                   !memory_fits(q->e, q->c, value_len - top.value_len)) {
+            return PUNT;        /* ENOMEM, or the soft quota's log */
+        }
+    } else if (missing) {
         if (top.perms_len > sizeof perms)
             return PUNT;
         perms_len = top.perms_len;
         memcpy(perms, top.perms, perms_len);   /* the view is void after a mutation */
     }
     if (watched(q->e, path, len, XSD_MATCH_ANCESTORS)) {
-        /* ops.do_write's event: the new nodes' inherited perms, or the node's own */
+        /* ops.do_write's event: the new nodes' perms, or the node's own */
         event = missing ? change_event(q->e, path, len, perms, perms_len, NULL, 0)
                         : change_event(q->e, path, len, top.perms, top.perms_len, NULL, 0);
         if (event < 0)
@@ -860,7 +931,7 @@ static int64_t do_set_perms(const struct request *q)
         return PUNT;
     cut = (size_t)(nul - q->payload);
     plen = parse_perms(nul + 1, q->len - cut - 1, perms, &owner, &count);
-    if (plen < 0 || !domain_known(q->e, owner) || over_quota(q->c, q->c->permissions, count))
+    if (plen < 0 || !domain_known(q->e, owner) || over_quota(q->c, q->c->quotas.permissions, count))
         return PUNT;            /* EINVAL, ENOENT / the hypervisor's to say, ENOSPC */
     n = canonical(q->c, q->payload, cut, path);
     if (n < 0 || node_get(q, path, (size_t)n, &v))

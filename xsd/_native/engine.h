@@ -50,11 +50,22 @@
  *     privileged creator takes no ownership: ops._create); WRITE on an
  *     existing node changes only its value.
  *     Unprivileged callers, once their quotas are pushed (xsd_conn_quotas):
- *     WRITE of an existing node they may write, within node-size, and not
- *     growing a node they own (the memory quota counts bytes the engine
- *     does not keep); RM of a node they may write; SET_PERMS of a node they
- *     own (or whose owner they act for), keeping the owner, within the
- *     permissions quota. Creating nodes (nodes and memory quotas) is Python's.
+ *     WRITE of an existing node they may write, within node-size, and when
+ *     it grows a node their domain owns, within the memory quota; WRITE and
+ *     MKDIR creating nodes under the closest existing ancestor they may
+ *     write (ops._create), within node-size, the nodes quota (the nodes their
+ *     domain owns, xsd_store_owned_by, plus the new ones) and the memory
+ *     quota; the new nodes take that ancestor's permissions with the first
+ *     entry naming the caller's domid (it owns them; a target it acts for
+ *     does not). The memory quota as ops._charge counts it: the bytes of the
+ *     domain's nodes (xsd_store_bytes_of) plus the session's watch bytes
+ *     plus what the request adds (quota.memory_of_node per new node; the
+ *     growth of the value). Any request that quota.Quotas.check_memory would
+ *     answer with a word in the log or a change of the domain's soft-warned
+ *     state (crossing the soft memory quota upwards or back) is PYTHON, as
+ *     is every quota error (and a new list that would outgrow one payload). RM of a node they may write; SET_PERMS of a node
+ *     they own (or whose owner they act for), keeping the owner, within the
+ *     permissions quota.
  *     SET_PERMS: the list parsed as
  *     xenstore_protocol.perms.parse_list, re-encoded in canonical decimal;
  *     an entry naming a domid over 2^32-1 (EINVAL), an owner at or
@@ -157,11 +168,24 @@ void xsd_conn_free(xsd_conn *c);
 void xsd_conn_configure(xsd_conn *c, uint32_t domid, int64_t target,
                         int privileged, int read_only, uint32_t path_max);
 
-/* The quotas binding c's caller when it is unprivileged (quota.py: node-size
- * and permissions; 0: none); Python calls it again whenever they change.
+/* What binds an unprivileged caller (xsd/core/quota.py; a limit of 0 is
+ * none), as Python knows it for the session's domid. */
+struct xsd_quotas {
+    uint32_t node_size;     /* "node-size": bytes of a value */
+    uint32_t permissions;   /* "permissions": entries in a SET_PERMS list */
+    uint32_t nodes;         /* "nodes": nodes the domain owns (store.h's owner counts) */
+    uint32_t memory;        /* "memory": the domain's node bytes + watch_bytes */
+    uint32_t memory_soft;   /* the soft "memory" (quota-soft; one value for all) */
+    int soft_warned;        /* the domain is in Quotas.soft_warned (warned once already) */
+    uint64_t watch_bytes;   /* ops.watch_bytes of the session: its watches' charge */
+};
+
+/* The quotas binding c's caller when it is unprivileged, copied from *q;
+ * Python calls it again before the next run whenever one of them changes
+ * (quotas set, a watch added or removed, the domain's soft-warned state).
  * Until the first call the engine leaves every change an unprivileged
- * caller asks for to Python. Privileged callers are bound by neither. */
-void xsd_conn_quotas(xsd_conn *c, uint32_t node_size, uint32_t permissions);
+ * caller asks for to Python. Privileged callers are bound by none. */
+void xsd_conn_quotas(xsd_conn *c, const struct xsd_quotas *q);
 
 /* The conn's transaction tx_id (!= 0) is t (borrowed: the caller drops it
  * with xsd_conn_txn_drop before freeing t); requests carrying tx_id run in

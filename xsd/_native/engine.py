@@ -4,7 +4,9 @@
     engine = Engine(node_store.handle, watch_trie.handle)   # borrows both
     conn = engine.conn()                                     # one per session
     conn.configure(domid=0, target=None, privileged=True, read_only=False, path_max=2048)
-    conn.quotas(node_size=2048, permissions=5)      # unprivileged callers' changes in C too
+    conn.quotas(node_size=2048, permissions=5, nodes=1000, memory=2621440,
+                memory_soft=2097152, soft_warned=False, watch_bytes=0)
+                                                    # unprivileged callers' changes in C too
     consumed, out, journaled, handled, stop = engine.run(conn, data, MUTATE)
 
 ``run`` answers the whole packets at the start of ``data`` (from ``offset``)
@@ -82,10 +84,16 @@ class Conn:
         lib.xsd_conn_configure(self._h, domid, -1 if target is None else target,
                                bool(privileged), bool(read_only), path_max)
 
-    def quotas(self, node_size: int, permissions: int) -> None:
-        """The node-size and permissions quotas binding an unprivileged caller (0: none);
-        until given, the engine leaves every change by an unprivileged caller to Python."""
-        lib.xsd_conn_quotas(self._h, node_size, permissions)
+    def quotas(self, *, node_size: int, permissions: int, nodes: int, memory: int,
+               memory_soft: int, soft_warned: bool, watch_bytes: int) -> None:
+        """What binds an unprivileged caller (engine.h's struct xsd_quotas; a limit of 0 is
+        none); until given, the engine leaves every change by an unprivileged caller to
+        Python.  All of them, every time: a figure left out would be a limit lifted."""
+        q = ffi.new("struct xsd_quotas *", {
+            "node_size": node_size, "permissions": permissions, "nodes": nodes,
+            "memory": memory, "memory_soft": memory_soft, "soft_warned": bool(soft_warned),
+            "watch_bytes": watch_bytes})
+        lib.xsd_conn_quotas(self._h, q)
 
     def requests(self, op: int) -> int:
         """Requests of type ``op`` the engine answered on this conn."""

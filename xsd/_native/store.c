@@ -1331,6 +1331,67 @@ int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap)
     return (int64_t)at;
 }
 
+/* Whether a valid permission list names domid in any entry; *owns set when
+ * its first entry does. */
+static int perms_name(const char *perms, size_t len, uint32_t domid, int *owns)
+{
+    const char *p = perms, *end = perms + len;
+    int first = 1;
+
+    *owns = 0;
+    while (p < end) {
+        uint32_t v = 0;
+        for (p++; *p; p++)                      /* past the kind letter */
+            v = v * 10u + (uint32_t)(*p - '0');
+        p++;                                    /* past the entry's NUL */
+        if (v == domid) {
+            *owns = first;
+            return 1;
+        }
+        first = 0;
+    }
+    return 0;
+}
+
+int64_t xsd_store_naming(const xsd_store *s, uint32_t domid, char *out, size_t cap)
+{
+    static const char nul = '\0';
+    const struct xsd_node *n = s->root;
+    size_t buf_cap = 64, buf_len = 1, at = 0;   /* grows to the longest path */
+    char *buf = XSD_MALLOC(buf_cap);
+    int owns;
+
+    if (!buf)
+        return -ENOMEM;
+    buf[0] = '/';
+    for (;;) {                                  /* xsd_store_dump's walk */
+        if (perms_name(node_perms(n), n->perms_len, domid, &owns)) {
+            char kind = owns ? 'O' : 'N';
+            emit(out, cap, &at, &kind, 1);
+            emit(out, cap, &at, buf, buf_len);
+            emit(out, cap, &at, &nul, 1);
+        }
+        if (n->child) {
+            n = n->child;
+        } else {
+            while (n != s->root && !n->next) {
+                path_pop(&buf_len, n);
+                n = n->parent;
+            }
+            if (n == s->root)
+                break;
+            path_pop(&buf_len, n);
+            n = n->next;
+        }
+        if (path_append(&buf, &buf_len, &buf_cap, n)) {
+            XSD_FREE(buf);
+            return -ENOMEM;
+        }
+    }
+    XSD_FREE(buf);
+    return (int64_t)at;
+}
+
 void xsd_store_track(xsd_store *s, int on)
 {
     if (!on)

@@ -239,6 +239,16 @@ int64_t xsd_store_load(xsd_store *s, const char *path, size_t len,
  * O(nodes + bytes), iterative. */
 int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap);
 
+/* The nodes whose permissions name domid in any entry, in xsd_store_dump's
+ * pre-order, as records "<kind><path>\0": kind 'O' when domid owns the node
+ * (its first entry), 'N' when only a later entry names it. What a domain's
+ * release (xsd/core/daemon.py forget_domain) must remove or rewrite, found
+ * without a record, a crossing or a Python object per node of the tree.
+ * Returns the total length n with the n > cap rule of xsd_store_children;
+ * -ENOMEM (scratch space for the path). Reads only; O(nodes + permission
+ * bytes), iterative. */
+int64_t xsd_store_naming(const xsd_store *s, uint32_t domid, char *out, size_t cap);
+
 /* Change tracking on (non-zero) or off. Turning it off drops the log;
  * turning it on while on keeps it. Never fails. */
 void xsd_store_track(xsd_store *s, int on);

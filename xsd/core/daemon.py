@@ -213,6 +213,7 @@ class Daemon:
             token = bytes.fromhex(token)
             if watch_key(path, token) not in session.watches:  # a guest's may be back from the journal
                 self.watches.add(session, path, token, relative)
+        self.watches_changed(session)
         for tx_id in state["transactions"]:
             session.transactions[tx_id] = transaction_type(self.store).doomed(
                 self.store, tx_id, ops.transaction_node_limit(self, session))
@@ -258,18 +259,26 @@ class Daemon:
         (a socket client re-registers by itself)."""
         return session.journal_watches and self.domains.is_introduced(session.domid)
 
+    def watches_changed(self, session) -> None:
+        """``session``'s watches changed: the C request path relearns their bytes (the memory
+        quota counts them) before its next batch."""
+        session.native_epoch = -1
+
     def watch_added(self, session, watch) -> None:
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_added(session.domid, watch.path, watch.token, watch.relative)
 
     def watch_removed(self, session, path: str, token: bytes) -> None:
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_removed(session.domid, path, token)
 
     def watches_reset(self, session) -> None:
         """``session``'s watches are gone for good (RESET_WATCHES, a dropped guest connection)."""
+        self.watches_changed(session)
         if self._keeps_watches(session):
             for listener in self.listeners:
                 listener.watches_cleared(session.domid)
@@ -308,15 +317,11 @@ class Daemon:
     def forget_domain(self, domid: int, events: list) -> None:
         """After RELEASE or death: drop the domain's nodes (XSA-419), quotas, sessions' rights."""
         store = self.store
-        # One pass over the tree (on the C store a walk of every node costs a dump): the
-        # nodes the domain owns, and every node whose permissions name it.
-        owned, named = [], []
-        for path, node in store.items():
-            perms = node.perms
-            if any(p.domid == domid for p in perms):
-                named.append(path)
-                if perms[0].domid == domid and path != "/":
-                    owned.append(path)
+        # The nodes the domain owns, and every node whose permissions name it: one scan
+        # inside the store (in C on the C store: no record per node of the tree).
+        named = store.naming(domid)
+        owned = [path for path, owns in named if owns and path != "/"]
+        named = [path for path, _ in named]
         if not self.config.keep_orphans:
             for path in sorted(owned, key=len):
                 if store.get(path) is not None:

@@ -4,8 +4,8 @@
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
 transaction's C overlay, in one crossing per batch of bytes a client
 delivers, and stops at the first request it leaves to Python (engine.h says
-which: TRANSACTION_START/END, errors, unprivileged creations, anything
-unusual); the transport hands the rest to the Python
+which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
+anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too: the engine stops right after it with the event
 described, and the daemon fires it before that request's reply goes out, as
@@ -14,9 +14,14 @@ engine answers is what dispatch would have answered, byte for byte
 (tests/native/test_engine.py holds it to the Python core as oracle).
 
 What the engine must know of the Python side, and when it learns it:
-- a session's domid, target, privilege, read-only socket and path-max quota:
-  configured at its first batch and again after ``Daemon.state_changed``
-  (domains, quotas, targets change only there), by an epoch count;
+- a session's domid, target, privilege, read-only socket and path-max quota,
+  and for an unprivileged one what binds its changes (``configure``: the
+  node-size, permissions, nodes and memory quotas, the soft memory quota,
+  whether its domain was warned past it, its watches' bytes): configured at
+  its first batch, again for every session after ``Daemon.state_changed``
+  (domains, quotas, targets change only there) or a change of
+  ``Quotas.soft_warned``, by an epoch count, and again for one session after
+  its watches changed (``Daemon.watches_changed``);
 - its open transactions (the C overlays of ``ctransaction.CTransaction``, in
   which the engine answers requests carrying their ids): registered with its
   conn at the first batch after TRANSACTION_START or END (Python's), each
@@ -38,6 +43,7 @@ from xenstore_protocol.constants import HEADER
 
 from .._native import BACKEND
 from .events import CHANGE, REMOVE
+from .ops import watch_bytes
 from .stats import SAMPLE_EVERY
 
 if BACKEND == "cffi":
@@ -58,6 +64,7 @@ class FastPath:
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
         self._known = set()
+        daemon.quotas.warned_changed = self.state_changed
 
     def state_changed(self) -> None:
         self.epoch += 1
@@ -136,11 +143,8 @@ class FastPath:
         conn = session.native
         if conn is None:
             conn = session.native = self.engine.conn()
-        quotas, domid = self.daemon.quotas, session.domid
-        conn.configure(domid, session.target, session.privileged, session.read_only,
-                       quotas.path_max(domid))
+        configure(conn, self.daemon.quotas, session)
         if not session.privileged:
-            conn.quotas(quotas.get("node-size", domid), quotas.get("permissions", domid))
             for tx in session.transactions.values():
                 tx.refresh_limit()      # transaction-nodes, as the quota stands now
         session.native_epoch = self.epoch
@@ -155,6 +159,20 @@ class FastPath:
             engine.domain_known(domid, True)
         self._known = known
         self._known_epoch = self.epoch
+
+
+def configure(conn, quotas, session) -> None:
+    """Tell ``conn`` (the engine's) who ``session`` is and, unprivileged, what binds it, as
+    ``quotas`` (the daemon's quota.Quotas) and ops._charge see it now."""
+    domid = session.domid
+    conn.configure(domid, session.target, session.privileged, session.read_only,
+                   quotas.path_max(domid))
+    if not session.privileged:
+        value = quotas.get
+        conn.quotas(node_size=value("node-size", domid), permissions=value("permissions", domid),
+                    nodes=value("nodes", domid), memory=value("memory", domid),
+                    memory_soft=quotas.soft["memory"], soft_warned=domid in quotas.soft_warned,
+                    watch_bytes=watch_bytes(session))
 
 
 def _sample(stats, data: bytes, at: int, handled: int, seconds: float) -> None:

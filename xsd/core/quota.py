@@ -83,6 +83,9 @@ class Quotas:
             self.set_soft(name, value)
         self.per_domain = {}       # domid -> {name: value}
         self.soft_warned = set()   # domains over their soft memory quota, warned once
+        # () -> None, told whenever soft_warned changes: the C request path answers only
+        # what leaves it unchanged, and must relearn it (fastpath.py).
+        self.warned_changed = None
 
     @staticmethod
     def _check_name(name: str, table=QUOTAS) -> None:
@@ -122,7 +125,7 @@ class Quotas:
     def forget(self, domid: int) -> None:
         """A released domain's overrides go with it (XSA-322: a reused domid inherits nothing)."""
         self.per_domain.pop(domid, None)
-        self.soft_warned.discard(domid)
+        self._unwarn(domid)
 
     def limit(self, session, name: str):
         """The limit binding ``session``, or None when none applies."""
@@ -148,9 +151,17 @@ class Quotas:
                 self.soft_warned.add(domid)
                 log.warning("dom%d: %d bytes of xenstore memory, over the soft quota %d",
                             domid, would_be, soft)
+                if self.warned_changed is not None:
+                    self.warned_changed()
         else:
-            self.soft_warned.discard(domid)
+            self._unwarn(domid)
         self.check(session, "memory", would_be, "ENOMEM")
+
+    def _unwarn(self, domid: int) -> None:
+        if domid in self.soft_warned:
+            self.soft_warned.discard(domid)
+            if self.warned_changed is not None:
+                self.warned_changed()
 
     def path_max(self, domid: int) -> int:
         """The path-max quota for a caller in ``domid`` (all callers, dom0 too); 0: none."""

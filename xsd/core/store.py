@@ -60,8 +60,8 @@ class Store:
     ``cstore.CStore``, which offers the same interface).
 
     Readers: ``get``, ``children_bytes``, ``child_names``, ``last_children``, ``copy_of``,
-    ``gen_of``, ``owned_by``, ``bytes_of``, ``items``, ``len``.  Mutators, each stamping what it
-    changes and noting it for the journal (``track``/``take_changes``):
+    ``gen_of``, ``owned_by``, ``bytes_of``, ``naming``, ``items``, ``len``.  Mutators, each
+    stamping what it changes and noting it for the journal (``track``/``take_changes``):
     ``create_missing``, ``set_value``, ``set_perms``, ``remove_tree``, ``put``.
     Loading (no stamps, not journaled): ``load``, ``unload``, ``order``, ``recount``.
     Snapshots: ``freeze`` / ``thaw``, ``preorder``.  The store counts owners and their
@@ -118,6 +118,13 @@ class Store:
     def items(self):
         """``(path, node)`` of every node, in no particular order; do not mutate meanwhile."""
         return self.nodes.items()
+
+    def naming(self, domid: int) -> list:
+        """``[(path, owned), ...]``: the nodes whose permissions name ``domid``, in
+        ``items`` order, ``owned`` when it is their owner (a domain's release: the C
+        store finds them in one C walk)."""
+        return [(path, node.perms[0].domid == domid) for path, node in self.nodes.items()
+                if any(p.domid == domid for p in node.perms)]
 
     def __len__(self) -> int:
         return len(self.nodes)

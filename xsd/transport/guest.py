@@ -275,6 +275,7 @@ class GuestConnection:
                 watch = self.daemon.watches.add(session, path, token, relative)
                 if mark:
                     session.queue_event(watch.event_path(path), token, watch.key)
+        self.daemon.watches_changed(session)
 
     # -- live update ------------------------------------------------------------
     def export_state(self) -> dict:

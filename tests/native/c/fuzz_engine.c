@@ -189,8 +189,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_conn_configure(conns[1], 1, -1, 0, 0, 2048);
     xsd_conn_configure(conns[2], 2, 1, 0, 0, 64);
     xsd_conn_configure(conns[3], 0, -1, 1, 1, 0);
-    xsd_conn_quotas(conns[1], 32, 3);            /* guests' changes run in C too */
-    xsd_conn_quotas(conns[2], 0, 0);
+    {
+        /* Guests' changes run in C too: one near tight quotas (its creations
+         * stop at the nodes, memory and soft memory quotas), one unbound. */
+        static const struct xsd_quotas tight = {
+            .node_size = 32, .permissions = 3, .nodes = 12, .memory = 1500,
+            .memory_soft = 1000, .watch_bytes = 100 };
+        static const struct xsd_quotas none;
+        xsd_conn_quotas(conns[1], &tight);
+        xsd_conn_quotas(conns[2], &none);
+    }
     xsd_engine_domain_known(engine, 1, 1);
     if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2))
         abort();

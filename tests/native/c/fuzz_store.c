@@ -156,7 +156,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rc = xsd_store_move_last(s, path, plen);
                 break;
             case 6:
-                rc = xsd_store_dump(s, out, sub & 0x10 ? sizeof out : 16);
+                if (sub & 0x20)
+                    rc = xsd_store_naming(s, sub & 0x40 ? 0 : 1, out, sub & 0x10 ? sizeof out : 16);
+                else
+                    rc = xsd_store_dump(s, out, sub & 0x10 ? sizeof out : 16);
                 break;
             case 7:
                 rc = xsd_store_take_changes(s, out, sub & 0x10 ? sizeof out : 16);

@@ -317,6 +317,27 @@ static void test_dump_is_pre_order_records(void)
     xsd_store_free(s);
 }
 
+static void test_naming_lists_the_nodes_naming_a_domid_in_pre_order(void)
+{
+    xsd_store *s = xsd_store_new();
+    char out[256];
+    static const char want[] = "O/a\0" "N/a/b\0" "O/a/b/d\0" "N/z\0";
+    int64_t n;
+    CHECK_EQ(put(s, "/a/b/d", "", P("n12\0")), 3);               /* /a, /a/b, /a/b/d: n12 */
+    CHECK_EQ(xsd_store_set_perms(s, "/a/b", 4, P("r0\0w12\0")), 0);
+    CHECK_EQ(put(s, "/a/c", "", P("r1\0r120\0")), 1);           /* 120 is not 12 */
+    CHECK_EQ(put(s, "/z", "", P("b0\0n3\0r12\0")), 1);
+    n = xsd_store_naming(s, 12, NULL, 0);
+    CHECK_EQ(n, (int64_t)sizeof want - 1);
+    CHECK_EQ(xsd_store_naming(s, 12, out, sizeof out), n);
+    CHECK(memcmp(out, want, sizeof want - 1) == 0);
+    CHECK_EQ(xsd_store_naming(s, 12, out, 5), n);                /* short: only the length */
+    CHECK_EQ(xsd_store_naming(s, 0, out, sizeof out), 13);       /* the root, /a/b (r0), /z (b0) */
+    CHECK(memcmp(out, "O/\0" "O/a/b\0" "O/z\0", 13) == 0);
+    CHECK_EQ(xsd_store_naming(s, 7, out, sizeof out), 0);
+    xsd_store_free(s);
+}
+
 static void test_put_creates_last_and_stamps_once(void)
 {
     xsd_store *s = xsd_store_new();
@@ -487,6 +508,7 @@ int main(void)
     RUN(test_change_log_records_kinds_in_first_change_order);
     RUN(test_change_log_of_a_removal_and_its_bound);
     RUN(test_dump_is_pre_order_records);
+    RUN(test_naming_lists_the_nodes_naming_a_domid_in_pre_order);
     RUN(test_put_creates_last_and_stamps_once);
     RUN(test_move_last_and_load);
     RUN(test_read_copies_perms_then_value);

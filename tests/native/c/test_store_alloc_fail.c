@@ -24,7 +24,7 @@
 #include "store_dump.h"
 
 enum op_kind { OP_WRITE, OP_SET_PERMS, OP_RM, OP_SUBTREE, OP_TRACK, OP_PUT, OP_LOAD,
-               OP_MOVE_LAST, OP_DUMP, OP_TAKE };
+               OP_MOVE_LAST, OP_DUMP, OP_NAMING, OP_TAKE };
 
 struct op {
     enum op_kind kind;
@@ -92,6 +92,7 @@ static void build_scenario(void)
     write_op("/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p",
              "", 0, PERMS("n0\0"));                             /* past dump's first buffer */
     push(OP_DUMP, "/");
+    push(OP_NAMING, "/");
     push(OP_RM, "/p");
     push(OP_RM, "/t");
     push(OP_TAKE, "/");
@@ -154,6 +155,8 @@ static int64_t apply(xsd_store *s, const struct op *op)
         return xsd_store_move_last(s, op->path, len);
     case OP_DUMP:
         return xsd_store_dump(s, NULL, 0);
+    case OP_NAMING:
+        return xsd_store_naming(s, 0, NULL, 0);
     default: {
         static char out[1 << 16];
         return xsd_store_take_changes(s, out, sizeof out);
