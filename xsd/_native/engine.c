@@ -755,7 +755,7 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
     size_t perms_len, cut = len, count = 1;
     int rc;
 
-    if (!mkdir && over_quota(q->c, q->c->node_size, value_len))
+    if (!mkdir && over_quota(q->c, q->c->quotas.node_size, value_len))
         return PUNT;            /* ENOSPC, before any read (ops.do_write) */
     rc = node_get(q, path, len, &v);
     if (rc == 0) {
