@@ -414,6 +414,23 @@ def test_commit_lists_children_as_the_transaction_left_them(xs):
     xs.check()
 
 
+def test_removing_a_subtree_whose_child_went_meanwhile_conflicts_at_commit(xs, daemon):
+    """The transaction listed /gone while it had a child, which then went outside it: its
+    RM of /gone removes what it can still see (the child is absent in its view now) and
+    the commit conflicts, as any change under a node it read does.  (It answered EIO,
+    with a traceback in the log, when the walk met the listed, absent child.)"""
+    write(xs, "/gone/kid", b"k")
+    tx = tx_start(xs)
+    assert xs.ok(Op.DIRECTORY, b"/gone", tx_id=tx) == b"kid\0"
+    xs.ok(Op.RM, b"/gone/kid")
+    assert xs.ok(Op.RM, b"/gone", tx_id=tx) == b"OK\0"
+    assert xs.error(Op.READ, b"/gone", tx_id=tx) == "ENOENT"
+    assert xs.error(Op.TRANSACTION_END, b"T", tx_id=tx) == "EAGAIN"
+    assert xs.ok(Op.READ, b"/gone") == b""
+    xs.check()
+    assert "Traceback" not in daemon.log()
+
+
 def test_reading_a_directory_conflicts_with_a_new_sibling(xs):
     xs.ok(Op.MKDIR, b"/dir")
     tx = tx_start(xs)

@@ -662,10 +662,8 @@ int64_t xsd_txn_remove(xsd_txn *t, const char *path, size_t len)
                 goto out;
         }
         n = view_of(w.e);
-        if (!n) {               /* listed, yet absent: read at different times */
-            rc = -EIO;
-            goto out;
-        }
+        if (!n)                 /* listed, yet absent: the parent was read before the */
+            continue;           /* child went outside; the commit conflicts (subtree) */
         if (w.expanded) {
             rc = removed_put(t, w.e, n);
             if (rc)

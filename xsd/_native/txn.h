@@ -106,9 +106,10 @@ int xsd_txn_create(xsd_txn *t, const char *path, size_t len, size_t count,
 
 /* Transaction.remove_tree of an existing path (not the root): every node
  * below is read first (counted; -ENOSPC stops it with those reads recorded
- * and nothing removed; -EIO when a listed child is absent, the transaction
- * having read nodes at different times); then the subtree is removed from the
- * view. Returns the number removed; xsd_txn_removed gives their records. */
+ * and nothing removed; a listed child absent in the view, the parent read
+ * before it went outside, is skipped: the commit conflicts anyway); then the
+ * subtree is removed from the view. Returns the number removed;
+ * xsd_txn_removed gives their records. */
 int64_t xsd_txn_remove(xsd_txn *t, const char *path, size_t len);
 
 /* The last xsd_txn_remove's records "<path>\0<perms>\0" (xsd_store_subtree's

@@ -352,7 +352,11 @@ class Store:
 def subtree(view, path: str) -> dict:
     """``{path: perms}`` of ``path`` and every node below it, children before their parent
     and in their parent's order (C xenstored's delete order, which its RM events follow;
-    ``path`` last); iterative (XSA-418).  ``view``: a store or a transaction."""
+    ``path`` last); iterative (XSA-418).  ``view``: a store or a transaction.
+
+    A transaction may list a child it cannot read: it listed the parent before the child
+    went outside it.  That child is not there to remove; the commit conflicts anyway (the
+    parent changed after the transaction read it)."""
     removed = {}
     get, child_names = view.get, view.child_names
     stack = [(path, False)]
@@ -360,7 +364,7 @@ def subtree(view, path: str) -> dict:
         node_path, expanded = stack.pop()
         if expanded:
             removed[node_path] = get(node_path).perms
-        else:
+        elif get(node_path) is not None:
             stack.append((node_path, True))
             stack.extend((join(node_path, name), False)
                          for name in reversed(list(child_names(node_path))))
