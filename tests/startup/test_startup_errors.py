@@ -5,6 +5,7 @@ import socket
 import pytest
 
 from tests.daemon_process import DaemonProcess
+from tests.waiting import wait_for
 from tests.startup.helpers import assert_one_line_failure, run_xsd
 from tests.wire import RawClient
 from xenstore_protocol import Op
@@ -107,7 +108,11 @@ def test_daemon_removes_only_the_socket_files_it_made(tmp_path):
 def test_pid_file_removed_only_while_it_names_this_daemon(tmp_path):
     pid_file = tmp_path / "xsd.pid"
     proc = DaemonProcess(tmp_path / "run", ("--no-persist", "-F", str(pid_file))).start()
+    # The sockets accept (start() returns) a moment before the pid file is written; it is
+    # written whole (renamed into place), so it is either absent or right.
+    wait_for(pid_file.exists, what="the pid file")
     assert pid_file.read_text() == f"{proc.proc.pid}\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     pid_file.write_text("12345\n")               # another daemon's, written since
     proc.stop_checked()
     assert pid_file.read_text() == "12345\n"

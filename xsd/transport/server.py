@@ -2,6 +2,7 @@
 signals, systemd readiness, clean shutdown (only the socket files this process
 made are removed)."""
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -151,8 +152,7 @@ class Server:
             st = os.stat(path)           # ours now: bound here, or inherited by a live update
             self.owned[path] = (st.st_dev, st.st_ino)
         if config.pid_file:
-            with open(config.pid_file, "w", encoding="ascii") as f:
-                f.write(f"{os.getpid()}\n")
+            write_pid_file(config.pid_file)
 
     async def serve(self, on_ready=None) -> None:
         """Start, then serve until SIGTERM/SIGINT.  ``on_ready()`` is called once both
@@ -298,3 +298,17 @@ class Server:
                 conn.transport.resume_reading()
         if self.guests is not None:
             self.guests.resume()
+
+
+def write_pid_file(path: str) -> None:
+    """Our pid in ``path``, whole or not at all: written beside it and renamed over it, so
+    a reader (systemd's PIDFile=, an init script) never sees it empty or half written."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(partial, "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
