@@ -1090,9 +1090,11 @@ static int walk_post(const struct xsd_node *top, const char *path, size_t len,
     }
 }
 
+/* Where a listing goes (the n > cap rule: emit counts past cap). */
 struct listing {
     char *out;
     size_t cap, at;
+    uint32_t domid;             /* xsd_store_naming's */
 };
 
 static int visit_list(void *ctx, const struct xsd_node *n, const char *path, size_t len)
@@ -1111,7 +1113,7 @@ int64_t xsd_store_subtree(const xsd_store *s, const char *path, size_t len,
 {
     int err;
     const struct xsd_node *top = lookup(s, path, len, &err);
-    struct listing l = { out, cap, 0 };
+    struct listing l = { out, cap, 0, 0 };
     char *buf = NULL;
     size_t buf_cap = 0;
     if (!top)
@@ -1293,23 +1295,24 @@ static void emit_le(char *out, size_t cap, size_t *at, uint64_t v, size_t bytes)
     emit(out, cap, at, le, bytes);
 }
 
-int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap)
+/* Visit every node of s, each parent before its children, siblings in
+ * creation order, with its path: the order of xsd_store_dump and
+ * xsd_store_naming. Stops at the first visit returning non-zero and returns
+ * it; -ENOMEM if the path buffer cannot grow. Iterative. */
+static int walk_pre(const xsd_store *s, visit_fn visit, void *ctx)
 {
-    static const char nul = '\0';
     const struct xsd_node *n = s->root;
-    size_t buf_cap = 64, buf_len = 1, at = 0;   /* grows to the longest path */
+    size_t buf_cap = 64, buf_len = 1;           /* grows to the longest path */
     char *buf = XSD_MALLOC(buf_cap);
+    int rc;
+
     if (!buf)
         return -ENOMEM;
     buf[0] = '/';
     for (;;) {
-        emit(out, cap, &at, buf, buf_len);
-        emit(out, cap, &at, &nul, 1);
-        emit(out, cap, &at, node_perms(n), n->perms_len);
-        emit(out, cap, &at, &nul, 1);
-        emit_le(out, cap, &at, n->gen, 8);
-        emit_le(out, cap, &at, n->value_len, 4);
-        emit(out, cap, &at, node_value(n), n->value_len);
+        rc = visit(ctx, n, buf, buf_len);
+        if (rc)
+            break;
         if (n->child) {
             n = n->child;
         } else {
@@ -1323,12 +1326,35 @@ int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap)
             n = n->next;
         }
         if (path_append(&buf, &buf_len, &buf_cap, n)) {
-            XSD_FREE(buf);
-            return -ENOMEM;
+            rc = -ENOMEM;
+            break;
         }
     }
     XSD_FREE(buf);
-    return (int64_t)at;
+    return rc;
+}
+
+static int dump_node(void *ctx, const struct xsd_node *n, const char *path, size_t len)
+{
+    static const char nul = '\0';
+    struct listing *l = ctx;
+
+    emit(l->out, l->cap, &l->at, path, len);
+    emit(l->out, l->cap, &l->at, &nul, 1);
+    emit(l->out, l->cap, &l->at, node_perms(n), n->perms_len);
+    emit(l->out, l->cap, &l->at, &nul, 1);
+    emit_le(l->out, l->cap, &l->at, n->gen, 8);
+    emit_le(l->out, l->cap, &l->at, n->value_len, 4);
+    emit(l->out, l->cap, &l->at, node_value(n), n->value_len);
+    return 0;
+}
+
+int64_t xsd_store_dump(const xsd_store *s, char *out, size_t cap)
+{
+    struct listing l = {out, cap, 0, 0};
+    int rc = walk_pre(s, dump_node, &l);
+
+    return rc ? rc : (int64_t)l.at;
 }
 
 /* Whether a valid permission list names domid in any entry; *owns set when
@@ -1353,43 +1379,27 @@ static int perms_name(const char *perms, size_t len, uint32_t domid, int *owns)
     return 0;
 }
 
-int64_t xsd_store_naming(const xsd_store *s, uint32_t domid, char *out, size_t cap)
+static int naming_node(void *ctx, const struct xsd_node *n, const char *path, size_t len)
 {
     static const char nul = '\0';
-    const struct xsd_node *n = s->root;
-    size_t buf_cap = 64, buf_len = 1, at = 0;   /* grows to the longest path */
-    char *buf = XSD_MALLOC(buf_cap);
+    struct listing *l = ctx;
     int owns;
 
-    if (!buf)
-        return -ENOMEM;
-    buf[0] = '/';
-    for (;;) {                                  /* xsd_store_dump's walk */
-        if (perms_name(node_perms(n), n->perms_len, domid, &owns)) {
-            char kind = owns ? 'O' : 'N';
-            emit(out, cap, &at, &kind, 1);
-            emit(out, cap, &at, buf, buf_len);
-            emit(out, cap, &at, &nul, 1);
-        }
-        if (n->child) {
-            n = n->child;
-        } else {
-            while (n != s->root && !n->next) {
-                path_pop(&buf_len, n);
-                n = n->parent;
-            }
-            if (n == s->root)
-                break;
-            path_pop(&buf_len, n);
-            n = n->next;
-        }
-        if (path_append(&buf, &buf_len, &buf_cap, n)) {
-            XSD_FREE(buf);
-            return -ENOMEM;
-        }
+    if (perms_name(node_perms(n), n->perms_len, l->domid, &owns)) {
+        char kind = owns ? 'O' : 'N';
+        emit(l->out, l->cap, &l->at, &kind, 1);
+        emit(l->out, l->cap, &l->at, path, len);
+        emit(l->out, l->cap, &l->at, &nul, 1);
     }
-    XSD_FREE(buf);
-    return (int64_t)at;
+    return 0;
+}
+
+int64_t xsd_store_naming(const xsd_store *s, uint32_t domid, char *out, size_t cap)
+{
+    struct listing l = {out, cap, 0, domid};
+    int rc = walk_pre(s, naming_node, &l);
+
+    return rc ? rc : (int64_t)l.at;
 }
 
 void xsd_store_track(xsd_store *s, int on)
