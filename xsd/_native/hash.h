@@ -1,6 +1,7 @@
 /*
  * hash.h: the one string hash of the native core, shared by trie.c (child
- * tables and the watch index) and store.c (the node index).
+ * tables and the watch index), store.c (the node index, the change log),
+ * txn.c, journal_enc.c and watchreg.c.
  *
  * FNV-1a over the bytes, then the murmur3 64-bit finaliser (fmix64) so that
  * the low bits used as a table slot depend on every byte. The FNV state can
@@ -34,6 +35,13 @@ static inline uint64_t xsd_fmix64(uint64_t h)
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
     return h;
+}
+
+/* A whole path's hash: the key of store.c's change log, txn.c's table and
+ * journal_enc.c's index. */
+static inline uint64_t xsd_hash_path(const char *path, size_t len)
+{
+    return xsd_fmix64(xsd_fnv1a(XSD_FNV_OFFSET, path, len));
 }
 
 #endif /* XSD_HASH_H */

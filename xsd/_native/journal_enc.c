@@ -230,11 +230,6 @@ static int emit_order(xsd_journal *j, const char *path, size_t len, const char *
 
 /* ------------------------------------------------------------ the table */
 
-static uint64_t key_hash(const char *path, size_t len)
-{
-    return xsd_fmix64(xsd_fnv1a(XSD_FNV_OFFSET, path, len));
-}
-
 /* The index of path's key, or NO_KEY; *slot gets the slot it is in, or the
  * empty one where it would go. */
 static size_t key_find(const xsd_journal *j, const char *path, size_t len, uint64_t h,
@@ -257,7 +252,7 @@ static size_t key_find(const xsd_journal *j, const char *path, size_t len, uint6
  * keys[] and the table was made by the caller. */
 static size_t key_get(xsd_journal *j, const char *path, size_t len)
 {
-    uint64_t h = key_hash(path, len);
+    uint64_t h = xsd_hash_path(path, len);
     size_t slot, at = key_find(j, path, len, h, &slot);
     struct key *k;
 
@@ -346,7 +341,7 @@ static int child_created(xsd_journal *j, const char *up, size_t up_len, const ch
     *rc = child_path(j, up, up_len, name, name_len);
     if (*rc)
         return 0;
-    *at = key_find(j, j->path.p, j->path.len, key_hash(j->path.p, j->path.len), &slot);
+    *at = key_find(j, j->path.p, j->path.len, xsd_hash_path(j->path.p, j->path.len), &slot);
     return *at != NO_KEY && j->keys[*at].created;
 }
 
@@ -384,7 +379,7 @@ static int created_index(xsd_journal *j, size_t ncreated)
     for (i = 0; i < ncreated; i++) {
         struct key *k = &j->keys[i];
         size_t slot;
-        k->hash = key_hash(k->path, k->len);
+        k->hash = xsd_hash_path(k->path, k->len);
         if (key_find(j, k->path, k->len, k->hash, &slot) != NO_KEY)
             return -EPROTO;     /* a path twice in the log */
         j->slots[slot] = i + 1;

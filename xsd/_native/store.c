@@ -379,11 +379,6 @@ static void index_del(xsd_store *s, const struct xsd_node *n)
 
 /* ------------------------------------------------------------ change log */
 
-static uint64_t path_hash(const char *path, size_t len)
-{
-    return xsd_fmix64(xsd_fnv1a(XSD_FNV_OFFSET, path, len));
-}
-
 static struct change *log_find(const xsd_store *s, const char *path, size_t len, uint64_t h)
 {
     size_t mask, i;
@@ -432,7 +427,7 @@ static void log_slot_del(xsd_store *s, const struct change *c)
  * log_mark cannot fail. 0 or -ENOMEM (the log as it was). */
 static int log_reserve(xsd_store *s, const char *path, size_t len)
 {
-    uint64_t h = path_hash(path, len);
+    uint64_t h = xsd_hash_path(path, len);
     struct change *c;
     if (log_find(s, path, len, h))
         return 0;
@@ -494,7 +489,7 @@ static void log_rollback(xsd_store *s, size_t mark)
  * UPDATED only if nothing is recorded yet, CREATED and REMOVED always. */
 static void log_mark(xsd_store *s, const char *path, size_t len, uint8_t kind)
 {
-    struct change *c = log_find(s, path, len, path_hash(path, len));
+    struct change *c = log_find(s, path, len, xsd_hash_path(path, len));
     if (!c)
         return;                 /* cannot happen: reserved first */
     if (kind != XSD_CHANGE_UPDATED || c->kind == 0)
@@ -1573,7 +1568,7 @@ size_t xsd_store_check(const xsd_store *s)
     for (size_t i = 0; i < s->nlog; i++) {
         const struct change *c = s->log[i];
         if (c->kind < XSD_CHANGE_CREATED || c->kind > XSD_CHANGE_REMOVED ||
-            log_find(s, c->path, c->len, c->hash) != c || path_hash(c->path, c->len) != c->hash)
+            log_find(s, c->path, c->len, c->hash) != c || xsd_hash_path(c->path, c->len) != c->hash)
             problems++;
     }
     return problems;

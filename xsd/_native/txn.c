@@ -215,11 +215,6 @@ static size_t parent_len(const char *path, size_t len)
 
 /* -- the table ----------------------------------------------------------- */
 
-static uint64_t hash_path(const char *path, size_t len)
-{
-    return xsd_fmix64(xsd_fnv1a(XSD_FNV_OFFSET, path, len));
-}
-
 static struct entry *find(const xsd_txn *t, const char *path, size_t len, uint64_t h)
 {
     size_t mask, i;
@@ -361,7 +356,7 @@ static int copy_of(xsd_txn *t, const char *path, size_t len, struct tnode **out)
 /* Transaction.get: the entry of path, read from the store the first time. */
 static int touch(xsd_txn *t, const char *path, size_t len, struct entry **out)
 {
-    uint64_t h = hash_path(path, len);
+    uint64_t h = xsd_hash_path(path, len);
     struct entry *e = find(t, path, len, h);
     struct tnode *snap;
     int rc;
@@ -583,7 +578,7 @@ int xsd_txn_create(xsd_txn *t, const char *path, size_t len, size_t count,
             rc = -ENOMEM;
             break;
         }
-        e = find(t, path, end[i], hash_path(path, end[i]));
+        e = find(t, path, end[i], xsd_hash_path(path, end[i]));
         rc = overlay_note(t, e);
         if (rc) {
             tnode_free(made);
@@ -699,7 +694,7 @@ int64_t xsd_txn_remove(xsd_txn *t, const char *path, size_t len)
         size_t plen = strlen(p);
         const char *perms = p + plen + 1;
         size_t perms_len = 0;
-        struct entry *e = find(t, p, plen, hash_path(p, plen));
+        struct entry *e = find(t, p, plen, xsd_hash_path(p, plen));
 
         while (perms[perms_len])
             perms_len += strlen(perms + perms_len) + 1;
@@ -816,7 +811,7 @@ static void ev_pop(struct entry *e)
 int xsd_txn_note_change(xsd_txn *t, const char *path, size_t len, const char *perms,
                         size_t perms_len, const char *old, size_t old_len)
 {
-    struct entry *e = find(t, path, len, hash_path(path, len));
+    struct entry *e = find(t, path, len, xsd_hash_path(path, len));
     char *pcopy, *ocopy = NULL;
 
     if (!e || !perms_len)
@@ -844,7 +839,7 @@ int xsd_txn_note_change(xsd_txn *t, const char *path, size_t len, const char *pe
 int xsd_txn_note_remove(xsd_txn *t, const char *root, size_t root_len,
                         const char *records, size_t records_len)
 {
-    struct entry *r = find(t, root, root_len, hash_path(root, root_len));
+    struct entry *r = find(t, root, root_len, xsd_hash_path(root, root_len));
     int had = r && r->ev_in;        /* PendingEvents.extend's entry, read first */
     size_t at = 0, perms_len;
 
@@ -871,7 +866,7 @@ int xsd_txn_note_remove(xsd_txn *t, const char *root, size_t root_len,
             return doom(t, -EINVAL);
         perms_len = (size_t)(records + end - perms);
         at = end + 1;
-        e = find(t, p, plen, hash_path(p, plen));
+        e = find(t, p, plen, xsd_hash_path(p, plen));
         if (!e)
             return doom(t, -EINVAL);
         if (!e->seen_present) {
@@ -932,7 +927,7 @@ static int create_in_order(xsd_txn *t, size_t created)
         if (!e->created)
             continue;
         ulen = parent_len(e->path, e->path_len);
-        up = find(t, e->path, ulen, hash_path(e->path, ulen));
+        up = find(t, e->path, ulen, xsd_hash_path(e->path, ulen));
         if (!up) {
             rc = -EIO;
             goto out;
@@ -968,7 +963,7 @@ static int create_in_order(xsd_txn *t, size_t created)
                 rc = -ENOMEM;
                 goto out;
             }
-            e = find(t, p, plen, hash_path(p, plen));
+            e = find(t, p, plen, xsd_hash_path(p, plen));
             if (!e || e->ov != OV_MADE) {
                 rc = -EIO;
                 goto out;
