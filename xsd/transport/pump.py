@@ -50,19 +50,30 @@ class RequestPump:
         packet and no queued request, so ``data`` starts at a packet and order is kept.
         When the engine answered all of it, the flush is asked for here, and only if some
         output or a journal commit waits for it (in memory, replies went out directly)."""
-        fast = self.daemon.fastpath
+        daemon = self.daemon
+        fast = daemon.fastpath
         if fast is None or session.paused:
             return data
-        if self.policy is not None:
+        policy = self.policy
+        if policy is not None and policy.job is not None:
             self._pay_snapshot_debt(session)
         consumed, journaled = fast.serve(session, data, FLUSH_AT)
-        if journaled and self.policy is not None:
-            self._written[session] = self._written.get(session, 0) + journaled
         if session.out_bytes > FLUSH_AT:
-            self.daemon.flush()
+            daemon.flush()
+        if policy is None:              # in memory
+            if consumed < len(data):
+                return data[consumed:] if consumed else data
+            if daemon.dirty:
+                daemon.flush()          # else every reply already went out (fastpath.py)
+            return b""
+        if journaled:
+            written = self._written
+            written[session] = written.get(session, 0) + journaled
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if self.daemon.dirty or (self.policy is not None and self.policy.pending()):
+        if journaled and self.loop is not None:
+            self._schedule_flush()      # the engine's changes wait for their record
+        elif daemon.dirty or policy.pending():
             self.request_flush()        # else every reply already went out (fastpath.py)
         return b""
 
@@ -125,6 +136,10 @@ class RequestPump:
         if policy is None or self.loop is None or not policy.pending():
             self.daemon.flush()
             return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Journaling, with a record waiting: flush once this loop turn is done."""
         self._batches += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
