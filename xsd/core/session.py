@@ -128,6 +128,8 @@ class Session:
         self.native = None              # the C request path's conn (fastpath.py), made at first use
         self.native_epoch = -1          # the FastPath.epoch it was configured for
         self.native_counted = None      # its per-type counts already in ``counters`` (stats.py)
+        self.journal_written = 0        # journaled payload bytes sent since the last snapshot
+                                        # began (the request pump charges snapshots by it)
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"

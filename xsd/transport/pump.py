@@ -38,7 +38,7 @@ class RequestPump:
         self.policy = policy          # the journal (persist.Persistence): hold_back, snapshots
         self._flush_scheduled = False
         self._batches = 0             # transports' batches waiting for the scheduled flush
-        self._written = weakref.WeakKeyDictionary()    # session -> journaled bytes it sent
+        self._writers = weakref.WeakSet()   # sessions whose ``journal_written`` is counting
         self._debtors = ()            # sessions charged for the snapshot being written
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
 
@@ -67,8 +67,7 @@ class RequestPump:
                 daemon.flush()          # else every reply already went out (fastpath.py)
             return b""
         if journaled:
-            written = self._written
-            written[session] = written.get(session, 0) + journaled
+            self._count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
         if journaled and self.loop is not None:
@@ -117,15 +116,25 @@ class RequestPump:
             if packet.op in JOURNALED:
                 sent += len(packet.payload)
         if sent:
-            self._written[session] = self._written.get(session, 0) + sent
+            self._count_written(session, sent)
+
+    def _count_written(self, session, sent: int) -> None:
+        """``session`` sent ``sent`` more journaled payload bytes (kept on the session, a
+        plain attribute, so the count costs a batch no dictionary of weak references)."""
+        counted = session.journal_written
+        if not counted:
+            self._writers.add(session)
+        session.journal_written = counted + sent
 
     def _choose_debtors(self, epoch: int) -> None:
-        written = self._written
-        total = sum(written.values())
-        self._debtors = weakref.WeakSet(s for s, sent in written.items()
-                                        if total and sent * DEBTOR_SHARE >= total)
+        writers = list(self._writers)
+        total = sum(s.journal_written for s in writers)
+        self._debtors = weakref.WeakSet(s for s in writers
+                                        if total and s.journal_written * DEBTOR_SHARE >= total)
         self._debt_epoch = epoch
-        written.clear()
+        for s in writers:
+            s.journal_written = 0
+        self._writers.clear()
 
     # -- group commit ---------------------------------------------------------------
     def request_flush(self) -> None:
