@@ -26,6 +26,10 @@ own process on one daemon per repetition, except the memory rows, which each get
   watchrss  RSS per registered watch: 10,000 watches on /w/<i> from one connection, every
             initial event read (fresh daemon; measured here, xsbench has no such test)
 
+``--base TREE`` adds two columns, another checkout's xsd (built there: ``./dev setup`` or
+``python xsd/_native/build_native.py -q``) in memory and with its journal, so a change is
+measured against the version before it in the same run.
+
 The floors answer READ with 31 bytes and everything else OK, so they run rw and mc8 only.
 The last column sets xsd beside each of issue 17's targets that names the row: the ratio
 (or the figure) and the target, with a tick when it is met.
@@ -57,7 +61,8 @@ HEADINGS = {"c-floor": "C floor", "uvloop-floor": "uvloop floor", "cxenstored": 
             "oxenstored": "oxenstored (no log)",
             "xsd-python": "xsd in memory, Python requests (--python-requests)",
             "xsd-pywatch": "xsd in memory, Python watch registry (--python-watches)",
-            "xsd": "xsd in memory", "xsd-journal": "xsd, journal on tmpfs"}
+            "xsd": "xsd in memory", "xsd-journal": "xsd, journal on tmpfs",
+            "base": "--base in memory", "base-journal": "--base, journal on tmpfs"}
 # --rows group -> the xsbench tests it runs on the shared daemon (None: a fresh daemon of its own)
 GROUPS = {"rw": ["rw"], "dir": ["dir"], "tx": ["tx"], "watch": ["watch:10", "watch:10000"],
           "mc8": ["mc:8"], "rss": None, "watchrss": None}
@@ -131,9 +136,28 @@ class Floor:
         self.proc.wait(10)
 
 
+class BaseDaemon(DaemonProcess):
+    """xsd from another checkout (``--base``): run from there, importing its own modules."""
+
+    def __init__(self, tree: str, rundir: str, args):
+        super().__init__(rundir, args, env=dict(os.environ, PYTHONPATH=tree))
+        self.tree = tree
+
+    def _spawn(self) -> subprocess.Popen:
+        os.makedirs(self.rundir, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "xsd", "--rundir", self.rundir, *self.args],
+                cwd=self.tree, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+
 class Xsd:
-    def __init__(self, rundir: str, args):
-        self.daemon = DaemonProcess(rundir, ["--no-domain-init", *args]).start()
+    base_tree = None                # --base
+
+    def __init__(self, rundir: str, args, base: bool = False):
+        args = ["--no-domain-init", *args]
+        self.daemon = (BaseDaemon(self.base_tree, rundir, args) if base
+                       else DaemonProcess(rundir, args)).start()
         self.socket_path = self.daemon.socket_path
         self.pid = self.daemon.proc.pid
 
@@ -156,9 +180,11 @@ def start(name: str, rundir: str, work: str):
         return Xsd(rundir, ["--no-persist", "--python-requests"])
     if name == "xsd-pywatch":     # the watch registry the C one replaced, on the same C store
         return Xsd(rundir, ["--no-persist", "--python-watches"])
+    if name == "base":
+        return Xsd(rundir, ["--no-persist"], base=True)
     # The default journal, with its state directory on tmpfs like /var/run/xenstored.
     state = tempfile.mkdtemp(prefix="xsd-state-", dir="/dev/shm")
-    daemon = Xsd(rundir, ["--state-dir", state])
+    daemon = Xsd(rundir, ["--state-dir", state], base=name == "base-journal")
     daemon.state_dir = state
     return daemon
 
@@ -295,12 +321,18 @@ def main() -> int:
                         help="comma-separated subset of " + ",".join(DAEMONS))
     parser.add_argument("--rows", default=",".join(GROUPS),
                         help="comma-separated subset of " + ",".join(GROUPS))
+    parser.add_argument("--base", metavar="TREE",
+                        help="also run the xsd of this checkout, in memory and journaling")
     args = parser.parse_args()
+    if args.base:
+        Xsd.base_tree = os.path.abspath(args.base)
+        args.daemons += ",base,base-journal"
     why = anchors.available()
     if why:
         sys.exit(f"cannot run: {why}")
     daemons, groups = args.daemons.split(","), args.rows.split(",")
-    for chosen, known in ((daemons, DAEMONS), (groups, GROUPS)):
+    for chosen, known in ((daemons, DAEMONS + ["base", "base-journal"] * bool(args.base)),
+                          (groups, GROUPS)):
         unknown = set(chosen) - set(known)
         if unknown:
             parser.error(f"unknown {', '.join(sorted(unknown))}; expected some of {', '.join(known)}")

@@ -124,6 +124,18 @@ def test_hold_back_waits_for_the_clients_of_the_last_commit_within_half_an_fsync
     d.persist.close()
 
 
+def test_hold_back_never_waits_when_an_fsync_costs_less_than_a_loop_turn(tmp_path):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    p = d.persist
+    p.fsync_seconds = 0.010
+    assert not p.hold_back(16)
+    assert p.hold_back(3)                # a slow fsync: worth a turn for the rest
+    p.fsync_seconds = 25e-6              # under MIN_FSYNC_HELD (tmpfs: ~1 us)
+    assert not p.hold_back(3)            # cheaper than the held turn: commit now
+    assert not p.hold_back(1)
+    d.persist.close()
+
+
 def test_a_read_answered_in_c_leaves_at_once_only_when_nothing_waits_for_the_disk(
         tmp_path, monkeypatch, loop):
     d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))

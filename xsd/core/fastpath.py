@@ -95,7 +95,6 @@ class FastPath:
         # allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
-        has_changes = daemon.store.has_changes
         consumed = journaled = 0
         while True:
             if stats.timed:
@@ -112,9 +111,11 @@ class FastPath:
             else:
                 if out:
                     if direct and not (session.out or session.backlog or session.paused) and \
-                            not (journaling and (journal_bytes or has_changes())):
+                            not (journaling and (journal_bytes or daemon.store.has_changes())):
                         session.write(out)      # nothing of this client waits before these
-                        session.count_unsent()
+                        unsent = session.unsent
+                        if session.unsent_held or (unsent is not None and unsent()):
+                            session.count_unsent()  # the budget's count moves only then
                     else:
                         session.send(out)
                 if stop != STOP_FULL:

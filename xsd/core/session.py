@@ -128,6 +128,8 @@ class Session:
         self.native = None              # the C request path's conn (fastpath.py), made at first use
         self.native_epoch = -1          # the FastPath.epoch it was configured for
         self.native_counted = None      # its per-type counts already in ``counters`` (stats.py)
+        self.journal_written = 0        # journaled payload bytes sent since the last snapshot
+                                        # began (the request pump charges snapshots by it)
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"
@@ -250,16 +252,19 @@ class Session:
 
     def flush(self) -> None:
         out = self.out
-        self.out_events = 0
-        self.out_event_set.clear()
-        if self.budget is not None:
-            self.budget.held -= self.out_bytes
+        if self.out_events:
+            self.out_events = 0
+            self.out_event_set.clear()
+        budget = self.budget
+        if budget is not None:
+            budget.held -= self.out_bytes
         self.out_bytes = 0
         if out and not self.closed:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             self.write(data)        # may call pause() before it returns
-            self.count_unsent()
+            if self.unsent_held or (self.unsent is not None and self.unsent()):
+                self.count_unsent()     # the budget's count moves only then
         else:
             out.clear()
         if self.overflowed and not self.paused and not self.backlog:

@@ -7,6 +7,7 @@ of that turn; this module decides whether to wait a turn longer.
 import time
 
 MAX_HOLD_SECONDS = 0.002          # hold_back never delays a commit longer than this
+MIN_FSYNC_HELD = 50e-6            # a shorter fsync (tmpfs: ~1 us) is not worth a held turn
 
 
 class GroupCommit:
@@ -24,9 +25,12 @@ class GroupCommit:
         than did for the last commit, wait a turn (a poll that does not
         block), for at most half an fsync: a client that does not come back
         costs that much latency once, then the expectation follows it down.
-        (PostgreSQL's commit_delay/commit_siblings, made adaptive.)
+        (PostgreSQL's commit_delay/commit_siblings, made adaptive.)  Not where an fsync
+        takes less than ``MIN_FSYNC_HELD`` (a state directory on tmpfs): there the held
+        turn, a poll and a callback, costs more than the fsync it saves, and every reply
+        of the batch waits for it (mc:8 on tmpfs, docs/benchmarks.md).
         """
-        if self.journal.fsync != "batch":
+        if self.journal.fsync != "batch" or self.journal.fsync_seconds < MIN_FSYNC_HELD:
             return False
         if batches < self._last_batches:
             now = time.monotonic()

@@ -38,7 +38,7 @@ class RequestPump:
         self.policy = policy          # the journal (persist.Persistence): hold_back, snapshots
         self._flush_scheduled = False
         self._batches = 0             # transports' batches waiting for the scheduled flush
-        self._written = weakref.WeakKeyDictionary()    # session -> journaled bytes it sent
+        self._writers = weakref.WeakSet()   # sessions whose ``journal_written`` is counting
         self._debtors = ()            # sessions charged for the snapshot being written
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
 
@@ -50,19 +50,29 @@ class RequestPump:
         packet and no queued request, so ``data`` starts at a packet and order is kept.
         When the engine answered all of it, the flush is asked for here, and only if some
         output or a journal commit waits for it (in memory, replies went out directly)."""
-        fast = self.daemon.fastpath
+        daemon = self.daemon
+        fast = daemon.fastpath
         if fast is None or session.paused:
             return data
-        if self.policy is not None:
+        policy = self.policy
+        if policy is not None and policy.job is not None:
             self._pay_snapshot_debt(session)
         consumed, journaled = fast.serve(session, data, FLUSH_AT)
-        if journaled and self.policy is not None:
-            self._written[session] = self._written.get(session, 0) + journaled
         if session.out_bytes > FLUSH_AT:
-            self.daemon.flush()
+            daemon.flush()
+        if policy is None:              # in memory
+            if consumed < len(data):
+                return data[consumed:] if consumed else data
+            if daemon.dirty:
+                daemon.flush()          # else every reply already went out (fastpath.py)
+            return b""
+        if journaled:
+            self._count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if self.daemon.dirty or (self.policy is not None and self.policy.pending()):
+        if journaled and self.loop is not None:
+            self._schedule_flush()      # the engine's changes wait for their record
+        elif daemon.dirty or policy.pending():
             self.request_flush()        # else every reply already went out (fastpath.py)
         return b""
 
@@ -106,15 +116,25 @@ class RequestPump:
             if packet.op in JOURNALED:
                 sent += len(packet.payload)
         if sent:
-            self._written[session] = self._written.get(session, 0) + sent
+            self._count_written(session, sent)
+
+    def _count_written(self, session, sent: int) -> None:
+        """``session`` sent ``sent`` more journaled payload bytes (kept on the session, a
+        plain attribute, so the count costs a batch no dictionary of weak references)."""
+        counted = session.journal_written
+        if not counted:
+            self._writers.add(session)
+        session.journal_written = counted + sent
 
     def _choose_debtors(self, epoch: int) -> None:
-        written = self._written
-        total = sum(written.values())
-        self._debtors = weakref.WeakSet(s for s, sent in written.items()
-                                        if total and sent * DEBTOR_SHARE >= total)
+        writers = list(self._writers)
+        total = sum(s.journal_written for s in writers)
+        self._debtors = weakref.WeakSet(s for s in writers
+                                        if total and s.journal_written * DEBTOR_SHARE >= total)
         self._debt_epoch = epoch
-        written.clear()
+        for s in writers:
+            s.journal_written = 0
+        self._writers.clear()
 
     # -- group commit ---------------------------------------------------------------
     def request_flush(self) -> None:
@@ -125,6 +145,10 @@ class RequestPump:
         if policy is None or self.loop is None or not policy.pending():
             self.daemon.flush()
             return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Journaling, with a record waiting: flush once this loop turn is done."""
         self._batches += 1
         if not self._flush_scheduled:
             self._flush_scheduled = True
