@@ -45,9 +45,10 @@ from .._native import BACKEND
 from .events import CHANGE, REMOVE
 from .ops import watch_bytes
 from .stats import SAMPLE_EVERY
+from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine
+    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine, delivery_groups
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,12 @@ class FastPath:
     def __init__(self, daemon):
         self.daemon = daemon
         self.engine = Engine(daemon.store.handle, daemon.watches.trie.handle)
+        # Under the C registry the engine fires watched changes itself and returns the
+        # deliveries with its batch (one crossing per batch); else it stops after each.
+        self.fires = (isinstance(daemon.watches, CWatchRegistry)
+                      and not daemon.config.python_fires)
+        if self.fires:
+            self.engine.watches(daemon.watches.native)
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
         self._known = set()
@@ -96,6 +103,7 @@ class FastPath:
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
         has_changes = daemon.store.has_changes
+        deliveries = self.engine.deliveries if self.fires else None
         consumed = journaled = 0
         while True:
             if stats.timed:
@@ -110,7 +118,9 @@ class FastPath:
             if stop == STOP_EVENTS:
                 self._fire_before_reply(session, out)
             else:
-                if out:
+                if out and deliveries is not None and (groups := deliveries()):
+                    self._deliver(session, out, groups)
+                elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
                             not (journaling and (journal_bytes or has_changes())):
                         session.write(out)      # nothing of this client waits before these
@@ -136,6 +146,23 @@ class FastPath:
         except Exception:           # the change is made and will be acknowledged
             log.exception("%r: internal error firing watches", session)
         session.send(out[reply_at:])
+
+    def _deliver(self, session, out: bytes, groups: bytes) -> None:
+        """A run's replies with the watch events its changes fired (Engine.deliveries)
+        between them: each change's deliveries are queued on their sessions after the
+        replies before its own and before it (C xenstored queues a request's events before
+        its reply; dispatch._fire), the requester itself possibly among them."""
+        deliver = self.daemon.watches.deliver
+        sent = 0
+        for reply_at, path, records in delivery_groups(groups):
+            if reply_at > sent:
+                session.send(out[sent:reply_at])
+                sent = reply_at
+            try:
+                deliver(records, path)
+            except Exception:       # the change is made and will be acknowledged
+                log.exception("%r: internal error firing watches", session)
+        session.send(out[sent:])
 
     def _configure(self, session):
         if self._known_epoch != self.epoch:
