@@ -119,7 +119,7 @@ class FastPath:
                 self._fire_before_reply(session, out)
             else:
                 if out and deliveries is not None and (groups := deliveries()):
-                    self._deliver(session, out, groups)
+                    self._deliver(session, out, groups, flush_at)
                 elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
                             not (journaling and (journal_bytes or has_changes())):
@@ -147,22 +147,29 @@ class FastPath:
             log.exception("%r: internal error firing watches", session)
         session.send(out[reply_at:])
 
-    def _deliver(self, session, out: bytes, groups: bytes) -> None:
+    def _deliver(self, session, out: bytes, groups: bytes, flush_at: int) -> None:
         """A run's replies with the watch events its changes fired (Engine.deliveries)
         between them: each change's deliveries are queued on their sessions after the
         replies before its own and before it (C xenstored queues a request's events before
-        its reply; dispatch._fire), the requester itself possibly among them."""
-        deliver = self.daemon.watches.deliver
+        its reply; dispatch._fire), the requester itself possibly among them.  After each
+        such reply the output is flushed past ``flush_at``, where the stop per watched
+        change (--python-fires) flushes it: events coalesce and drop as they did there."""
+        daemon = self.daemon
+        deliver = daemon.watches.deliver
         sent = 0
         for reply_at, path, records in delivery_groups(groups):
             if reply_at > sent:
                 session.send(out[sent:reply_at])
-                sent = reply_at
             try:
                 deliver(records, path)
             except Exception:       # the change is made and will be acknowledged
                 log.exception("%r: internal error firing watches", session)
-        session.send(out[sent:])
+            sent = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+            session.send(out[reply_at:sent])
+            if session.out_bytes > flush_at:
+                daemon.flush()
+        if sent < len(out):
+            session.send(out[sent:])
 
     def _configure(self, session):
         if self._known_epoch != self.epoch:
