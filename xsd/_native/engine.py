@@ -17,7 +17,9 @@ at a partial packet (STOP_DONE), at a packet Python must answer (STOP_PYTHON:
 (STOP_BAD: the Decoder raises ProtocolError on it), or right after a change
 that may fire watches (STOP_EVENTS: ``engine.event(...)`` tells where its
 reply starts in ``out`` and what changed; fire it, send the reply, call
-again).  engine.h says which
+again) unless the engine was given the C watch registry (``watches``): then
+it fires there and ``deliveries()`` holds the run's deliveries, read with
+``delivery_groups``.  engine.h says which
 packets the engine answers; everything else, and every error, stays Python's.
 
 One C handle per object, owned through ``ffi.gc``; the engine keeps the

@@ -7,9 +7,12 @@ delivers, and stops at the first request it leaves to Python (engine.h says
 which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
 anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
-watches is made in C too: the engine stops right after it with the event
-described, and the daemon fires it before that request's reply goes out, as
-dispatch does.  What the
+watches is made in C too.  Under the C watch registry the engine fires it
+there and returns the deliveries with the batch (each before the reply of the
+change that made it: ``_deliver`` queues them on their sessions); else
+(``--python-fires``, ``--python-watches``) it stops right after the change
+with the event described, and the daemon fires it before that request's reply
+goes out, as dispatch does.  What the
 engine answers is what dispatch would have answered, byte for byte
 (tests/native/test_engine.py holds it to the Python core as oracle).
 
