@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--python-watches", action="store_true",
                         help="keep watches in the Python registry, for comparison (default "
                              "off: on the C store each watch is a C record, matched in C)")
+    parser.add_argument("--python-fires", action="store_true",
+                        help="the C request path stops after each watched change and Python "
+                             "fires it, for comparison (default off: with the C registry the "
+                             "engine fires it and returns the deliveries with its batch)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -228,6 +232,7 @@ SAME_NAMED = (
     "pid_file", "output_pid", "trace_file", "hypervisor", "server_features", "fsync",
     "fsync_interval", "journal_max_bytes", "journal_salvage", "metrics",
     "log_summary_interval", "live_restore", "python_requests", "python_watches",
+    "python_fires",
 )
 
 

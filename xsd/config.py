@@ -46,6 +46,9 @@ class Config:
     python_requests: bool = False
     # Keep watches in the Python registry (watches.WatchRegistry), not in C: for comparison.
     python_watches: bool = False
+    # Fire the C request path's watched changes from Python, one stop per change (as before
+    # the engine fired them through the C registry itself): for comparison.
+    python_fires: bool = False
     live_restore: str = ""              # state file handed over by a live update (internal)
     fork: bool = False                  # --fork: background, as xenstored without -N
     ready_fd: int = -1                  # --fork: the child says "R" here once serving

@@ -74,8 +74,9 @@ def script(seed: int, steps: int = 150) -> list:
     return out
 
 
-def run(proc, steps) -> dict:
-    """Play ``steps`` on the daemon ``proc``: -> each connection's packets, in order."""
+def run(proc, steps, watches=WATCHES) -> dict:
+    """Play ``steps`` on the daemon ``proc``, ``watches`` set first: -> each connection's
+    packets, in order."""
     hv = MockControl(proc.rundir)
     with SocketClient(proc.socket_path, timeout=10) as toolstack:
         for domid in (1, 2):
@@ -87,7 +88,7 @@ def run(proc, steps) -> dict:
                "g1": RecordingGuest(proc.rundir, 1, timeout=10),
                "g2": RecordingGuest(proc.rundir, 2, timeout=10)}
     try:
-        for name, paths in WATCHES.items():
+        for name, paths in watches.items():
             for i, path in enumerate(paths):
                 clients[name].ok(Op.WATCH, path, b"%s-%d" % (name.encode(), i))
         for sender, batch in steps:
@@ -120,6 +121,59 @@ def test_watchers_see_the_same_packets_with_and_without_the_engine(daemon_factor
     events = {name: [p for p in packets if p[0] == Op.WATCH_EVENT]
               for name, packets in with_engine.items()}
     assert all(len(events[name]) > 20 for name in WATCHES), {n: len(e) for n, e in events.items()}
+
+
+# -- many watched changes in one batch ------------------------------------------------------
+
+# The writer watches too: its own changes' events come before their replies, in its stream.
+STORM_WATCHES = dict(WATCHES, writer=[b"/w/x", b"/a", b"/local/domain/1/data"],
+                     g1=WATCHES["g1"] + [b"/a/b"])
+# One send: g1 watches /a/b (token g1-3) and can read the nodes below it only through
+# their parent /a/b (XSA-115), whose perms the same batch gives and takes away: each change
+# is filtered by the perms of its own moment, not those at the batch's end.  The nodes'
+# paths differ, so no event is coalesced with another.
+PARENT_PERMS_BATCH = [
+    (Op.MKDIR, b"/a/b\0"), (Op.WRITE, b"/a/b/x1\0a"), (Op.WRITE, b"/a/b/x2\0a"),
+    (Op.WRITE, b"/a/b/x3\0a"), (Op.SET_PERMS, b"/a/b\0n0\0r1\0"), (Op.WRITE, b"/a/b/x1\0b"),
+    (Op.SET_PERMS, b"/a/b\0n0\0"), (Op.WRITE, b"/a/b/x2\0b"),
+    (Op.SET_PERMS, b"/a/b\0n0\0r1\0"), (Op.RM, b"/a/b/x3\0"), (Op.SET_PERMS, b"/a/b\0n0\0"),
+    (Op.RM, b"/a/b/x2\0"), (Op.WRITE, b"/a/b/x4\0c"),
+]
+
+
+def storm_script(seed: int, steps: int = 40) -> list:
+    """Batches of 10 to 40 requests from the writer in one send, most of them changes
+    watched by several watchers (the writer itself among them), between single guest
+    requests."""
+    rng = random.Random(seed)
+    out = [("writer", PARENT_PERMS_BATCH)]
+    for sender, batch in script(seed, steps):
+        if sender == "writer":
+            batch = [request for _, requests in script(rng.random(), 12)
+                     if _ == "writer" for request in requests][:rng.randrange(10, 41)]
+        out.append((sender, batch))
+    return out
+
+
+def test_batches_of_watched_changes_tell_every_watcher_what_python_would(daemon_factory):
+    """Three daemons: the engine firing watched changes itself (the deliveries come back with
+    its batch), the engine stopping after each for Python to fire (--python-fires), and
+    Python alone: every connection gets the same packets in the same order."""
+    steps = storm_script(seed=5)
+    fired = run(daemon_factory(name="engine"), steps, STORM_WATCHES)
+    stopped = run(daemon_factory("--python-fires", name="stops"), steps, STORM_WATCHES)
+    python_only = run(daemon_factory("--python-requests", name="python"), steps, STORM_WATCHES)
+    for name in fired:
+        assert fired[name] == python_only[name], name
+        assert stopped[name] == python_only[name], name
+    events = {name: [p[3] for p in packets if p[0] == Op.WATCH_EVENT]
+              for name, packets in fired.items()}
+    assert all(len(events[name]) > 40 for name in STORM_WATCHES), \
+        {n: len(e) for n, e in events.items()}
+    # The first batch: g1 saw the changes below /a/b made while it could read /a/b.
+    g1 = [e for e in events["g1"] if e.endswith(b"\0g1-3\0")][:4]
+    assert g1 == [b"/a/b\0g1-3\0", b"/a/b\0g1-3\0", b"/a/b/x1\0g1-3\0",
+                  b"/a/b/x3\0g1-3\0"], g1
 
 
 # -- guests creating nodes at their quotas ------------------------------------------------

@@ -51,6 +51,12 @@ struct xsd_engine {
     char *event;                                /* a watched change's event (engine.h) */
     size_t event_cap;
     size_t event_len;                           /* 0: the last packet fired nothing */
+    xsd_wreg *wreg;                             /* NULL: watched changes stop EVENTS */
+    char *deliv;                                /* the run's delivery groups (engine.h) */
+    size_t deliv_cap;
+    size_t deliv_len;
+    char *below;                                /* a removal's nodes below its root */
+    size_t below_cap;
 };
 
 struct xsd_conn {
@@ -91,7 +97,14 @@ void xsd_engine_free(xsd_engine *e)
         return;
     XSD_FREE(e->scratch);
     XSD_FREE(e->event);
+    XSD_FREE(e->deliv);
+    XSD_FREE(e->below);
     XSD_FREE(e);
+}
+
+void xsd_engine_watches(xsd_engine *e, xsd_wreg *reg)
+{
+    e->wreg = reg;
 }
 
 int xsd_engine_domain_known(xsd_engine *e, uint32_t domid, int known)
@@ -349,6 +362,7 @@ struct request {
     size_t len;
     unsigned flags;
     char *reply;                /* XSD_PAYLOAD_MAX bytes */
+    size_t reply_at;            /* where the reply starts in the run's out */
 };
 
 /* The node at path as the request sees it (the store, or its transaction,
@@ -602,6 +616,167 @@ static int64_t remove_event(xsd_engine *e, const char *path, size_t len)
     }
 }
 
+/* -- firing through the C registry (engine.h, xsd_engine_watches) ---------- */
+
+/* What one fire call is given besides its path. */
+struct firing {
+    int remove;                 /* xsd_wreg_fire_remove, else fire_change */
+    const char *perms;          /* the node's (a removal: the root's, before it went) */
+    size_t perms_len;
+    const char *old;            /* SET_PERMS: the perms before; else NULL */
+    size_t old_len;
+    const char *below;          /* a removal's entries below the root, or NULL */
+    size_t below_len;
+};
+
+/* Room for need more bytes of deliveries; 0, or -1 when out of memory. */
+static int deliveries_room(xsd_engine *e, size_t need)
+{
+    char *bigger;
+    size_t cap;
+
+    if (need <= e->deliv_cap - e->deliv_len)
+        return 0;
+    if (need > SIZE_MAX / 4 - e->deliv_len)
+        return -1;
+    cap = e->deliv_cap ? 2 * e->deliv_cap : 4096;
+    if (cap < e->deliv_len + need)
+        cap = e->deliv_len + need;
+    bigger = XSD_REALLOC(e->deliv, cap);
+    if (!bigger)
+        return -1;
+    e->deliv = bigger;
+    e->deliv_cap = cap;
+    return 0;
+}
+
+static void put_u64_host(char *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The deliveries of a change at path[0..len) appended to the run's buffer as
+ * one group ahead of the reply at reply_at: 0 (nothing delivered: no group),
+ * 1 when a removal without f->below has watches below its root (nothing
+ * appended: call again with the entries), or PUNT (out of memory, or an
+ * error of the registry; the buffer as it was). Changes nothing else: the
+ * caller makes the change after, and on its failure cuts the buffer back. */
+static int64_t fire_group(xsd_engine *e, size_t reply_at, const char *path, size_t len,
+                          const struct firing *f)
+{
+    size_t head = XSD_DELIVERY_GROUP_HEADER + len, start = e->deliv_len, cap;
+    int64_t n;
+    int asks = 0;
+    char *at;
+
+    if (len > U32_MAX || deliveries_room(e, head + 256))
+        return PUNT;
+    for (;;) {
+        at = e->deliv + start + head;
+        cap = e->deliv_cap - start - head;
+        if (f->remove)
+            n = xsd_wreg_fire_remove(e->wreg, path, len, f->perms, f->perms_len, f->below,
+                                     f->below_len, &asks, at, cap);
+        else
+            n = xsd_wreg_fire_change(e->wreg, path, len, f->perms, f->perms_len, f->old,
+                                     f->old_len, at, cap);
+        if (n < 0 || (uint64_t)n > U32_MAX)
+            return PUNT;
+        if ((size_t)n <= cap)
+            break;
+        if (deliveries_room(e, head + (size_t)n))  /* firing changes nothing: call again */
+            return PUNT;
+    }
+    if (asks)
+        return 1;
+    if (n == 0)
+        return 0;
+    at = e->deliv + start;
+    put_u64_host(at, (uint64_t)reply_at);
+    put_u32(at + 8, (uint32_t)len);
+    put_u32(at + 12, (uint32_t)n);
+    memcpy(at + XSD_DELIVERY_GROUP_HEADER, path, len);
+    e->deliv_len = start + head + (size_t)n;
+    return 0;
+}
+
+/* Room for need more bytes of below entries past at. */
+static int below_room(xsd_engine *e, size_t at, size_t need)
+{
+    char *bigger;
+    size_t cap;
+
+    if (need <= e->below_cap - at)
+        return 0;
+    if (need > SIZE_MAX / 4 - at)
+        return -1;
+    cap = 2 * e->below_cap > at + need ? 2 * e->below_cap : at + need;
+    bigger = XSD_REALLOC(e->below, cap);
+    if (!bigger)
+        return -1;
+    e->below = bigger;
+    e->below_cap = cap;
+    return 0;
+}
+
+static void put_le32(char *p, size_t v)
+{
+    p[0] = (char)(v & 0xff);
+    p[1] = (char)((v >> 8) & 0xff);
+    p[2] = (char)((v >> 16) & 0xff);
+    p[3] = (char)((v >> 24) & 0xff);
+}
+
+static size_t up_len(const char *path, size_t len);
+
+/* xsd_wreg_fire_remove's entries for every node strictly below root, in
+ * xsd_store_subtree's order (children first; the order Python's removed dict
+ * has): path, perms and the parent's perms (the parent is removed too: root
+ * or below), read from the store before the removal, as CWatchRegistry's
+ * removed_below gives them from ops.subtree. Nodes no watch names are
+ * passed too: the registry skips them (it looks each path up among the
+ * watches below root). Their length in e->below, or PUNT. */
+static int64_t removed_below(xsd_engine *e, const char *root, size_t len)
+{
+    int64_t n = remove_event(e, root, len);     /* the subtree's records in e->event */
+    size_t at, end, out = 0;
+
+    if (n < 0)
+        return PUNT;
+    at = 1 + len + 1;
+    end = (size_t)n;
+    while (at < end) {
+        const char *path = e->event + at, *perms, *p;
+        size_t plen = strlen(path), perms_len, up;
+        struct xsd_node_view parent;
+
+        perms = path + plen + 1;
+        p = perms;
+        while (*p != '\0')                       /* entries, each with its NUL */
+            p += strlen(p) + 1;
+        perms_len = (size_t)(p - perms);
+        at = (size_t)(p + 1 - e->event);
+        if (plen == len)
+            continue;                            /* the root: the registry has it */
+        up = up_len(path, plen);
+        if (xsd_store_get(e->store, path, up, &parent))
+            return PUNT;                         /* below root: never missing */
+        if (plen > U32_MAX || perms_len > U32_MAX || parent.perms_len > U32_MAX ||
+            below_room(e, out, 12 + plen + perms_len + parent.perms_len))
+            return PUNT;
+        put_le32(e->below + out, plen);
+        memcpy(e->below + out + 4, path, plen);
+        out += 4 + plen;
+        put_le32(e->below + out, perms_len);
+        memcpy(e->below + out + 4, perms, perms_len);
+        out += 4 + perms_len;
+        put_le32(e->below + out, parent.perms_len);
+        memcpy(e->below + out + 4, parent.perms, parent.perms_len);
+        out += 4 + parent.perms_len;
+    }
+    return (int64_t)out;
+}
+
 /* Mutations the engine may make for this request: ops flagged MUTATES are
  * EROFS on a read-only conn; unprivileged ones need the quotas pushed. */
 static int may_mutate(const struct request *q)
@@ -693,6 +868,7 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     size_t perms_len = 0;
     int64_t missing = xsd_store_missing(q->e->store, path, len, &top);
     int64_t event = 0;
+    size_t mark = q->e->deliv_len;
 
     if (missing < 0 || over_quota(q->c, q->c->quotas.node_size, value_len))
         return PUNT;            /* ENOSPC */
@@ -720,14 +896,24 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
     }
     if (watched(q->e, path, len, XSD_MATCH_ANCESTORS)) {
         /* ops.do_write's event: the new nodes' perms, or the node's own */
-        event = missing ? change_event(q->e, path, len, perms, perms_len, NULL, 0)
-                        : change_event(q->e, path, len, top.perms, top.perms_len, NULL, 0);
-        if (event < 0)
-            return PUNT;
+        if (q->e->wreg) {
+            struct firing f = {0, missing ? perms : top.perms,
+                               missing ? perms_len : top.perms_len, NULL, 0, NULL, 0};
+
+            if (fire_group(q->e, q->reply_at, path, len, &f) < 0)
+                return PUNT;
+        } else {
+            event = missing ? change_event(q->e, path, len, perms, perms_len, NULL, 0)
+                            : change_event(q->e, path, len, top.perms, top.perms_len, NULL, 0);
+            if (event < 0)
+                return PUNT;
+        }
     }
     if (xsd_store_write(q->e->store, path, len, value, value_len,
-                        missing ? perms : NULL, perms_len) < 0)
+                        missing ? perms : NULL, perms_len) < 0) {
+        q->e->deliv_len = mark;
         return PUNT;            /* -ENOMEM and the like: nothing changed */
+    }
     q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
@@ -854,6 +1040,7 @@ static int64_t do_rm(const struct request *q)
     char path[ABS_PATH_MAX];
     struct xsd_node_view v;
     int64_t n = one_field(q->payload, q->len), event = 0;
+    size_t mark = q->e->deliv_len;
 
     if (n < 0 || !may_mutate(q))
         return PUNT;
@@ -867,12 +1054,33 @@ static int64_t do_rm(const struct request *q)
     if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
         return PUNT;            /* EACCES */
     if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS)) {
-        event = remove_event(q->e, path, (size_t)n);
-        if (event < 0)
-            return PUNT;
+        if (q->e->wreg) {
+            struct firing f = {1, v.perms, v.perms_len, NULL, 0, NULL, 0};
+            int64_t fired = fire_group(q->e, q->reply_at, path, (size_t)n, &f);
+
+            if (fired == 1) {   /* watches below the root: tell it the removed nodes */
+                int64_t below = removed_below(q->e, path, (size_t)n);
+
+                if (below < 0)
+                    return PUNT;
+                f.below = below ? q->e->below : "";
+                f.below_len = (size_t)below;
+                fired = fire_group(q->e, q->reply_at, path, (size_t)n, &f);
+            }
+            if (fired != 0) {
+                q->e->deliv_len = mark;
+                return PUNT;
+            }
+        } else {
+            event = remove_event(q->e, path, (size_t)n);
+            if (event < 0)
+                return PUNT;
+        }
     }
-    if (xsd_store_rm(q->e->store, path, (size_t)n) < 0)
+    if (xsd_store_rm(q->e->store, path, (size_t)n) < 0) {
+        q->e->deliv_len = mark;
         return PUNT;
+    }
     q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
@@ -925,7 +1133,7 @@ static int64_t do_set_perms(const struct request *q)
     struct xsd_node_view v;
     uint32_t owner = 0, count = 0;
     int64_t n, plen, event = 0;
-    size_t cut;
+    size_t cut, mark = q->e->deliv_len;
 
     if (!nul || !may_mutate(q))
         return PUNT;
@@ -954,12 +1162,22 @@ static int64_t do_set_perms(const struct request *q)
         return reply_ok(q->reply);
     }
     if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS)) {
-        event = change_event(q->e, path, (size_t)n, perms, (size_t)plen, v.perms, v.perms_len);
-        if (event < 0)
-            return PUNT;
+        if (q->e->wreg) {
+            struct firing f = {0, perms, (size_t)plen, v.perms, v.perms_len, NULL, 0};
+
+            if (fire_group(q->e, q->reply_at, path, (size_t)n, &f) < 0)
+                return PUNT;
+        } else {
+            event = change_event(q->e, path, (size_t)n, perms, (size_t)plen, v.perms,
+                                 v.perms_len);
+            if (event < 0)
+                return PUNT;
+        }
     }
-    if (xsd_store_set_perms(q->e->store, path, (size_t)n, perms, (size_t)plen))
+    if (xsd_store_set_perms(q->e->store, path, (size_t)n, perms, (size_t)plen)) {
+        q->e->deliv_len = mark;
         return PUNT;
+    }
     q->e->event_len = (size_t)event;
     return reply_ok(q->reply);
 }
@@ -992,6 +1210,17 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
     int stop;
 
     e->event_len = 0;
+    e->deliv_len = 0;
+    if (e->deliv_cap > 4 * XSD_DELIVERIES_STOP) {   /* a big removal's: not kept */
+        XSD_FREE(e->deliv);
+        e->deliv = NULL;
+        e->deliv_cap = 0;
+    }
+    if (e->below_cap > 4 * XSD_DELIVERIES_STOP) {
+        XSD_FREE(e->below);
+        e->below = NULL;
+        e->below_cap = 0;
+    }
     for (;;) {
         uint32_t op, plen;
         struct request q;
@@ -1011,7 +1240,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
             stop = XSD_RUN_DONE;
             break;
         }
-        if (cap - out_len < XSD_REPLY_MAX) {
+        if (cap - out_len < XSD_REPLY_MAX || e->deliv_len > XSD_DELIVERIES_STOP) {
             stop = XSD_RUN_FULL;
             break;
         }
@@ -1029,6 +1258,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         q.len = plen;
         q.flags = flags;
         q.reply = out + out_len + XSD_HEADER_SIZE;
+        q.reply_at = out_len;
         n = answer(&q, op);     /* sets e->event_len only with a change made */
         if (n < 0) {
             stop = XSD_RUN_PYTHON;
@@ -1056,5 +1286,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
     r->reply_at = reply_at;
     r->event = stop == XSD_RUN_EVENTS ? e->event : NULL;
     r->event_len = stop == XSD_RUN_EVENTS ? e->event_len : 0;
+    r->deliveries = e->deliv_len ? e->deliv : NULL;
+    r->deliveries_len = e->deliv_len;
     return stop;
 }

@@ -14,7 +14,8 @@
  * Python ("punts": stop PYTHON) before changing anything, so every error reply
  * and everything rare is produced by xsd/core exactly as without the engine;
  * a change that may fire watches is made here and its event handed to Python
- * (stop EVENTS), whose watch registry fires it. The Python core (xsd/core/ops.py, dispatch.py,
+ * (stop EVENTS), whose watch registry fires it; or, given the C registry
+ * (xsd_engine_watches), fired here, its deliveries returned with the run. The Python core (xsd/core/ops.py, dispatch.py,
  * permissions.py) is the oracle: tests/native/test_engine.py feeds the same
  * packets to both and requires the same reply bytes and the same nodes.
  *
@@ -93,6 +94,7 @@
 #include "store.h"
 #include "trie.h"
 #include "txn.h"
+#include "watchreg.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,7 +113,8 @@ typedef struct xsd_conn xsd_conn;       /* opaque */
 /* Why xsd_engine_run stopped (also its return value). */
 #define XSD_RUN_DONE      0     /* no whole packet left: in[consumed..len) is a partial one */
 #define XSD_RUN_PYTHON    1     /* in[consumed..) starts with a packet Python must answer */
-#define XSD_RUN_FULL      2     /* fewer than XSD_REPLY_MAX bytes free in out */
+#define XSD_RUN_FULL      2     /* fewer than XSD_REPLY_MAX bytes free in out, or the
+                                   run's deliveries passed XSD_DELIVERIES_STOP */
 #define XSD_RUN_BAD       3     /* the header at in[consumed] announces len > 4096 */
 #define XSD_RUN_EVENTS    4     /* the last packet answered changed a watched node: out
                                    [reply_at..out_len) is its reply, event its event */
@@ -137,7 +140,38 @@ struct xsd_run {
     size_t reply_at;    /* XSD_RUN_EVENTS: where the last reply starts in out */
     const char *event;  /* XSD_RUN_EVENTS: event_len bytes in the engine's space, */
     size_t event_len;   /* valid until the next run or xsd_engine_free; else NULL, 0 */
+    const char *deliveries;  /* with a registry (xsd_engine_watches): the run's */
+    size_t deliveries_len;   /* deliveries, as below; valid as event is; else NULL, 0 */
 };
+
+/* With the C watch registry (xsd_engine_watches), a watched change outside a
+ * transaction does not stop the run: the engine fires it itself, exactly as
+ * xsd/core/watches.py CWatchRegistry.fire_change / fire_remove would (CHANGE
+ * with the old perms on SET_PERMS; REMOVE with the removed nodes' perms and
+ * their parents', taken from the store just before the removal), and appends
+ * its deliveries to the run's delivery buffer as one group:
+ *   u64 reply_at, u32 path length, u32 records length, path, records
+ * (host byte order) where reply_at is where the changing request's reply
+ * starts in out and records are watchreg.h's delivery records of a fire call
+ * given path (XSD_WREG_SAME_PATH meaning path). A change that delivers
+ * nothing adds no group. Python queues each group's deliveries after the
+ * replies before reply_at and before that reply (C xenstored queues a
+ * request's events before its reply). The deliveries are computed at the
+ * change, just before the store call that makes it (a CHANGE's XSA-115 check
+ * reads the parent's perms in the store: a node created with missing
+ * ancestors has a parent with its own perms, so before or after the call the
+ * answer is the same; a later request of the run cannot have changed them
+ * yet). A buffer that cannot grow is PYTHON with nothing changed. Past
+ * XSD_DELIVERIES_STOP bytes of deliveries the run stops FULL before the next
+ * packet, so Python queues them (its budgets and drops apply) before more
+ * are made. */
+#define XSD_DELIVERY_GROUP_HEADER 16u
+#define XSD_DELIVERIES_STOP       (256u * 1024u)
+
+/* Fire watched changes through reg (borrowed; it must watch through the trie
+ * given to xsd_engine_new and outlive e's runs) instead of stopping
+ * XSD_RUN_EVENTS; NULL: stop as before. */
+void xsd_engine_watches(xsd_engine *e, xsd_wreg *reg);
 
 /* A new engine over store and watches (watches may be NULL: no watch
  * registry, nothing can fire), or NULL when out of memory. Domain 0 is known
@@ -204,8 +238,11 @@ uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op);
  * a cap below XSD_REPLY_MAX therefore always stops FULL at the first whole
  * packet. A packet that is PYTHON changed nothing. Never allocates except
  * the store's own node blocks and the engine's scratch space (grown, kept)
- * for DIRECTORY_PART of a wide node and for a watched mutation's event; a
- * failed allocation is PYTHON. After XSD_RUN_EVENTS call again on the rest. */
+ * for DIRECTORY_PART of a wide node and for a watched mutation's event, or
+ * with a registry its deliveries (and a removal's entries below its root;
+ * kept up to 4 * XSD_DELIVERIES_STOP bytes) and the registry's own match
+ * space; a failed allocation is PYTHON. After XSD_RUN_EVENTS call again on
+ * the rest. */
 int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r);
 

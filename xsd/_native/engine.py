@@ -17,13 +17,17 @@ at a partial packet (STOP_DONE), at a packet Python must answer (STOP_PYTHON:
 (STOP_BAD: the Decoder raises ProtocolError on it), or right after a change
 that may fire watches (STOP_EVENTS: ``engine.event(...)`` tells where its
 reply starts in ``out`` and what changed; fire it, send the reply, call
-again).  engine.h says which
+again) unless the engine was given the C watch registry (``watches``): then
+it fires there and ``deliveries()`` holds the run's deliveries, read with
+``delivery_groups``.  engine.h says which
 packets the engine answers; everything else, and every error, stays Python's.
 
 One C handle per object, owned through ``ffi.gc``; the engine keeps the
 store's and the trie's owners alive (it borrows their handles), each conn
 keeps its engine alive.  Not thread-safe: the event loop's thread only.
 """
+from struct import Struct
+
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 from ._xsd_native import ffi, lib
 
@@ -44,6 +48,9 @@ _run = lib.xsd_engine_run
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
 _OUT_CAP = 16 * REPLY_MAX      # replies of one run; FULL past it (the caller runs again)
+_GROUP = Struct("=QII")         # engine.h: reply_at, path length, records length
+if _GROUP.size != lib.XSD_DELIVERY_GROUP_HEADER:
+    raise ImportError("xsd._native: delivery group header differs from engine.h")
 
 
 class Conn:
@@ -120,6 +127,20 @@ class Engine:
     def conn(self) -> Conn:
         return Conn(self)
 
+    def watches(self, registry) -> None:
+        """Fire watched changes through ``registry`` (an ``xsd._native.watchreg.
+        NativeWatchRegistry`` over the trie this engine was given) instead of stopping
+        STOP_EVENTS: each run's deliveries are then read with ``deliveries()``."""
+        lib.xsd_engine_watches(self._h, registry.handle)
+        self._owners += (registry,)     # borrowed by C: kept alive with us
+
+    def deliveries(self) -> bytes:
+        """The last run's delivery groups (engine.h; ``delivery_groups`` reads them), b""
+        when it fired nothing."""
+        r = self._run_result
+        n = r.deliveries_len
+        return _unpack(r.deliveries, n) if n else b""
+
     def domain_known(self, domid: int, known: bool) -> None:
         """SET_PERMS may make ``domid`` an owner (Daemon.domain_exists); domids at or above
         DOMID_FIRST_RESERVED are never known (ValueError)."""
@@ -148,6 +169,20 @@ class Engine:
         r = self._run_result
         raw = _unpack(r.event, r.event_len)
         return r.reply_at, _decode_event(raw, decode_perms, change, remove)
+
+
+def delivery_groups(data: bytes):
+    """``(reply_at, path, records)`` per group of ``Engine.deliveries()``, in order: where
+    the reply of the change that fired it starts in the run's ``out``, the changed path
+    (str) and watchreg.h's delivery records for it (``watchreg.deliver`` reads them)."""
+    at, end, unpack, size = 0, len(data), _GROUP.unpack_from, _GROUP.size
+    while at < end:
+        reply_at, path_len, records_len = unpack(data, at)
+        at += size
+        path = data[at:at + path_len].decode("ascii")
+        at += path_len
+        yield reply_at, path, data[at:at + records_len]
+        at += records_len
 
 
 def _decode_event(raw: bytes, decode_perms, change, remove):

@@ -67,6 +67,11 @@ class NativeWatchRegistry:
         self._asks = _new("int *")
 
     # -- sessions -------------------------------------------------------------
+    @property
+    def handle(self):
+        """The ``xsd_wreg *`` (the request engine fires through it: engine.h)."""
+        return self._h
+
     def session_new(self) -> int:
         s = lib.xsd_wreg_session_new(self._h)
         if s < 0:

@@ -7,9 +7,12 @@ delivers, and stops at the first request it leaves to Python (engine.h says
 which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
 anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
-watches is made in C too: the engine stops right after it with the event
-described, and the daemon fires it before that request's reply goes out, as
-dispatch does.  What the
+watches is made in C too.  Under the C watch registry the engine fires it
+there and returns the deliveries with the batch (each before the reply of the
+change that made it: ``_deliver`` queues them on their sessions); else
+(``--python-fires``, ``--python-watches``) it stops right after the change
+with the event described, and the daemon fires it before that request's reply
+goes out, as dispatch does.  What the
 engine answers is what dispatch would have answered, byte for byte
 (tests/native/test_engine.py holds it to the Python core as oracle).
 
@@ -45,9 +48,10 @@ from .._native import BACKEND
 from .events import CHANGE, REMOVE
 from .ops import watch_bytes
 from .stats import SAMPLE_EVERY
+from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine
+    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine, delivery_groups
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,12 @@ class FastPath:
     def __init__(self, daemon):
         self.daemon = daemon
         self.engine = Engine(daemon.store.handle, daemon.watches.trie.handle)
+        # Under the C registry the engine fires watched changes itself and returns the
+        # deliveries with its batch (one crossing per batch); else it stops after each.
+        self.fires = (isinstance(daemon.watches, CWatchRegistry)
+                      and not daemon.config.python_fires)
+        if self.fires:
+            self.engine.watches(daemon.watches.native)
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
         self._known = set()
@@ -95,6 +105,7 @@ class FastPath:
         # allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
+        deliveries = self.engine.deliveries if self.fires else None
         consumed = journaled = 0
         while True:
             if stats.timed:
@@ -109,7 +120,9 @@ class FastPath:
             if stop == STOP_EVENTS:
                 self._fire_before_reply(session, out)
             else:
-                if out:
+                if out and deliveries is not None and (groups := deliveries()):
+                    self._deliver(session, out, groups, flush_at)
+                elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
                             not (journaling and (journal_bytes or daemon.store.has_changes())):
                         session.write(out)      # nothing of this client waits before these
@@ -137,6 +150,30 @@ class FastPath:
         except Exception:           # the change is made and will be acknowledged
             log.exception("%r: internal error firing watches", session)
         session.send(out[reply_at:])
+
+    def _deliver(self, session, out: bytes, groups: bytes, flush_at: int) -> None:
+        """A run's replies with the watch events its changes fired (Engine.deliveries)
+        between them: each change's deliveries are queued on their sessions after the
+        replies before its own and before it (C xenstored queues a request's events before
+        its reply; dispatch._fire), the requester itself possibly among them.  After each
+        such reply the output is flushed past ``flush_at``, where the stop per watched
+        change (--python-fires) flushes it: events coalesce and drop as they did there."""
+        daemon = self.daemon
+        deliver = daemon.watches.deliver
+        sent = 0
+        for reply_at, path, records in delivery_groups(groups):
+            if reply_at > sent:
+                session.send(out[sent:reply_at])
+            try:
+                deliver(records, path)
+            except Exception:       # the change is made and will be acknowledged
+                log.exception("%r: internal error firing watches", session)
+            sent = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+            session.send(out[reply_at:sent])
+            if session.out_bytes > flush_at:
+                daemon.flush()
+        if sent < len(out):
+            session.send(out[sent:])
 
     def _configure(self, session):
         if self._known_epoch != self.epoch:

@@ -402,6 +402,16 @@ class CWatchRegistry:
         if deliveries:
             deliver(deliveries, root, self._sessions)
 
+    @property
+    def native(self):
+        """The C registry (the request engine fires through it: fastpath.py)."""
+        return self._native
+
+    def deliver(self, records: bytes, path: str) -> None:
+        """Queue the deliveries of a fire call given ``path`` that the request engine made
+        (watchreg.h's records) on their sessions, in order."""
+        deliver(records, path, self._sessions)
+
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""
         perms = self.special_perms.get(name)

@@ -14,8 +14,14 @@
  * reply_at, and describes its event in engine.h's format exactly: a CHANGE
  * with path, a permission list and an old one; a REMOVE whose records end
  * with the root.
+ * When the input's first byte is odd the engine fires through a C watch
+ * registry instead (xsd_engine_watches; watchers dom0, a guest, and one
+ * below a removable root): no run stops EVENTS, and a run's deliveries are
+ * groups laid out as engine.h says, each at the start of one of the run's
+ * replies, in order.
  *
- * Program format, one batch after another until the input runs out:
+ * Program format, after that first byte, one batch after another until the
+ * input runs out:
  *   control byte: bits 0-1 conn, bit 2 without XSD_RUN_MUTATE,
  *                 bit 3 inject an allocation failure after bits 4-6 successes,
  *                 bit 7 raw bytes (length byte, then the bytes) instead of
@@ -44,6 +50,7 @@
 #include "engine_packets.h"
 #include "fuzz_input.h"
 #include "store_dump.h"
+#include "watchreg.h"
 
 #define CONNS 4
 
@@ -158,6 +165,35 @@ static int event_ok(const char *ev, size_t len)
     return rec_len == root_len && memcmp(ev + rec, ev + 1, root_len) == 0;
 }
 
+/* The deliveries of a run that answered replies starting at starts[0..n). */
+static int deliveries_ok(const struct xsd_run *r, const size_t *starts, uint32_t n)
+{
+    size_t at = 0, k = 0;
+
+    if ((r->deliveries == NULL) != (r->deliveries_len == 0))
+        return 0;
+    while (at < r->deliveries_len) {
+        uint64_t reply_at;
+        uint32_t plen, rlen;
+
+        if (r->deliveries_len - at < XSD_DELIVERY_GROUP_HEADER)
+            return 0;
+        memcpy(&reply_at, r->deliveries + at, 8);
+        memcpy(&plen, r->deliveries + at + 8, 4);
+        memcpy(&rlen, r->deliveries + at + 12, 4);
+        at += XSD_DELIVERY_GROUP_HEADER;
+        if (rlen == 0 || r->deliveries_len - at < (size_t)plen + rlen ||
+            plen == 0 || r->deliveries[at] != '/')
+            return 0;
+        while (k < n && starts[k] < reply_at)
+            k++;                                 /* groups in order, each at a reply */
+        if (k == n || starts[k] != reply_at)
+            return 0;
+        at += (size_t)plen + rlen;
+    }
+    return 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -169,9 +205,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_store *store;
     xsd_trie *trie;
     xsd_engine *engine;
+    xsd_wreg *wreg = NULL;
     xsd_conn *conns[CONNS];
     xsd_txn *txns[3];
-    uint8_t ctl;
+    static size_t starts[4 * XSD_REPLY_MAX / XSD_HEADER_SIZE];
+    uint8_t ctl, mode = 0;
 
     hooks_fail_after(-1, 0);
     store = xsd_store_new();
@@ -200,8 +238,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         xsd_conn_quotas(conns[2], &none);
     }
     xsd_engine_domain_known(engine, 1, 1);
-    if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2))
+    (void)take(&in, &mode);
+    if (mode & 1) {
+        uint64_t order;
+        int64_t s0, s1;
+
+        wreg = xsd_wreg_new(trie, store);
+        s0 = wreg ? xsd_wreg_session_new(wreg) : -1;
+        s1 = wreg ? xsd_wreg_session_new(wreg) : -1;
+        if (s0 < 0 || s1 < 0 || xsd_wreg_session_set(wreg, (uint32_t)s0, 0, -1, 1) ||
+            xsd_wreg_session_set(wreg, (uint32_t)s1, 1, -1, 0) ||
+            xsd_wreg_add(wreg, (uint32_t)s0, "/w", 2, "t", 1, 0, &order) ||
+            xsd_wreg_add(wreg, (uint32_t)s1, "/a/b/x", 6, "u", 1, 0, &order) ||
+            xsd_wreg_add(wreg, (uint32_t)s1, "/local/domain/1/a", 17, "v", 1, 1, &order) ||
+            xsd_wreg_add(wreg, (uint32_t)s0, "/a/b/x/w", 8, "t", 1, 0, &order))
+            abort();
+        xsd_engine_watches(engine, wreg);
+    } else if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2)) {
         abort();
+    }
     for (int i = 0; i < 3; i++) {
         txns[i] = xsd_txn_new(store);
         if (!txns[i])
@@ -252,10 +307,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     field(out + at, 1) != field(p->buf + pos, 1))
                     abort();
                 last_at = at;
+                starts[k] = at;
                 at += XSD_HEADER_SIZE + field(out + at, 3);
                 pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
             }
-            if (at != r.out_len)
+            if (at != r.out_len || !deliveries_ok(&r, starts, r.handled) ||
+                (wreg && r.stop == XSD_RUN_EVENTS))
                 abort();
             if (r.stop == XSD_RUN_PYTHON && r.handled == 0) {
                 after = store_dump(store, &after_len);
@@ -301,6 +358,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 3; i++)
         xsd_txn_free(txns[i]);
     xsd_engine_free(engine);
+    xsd_wreg_free(wreg);
     xsd_trie_free(trie);
     xsd_store_free(store);
     if (hooks_live_blocks() != 0)

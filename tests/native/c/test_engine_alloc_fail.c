@@ -18,6 +18,11 @@
  *   - sticky: every request is answered or left to Python unchanged.
  * xsd_store_check must pass after a failure and at the end, and nothing may
  * be left allocated.
+ * The whole sweep runs twice: the engine stopping EVENTS with the event
+ * described, then firing through a C watch registry (watchreg.c built with
+ * the same hooks; xsd_engine_watches), where the run's deliveries stand for
+ * the event: a privileged and a guest watcher, one watch below the removed
+ * root (the removed nodes' entries are built, and grow their space).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,7 @@
 
 #include "alloc_fail_harness.h"
 #include "engine.h"
+#include "watchreg.h"
 #include "engine_packets.h"
 #include "store_dump.h"
 
@@ -43,6 +49,8 @@ static size_t initial_dump_len;
 static char out[2 * XSD_REPLY_MAX];
 static const char *event;               /* run_req's: the last run's event, or NULL */
 static size_t event_len;
+static int firing;                      /* the pass through the C watch registry */
+#define BELOW_WATCH "/watched/t/a-child-name-long-enough-that-fifty-removed-nodes-list-over-4096-007"
 
 static void add(uint32_t type, const char *payload, size_t len)
 {
@@ -86,9 +94,33 @@ static void build_scenario(void)
 struct world {
     xsd_store *store;
     xsd_trie *trie;
+    xsd_wreg *wreg;             /* the firing pass's */
     xsd_engine *engine;
     xsd_conn *conn;
 };
+
+/* The firing pass's watchers: dom0 on /watched and below the removed root, a
+ * guest (dom1) on /watched/below. */
+static int watch_all(struct world *w)
+{
+    int64_t s0, s1;
+    uint64_t order;
+
+    w->wreg = xsd_wreg_new(w->trie, w->store);
+    if (!w->wreg)
+        return 0;
+    s0 = xsd_wreg_session_new(w->wreg);
+    s1 = xsd_wreg_session_new(w->wreg);
+    if (s0 < 0 || s1 < 0 || xsd_wreg_session_set(w->wreg, (uint32_t)s0, 0, -1, 1) ||
+        xsd_wreg_session_set(w->wreg, (uint32_t)s1, 1, -1, 0))
+        return 0;
+    if (xsd_wreg_add(w->wreg, (uint32_t)s0, "/watched", 8, "a", 1, 0, &order) ||
+        xsd_wreg_add(w->wreg, (uint32_t)s1, "/watched/below", 14, "b", 1, 0, &order) ||
+        xsd_wreg_add(w->wreg, (uint32_t)s0, BELOW_WATCH, sizeof BELOW_WATCH - 1, "c", 1, 0,
+                     &order))
+        return 0;
+    return 1;
+}
 
 static int make(struct world *w)
 {
@@ -97,11 +129,13 @@ static int make(struct world *w)
     w->trie = xsd_trie_new();
     if (!w->store || !w->trie)
         return 0;
-    if (xsd_trie_add(w->trie, "/watched", 8, 1))
+    if (firing ? !watch_all(w) : xsd_trie_add(w->trie, "/watched", 8, 1) != 0)
         return 0;
     w->engine = xsd_engine_new(w->store, w->trie);
     if (!w->engine || xsd_engine_domain_known(w->engine, 2, 1))
         return 0;
+    if (firing)
+        xsd_engine_watches(w->engine, w->wreg);
     w->conn = xsd_conn_new(w->engine);
     if (!w->conn)
         return 0;
@@ -113,6 +147,7 @@ static void unmake(struct world *w)
 {
     xsd_conn_free(w->conn);
     xsd_engine_free(w->engine);
+    xsd_wreg_free(w->wreg);
     xsd_trie_free(w->trie);
     xsd_store_free(w->store);
 }
@@ -125,11 +160,15 @@ static int run_req(struct world *w, size_t i, size_t *len)
     xsd_engine_run(w->engine, w->conn, req[i].buf, req[i].len, out, sizeof out,
                    XSD_RUN_MUTATE, &r);
     *len = r.out_len;
-    CHECK(r.stop == XSD_RUN_DONE || r.stop == XSD_RUN_PYTHON || r.stop == XSD_RUN_EVENTS);
+    CHECK(r.stop == XSD_RUN_DONE || r.stop == XSD_RUN_PYTHON ||
+          (!firing && r.stop == XSD_RUN_EVENTS));
     CHECK_EQ(r.consumed, r.stop == XSD_RUN_PYTHON ? 0 : req[i].len);
-    event = r.event;
-    event_len = r.event_len;
-    CHECK_EQ(r.stop == XSD_RUN_EVENTS, event != NULL);
+    event = firing ? r.deliveries : r.event;
+    event_len = firing ? r.deliveries_len : r.event_len;
+    if (firing)
+        CHECK(r.event == NULL && (r.stop != XSD_RUN_PYTHON || event == NULL));
+    else
+        CHECK_EQ(r.stop == XSD_RUN_EVENTS, event != NULL);
     return r.stop == XSD_RUN_EVENTS ? XSD_RUN_DONE : r.stop;
 }
 
@@ -171,7 +210,10 @@ static void golden(void)
         CHECK_EQ(xsd_store_check(w.store), 0);
     }
     CHECK_EQ(python, 0);                    /* watched changes too are answered */
-    CHECK(golden_event_len[nreq - 6] > 4096);  /* RM /watched: the event space grew */
+    if (firing)     /* RM /watched: the root to dom0, the node below to both */
+        CHECK(golden_event != NULL && golden_event[nreq - 6] != NULL);
+    else
+        CHECK(golden_event_len[nreq - 6] > 4096);  /* RM /watched: the event space grew */
     unmake(&w);
     CHECK_EQ(hooks_live_blocks(), 0);
 }
@@ -247,13 +289,15 @@ static int run_once(long n, int sticky)
 int main(void)
 {
     build_scenario();
-    golden();
-    run_alloc_fail_sweeps();
-    for (size_t i = 0; i < nreq; i++) {
-        free(golden_reply[i]);
-        free(golden_event[i]);
-        free(golden_dump[i]);
+    for (firing = 0; firing < 2; firing++) {
+        golden();
+        run_alloc_fail_sweeps();
+        for (size_t i = 0; i < nreq; i++) {
+            free(golden_reply[i]);
+            free(golden_event[i]);
+            free(golden_dump[i]);
+        }
+        free(initial_dump);
     }
-    free(initial_dump);
     return check_report();
 }
