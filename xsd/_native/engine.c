@@ -643,6 +643,16 @@ static size_t perm_count(const char *perms, size_t perms_len)
     return n;
 }
 
+/* Nodes domid owns as the request sees them (view.owned_by): the store's
+ * count, plus in a transaction what it made, removed or gave away
+ * (Transaction.owned_delta). */
+static int64_t owned_by(const struct request *q, uint32_t domid)
+{
+    int64_t n = (int64_t)xsd_store_owned_by(q->e->store, domid);
+
+    return q->t ? n + xsd_txn_owned_delta(q->t, domid) : n;
+}
+
 /* ops._create for an unprivileged caller: missing nodes (path and its
  * missing ancestors) within the nodes quota (the caller's domain owns them
  * all) and the memory quota (quota.memory_of_node of each: 40 + path +
@@ -662,8 +672,7 @@ static int64_t guest_creation(const struct request *q, const char *path, size_t 
     if (!owner_end)
         return PUNT;            /* the store keeps no empty list: never */
     first = (size_t)(owner_end - top->perms) + 1;   /* the owner entry, its NUL included */
-    if (c->quotas.nodes &&
-        (uint64_t)xsd_store_owned_by(q->e->store, c->domid) + missing > c->quotas.nodes)
+    if (c->quotas.nodes && owned_by(q, c->domid) + (int64_t)missing > (int64_t)c->quotas.nodes)
         return PUNT;            /* ENOSPC */
     for (uint64_t k = 1; k < missing; k++) {     /* each missing ancestor's path length */
         while (path[--end] != '/')
@@ -742,11 +751,15 @@ static size_t up_len(const char *path, size_t len)
     return len > 1 ? len - 1 : 1;
 }
 
-/* ops.do_write / do_mkdir (value NULL: MKDIR) over q->t: an existing node gets
- * the value (WRITE) or is kept (MKDIR); a missing one is created by a
- * privileged caller, after permissions.closest_ancestor's walk up one level
- * at a time (each level a recorded read). Unprivileged creations, and
- * anything refused, are Python's. */
+/* ops.do_write / do_mkdir (mkdir: MKDIR) over q->t: an existing node gets
+ * the value (WRITE) or is kept (MKDIR); a missing one is created after
+ * permissions.closest_ancestor's walk up one level at a time (each level a
+ * recorded read), by an unprivileged caller within the same quotas as
+ * outside (guest_creation: the nodes quota over the transaction's view,
+ * view.owned_by; the memory quota over the store's bytes, view.bytes_of).
+ * Anything refused or crossing the soft quota is Python's: every read made
+ * before such a punt (the node, then its ancestors up to the closest
+ * existing one) is one ops.py makes before it refuses, in the same order. */
 static int64_t tx_create_or_set(const struct request *q, const char *path, size_t len,
                                 const char *value, size_t value_len, int mkdir)
 {
@@ -763,9 +776,11 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
             return PUNT;        /* EACCES */
         if (mkdir)
             return reply_ok(q->reply);         /* existing: kept, no event */
-        if (!may_mutate(q) || v.perms_len > sizeof perms ||
-            (!q->c->privileged && v.owner == q->c->domid && value_len > v.value_len))
-            return PUNT;        /* the memory quota is Python's */
+        if (!may_mutate(q) || v.perms_len > sizeof perms)
+            return PUNT;
+        if (!q->c->privileged && v.owner == q->c->domid && value_len > v.value_len &&
+            !memory_fits(q->e, q->c, value_len - v.value_len))
+            return PUNT;        /* ENOMEM, or the soft quota's log */
         perms_len = v.perms_len;
         memcpy(perms, v.perms, perms_len);     /* the view is void after the next call */
         if (xsd_txn_set_value(q->t, path, len, value, value_len) ||
@@ -773,7 +788,7 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
             return PUNT;        /* -ENOMEM: the transaction is doomed (txn.h) */
         return reply_ok(q->reply);
     }
-    if (rc != PUNT_ABSENT || !q->c->privileged || !may_mutate(q))
+    if (rc != PUNT_ABSENT || !may_mutate(q))
         return PUNT;
     for (;;) {
         cut = up_len(path, cut);
@@ -784,10 +799,21 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
             return PUNT;
         count++;
     }
-    if (v.perms_len > sizeof perms)
-        return PUNT;
-    perms_len = v.perms_len;
-    memcpy(perms, v.perms, perms_len);         /* inherited (privileged: as they are) */
+    if (!q->c->privileged) {
+        int64_t n;
+
+        if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+            return PUNT;        /* EACCES */
+        n = guest_creation(q, path, len, value_len, &v, count, perms);
+        if (n < 0)
+            return PUNT;        /* ENOSPC, ENOMEM, or the soft quota's log */
+        perms_len = (size_t)n;
+    } else {
+        if (v.perms_len > sizeof perms)
+            return PUNT;
+        perms_len = v.perms_len;
+        memcpy(perms, v.perms, perms_len);     /* inherited as they are */
+    }
     if (xsd_txn_create(q->t, path, len, count, value, value_len, perms, perms_len) ||
         xsd_txn_note_change(q->t, path, len, perms, perms_len, NULL, 0))
         return PUNT;
