@@ -106,7 +106,7 @@ def run(proc, steps) -> dict:
             for req_id in req_ids:
                 client.reply(req_id)
             if end:
-                client.call(Op.TRANSACTION_END, end[0])
+                client.call(Op.TRANSACTION_END, end[0], tx_id=tx_id)
         for client in clients.values():         # whatever was queued before arrives first
             client.call(Op.GET_DOMAIN_PATH, b"0")
         return {name: [(p.op, p.req_id, p.tx_id, p.payload) for p in client.received]
@@ -202,3 +202,5 @@ def test_guests_creating_at_their_quotas_get_the_same_answers_with_and_without_t
     assert {b"ENOSPC\0", b"ENOMEM\0"} <= errors, errors
     assert sum(1 for p in replies if p[0] in (Op.WRITE, Op.MKDIR)) > 60
     assert len(warnings[0]) >= 3, warnings[0]
+    ended = sum(1 for p in replies if p[0] == Op.TRANSACTION_END)     # committed or aborted
+    assert ended > 50 if in_transactions else ended == 0, ended
