@@ -50,6 +50,7 @@ class Side:
         self.sessions = {}
         self.in_c = 0           # packets with a tx_id the C engine answered
         self.guest_creations_in_c = 0   # of those, a guest's WRITE or MKDIR making nodes
+        self.last_in_c = False          # the engine answered the last packet sent
 
     def session(self, name, domid, privileged=False):
         out = []
@@ -60,7 +61,9 @@ class Side:
         s, out = self.sessions[name]
         tx = s.transactions.get(packet.tx_id) if self.fast and packet.tx_id else None
         owned = tx.native.owned_delta(s.domid) if tx is not None else 0
-        if not self.fast or self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] == 0:
+        self.last_in_c = self.fast and \
+            self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] != 0
+        if not self.last_in_c:
             self.daemon.handle(s, packet)
         elif packet.tx_id:
             self.in_c += 1
@@ -337,3 +340,65 @@ def test_guests_creating_in_transactions_at_their_quotas_answer_as_python(seed):
     assert counts["enospc"] > 5 and counts["enomem"] > 5, counts
     assert counts["warned changes"] > 5, counts
     assert pair.c.guest_creations_in_c > 50, pair.c.guest_creations_in_c
+
+
+def test_a_guest_creates_in_its_transaction_in_c_within_its_quotas():
+    """The nodes quota counts the store's nodes of the domain (another session of it
+    changes them outside) plus what the transaction made or removed; the memory quota
+    the store's bytes, the session's watches and the new node; the soft one is crossed
+    in Python only.  Within them the engine answers; past them Python refuses."""
+    pair = Pair()
+    pair.boot()
+    store = pair.py.daemon.store
+    home = b"/local/domain/1/"
+
+    def quota(name, value):
+        pair.send("dom0", Op.SET_QUOTA, 0, b"1\0%s\0%d\0" % (name, value))
+
+    def send(op, payload, tx=0, who="guest1"):
+        (reply,) = [p for p in Decoder().feed(pair.send(who, op, tx, payload))
+                    if p.op != Op.WATCH_EVENT]
+        return pair.c.last_in_c, reply.payload[:-1].decode() if reply.op == Op.ERROR else "OK"
+
+    def write(path, value=b"", tx=0, who="guest1"):
+        return send(Op.WRITE, path + b"\0" + value, tx, who)
+
+    def used():         # what ops._charge counts before the new node: guest1's session
+        s = pair.py.sessions["guest1"][0]
+        return store.bytes_of(1) + watch_bytes(s)
+
+    tx = int(pair.send("guest1", Op.TRANSACTION_START, 0, b"\0")[16:-1])
+    quota(b"nodes", store.owned_by(1) + 3)
+    assert write(b"q/a/b/c", tx=tx) == (False, "ENOSPC")     # four new nodes
+    assert write(b"q/a", tx=tx) == (True, "OK")              # two, the guest's own
+    assert write(b"/b/o", who="guest1b") == (True, "OK")     # outside: the store's count
+    assert write(b"q/z", tx=tx) == (False, "ENOSPC")         # 1 + 2 in the transaction
+    assert send(Op.RM, b"/b/o\0", who="guest1b") == (True, "OK")
+    assert send(Op.MKDIR, b"q/z\0", tx=tx) == (True, "OK")
+    assert send(Op.RM, b"q\0", tx=tx) == (True, "OK")        # its three nodes gone again
+    assert write(b"q/y/w", tx=tx) == (True, "OK")
+    quota(b"nodes", 0)
+    # Memory: the store's bytes (not the transaction's), the watches, the new node.
+    node = 40 + len(home) + 2 + 16   # memory_of_node of "<home>m1", empty, two perms
+    quota(b"memory", used() + node + 1)
+    assert write(b"m1", b"v", tx=tx) == (True, "OK")
+    assert write(b"m2", b"vvvv", tx=tx) == (False, "ENOMEM")
+    assert write(b"m1", b"vvvv", tx=tx) == (True, "OK")     # grows its own node by 3
+    assert write(b"m1", b"v" * (4 + node + 4), tx=tx) == (False, "ENOMEM")
+    assert send(Op.WATCH, b"/x\0t\0") == (False, "OK")        # 40 + 3 bytes more
+    assert write(b"m2", b"v", tx=tx) == (False, "ENOMEM")
+    assert send(Op.UNWATCH, b"/x\0t\0") == (False, "OK")
+    assert write(b"m2", b"v", tx=tx) == (True, "OK")
+    quota(b"memory", 0)
+    # The soft quota: crossing it is Python's (it warns once), past it C's, silently.
+    pair.send("dom0", Op.CONTROL, 0, b"quota-soft\0set\0memory\0%d\0" % (used() + node + 3))
+    assert write(b"m3", b"vvv", tx=tx) == (True, "OK")     # exactly at it
+    assert write(b"m4", b"vvvv", tx=tx) == (False, "OK")    # over it: warned
+    assert pair.py.daemon.quotas.soft_warned == {1}
+    assert write(b"m5", b"vvvv", tx=tx) == (True, "OK")
+    assert write(b"m4", b"", tx=tx) == (True, "OK")         # shrinking: no charge at all
+    assert pair.c.guest_creations_in_c == 7
+    assert send(Op.TRANSACTION_END, b"T\0", tx=tx) == (False, "OK")
+    nodes = pair.c.nodes()
+    assert [nodes["/local/domain/1/" + name][1] for name in ("q", "q/y/w", "m5")] == \
+        [(("n", 1), ("r", 0))] * 3       # owned by the guest's domain, as Python made them
