@@ -15,9 +15,11 @@ node in its home's ``data`` dir after N such creations to warm up, under
 nodes and memory quotas that all of them fit (so every one is checked against
 them); it has no floor (the uvloop floor serves sockets only), so the table
 shows its whole cost split by stage.  The ``guest-tx`` load is the same guest
-making the same creations inside transactions, TX_WRITES of them in each
-(TRANSACTION_START, the WRITEs with its id, TRANSACTION_END committing): CPU
-per request counts all three kinds of request.
+making as many creations inside transactions, TX_WRITES of them in each
+(TRANSACTION_START, the WRITEs with its id, TRANSACTION_END committing), 64
+to a directory (``data/g<i/64>/k<i>``: a transaction copies each node it reads,
+children names included, so one directory of 40,000 would measure that copy):
+CPU per request counts all three kinds of request.
 
 1. the uvloop floor (bench/floors/floor_uvloop.py: same loop, canned reply,
    one write per batch): its CPU per request is what the event loop and the
@@ -166,7 +168,8 @@ def load(client, kind: str, n: int, start: int = 0) -> int:
         for first in range(start, start + n, TX_WRITES):
             tx_id = int(client.ok(Op.TRANSACTION_START, b"")[:-1])
             for i in range(first, min(first + TX_WRITES, start + n)):
-                client.ok(Op.WRITE, payload=b"data/k%d\0" % i + VALUE, tx_id=tx_id)
+                client.ok(Op.WRITE, payload=b"data/g%d/k%d\0" % (i // 64, i) + VALUE,
+                          tx_id=tx_id)
                 sent += 1
             client.ok(Op.TRANSACTION_END, b"T", tx_id=tx_id)
             sent += 2
