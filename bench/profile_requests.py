@@ -188,7 +188,7 @@ def load(client, kind: str, n: int, start: int = 0) -> int:
 
 def guest_quotas(n: int) -> tuple:
     """xsd options for the guest loads: quotas every creation fits, checked each time."""
-    return ("--quota-nodes", str(2 * n + 100), "--quota-memory", str(1 << 30),
+    return ("--quota-nodes", str(3 * n + 100), "--quota-memory", str(1 << 30),
             "-q", "memory=%d" % (1 << 29))
 
 
