@@ -5,6 +5,7 @@ Python request path (``--python-requests``) and on the C one, side by side.
     python bench/profile_requests.py            # 20,000 requests per load
     python bench/profile_requests.py -n 5000
     python bench/profile_requests.py --loads guest-create   # one load only
+    python bench/profile_requests.py --loads guest-create,guest-tx
 
 One sequential client (tests/wire.py's RawClient) sends N READs, or N
 overwrites of 32 bytes, to keys it created first, on a fresh daemon each time.
@@ -13,7 +14,12 @@ its ring, introduced by a dom0 toolstack): N WRITEs of 32 bytes each creating a
 node in its home's ``data`` dir after N such creations to warm up, under
 nodes and memory quotas that all of them fit (so every one is checked against
 them); it has no floor (the uvloop floor serves sockets only), so the table
-shows its whole cost split by stage.
+shows its whole cost split by stage.  The ``guest-tx`` load is the same guest
+making as many creations inside transactions, TX_WRITES of them in each
+(TRANSACTION_START, the WRITEs with its id, TRANSACTION_END committing), 64
+to a directory (``data/g<i/64>/k<i>``: a transaction copies each node it reads,
+children names included, so one directory of 40,000 would measure that copy):
+CPU per request counts all three kinds of request.
 
 1. the uvloop floor (bench/floors/floor_uvloop.py: same loop, canned reply,
    one write per batch): its CPU per request is what the event loop and the
@@ -51,6 +57,8 @@ from xsd.hypervisor.guest_client import GuestClient, SocketClient   # noqa: E402
 from xsd.hypervisor.mock import MockControl             # noqa: E402
 
 VALUE = b"0123456789abcdef0123456789abcdef"
+TX_WRITES = 4                   # guest-tx: creations per transaction
+GUEST_LOADS = ("guest-create", "guest-tx")
 FLOOR = os.path.join(ROOT, "bench", "floors", "floor_uvloop.py")
 
 # (stage, test on (file, function) of a frame of ours); the first that matches wins.
@@ -152,7 +160,20 @@ def xsd_argv(rundir: str, profile_out=None, extra=()) -> list:
                      "WARNING", *extra]
 
 
-def load(client, kind: str, n: int, start: int = 0) -> None:
+def load(client, kind: str, n: int, start: int = 0) -> int:
+    """The load's ``n`` requests (guest-tx: ``n`` creations, in transactions) from key
+    ``start`` on; -> how many requests that was."""
+    if kind == "guest-tx":
+        sent = 0
+        for first in range(start, start + n, TX_WRITES):
+            tx_id = int(client.ok(Op.TRANSACTION_START, b"")[:-1])
+            for i in range(first, min(first + TX_WRITES, start + n)):
+                client.ok(Op.WRITE, payload=b"data/g%d/k%d\0" % (i // 64, i) + VALUE,
+                          tx_id=tx_id)
+                sent += 1
+            client.ok(Op.TRANSACTION_END, b"T", tx_id=tx_id)
+            sent += 2
+        return sent
     for i in range(start, start + n):
         if kind == "guest-create":              # relative: under the guest's home
             client.ok(Op.WRITE, payload=b"data/k%d\0" % i + VALUE)
@@ -162,18 +183,19 @@ def load(client, kind: str, n: int, start: int = 0) -> None:
             client.ok(Op.READ, path)
         else:                                   # create, or overwrite once they exist
             client.ok(Op.WRITE, payload=path + b"\0" + VALUE)
+    return n
 
 
 def guest_quotas(n: int) -> tuple:
-    """xsd options for the guest-create load: quotas every creation fits, checked each time."""
-    return ("--quota-nodes", str(2 * n + 100), "--quota-memory", str(1 << 30),
+    """xsd options for the guest loads: quotas every creation fits, checked each time."""
+    return ("--quota-nodes", str(3 * n + 100), "--quota-memory", str(1 << 30),
             "-q", "memory=%d" % (1 << 29))
 
 
 def client_for(rundir: str, kind: str):
     """The load's client: dom0 on the socket, or (guest-create) domain 1 on its ring,
     introduced first, with the ``n`` warm-up creations still to do."""
-    if kind != "guest-create":
+    if kind not in GUEST_LOADS:
         return RawClient(os.path.join(rundir, "socket"))
     row = MockControl(rundir).create(name="bench", domid=1,
                                      uuid="00000000-0000-0000-0000-000000000001")
@@ -184,7 +206,7 @@ def client_for(rundir: str, kind: str):
 
 def warm_up(client, kind: str, n: int) -> int:
     """The keys the load needs (or, creating, as many others first); -> where it starts."""
-    if kind == "guest-create":
+    if kind in GUEST_LOADS:
         load(client, kind, n, start=n)
         return 0
     load(client, "create", n)
@@ -197,12 +219,12 @@ def cpu_per_request(argv, rundir: str, kind: str, n: int) -> float:
         with client_for(rundir, kind) as client:
             at = warm_up(client, kind, n)
             before = cpu_us(proc.pid)
-            load(client, kind, n, at)
+            requests = load(client, kind, n, at)
             after = cpu_us(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-    return (after - before) / n
+    return (after - before) / requests
 
 
 def profile(work: str, kind: str, n: int, extra=(), tag: str = "") -> dict:
@@ -213,8 +235,8 @@ def profile(work: str, kind: str, n: int, extra=(), tag: str = "") -> dict:
         with client_for(rundir, kind) as client:
             at = warm_up(client, kind, n)
             os.kill(proc.pid, signal.SIGRTMIN)
-            load(client, kind, 1, at)           # the signal has been handled by now
-            load(client, kind, n - 1, at + 1)
+            requests = load(client, kind, 1, at)    # the signal has been handled by now
+            requests += load(client, kind, n - 1, at + 1)
             os.kill(proc.pid, signal.SIGRTMIN + 1)
             deadline = time.monotonic() + 20
             while not os.path.exists(out) and time.monotonic() < deadline:
@@ -223,11 +245,12 @@ def profile(work: str, kind: str, n: int, extra=(), tag: str = "") -> dict:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-    return split_by_stage(pstats.Stats(out).stats)
+    return split_by_stage(pstats.Stats(out).stats), requests
 
 
 LOADS = {"read": "READ", "overwrite": "WRITE (overwrite, 32 B)",
-         "guest-create": "guest WRITE creating a node (32 B, ring)"}
+         "guest-create": "guest WRITE creating a node (32 B, ring)",
+         "guest-tx": "guest creations in transactions (%d a transaction, ring)" % TX_WRITES}
 
 
 def main() -> int:
@@ -241,7 +264,7 @@ def main() -> int:
         for kind in args.loads.split(","):
             label = LOADS[kind]
             floor = 0.0                         # a guest's ring: no floor (see above)
-            if kind != "guest-create":
+            if kind not in GUEST_LOADS:
                 floor_dir = os.path.join(work, "floor-" + kind)
                 floor = cpu_per_request([sys.executable, FLOOR, os.path.join(floor_dir, "socket")],
                                         floor_dir, kind, args.n)
@@ -249,18 +272,18 @@ def main() -> int:
             # measured in the same minutes.
             for path_label, extra, tag in ((", Python path", ("--python-requests",), "-py"),
                                            (", C path", (), "-c")):
-                if kind == "guest-create":
+                if kind in GUEST_LOADS:
                     extra += guest_quotas(args.n)
                 xsd_dir = os.path.join(work, "xsd-" + kind + tag)
                 total = cpu_per_request(xsd_argv(xsd_dir, extra=extra), xsd_dir, kind, args.n)
-                stages = profile(work, kind, args.n, extra, tag)
+                stages, requests = profile(work, kind, args.n, extra, tag)
                 profiled = sum(stages.values())
                 above = max(total - floor, 0.0)
                 row = rows[label + path_label] = {stage: above * t / profiled
                                                   for stage, t in stages.items()}
                 row["uvloop floor: event loop, socket read/write, kernel"] = floor
                 row["total daemon CPU per request"] = total
-                row["_profiled"] = profiled * 1e6 / args.n
+                row["_profiled"] = profiled * 1e6 / requests
     names = [s for s, _ in STAGES] + [OTHER, "uvloop floor: event loop, socket read/write, kernel",
                                       "total daemon CPU per request"]
     labels = list(rows)

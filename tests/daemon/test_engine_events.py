@@ -15,6 +15,8 @@ memory quotas while dom0 moves them, and the soft quota's log lines agree.
 import random
 import re
 
+import pytest
+
 from xenstore_protocol import Op, Packet
 
 from tests.wire import RawClient
@@ -91,17 +93,21 @@ def run(proc, steps, watches=WATCHES) -> dict:
         for name, paths in watches.items():
             for i, path in enumerate(paths):
                 clients[name].ok(Op.WATCH, path, b"%s-%d" % (name.encode(), i))
-        for sender, batch in steps:
+        for sender, batch, *end in steps:
             client = clients[sender]
+            # A step with an end runs in a transaction of its own, ended so (T or F).
+            tx_id = int(client.call(Op.TRANSACTION_START, b"").payload[:-1]) if end else 0
             if sender == "writer":
                 req_ids = list(range(client.next_req, client.next_req + len(batch)))
                 client.next_req += len(batch)
-                client.sock.sendall(b"".join(Packet(op, req_id, 0, payload).encode()
+                client.sock.sendall(b"".join(Packet(op, req_id, tx_id, payload).encode()
                                              for req_id, (op, payload) in zip(req_ids, batch)))
             else:
-                req_ids = [client.send_packet(op, payload) for op, payload in batch]
+                req_ids = [client.send_packet(op, payload, tx_id) for op, payload in batch]
             for req_id in req_ids:
                 client.reply(req_id)
+            if end:
+                client.call(Op.TRANSACTION_END, end[0], tx_id=tx_id)
         for client in clients.values():         # whatever was queued before arrives first
             client.call(Op.GET_DOMAIN_PATH, b"0")
         return {name: [(p.op, p.req_id, p.tx_id, p.payload) for p in client.received]
@@ -183,10 +189,11 @@ TOKENS = [b"t", b"tok-%d" % 42, b"k" * 90]      # watch bytes: 40 + path + token
 SOFT_WARNING = re.compile(r"dom\d+: \d+ bytes of xenstore memory, over the soft quota \d+")
 
 
-def quota_script(seed: int, steps: int = 220) -> list:
+def quota_script(seed: int, steps: int = 220, in_transactions: bool = False) -> list:
     """Guests create, grow and remove nodes under their ``data`` dir and add and remove
-    watches, in batches of up to three requests, while dom0 moves the nodes, memory and
-    soft memory quotas around what they hold (about 7 nodes and 500 bytes at the start)."""
+    watches, in batches of up to three requests (``in_transactions``: most batches in a
+    transaction, committed or not), while dom0 moves the nodes, memory and soft memory
+    quotas around what they hold (about 7 nodes and 500 bytes at the start)."""
     rng = random.Random(seed)
     out = []
     for _ in range(steps):
@@ -219,17 +226,22 @@ def quota_script(seed: int, steps: int = 220) -> list:
             else:
                 payload = path + b"\0"
             batch.append((op, payload))
-        out.append((rng.choice(["g1", "g2"]), batch))
+        step = (rng.choice(["g1", "g2"]), batch)
+        if in_transactions and rng.random() < 0.8:
+            step += (rng.choice([b"T", b"T", b"F"]),)
+        out.append(step)
     return out
 
 
+@pytest.mark.parametrize("in_transactions", [False, True], ids=["outside", "in-transactions"])
 def test_guests_creating_at_their_quotas_get_the_same_answers_with_and_without_the_engine(
-        daemon_factory):
+        daemon_factory, in_transactions):
     """Two daemons, with the C request path and without, under the same quotas: the guests'
     creations within them are the engine's to answer (engine.h), those past them and the
-    one crossing the soft memory quota Python's; every connection gets the same packets,
-    and each daemon logs the same soft-quota warnings."""
-    steps = quota_script(seed=23)
+    one crossing the soft memory quota Python's; every connection gets the same packets
+    (in transactions: the events at each commit too), and each daemon logs the same
+    soft-quota warnings."""
+    steps = quota_script(seed=23, in_transactions=in_transactions)
     args = ("--quota-nodes", "12", "--quota-memory", "1500", "-q", "memory=1100")
     engine = daemon_factory(*args, name="engine")
     python = daemon_factory(*args, "--python-requests", name="python")
@@ -244,3 +256,5 @@ def test_guests_creating_at_their_quotas_get_the_same_answers_with_and_without_t
     assert {b"ENOSPC\0", b"ENOMEM\0"} <= errors, errors
     assert sum(1 for p in replies if p[0] in (Op.WRITE, Op.MKDIR)) > 60
     assert len(warnings[0]) >= 3, warnings[0]
+    ended = sum(1 for p in replies if p[0] == Op.TRANSACTION_END)     # committed or aborted
+    assert ended > 50 if in_transactions else ended == 0, ended

@@ -8,7 +8,9 @@ through the C request path first (``FastPath.serve``) and to dispatch for
 what it leaves, as the transport sends them.  Several transactions are open at
 once, guests and dom0 write outside them meanwhile (conflicts), subtrees are
 removed and made again, DIRECTORY_PART pages inside them, a guest's
-transaction-nodes quota is small.  Every reply, every watch event a watcher
+transaction-nodes quota is small; guests create nodes inside transactions at
+their nodes, memory and soft memory quotas (the engine answers those within
+them, engine.h).  Every reply, every watch event a watcher
 gets (at commit: merged, in first-touch order) and, after every packet, both
 stores (paths, values, permissions, children order, generations) must agree.
 """
@@ -16,10 +18,11 @@ import random
 
 import pytest
 
-from xenstore_protocol import Op, Packet
+from xenstore_protocol import Decoder, Op, Packet
 from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
+from xsd.core.ops import watch_bytes
 from xsd.core.store import Store
 from xsd.core.transactions import Transaction
 
@@ -46,6 +49,8 @@ class Side:
         self.fast = fast and self.daemon.fastpath is not None
         self.sessions = {}
         self.in_c = 0           # packets with a tx_id the C engine answered
+        self.guest_creations_in_c = 0   # of those, a guest's WRITE or MKDIR making nodes
+        self.last_in_c = False          # the engine answered the last packet sent
 
     def session(self, name, domid, privileged=False):
         out = []
@@ -54,10 +59,17 @@ class Side:
 
     def send(self, name, packet):
         s, out = self.sessions[name]
-        if not self.fast or self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] == 0:
+        tx = s.transactions.get(packet.tx_id) if self.fast and packet.tx_id else None
+        owned = tx.native.owned_delta(s.domid) if tx is not None else 0
+        self.last_in_c = self.fast and \
+            self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] != 0
+        if not self.last_in_c:
             self.daemon.handle(s, packet)
         elif packet.tx_id:
             self.in_c += 1
+            # The transaction's view gained nodes its domain owns: the engine created them.
+            if not s.privileged and tx.native.owned_delta(s.domid) > owned:
+                self.guest_creations_in_c += 1
         self.daemon.flush()
         data = b"".join(out)
         out.clear()
@@ -106,7 +118,8 @@ class Pair:
                 side.session(name, domid, privileged)
         self.open = {name: [] for name, _, _ in SESSIONS}     # tx ids each has open
         self.compared = {"replies": 0, "events": 0, "commits": 0, "conflicts": 0,
-                         "enospc": 0}
+                         "enospc": 0, "enomem": 0, "warned changes": 0}
+        self.warned = set()
 
     def send(self, name, op, tx_id, payload):
         self.req += 1
@@ -120,6 +133,13 @@ class Pair:
             assert self.c.take(watcher) == want_events, (name, packet, watcher)
             self.compared["events"] += bool(want_events)
         assert self.c.nodes() == self.py.nodes(), (name, packet)
+        # The soft memory quota's state (and its one log line) moved alike: a request that
+        # crosses it is Python's on both sides.
+        warned = self.py.daemon.quotas.soft_warned
+        assert self.c.daemon.quotas.soft_warned == warned, (name, packet)
+        if warned != self.warned:
+            self.compared["warned changes"] += 1
+            self.warned = set(warned)
         return want
 
     def boot(self):
@@ -175,17 +195,28 @@ def run(pair, rng, steps):
                       % rng.choice([4, 6, 9, 40]))
         name, domid = rng.choice(names)
         op, tx_id, payload = random_request(rng, pair, name, domid)
-        reply = pair.send(name, op, tx_id, payload)
-        error = reply[:4] == Op.ERROR.to_bytes(4, "little")
-        if op == Op.TRANSACTION_START and not error:
-            pair.open[name].append(int(reply[16:-1]))
-        elif op == Op.TRANSACTION_END and tx_id in pair.open[name]:
-            pair.open[name].remove(tx_id)
-            if payload == b"T\0":
-                pair.compared["conflicts" if reply.endswith(b"EAGAIN\0") else "commits"] += 1
-        if error and reply.endswith(b"ENOSPC\0") and tx_id:
-            pair.compared["enospc"] += 1
-    # Every transaction still open ends: committed, so its events are compared too.
+        note(pair, name, op, tx_id, payload, pair.send(name, op, tx_id, payload))
+    end_all(pair)
+
+
+def note(pair, name, op, tx_id, payload, reply):
+    """Keep ``pair.open`` and the counts of what the run reached up to date; ``reply``:
+    the session's output (watch events it got may come before the reply)."""
+    (reply,) = [p for p in Decoder().feed(reply) if p.op != Op.WATCH_EVENT]
+    error = reply.op == Op.ERROR
+    if op == Op.TRANSACTION_START and not error:
+        pair.open[name].append(int(reply.payload[:-1]))
+    elif op == Op.TRANSACTION_END and tx_id in pair.open[name]:
+        pair.open[name].remove(tx_id)
+        if payload == b"T\0":
+            pair.compared["conflicts" if reply.payload == b"EAGAIN\0" else "commits"] += 1
+    if error and tx_id:
+        for name in ("ENOSPC", "ENOMEM"):
+            pair.compared[name.lower()] += reply.payload == name.encode() + b"\0"
+
+
+def end_all(pair):
+    """Every transaction still open ends: committed, so its events are compared too."""
     for name, tx_ids in pair.open.items():
         for tx_id in list(tx_ids):
             pair.send(name, Op.TRANSACTION_END, tx_id, b"T\0")
@@ -231,3 +262,143 @@ def test_remove_then_make_again_fires_as_python():
     pair.send("dom0", Op.DIRECTORY_PART, tx, b"/a\x000\0")
     pair.send("dom0", Op.TRANSACTION_END, tx, b"T\0")
     assert pair.c.nodes()["/a"][2] == ["b", "c"]
+
+
+# -- guests creating nodes inside transactions, at their quotas -----------------------
+
+GUESTS = ("guest1", "guest2", "guest1b")        # guest1b: a second session of domain 1
+GUEST_NAMES = [b"a", b"b", b"c", b"d"]
+WATCH_TOKENS = [b"t", b"token-7", b"x" * 60]
+
+
+def guest_tx_request(rng, pair, name):
+    """A guest's request in its home, mostly in one of its transactions: creations (with
+    missing ancestors too), its own nodes growing, removals (the nodes quota moves both
+    ways), watches of its own (their bytes count in the memory quota), commits, aborts."""
+    open_ = pair.open[name]
+    if (not open_ and rng.random() < 0.7) or rng.random() < 0.04:
+        return Op.TRANSACTION_START, 0, b"\0"
+    tx_id = rng.choice(open_) if open_ and rng.random() < 0.85 else 0
+    if tx_id and rng.random() < 0.1:
+        return Op.TRANSACTION_END, tx_id, rng.choice([b"T\0", b"T\0", b"F\0"])
+    path = b"q/" + b"/".join(rng.choice(GUEST_NAMES) for _ in range(rng.choice([1, 1, 2, 3])))
+    if rng.random() < 0.1:
+        path = rng.choice([b"/a/g", b"/b/x/g/h"])     # dom0's: EACCES; writable by all
+    op = rng.choice([Op.WRITE] * 5 + [Op.MKDIR] * 2 + [Op.RM] * 2 + [Op.WATCH, Op.UNWATCH])
+    if op == Op.WRITE:
+        return op, tx_id, path + b"\0" + rng.randbytes(rng.choice([0, 3, 30, 200]))
+    if op in (Op.WATCH, Op.UNWATCH):
+        return op, 0, rng.choice([path, b"/b/x"]) + b"\0" + rng.choice(WATCH_TOKENS) + b"\0"
+    return op, tx_id, path + b"\0"
+
+
+def guest_quota_request(rng, pair):
+    """dom0 moves a guest domain's quotas to just around what it uses now (the store's
+    nodes and bytes of the domain, its sessions' watches), the soft memory quota (one
+    for all: CONTROL quota-soft) with them, or transaction-nodes."""
+    daemon = pair.py.daemon
+    domid = rng.choice([1, 2])
+    used = daemon.store.bytes_of(domid) + sum(
+        watch_bytes(s) for s, _ in pair.py.sessions.values()
+        if s.domid == domid and not s.privileged)
+    roll = rng.random()
+    if roll < 0.3:
+        name, value = b"nodes", daemon.store.owned_by(domid) + rng.choice([0, 1, 2, 3, 5, 20])
+    elif roll < 0.6:
+        name, value = b"memory", used + rng.choice([0, 30, 80, 150, 400, 2000])
+    elif roll < 0.85:
+        value = max(1, daemon.store.bytes_of(domid) + rng.choice([-100, 0, 60, 150, 400]))
+        return Op.CONTROL, b"quota-soft\0set\0memory\0%d\0" % value
+    else:
+        name, value = b"transaction-nodes", rng.choice([5, 8, 12, 40, 0])
+    return Op.SET_QUOTA, b"%d\0%s\0%d\0" % (domid, name, value)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_guests_creating_in_transactions_at_their_quotas_answer_as_python(seed):
+    """Guests create nodes and grow their own inside transactions right at their nodes,
+    memory, soft memory and transaction-nodes quotas, with watches of their own counting
+    in the memory quota and dom0 moving the quotas between their requests: replies,
+    events at commit, stores and the soft quota's warned state agree with the Python
+    core on the Python Transaction, and the engine made a good part of the creations."""
+    rng = random.Random(seed)
+    pair = Pair()
+    pair.boot()
+    for i, name in enumerate(GUESTS):       # some bytes of watches from the start
+        pair.send(name, Op.WATCH, 0, b"/b/x\0" + b"w" * 20 * i + b"\0")
+    for _ in range(1200):
+        if rng.random() < 0.12:
+            op, payload = guest_quota_request(rng, pair)
+            pair.send("dom0", op, 0, payload)
+            continue
+        name = rng.choice(GUESTS)
+        op, tx_id, payload = guest_tx_request(rng, pair, name)
+        note(pair, name, op, tx_id, payload, pair.send(name, op, tx_id, payload))
+    end_all(pair)
+    counts = pair.compared
+    assert counts["commits"] > 20 and counts["events"] > 20, counts
+    assert counts["enospc"] > 5 and counts["enomem"] > 5, counts
+    assert counts["warned changes"] > 5, counts
+    assert pair.c.guest_creations_in_c > 50, pair.c.guest_creations_in_c
+
+
+def test_a_guest_creates_in_its_transaction_in_c_within_its_quotas():
+    """The nodes quota counts the store's nodes of the domain (another session of it
+    changes them outside) plus what the transaction made or removed; the memory quota
+    the store's bytes, the session's watches and the new node; the soft one is crossed
+    in Python only.  Within them the engine answers; past them Python refuses."""
+    pair = Pair()
+    pair.boot()
+    store = pair.py.daemon.store
+    home = b"/local/domain/1/"
+
+    def quota(name, value):
+        pair.send("dom0", Op.SET_QUOTA, 0, b"1\0%s\0%d\0" % (name, value))
+
+    def send(op, payload, tx=0, who="guest1"):
+        (reply,) = [p for p in Decoder().feed(pair.send(who, op, tx, payload))
+                    if p.op != Op.WATCH_EVENT]
+        return pair.c.last_in_c, reply.payload[:-1].decode() if reply.op == Op.ERROR else "OK"
+
+    def write(path, value=b"", tx=0, who="guest1"):
+        return send(Op.WRITE, path + b"\0" + value, tx, who)
+
+    def used():         # what ops._charge counts before the new node: guest1's session
+        s = pair.py.sessions["guest1"][0]
+        return store.bytes_of(1) + watch_bytes(s)
+
+    tx = int(pair.send("guest1", Op.TRANSACTION_START, 0, b"\0")[16:-1])
+    quota(b"nodes", store.owned_by(1) + 3)
+    assert write(b"q/a/b/c", tx=tx) == (False, "ENOSPC")     # four new nodes
+    assert write(b"q/a", tx=tx) == (True, "OK")              # two, the guest's own
+    assert write(b"/b/o", who="guest1b") == (True, "OK")     # outside: the store's count
+    assert write(b"q/z", tx=tx) == (False, "ENOSPC")         # 1 + 2 in the transaction
+    assert send(Op.RM, b"/b/o\0", who="guest1b") == (True, "OK")
+    assert send(Op.MKDIR, b"q/z\0", tx=tx) == (True, "OK")
+    assert send(Op.RM, b"q\0", tx=tx) == (True, "OK")        # its three nodes gone again
+    assert write(b"q/y/w", tx=tx) == (True, "OK")
+    quota(b"nodes", 0)
+    # Memory: the store's bytes (not the transaction's), the watches, the new node.
+    node = 40 + len(home) + 2 + 16   # memory_of_node of "<home>m1", empty, two perms
+    quota(b"memory", used() + node + 1)
+    assert write(b"m1", b"v", tx=tx) == (True, "OK")
+    assert write(b"m2", b"vvvv", tx=tx) == (False, "ENOMEM")
+    assert write(b"m1", b"vvvv", tx=tx) == (True, "OK")     # grows its own node by 3
+    assert write(b"m1", b"v" * (4 + node + 4), tx=tx) == (False, "ENOMEM")
+    assert send(Op.WATCH, b"/x\0t\0") == (False, "OK")        # 40 + 3 bytes more
+    assert write(b"m2", b"v", tx=tx) == (False, "ENOMEM")
+    assert send(Op.UNWATCH, b"/x\0t\0") == (False, "OK")
+    assert write(b"m2", b"v", tx=tx) == (True, "OK")
+    quota(b"memory", 0)
+    # The soft quota: crossing it is Python's (it warns once), past it C's, silently.
+    pair.send("dom0", Op.CONTROL, 0, b"quota-soft\0set\0memory\0%d\0" % (used() + node + 3))
+    assert write(b"m3", b"vvv", tx=tx) == (True, "OK")     # exactly at it
+    assert write(b"m4", b"vvvv", tx=tx) == (False, "OK")    # over it: warned
+    assert pair.py.daemon.quotas.soft_warned == {1}
+    assert write(b"m5", b"vvvv", tx=tx) == (True, "OK")
+    assert write(b"m4", b"", tx=tx) == (True, "OK")         # shrinking: no charge at all
+    assert pair.c.guest_creations_in_c == 7
+    assert send(Op.TRANSACTION_END, b"T\0", tx=tx) == (False, "OK")
+    nodes = pair.c.nodes()
+    assert [nodes["/local/domain/1/" + name][1] for name in ("q", "q/y/w", "m5")] == \
+        [(("n", 1), ("r", 0))] * 3       # owned by the guest's domain, as Python made them

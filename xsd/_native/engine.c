@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "perms.h"
 #include "txn.h"
 
 /* xs_wire.h message types the engine answers. */
@@ -36,11 +37,6 @@ enum {
 
 #define PUNT (-1)
 #define PUNT_ABSENT (-2)            /* node_get: missing (a punt unless the caller knows better) */
-
-/* permissions.py */
-#define ACCESS_READ 1u
-#define ACCESS_WRITE 2u
-#define ACCESS_ALL 7u
 
 struct xsd_engine {
     xsd_store *store;
@@ -299,57 +295,11 @@ static int64_t canonical(const xsd_conn *c, const char *raw, size_t n, char *out
     return (int64_t)total;
 }
 
-/* -- permissions (permissions.access; store.h's "<kind><domid>\0" lists) ---- */
-
-static unsigned kind_mask(char kind)
-{
-    switch (kind) {
-    case 'r': return ACCESS_READ;
-    case 'w': return ACCESS_WRITE;
-    case 'b': return ACCESS_READ | ACCESS_WRITE;
-    default: return 0;
-    }
-}
-
-/* One entry of a stored list at *p (before end): its kind and domid; *p
- * moves past its NUL. The store keeps only valid lists. */
-static char next_perm(const char **p, const char *end, uint32_t *domid)
-{
-    const char *q = *p;
-    char kind = *q++;
-    uint32_t v = 0;
-
-    while (q < end && *q != '\0')
-        v = v * 10 + (uint32_t)(*q++ - '0');
-    *domid = v;
-    *p = q < end ? q + 1 : end;
-    return kind;
-}
-
-static int names_caller(const xsd_conn *c, uint32_t domid)
-{
-    return domid == c->domid || (c->target >= 0 && (int64_t)domid == c->target);
-}
+/* -- permissions (permissions.access, perms.h) ------------------------------ */
 
 static unsigned access_of(const xsd_conn *c, const char *perms, size_t perms_len)
 {
-    const char *p = perms, *end = perms + perms_len;
-    uint32_t owner, domid;
-    char owner_kind, kind;
-
-    if (c->privileged)
-        return ACCESS_ALL;
-    if (perms_len == 0)
-        return 0;
-    owner_kind = next_perm(&p, end, &owner);
-    if (names_caller(c, owner))
-        return ACCESS_ALL;
-    while (p < end) {
-        kind = next_perm(&p, end, &domid);
-        if (names_caller(c, domid))
-            return kind_mask(kind);
-    }
-    return kind_mask(owner_kind);
+    return xsd_perms_access(c->domid, c->target, c->privileged, perms, perms_len);
 }
 
 /* -- handlers: reply payload length written at reply, or PUNT --------------- */
@@ -413,7 +363,7 @@ static int64_t readable_node(const struct request *q, char *path, size_t *path_l
         return PUNT;
     if (node_get(q, path, (size_t)n, v))
         return PUNT;            /* missing: ENOENT or EACCES */
-    if (!(access_of(q->c, v->perms, v->perms_len) & ACCESS_READ))
+    if (!(access_of(q->c, v->perms, v->perms_len) & XSD_ACCESS_READ))
         return PUNT;
     *path_len = (size_t)n;
     return 0;
@@ -508,7 +458,7 @@ static int64_t do_directory_part(const struct request *q)
     if (n < 0)
         return PUNT;
     if (node_get(q, path, (size_t)n, &v) ||
-        !(access_of(q->c, v.perms, v.perms_len) & ACCESS_READ))
+        !(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_READ))
         return PUNT;
     gen_len = (size_t)snprintf(gen, sizeof gen, "%llu", (unsigned long long)v.gen) + 1;
     memcpy(q->reply, gen, gen_len);            /* with its NUL */
@@ -818,6 +768,16 @@ static size_t perm_count(const char *perms, size_t perms_len)
     return n;
 }
 
+/* Nodes domid owns as the request sees them (view.owned_by): the store's
+ * count, plus in a transaction what it made, removed or gave away
+ * (Transaction.owned_delta). */
+static int64_t owned_by(const struct request *q, uint32_t domid)
+{
+    int64_t n = (int64_t)xsd_store_owned_by(q->e->store, domid);
+
+    return q->t ? n + xsd_txn_owned_delta(q->t, domid) : n;
+}
+
 /* ops._create for an unprivileged caller: missing nodes (path and its
  * missing ancestors) within the nodes quota (the caller's domain owns them
  * all) and the memory quota (quota.memory_of_node of each: 40 + path +
@@ -837,8 +797,7 @@ static int64_t guest_creation(const struct request *q, const char *path, size_t 
     if (!owner_end)
         return PUNT;            /* the store keeps no empty list: never */
     first = (size_t)(owner_end - top->perms) + 1;   /* the owner entry, its NUL included */
-    if (c->quotas.nodes &&
-        (uint64_t)xsd_store_owned_by(q->e->store, c->domid) + missing > c->quotas.nodes)
+    if (c->quotas.nodes && owned_by(q, c->domid) + (int64_t)missing > (int64_t)c->quotas.nodes)
         return PUNT;            /* ENOSPC */
     for (uint64_t k = 1; k < missing; k++) {     /* each missing ancestor's path length */
         while (path[--end] != '/')
@@ -876,7 +835,7 @@ static int64_t create_or_set(const struct request *q, const char *path, size_t l
         /* ops.do_write / ops._create: WRITE access to the node or the closest
          * ancestor; a longer value in the caller's own node is charged to the
          * memory quota, new nodes to the nodes and memory quotas. */
-        if (!(access_of(q->c, top.perms, top.perms_len) & ACCESS_WRITE))
+        if (!(access_of(q->c, top.perms, top.perms_len) & XSD_ACCESS_WRITE))
             return PUNT;        /* EACCES */
         if (missing) {
             int64_t n = guest_creation(q, path, len, value_len, &top, (uint64_t)missing, perms);
@@ -928,11 +887,15 @@ static size_t up_len(const char *path, size_t len)
     return len > 1 ? len - 1 : 1;
 }
 
-/* ops.do_write / do_mkdir (value NULL: MKDIR) over q->t: an existing node gets
- * the value (WRITE) or is kept (MKDIR); a missing one is created by a
- * privileged caller, after permissions.closest_ancestor's walk up one level
- * at a time (each level a recorded read). Unprivileged creations, and
- * anything refused, are Python's. */
+/* ops.do_write / do_mkdir (mkdir: MKDIR) over q->t: an existing node gets
+ * the value (WRITE) or is kept (MKDIR); a missing one is created after
+ * permissions.closest_ancestor's walk up one level at a time (each level a
+ * recorded read), by an unprivileged caller within the same quotas as
+ * outside (guest_creation: the nodes quota over the transaction's view,
+ * view.owned_by; the memory quota over the store's bytes, view.bytes_of).
+ * Anything refused or crossing the soft quota is Python's: every read made
+ * before such a punt (the node, then its ancestors up to the closest
+ * existing one) is one ops.py makes before it refuses, in the same order. */
 static int64_t tx_create_or_set(const struct request *q, const char *path, size_t len,
                                 const char *value, size_t value_len, int mkdir)
 {
@@ -945,13 +908,15 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
         return PUNT;            /* ENOSPC, before any read (ops.do_write) */
     rc = node_get(q, path, len, &v);
     if (rc == 0) {
-        if (!q->c->privileged && !(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+        if (!q->c->privileged && !(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_WRITE))
             return PUNT;        /* EACCES */
         if (mkdir)
             return reply_ok(q->reply);         /* existing: kept, no event */
-        if (!may_mutate(q) || v.perms_len > sizeof perms ||
-            (!q->c->privileged && v.owner == q->c->domid && value_len > v.value_len))
-            return PUNT;        /* the memory quota is Python's */
+        if (!may_mutate(q) || v.perms_len > sizeof perms)
+            return PUNT;
+        if (!q->c->privileged && v.owner == q->c->domid && value_len > v.value_len &&
+            !memory_fits(q->e, q->c, value_len - v.value_len))
+            return PUNT;        /* ENOMEM, or the soft quota's log */
         perms_len = v.perms_len;
         memcpy(perms, v.perms, perms_len);     /* the view is void after the next call */
         if (xsd_txn_set_value(q->t, path, len, value, value_len) ||
@@ -959,7 +924,7 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
             return PUNT;        /* -ENOMEM: the transaction is doomed (txn.h) */
         return reply_ok(q->reply);
     }
-    if (rc != PUNT_ABSENT || !q->c->privileged || !may_mutate(q))
+    if (rc != PUNT_ABSENT || !may_mutate(q))
         return PUNT;
     for (;;) {
         cut = up_len(path, cut);
@@ -970,10 +935,21 @@ static int64_t tx_create_or_set(const struct request *q, const char *path, size_
             return PUNT;
         count++;
     }
-    if (v.perms_len > sizeof perms)
-        return PUNT;
-    perms_len = v.perms_len;
-    memcpy(perms, v.perms, perms_len);         /* inherited (privileged: as they are) */
+    if (!q->c->privileged) {
+        int64_t n;
+
+        if (!(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_WRITE))
+            return PUNT;        /* EACCES */
+        n = guest_creation(q, path, len, value_len, &v, count, perms);
+        if (n < 0)
+            return PUNT;        /* ENOSPC, ENOMEM, or the soft quota's log */
+        perms_len = (size_t)n;
+    } else {
+        if (v.perms_len > sizeof perms)
+            return PUNT;
+        perms_len = v.perms_len;
+        memcpy(perms, v.perms, perms_len);     /* inherited as they are */
+    }
     if (xsd_txn_create(q->t, path, len, count, value, value_len, perms, perms_len) ||
         xsd_txn_note_change(q->t, path, len, perms, perms_len, NULL, 0))
         return PUNT;
@@ -987,7 +963,7 @@ static int64_t tx_rm(const struct request *q, const char *path, size_t len)
 
     if (node_get(q, path, len, &v))
         return PUNT;            /* missing: OK or an error, Python's to say */
-    if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+    if (!(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_WRITE))
         return PUNT;            /* EACCES */
     if (xsd_txn_remove(q->t, path, len) < 0 || xsd_txn_note_last_remove(q->t, path, len))
         return PUNT;            /* ENOSPC (reads kept: Python's walk makes them first) */
@@ -1026,7 +1002,7 @@ static int64_t do_mkdir(const struct request *q)
     if (q->t)
         return tx_create_or_set(q, path, (size_t)n, "", 0, 1);
     if (xsd_store_get(q->e->store, path, (size_t)n, &v) == 0) {
-        if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+        if (!(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_WRITE))
             return PUNT;        /* EACCES */
         return reply_ok(q->reply);             /* existing: kept, no event */
     }
@@ -1051,7 +1027,7 @@ static int64_t do_rm(const struct request *q)
         return tx_rm(q, path, (size_t)n);
     if (xsd_store_get(q->e->store, path, (size_t)n, &v))
         return PUNT;            /* missing: OK or an error, Python's to say */
-    if (!(access_of(q->c, v.perms, v.perms_len) & ACCESS_WRITE))
+    if (!(access_of(q->c, v.perms, v.perms_len) & XSD_ACCESS_WRITE))
         return PUNT;            /* EACCES */
     if (watched(q->e, path, (size_t)n, XSD_MATCH_ANCESTORS | XSD_MATCH_DESCENDANTS)) {
         if (q->e->wreg) {
@@ -1103,7 +1079,7 @@ static int64_t parse_perms(const char *fields, size_t len, char *out, uint32_t *
         uint64_t domid = 0;
         int w;
 
-        if (flen < 2 || (!kind_mask(f[0]) && f[0] != 'n'))
+        if (flen < 2 || (!xsd_perm_kind_access(f[0]) && f[0] != 'n'))
             return PUNT;
         for (size_t k = 1; k < flen; k++) {
             if (f[k] < '0' || f[k] > '9')
@@ -1146,7 +1122,7 @@ static int64_t do_set_perms(const struct request *q)
         return PUNT;
     /* permissions.existing_node(WRITE | OWNER): the owner, or acting for it;
      * only a privileged caller gives a node away (EPERM). */
-    if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != ACCESS_ALL ||
+    if (!q->c->privileged && (access_of(q->c, v.perms, v.perms_len) != XSD_ACCESS_ALL ||
                               owner != v.owner))
         return PUNT;
     if (q->t) {

@@ -29,8 +29,13 @@
  *     transaction's pending events (no XSD_RUN_EVENTS: nothing fires before
  *     the commit, which is Python's, as TRANSACTION_START/END are). A read
  *     recorded before a punt is the one Python's handler makes first, so the
- *     transaction ends as if Python had answered alone. In a transaction
- *     the engine creates nodes for privileged callers only;
+ *     transaction ends as if Python had answered alone. Unprivileged
+ *     callers create nodes in a transaction within the quotas below as
+ *     ops._create counts them there: the nodes quota over the transaction's
+ *     view (xsd_store_owned_by plus xsd_txn_owned_delta: what its own
+ *     creations, removals and SET_PERMS moved), the memory quota over the
+ *     store's bytes (Transaction.bytes_of), after the walk up to the closest
+ *     existing ancestor whose reads any refusal would make too;
  *   - paths as xenstore_protocol.paths.canonicalize makes them, for the
  *     common cases: absolute, or relative to "/local/domain/<domid>/";
  *     characters A-Z a-z 0-9 / _ @ - ; no "//", no trailing '/'. Special

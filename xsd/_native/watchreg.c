@@ -16,6 +16,7 @@
 #include "watchreg.h"
 #include "alloc.h"
 #include "hash.h"
+#include "perms.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -150,55 +151,11 @@ static size_t parent_len(const char *path, size_t len)
 
 /* ---- permissions (permissions.access) ------------------------------------ */
 
-static int names_session(const struct wsess *s, uint64_t domid)
-{
-    return domid == s->domid || (s->target >= 0 && domid == (uint64_t)s->target);
-}
-
-/* One "<kind><digits>\0" entry at *p; the domid saturates (parse() allows
- * none above 2^32 - 1, and a saturated one names no session). */
-static char next_perm(const char **p, const char *end, uint64_t *domid)
-{
-    const char *q = *p;
-    char kind = q < end ? *q++ : 'n';
-    uint64_t v = 0;
-
-    while (q < end && *q != '\0') {
-        if (v < UINT64_C(1) << 40)
-            v = v * 10 + (uint64_t)(unsigned char)(*q - '0');
-        q++;
-    }
-    *domid = v;
-    *p = q < end ? q + 1 : end;
-    return kind;
-}
-
-static int kind_reads(char kind)
-{
-    return kind == 'r' || kind == 'b';
-}
-
 /* permissions.can_read: privileged, or READ under perms (NULL: none). */
 static int can_read(const struct wsess *s, const char *perms, size_t len)
 {
-    const char *p = perms, *end;
-    uint64_t owner, domid;
-    char owner_kind, kind;
-
-    if (s->privileged)
-        return 1;
-    if (perms == NULL || len == 0)
-        return 0;
-    end = perms + len; /* not before: NULL + 0 is undefined */
-    owner_kind = next_perm(&p, end, &owner);
-    if (names_session(s, owner))
-        return 1;
-    while (p < end) {
-        kind = next_perm(&p, end, &domid);
-        if (names_session(s, domid))
-            return kind_reads(kind);
-    }
-    return kind_reads(owner_kind);
+    return (xsd_perms_access(s->domid, s->target, s->privileged, perms, len) &
+            XSD_ACCESS_READ) != 0;
 }
 
 /* ---- sessions' tables ------------------------------------------------------ */
