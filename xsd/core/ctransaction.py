@@ -122,23 +122,24 @@ class CTransaction:
         """How many paths the transaction touched (``len(Transaction.seen)``)."""
         return self.native.seen()
 
-    def get(self, path: str):
+    def _read(self, operation, *args):
+        """``operation(*args)`` of the overlay that may read untouched nodes: under the
+        transaction-nodes limit as it stands now, its refusal the xenstore error."""
         self._limit()
         try:
-            node = self.native.get(path.encode())
+            return operation(*args)
         except TxnRefused as err:
             raise XenstoreError(err.args[0], "quota transaction-nodes exceeded") from None
+
+    def get(self, path: str):
+        node = self._read(self.native.get, path.encode())
         if node is None:
             return None
         value, perms, gen = node
         return _new_view(NodeView, (value, self.store.decode_perms(perms), None, gen))
 
     def children_bytes(self, path: str) -> bytes:
-        self._limit()
-        try:
-            names = self.native.children(path.encode())
-        except TxnRefused as err:
-            raise XenstoreError(err.args[0], "quota transaction-nodes exceeded") from None
+        names = self._read(self.native.children, path.encode())
         if names is None:
             raise RuntimeError(f"children of {path}, absent in the transaction")
         return names
@@ -148,19 +149,11 @@ class CTransaction:
         return names[:-1].decode().split("\0") if names else []
 
     def create_missing(self, missing: list, value: bytes, perms: tuple) -> None:
-        self._limit()
-        try:
-            self.native.create(missing[0].encode(), len(missing), value,
-                               self.store._encode(perms))
-        except TxnRefused as err:
-            raise XenstoreError(err.args[0], "quota transaction-nodes exceeded") from None
+        self._read(self.native.create, missing[0].encode(), len(missing), value,
+                   self.store._encode(perms))
 
     def remove_tree(self, path: str) -> dict:
-        self._limit()
-        try:
-            records = self.native.remove(path.encode())
-        except TxnRefused as err:
-            raise XenstoreError(err.args[0], "quota transaction-nodes exceeded") from None
+        records = self._read(self.native.remove, path.encode())
         self.removed_root, self.removed_records = path, records
         decode, removed, at = self.store.decode_perms, {}, 0
         while at < len(records):
