@@ -11,12 +11,14 @@ libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
 
 XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
-the node store, the request path and the watch registry).
+the node store, the request path and the watch registry); as many run at once as
+ctest runs tests (JOBS).
 """
 import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -64,23 +66,41 @@ def test_ctest_under_asan_and_ubsan(build_dir):
         assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 
 
+FUZZ_TARGETS = {"fuzz_trie": FUZZ_SECONDS, "fuzz_store": STORE_FUZZ_SECONDS,
+                "fuzz_engine": STORE_FUZZ_SECONDS, "fuzz_watchreg": STORE_FUZZ_SECONDS}
+
+
+@pytest.fixture(scope="module")
+def fuzz_runs(build_dir, tmp_path_factory):
+    """Every libFuzzer target run for its bounded time, JOBS of them at once, longest first:
+    a fuzzer is one process on one core, so run one after another they left the other
+    cores idle for the whole run.  -> {target: (CompletedProcess or None if CMake did not
+    build it, its artifacts directory)}"""
+    def fuzz(target):
+        fuzzer = build_dir / target
+        out = tmp_path_factory.mktemp(target)
+        if not fuzzer.exists():
+            return None, out
+        corpus = out / "corpus"
+        corpus.mkdir()
+        seconds = FUZZ_TARGETS[target]
+        return subprocess.run(
+            [str(fuzzer), "-max_total_time=%d" % seconds, "-timeout=10",
+             "-rss_limit_mb=2048", "-print_final_stats=1",
+             "-artifact_prefix=%s/" % out, str(corpus)],
+            cwd=str(out), capture_output=True, text=True, timeout=seconds + 120), out
+
+    order = sorted(FUZZ_TARGETS, key=FUZZ_TARGETS.get, reverse=True)
+    with ThreadPoolExecutor(int(JOBS)) as pool:
+        return dict(zip(order, pool.map(fuzz, order)))
+
+
 @pytest.mark.skipif(CLANG is None, reason="libFuzzer needs clang")
-@pytest.mark.parametrize("target,seconds", [("fuzz_trie", FUZZ_SECONDS),
-                                            ("fuzz_store", STORE_FUZZ_SECONDS),
-                                            ("fuzz_engine", STORE_FUZZ_SECONDS),
-                                            ("fuzz_watchreg", STORE_FUZZ_SECONDS)])
-def test_fuzz_target_runs_clean_for_a_bounded_time(build_dir, tmp_path, target, seconds):
-    fuzzer = build_dir / target
-    assert fuzzer.exists(), "CMake did not build %s with clang" % target
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    r = subprocess.run(
-        [str(fuzzer), "-max_total_time=%d" % seconds, "-timeout=10",
-         "-rss_limit_mb=2048", "-print_final_stats=1",
-         "-artifact_prefix=%s/" % tmp_path, str(corpus)],
-        cwd=str(tmp_path), capture_output=True, text=True,
-        timeout=seconds + 120)
-    crashes = [p.name for p in tmp_path.iterdir()
+@pytest.mark.parametrize("target", FUZZ_TARGETS)
+def test_fuzz_target_runs_clean_for_a_bounded_time(fuzz_runs, target):
+    r, out = fuzz_runs[target]
+    assert r is not None, "CMake did not build %s with clang" % target
+    crashes = [p.name for p in out.iterdir()
                if p.name.startswith(("crash-", "leak-", "timeout-", "oom-"))]
     assert r.returncode == 0 and not crashes, (
         "%s found something: %s\n%s" % (target, crashes, r.stderr[-6000:]))
