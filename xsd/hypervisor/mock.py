@@ -392,7 +392,7 @@ class MockEventChannels(EventChannels):
             pass
 
 
-# -- inotify, through cffi's ABI mode (the stdlib has no binding) --------------
+# -- inotify, through ctypes (the os module has no binding) --------------------
 
 _IN_CLOSE_WRITE, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x8, 0x80, 0x100, 0x200
 _EVENT = struct.Struct("iIII")   # struct inotify_event: wd, mask, cookie, len; then name
@@ -400,25 +400,30 @@ _libc = None
 
 
 def _load_libc():
+    """libc's inotify calls.  ctypes rather than cffi's ABI mode: every daemon on the mock
+    hypervisor opens this at start, and cffi parses its declarations with pycparser there
+    (about 50 ms a start, most of a test's daemon start-up besides the imports)."""
     global _libc
     if _libc is None:
-        import cffi
-        ffi = cffi.FFI()
-        ffi.cdef("int inotify_init1(int flags);"
-                 "int inotify_add_watch(int fd, const char *pathname, uint32_t mask);")
-        _libc = (ffi, ffi.dlopen(None))
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_init1.restype = ctypes.c_int
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        libc.inotify_add_watch.restype = ctypes.c_int
+        _libc = (ctypes.get_errno, libc)
     return _libc
 
 
 class _Inotify:
     def __init__(self, directory: str):
-        ffi, lib = _load_libc()
+        errno, lib = _load_libc()
         self.fd = lib.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         if self.fd < 0:
-            raise HypervisorError(f"inotify_init1: {os.strerror(ffi.errno)}")
+            raise HypervisorError(f"inotify_init1: {os.strerror(errno())}")
         mask = _IN_CLOSE_WRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE
         if lib.inotify_add_watch(self.fd, os.fsencode(directory), mask) < 0:
-            err = ffi.errno
+            err = errno()
             os.close(self.fd)
             raise HypervisorError(f"inotify_add_watch {directory}: {os.strerror(err)}")
 
