@@ -54,6 +54,18 @@ class NativeTxn:
         self._buf = ffi.new("char[]", _BUF_START)
         self._cap = _BUF_START
 
+    @classmethod
+    def adopt(cls, handle, store_handle) -> "NativeTxn":
+        """Own ``handle``, an ``xsd_txn *`` made over ``store_handle`` elsewhere (the
+        engine's TRANSACTION_START, engine.h)."""
+        self = cls.__new__(cls)
+        self._h = ffi.gc(handle, lib.xsd_txn_free)
+        self._store_h = store_handle
+        self._view = ffi.new("struct xsd_node_view *")
+        self._buf = ffi.new("char[]", _BUF_START)
+        self._cap = _BUF_START
+        return self
+
     @property
     def handle(self):
         """The ``xsd_txn *`` (cdata), for xsd._native.engine only: it stays owned here."""
