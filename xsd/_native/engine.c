@@ -1259,6 +1259,8 @@ static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
         e->scratch = bigger;
         e->scratch_cap = cap;
     }
+    if (n == 0)
+        return;                 /* nothing pending (the scratch space may be NULL) */
     at = e->scratch;
     end = e->scratch + n;
     while (at < end && *at == XSD_TXN_CHANGE) {
