@@ -42,6 +42,7 @@ Counts: the engine counts what it answers per session and type;
 import logging
 from time import perf_counter
 
+from xenstore_protocol import Op
 from xenstore_protocol.constants import HEADER
 
 from .._native import BACKEND
@@ -143,6 +144,17 @@ class FastPath:
                 daemon.flush()
             if session.paused or session.closed:
                 return consumed, journaled
+
+    def answered(self, sessions) -> str:
+        """What the engine answered on ``sessions``' connections, by request type
+        ("READ:12 TRANSACTION_START:3"; memreport shows it): which requests take the C path."""
+        counts = {}
+        for session in sessions:
+            conn = session.native
+            if conn is not None:
+                for op in conn.COUNTED_OPS:
+                    counts[op] = counts.get(op, 0) + conn.requests(op)
+        return " ".join(f"{Op(op).name}:{n}" for op, n in sorted(counts.items()) if n)
 
     def _transaction_moved(self, session, conn) -> None:
         """After a TRANSACTION_START or END the engine answered (engine.h, XSD_RUN_TXN):
