@@ -27,7 +27,7 @@
  *     on a Transaction: reads are recorded (transaction-nodes: ENOSPC is
  *     PYTHON), a change goes into the overlay and its event into the
  *     transaction's pending events (no XSD_RUN_EVENTS: nothing fires before
- *     the commit, which is Python's, as TRANSACTION_START/END are). A read
+ *     the commit: TRANSACTION_END, below). A read
  *     recorded before a punt is the one Python's handler makes first, so the
  *     transaction ends as if Python had answered alone. Unprivileged
  *     callers create nodes in a transaction within the quotas below as
@@ -77,6 +77,8 @@
  *     an entry naming a domid over 2^32-1 (EINVAL), an owner at or
  *     above DOMID_FIRST_RESERVED or not known (xsd_engine_domain_known):
  *     PYTHON. RM of "/" or of a missing node: PYTHON.
+ *   - TRANSACTION_START and TRANSACTION_END as the comment above
+ *     XSD_TXN_STARTED says (the run stops XSD_RUN_TXN after each);
  *   - DIRECTORY whose listing is over 4096 bytes (E2BIG) and READ or
  *     GET_PERMS whose answer would be over 4096 bytes: PYTHON.
  *   An allocation failure inside the store (-ENOMEM: the store is unchanged)

@@ -2,10 +2,10 @@
 
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
-transaction's C overlay, in one crossing per batch of bytes a client
-delivers, and stops at the first request it leaves to Python (engine.h says
-which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
-anything unusual); the transport hands the rest to the Python
+transaction's C overlay, and TRANSACTION_START and END, in one crossing per
+batch of bytes a client delivers, and stops at the first request it leaves
+to Python (engine.h says which: errors, a crossing of the soft memory quota,
+conflicting commits, anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too.  Under the C watch registry the engine fires it
 there and returns the deliveries with the batch (each before the reply of the
@@ -26,9 +26,14 @@ What the engine must know of the Python side, and when it learns it:
   ``Quotas.soft_warned``, by an epoch count, and again for one session after
   its watches changed (``Daemon.watches_changed``);
 - its open transactions (the C overlays of ``ctransaction.CTransaction``, in
-  which the engine answers requests carrying their ids): registered with its
-  conn at the first batch after TRANSACTION_START or END (Python's), each
-  with the transaction-nodes quota as it stands, refreshed with the epoch;
+  which the engine answers requests carrying their ids) and its next
+  transaction id: the session's table and id are Python's, the conn's a
+  mirror, registered at the first batch after Python changed them (its
+  START/END, RESET_WATCHES, a restore), each with the transaction-nodes
+  quota as it stands, refreshed with the epoch; a START or END the engine
+  answers stops its run (STOP_TXN) and ``_transaction_moved`` records it on
+  the session before anything else runs (a started overlay adopted as a
+  ``CTransaction``), so both sides stay equal;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
