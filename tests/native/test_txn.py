@@ -510,3 +510,25 @@ def test_starts_and_ends_in_the_engine_answer_as_python():
     assert start("dom0b") == 1
     assert send("dom0b", Op.TRANSACTION_END, b"T\0", 1) == (True, "OK")
     assert pair.c.daemon.usage(0)["transactions"] == pair.py.daemon.usage(0)["transactions"]
+
+
+def test_a_start_whose_overlay_cannot_be_wrapped_leaves_nothing_behind(monkeypatch):
+    """Out of memory adopting the overlay the engine started (FastPath._transaction_moved):
+    the C conn forgets the id and the overlay is freed, so neither side knows a transaction
+    the other does not (a request with that id is then Python's: ENOENT)."""
+    side = Side(CStore(), fast=True)
+    side.session("dom0", 0, privileged=True)
+    s = side.sessions["dom0"][0]
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(CTransaction, "adopt", out_of_memory)
+    with pytest.raises(MemoryError):
+        side.daemon.fastpath.serve(s, Packet(Op.TRANSACTION_START, 1, 0, b"\0").encode(), 1 << 30)
+    monkeypatch.undo()
+    assert s.transactions == {} and s.native.txns == {}
+    used, *_ = side.daemon.fastpath.engine.run(s.native, Packet(Op.READ, 2, 1, b"/\0").encode())
+    assert used == 0                                    # tx 1 unknown to the engine
+    assert Decoder().feed(side.send("dom0", Packet(Op.READ, 3, 1, b"/\0")))[0].payload == \
+        b"ENOENT\0"

@@ -90,6 +90,12 @@ class Conn:
                     raise MemoryError("xsd._native: out of memory")
                 txns[tx_id] = tx
 
+    def drop_started(self, tx_id: int, handle) -> None:
+        """Undo a TRANSACTION_START the engine answered whose overlay ``handle`` could not
+        be adopted (``NativeTxn.adopt`` raised): the conn forgets it, the overlay is freed."""
+        lib.xsd_conn_txn_drop(self._h, tx_id)
+        lib.xsd_txn_free(handle)
+
     def txn_next(self, next_tx_id: int) -> None:
         """The id the next TRANSACTION_START the engine answers tries first (engine.h: the
         conn mirrors Session.next_tx_id; ``next_tx_id`` here mirrors the C one)."""

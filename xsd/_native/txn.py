@@ -65,11 +65,11 @@ class NativeTxn:
         """Own ``handle``, an ``xsd_txn *`` made over ``store_handle`` elsewhere (the
         engine's TRANSACTION_START, engine.h)."""
         self = cls.__new__(cls)
-        self._h = ffi.gc(handle, lib.xsd_txn_free)
         self._store_h = store_handle
         self._view = _VIEW
         self._buf = _BUF
         self._cap = _BUF_START
+        self._h = ffi.gc(handle, lib.xsd_txn_free)     # last: owned only once adopted
         return self
 
     @property

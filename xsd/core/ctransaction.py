@@ -113,10 +113,10 @@ class CTransaction:
         tx = cls.__new__(cls)
         tx.store = store
         tx.id = tx_id
-        tx.native = NativeTxn.adopt(handle, store.handle)
         tx.events = CPendingEvents(tx)
         tx.node_limit = node_limit
         tx.removed_root = tx.removed_records = None
+        tx.native = NativeTxn.adopt(handle, store.handle)  # last: raising, it owns nothing
         return tx
 
     @classmethod

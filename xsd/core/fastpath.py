@@ -168,8 +168,12 @@ class FastPath:
         kind, tx_id, handle = self.engine.transaction()
         if kind == TXN_STARTED:
             daemon = self.daemon
-            tx = CTransaction.adopt(daemon.store, tx_id, handle,
-                                    transaction_node_limit(daemon, session))
+            try:
+                tx = CTransaction.adopt(daemon.store, tx_id, handle,
+                                        transaction_node_limit(daemon, session))
+            except BaseException:   # out of memory wrapping it (adopt owns nothing then)
+                conn.drop_started(tx_id, handle)
+                raise
             session.transactions[tx_id] = conn.txns[tx_id] = tx
             session.next_tx_id = conn.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
             return
