@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU per transaction on the C store, before and after transactions moved to C, in one run.
+"""CPU per transaction on the C store, as transactions moved to C step by step, in one run.
 
     python bench/bench_txn.py              # 2000 transactions per load, best of 5
     python bench/bench_txn.py -n 500 --reps 3
@@ -8,16 +8,18 @@ One in-process daemon on the C store (no sockets: what is measured is the reques
 the event loop and the kernel cost the same either way) gets, from one privileged
 session, transactions of START, k x (WRITE of an existing key, READ of another) and
 END T, each packet through ``FastPath.serve`` first and ``dispatch`` for what the
-engine leaves, as the transport sends them.  Three ways, interleaved:
+engine leaves, as the transport sends them.  Four ways, interleaved:
 
-- before: ``transactions.Transaction`` (the Python overlay) on the C store, every
-  request in a transaction answered by Python (what the daemon did before);
+- before: ``transactions.Transaction`` (the Python overlay) on the C store, START,
+  END and every request in a transaction answered by Python;
 - Python ops on the C overlay (``ctransaction.CTransaction``), the engine kept out of
   transactions (``--python-requests``' path in a transaction);
-- after: the C overlay with the engine answering the requests inside it.
+- START/END in Python: the engine answering the requests inside the C overlay, START
+  and END Python's (the daemon before TRANSACTION_START/END moved to the engine);
+- after: the engine answering START, the requests inside, and END.
 
-Printed: microseconds of process CPU per transaction (best of --reps), and each way's
-ratio to "before".  XSD_NATIVE=c only.
+Printed: microseconds of process CPU per transaction (best of --reps), and "after"'s
+ratio to "before" and to "START/END in Python".  XSD_NATIVE=c only.
 """
 import argparse
 import os
@@ -48,8 +50,12 @@ class Load:
 
     def send(self, packet):
         d, s = self.daemon, self.session
-        if self.way == "ops on C overlay" and packet.tx_id:
+        if self.way in ("before", "ops on C overlay") and (
+                packet.tx_id or packet.op == Op.TRANSACTION_START):
             d.handle(s, packet)                 # the engine kept out of transactions
+        elif self.way == "START/END in Python" and packet.op in (
+                Op.TRANSACTION_START, Op.TRANSACTION_END):
+            d.handle(s, packet)
         elif d.fastpath.serve(s, packet.encode(), 1 << 30)[0] == 0:
             d.handle(s, packet)
         d.flush()
@@ -89,17 +95,19 @@ def main() -> None:
     if BACKEND != "cffi":
         sys.exit("bench_txn.py measures the C store's transactions: XSD_NATIVE=c")
     assert transaction_type(Daemon(Config(rundir="/nonexistent")).store) is not Transaction
-    ways = ["before", "ops on C overlay", "after"]
-    print("| transaction | " + " | ".join(ways) + " | after / before |")
-    print("|---|" + "---:|" * (len(ways) + 1))
+    ways = ["before", "ops on C overlay", "START/END in Python", "after"]
+    print("| transaction | " + " | ".join(ways) + " | after / before | after / START/END in "
+          "Python |")
+    print("|---|" + "---:|" * (len(ways) + 2))
     for pairs in (1, 10):
         best = {way: float("inf") for way in ways}
         for _ in range(args.reps):
             for way in ways:                    # interleaved: load drifts hit all alike
                 best[way] = min(best[way], run_way(way, args.n, pairs))
         cells = " | ".join("%.1f us" % (best[w] * 1e6) for w in ways)
-        print("| START, %d x (WRITE, READ), END | %s | %.2fx |"
-              % (pairs, cells, best["after"] / best["before"]))
+        print("| START, %d x (WRITE, READ), END | %s | %.2fx | %.2fx |"
+              % (pairs, cells, best["after"] / best["before"],
+                 best["after"] / best["START/END in Python"]))
     print("\nCPU per transaction (process time, best of %d x %d); lower is better."
           % (args.reps, args.n))
 

@@ -179,3 +179,41 @@ def test_with_nothing_for_the_journal_a_batch_flushes_at_once(tmp_path, monkeypa
     run_until(loop, lambda: len(replies(out)) == 2)
     assert d.persist.records == records + 1 and disk.seen == [[len(out) - 1]]
     d.persist.close()
+
+
+def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
+        tmp_path, monkeypatch, loop):
+    """TRANSACTION_END committing in the engine: its changes go through the store's change
+    log like any (one record at the next loop turn), END's reply and the watch events wait
+    for the fsync, and a daemon opened on the same state finds the committed nodes."""
+    config = Config(rundir=str(tmp_path), state_dir=str(tmp_path))
+    d = open_daemon(config)
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    pump = RequestPump(d, loop, d.persist)
+    writer_out, watcher_out = [], []
+    disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
+    writer = d.open_session(writer_out.append, name="writer", direct_replies=True)
+    watcher = d.open_session(watcher_out.append, name="watcher")
+    d.handle(watcher, Packet(Op.WATCH, 1, 0, b"/gc\0tok\0"))
+    d.flush()
+    watcher_out.clear()
+    records = d.persist.records
+    # START and the WRITE inside change nothing in the store: no record, no fsync.
+    assert pump.serve_bytes(writer, Packet(Op.TRANSACTION_START, 2, 0, b"\0").encode()) == b""
+    tx = int(replies(writer_out)[0].payload[:-1])
+    assert pump.serve_bytes(writer, Packet(Op.WRITE, 3, tx, b"/gc/x\0in-tx").encode()) == b""
+    run_until(loop, lambda: len(replies(writer_out)) == 2)
+    assert disk.seen == [] and d.persist.records == records
+    sent = len(writer_out)
+    assert pump.serve_bytes(writer, Packet(Op.TRANSACTION_END, 4, tx, b"T\0").encode()) == b""
+    assert "TRANSACTION_END:1" in d.fastpath.answered([writer])     # the engine committed
+    assert len(writer_out) == sent and watcher_out == []            # waiting for the disk
+    run_until(loop, lambda: len(writer_out) > sent and watcher_out)
+    assert disk.seen == [[sent, 0]] and d.persist.records == records + 1
+    assert replies(writer_out)[2:] == [Packet(Op.TRANSACTION_END, 4, tx, b"OK\0")]
+    assert replies(watcher_out) == [Packet(Op.WATCH_EVENT, 0, 0, b"/gc/x\0tok\0")]
+    d.persist.close()
+    again = open_daemon(config)
+    assert again.store.get("/gc/x").value == b"in-tx"
+    again.persist.close()

@@ -23,6 +23,7 @@ from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
 from xsd.core.ops import watch_bytes
+from xsd.core.stats import session_counters
 from xsd.core.store import Store
 from xsd.core.transactions import Transaction
 
@@ -51,6 +52,7 @@ class Side:
         self.in_c = 0           # packets with a tx_id the C engine answered
         self.guest_creations_in_c = 0   # of those, a guest's WRITE or MKDIR making nodes
         self.last_in_c = False          # the engine answered the last packet sent
+        self.txn_in_c = 0               # TRANSACTION_START/END the engine answered
 
     def session(self, name, domid, privileged=False):
         out = []
@@ -65,7 +67,9 @@ class Side:
             self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] != 0
         if not self.last_in_c:
             self.daemon.handle(s, packet)
-        elif packet.tx_id:
+        elif packet.op in (Op.TRANSACTION_START, Op.TRANSACTION_END):
+            self.txn_in_c += 1
+        if self.last_in_c and packet.tx_id:
             self.in_c += 1
             # The transaction's view gained nodes its domain owns: the engine created them.
             if not s.privileged and tx.native.owned_delta(s.domid) > owned:
@@ -237,8 +241,10 @@ def test_c_transactions_answer_as_python_ones(seed, fast):
     # The run reached what it is about (not a test that passes by doing nothing).
     assert counts["commits"] > 20 and counts["conflicts"] > 5, counts
     assert counts["enospc"] > 3 and counts["events"] > 50, counts
-    # The C engine answered a good part of the requests inside transactions itself.
+    # The C engine answered a good part of the requests inside transactions itself, and
+    # of the transactions' starts and ends (conflicts, removals and refusals are Python's).
     assert pair.c.in_c > 200 if fast else pair.c.in_c == 0, pair.c.in_c
+    assert pair.c.txn_in_c > 100 if fast else pair.c.txn_in_c == 0, pair.c.txn_in_c
 
 
 def test_the_daemon_on_the_c_store_uses_the_c_overlay():
@@ -398,7 +404,131 @@ def test_a_guest_creates_in_its_transaction_in_c_within_its_quotas():
     assert write(b"m5", b"vvvv", tx=tx) == (True, "OK")
     assert write(b"m4", b"", tx=tx) == (True, "OK")         # shrinking: no charge at all
     assert pair.c.guest_creations_in_c == 7
-    assert send(Op.TRANSACTION_END, b"T\0", tx=tx) == (False, "OK")
+    assert send(Op.TRANSACTION_END, b"T\0", tx=tx) == (True, "OK")  # the engine commits
     nodes = pair.c.nodes()
     assert [nodes["/local/domain/1/" + name][1] for name in ("q", "q/y/w", "m5")] == \
         [(("n", 1), ("r", 0))] * 3       # owned by the guest's domain, as Python made them
+
+
+# -- TRANSACTION_START and TRANSACTION_END in the engine --------------------------------
+
+def test_starts_and_ends_in_the_engine_answer_as_python():
+    """The engine starts and ends transactions (engine.h, XSD_RUN_TXN) as ops.py does:
+    ids from the session's next id, skipping 0 and ids in use and wrapping through
+    uint32 (XSA-420); the transactions quota; a commit's events fired to the watchers
+    in first-touch order before END's reply; aborts.  What it leaves to Python (START in
+    a transaction, END without one or with a bad payload, conflicts, refusals, a long
+    run of ids in use) Python answers; both daemons agree on every reply, event and node
+    (Pair.send), and on each session's table of transactions and next id."""
+    pair = Pair()
+    pair.boot()
+    sessions = {name: (pair.py.sessions[name][0], pair.c.sessions[name][0])
+                for name, _, _ in SESSIONS}
+
+    def send(name, op, payload=b"\0", tx=0):
+        (reply,) = [p for p in Decoder().feed(pair.send(name, op, tx, payload))
+                    if p.op != Op.WATCH_EVENT]
+        py, c = sessions[name]
+        assert sorted(c.transactions) == sorted(py.transactions), name
+        assert c.next_tx_id == py.next_tx_id, name
+        if reply.op == Op.ERROR:
+            return pair.c.last_in_c, reply.payload[:-1].decode()
+        return pair.c.last_in_c, reply.payload.rstrip(b"\0").decode()
+
+    def start(name="dom0"):
+        in_c, reply = send(name, Op.TRANSACTION_START)
+        assert in_c, reply
+        return int(reply)
+
+    # Ids wrap through uint32, skipping 0 and ids in use.
+    first = start()
+    assert first == 1
+    for s in sessions["dom0"]:
+        s.next_tx_id = 0xFFFFFFFF           # as a re-attached guest's ring sets it (guest.py)
+    assert start() == 0xFFFFFFFF
+    assert start() == 2                     # 0 skipped, 1 in use
+    # A commit: its events to the watchers, merged, before the reply.
+    tx = start()
+    assert send("dom0", Op.WRITE, b"/a/b/c\0in-tx", tx) == (True, "OK")
+    assert send("dom0", Op.WRITE, b"/b/new/deep\0v", tx) == (True, "OK")
+    assert send("dom0", Op.SET_PERMS, b"/a\0n0\0r1\0", tx) == (True, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (True, "OK")
+    # An abort changes nothing; "T" without its NUL commits.
+    tx = start()
+    assert send("dom0", Op.WRITE, b"/a\0gone", tx) == (True, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"F\0", tx) == (True, "OK")
+    tx = start()
+    assert send("dom0", Op.WRITE, b"/c\0kept", tx) == (True, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"T", tx) == (True, "OK")
+    # Python's: START inside a transaction, END without one, bad payloads, unknown ids.
+    assert send("dom0", Op.TRANSACTION_START, b"\0", first) == (False, "EBUSY")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0") == (False, "ENOENT")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", 77) == (False, "ENOENT")
+    assert send("dom0", Op.TRANSACTION_END, b"X\0", first) == (False, "EINVAL")
+    # A conflict: EAGAIN from Python, the transaction gone on both sides.
+    tx = start()
+    assert send("dom0", Op.READ, b"/c\0", tx) == (True, "kept")
+    assert send("dom0b", Op.WRITE, b"/c\0moved") == (True, "OK")
+    assert send("dom0", Op.WRITE, b"/b/x\0late", tx) == (True, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (False, "EAGAIN")
+    assert send("dom0", Op.TRANSACTION_END, b"F\0", tx) == (False, "ENOENT")
+    # A removal committed: Python fires it (the engine leaves removals to it).
+    tx = start()
+    assert send("dom0", Op.RM, b"/b/new\0", tx) == (True, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (False, "OK")
+    # The transactions quota: within it C's, its refusal Python's (counted there too).
+    pair.send("dom0", Op.SET_QUOTA, 0, b"1\0transactions\x002\0")
+    guest = [start("guest1"), start("guest1")]
+    assert send("guest1", Op.TRANSACTION_START) == (False, "ENOSPC")
+    assert [s.counters.refused for s in sessions["guest1"]] == [{"transactions": 1}] * 2
+    assert send("guest1", Op.TRANSACTION_END, b"F\0", guest.pop()) == (True, "OK")
+    guest.append(start("guest1"))
+    # Many open at once; a run of ids in use longer than the engine probes is Python's.
+    many = [start("dom0b") for _ in range(80)]
+    assert many == list(range(1, 81))
+    for s in sessions["dom0b"]:
+        s.next_tx_id = 3
+    assert send("dom0b", Op.TRANSACTION_START) == (False, "81")
+    assert start("dom0b") == 82
+    for tx in many[::7]:
+        assert send("dom0b", Op.TRANSACTION_END, b"T\0", tx) == (True, "OK")
+    # RESET_WATCHES drops the session's transactions: END of one is then ENOENT.
+    assert send("guest1", Op.RESET_WATCHES, b"") == (False, "OK")
+    assert send("guest1", Op.TRANSACTION_END, b"T\0", guest[0]) == (False, "ENOENT")
+    # Counted per type like any request Python answers (stats.session_counters).
+    for name in ("dom0", "dom0b", "guest1"):
+        py, c = (session_counters(s) for s in sessions[name])
+        assert c.requests == py.requests and c.errors == py.errors, name
+    assert pair.c.txn_in_c > 100
+    # A session closed with transactions open: they go with it; the others carry on.
+    for side in (pair.py, pair.c):
+        s = side.sessions["dom0b"][0]
+        assert len(s.transactions) > 50
+        side.daemon.close_session(s)
+        side.session("dom0b", 0, True)
+    sessions["dom0b"] = (pair.py.sessions["dom0b"][0], pair.c.sessions["dom0b"][0])
+    assert start("dom0b") == 1
+    assert send("dom0b", Op.TRANSACTION_END, b"T\0", 1) == (True, "OK")
+    assert pair.c.daemon.usage(0)["transactions"] == pair.py.daemon.usage(0)["transactions"]
+
+
+def test_a_start_whose_overlay_cannot_be_wrapped_leaves_nothing_behind(monkeypatch):
+    """Out of memory adopting the overlay the engine started (FastPath._transaction_moved):
+    the C conn forgets the id and the overlay is freed, so neither side knows a transaction
+    the other does not (a request with that id is then Python's: ENOENT)."""
+    side = Side(CStore(), fast=True)
+    side.session("dom0", 0, privileged=True)
+    s = side.sessions["dom0"][0]
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(CTransaction, "adopt", out_of_memory)
+    with pytest.raises(MemoryError):
+        side.daemon.fastpath.serve(s, Packet(Op.TRANSACTION_START, 1, 0, b"\0").encode(), 1 << 30)
+    monkeypatch.undo()
+    assert s.transactions == {} and s.native.txns == {}
+    used, *_ = side.daemon.fastpath.engine.run(s.native, Packet(Op.READ, 2, 1, b"/\0").encode())
+    assert used == 0                                    # tx 1 unknown to the engine
+    assert Decoder().feed(side.send("dom0", Packet(Op.READ, 3, 1, b"/\0")))[0].payload == \
+        b"ENOENT\0"

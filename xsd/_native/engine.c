@@ -24,6 +24,7 @@
 enum {
     OP_DIRECTORY = 1, OP_READ = 2, OP_GET_PERMS = 3, OP_WRITE = 11, OP_MKDIR = 12,
     OP_RM = 13, OP_SET_PERMS = 14, OP_DIRECTORY_PART = 22,
+    OP_TRANSACTION_START = 6, OP_TRANSACTION_END = 7, OP_ERROR = 16,
 };
 
 #define ABS_PATH_MAX 3072u          /* XENSTORE_ABS_PATH_MAX */
@@ -53,6 +54,9 @@ struct xsd_engine {
     size_t deliv_len;
     char *below;                                /* a removal's nodes below its root */
     size_t below_cap;
+    int txn_kind;                               /* the packet's START/END (engine.h) */
+    uint32_t txn_id;
+    xsd_txn *txn;
 };
 
 struct xsd_conn {
@@ -68,6 +72,10 @@ struct xsd_conn {
     uint64_t requests[XSD_OP_COUNT];
     struct conn_txn *txns;      /* the session's transactions (borrowed), by tx_id */
     size_t txn_count, txn_cap;
+    int txn_quotas_set;         /* xsd_conn_txn_quotas called: START may run here */
+    uint32_t txn_max;           /* "transactions" (0: none) */
+    uint32_t txn_nodes;         /* "transaction-nodes" of a new one (0: none) */
+    uint32_t next_tx_id;        /* Session.next_tx_id's mirror */
 };
 
 struct conn_txn {
@@ -130,6 +138,7 @@ xsd_conn *xsd_conn_new(xsd_engine *e)
     if (!c)
         return NULL;
     xsd_conn_configure(c, 0, -1, 0, 0, 0);
+    c->next_tx_id = 1;          /* Session's first */
     return c;
 }
 
@@ -202,6 +211,18 @@ void xsd_conn_quotas(xsd_conn *c, const struct xsd_quotas *q)
 {
     c->quotas_set = 1;
     c->quotas = *q;
+}
+
+void xsd_conn_txn_quotas(xsd_conn *c, uint32_t transactions, uint32_t transaction_nodes)
+{
+    c->txn_quotas_set = 1;
+    c->txn_max = transactions;
+    c->txn_nodes = transaction_nodes;
+}
+
+void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id)
+{
+    c->next_tx_id = next_tx_id;
 }
 
 uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
@@ -307,6 +328,8 @@ static unsigned access_of(const xsd_conn *c, const char *perms, size_t perms_len
 struct request {
     xsd_engine *e;
     const xsd_conn *c;
+    xsd_conn *conn;             /* c, for TRANSACTION_START/END: its table and next id */
+    uint32_t tx_id;
     xsd_txn *t;                 /* the request's transaction; NULL: the store itself */
     const char *payload;
     size_t len;
@@ -1158,6 +1181,144 @@ static int64_t do_set_perms(const struct request *q)
     return reply_ok(q->reply);
 }
 
+/* -- TRANSACTION_START / TRANSACTION_END (engine.h, XSD_RUN_TXN) ------------ */
+
+/* ops.do_transaction_start outside a transaction: "<id>\0". */
+static int64_t do_transaction_start(const struct request *q)
+{
+    xsd_conn *c = q->conn;
+    uint32_t id = c->next_tx_id;
+    unsigned probes = 0;
+    xsd_txn *t;
+    int n;
+
+    if (q->t || !(c->privileged || c->txn_quotas_set))
+        return PUNT;            /* EBUSY; or the quotas not known yet */
+    if (!c->privileged && c->txn_max && c->txn_count + 1 > c->txn_max)
+        return PUNT;            /* ENOSPC (Python counts the refusal) */
+    while (id == 0 || conn_txn(c, id)) {        /* ids wrap through uint32 (XSA-420) */
+        if (++probes > XSD_TXN_PROBES)
+            return PUNT;        /* a long run of ids in use: Python's dict walks it */
+        id++;                   /* unsigned: 0xFFFFFFFF + 1 is 0, skipped next round */
+    }
+    t = xsd_txn_new(q->e->store);
+    if (!t)
+        return PUNT;
+    xsd_txn_set_limit(t, c->privileged ? 0 : c->txn_nodes);
+    if (xsd_conn_txn_add(c, id, t)) {
+        xsd_txn_free(t);
+        return PUNT;
+    }
+    c->next_tx_id = id + 1;
+    q->e->txn_kind = XSD_TXN_STARTED;
+    q->e->txn_id = id;
+    q->e->txn = t;
+    n = snprintf(q->reply, XSD_PAYLOAD_MAX, "%u", (unsigned)id);
+    return (int64_t)n + 1;     /* with its NUL */
+}
+
+/* The perms entries starting at p (each ending in NUL, then one more NUL,
+ * within end): their length without the closing NUL, or -1. */
+static int64_t entries_len(const char *p, const char *end)
+{
+    const char *at = p;
+
+    while (at < end && *at != '\0') {
+        const char *nul = memchr(at, '\0', (size_t)(end - at));
+
+        if (!nul)
+            return -1;
+        at = nul + 1;
+    }
+    return at < end ? (int64_t)(at - p) : -1;
+}
+
+/* The committed transaction's merged events (CHANGEs only: removals are
+ * Python's) fired through the registry, each a group ahead of the reply at
+ * reply_at, as Daemon.fire runs them in order. Stops at the first that
+ * cannot be made (out of memory): the change is made and will be
+ * acknowledged, as dispatch._fire's logged failure. */
+static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
+{
+    const char *at, *end;
+    int64_t n;
+
+    for (;;) {
+        char *bigger;
+        size_t cap;
+
+        n = xsd_txn_events(t, e->scratch, e->scratch_cap);
+        if (n < 0)
+            return;
+        if ((size_t)n <= e->scratch_cap)
+            break;
+        cap = (size_t)n > 2 * e->scratch_cap ? (size_t)n : 2 * e->scratch_cap;
+        bigger = XSD_REALLOC(e->scratch, cap);
+        if (!bigger)
+            return;
+        e->scratch = bigger;
+        e->scratch_cap = cap;
+    }
+    if (n == 0)
+        return;                 /* nothing pending (the scratch space may be NULL) */
+    at = e->scratch;
+    end = e->scratch + n;
+    while (at < end && *at == XSD_TXN_CHANGE) {
+        const char *path = at + 1, *nul = memchr(path, '\0', (size_t)(end - path));
+        struct firing f = {0, NULL, 0, NULL, 0, NULL, 0};
+        int64_t perms_len, old_len;
+
+        if (!nul)
+            return;
+        f.perms = nul + 1;
+        perms_len = entries_len(f.perms, end);
+        if (perms_len < 0)
+            return;
+        f.perms_len = (size_t)perms_len;
+        f.old = f.perms + perms_len + 1;
+        old_len = entries_len(f.old, end);
+        if (old_len < 0)
+            return;
+        f.old_len = (size_t)old_len;
+        if (!old_len)
+            f.old = NULL;
+        if (fire_group(e, reply_at, path, (size_t)(nul - path), &f) < 0)
+            return;
+        at = f.perms + perms_len + 1 + old_len + 1;
+    }
+}
+
+/* ops.do_transaction_end of a transaction the conn knows: "F" drops it, "T"
+ * commits it and fires its events (engine.h says which commits are Python's). */
+static int64_t do_transaction_end(const struct request *q)
+{
+    xsd_engine *e = q->e;
+    int rc;
+
+    if (!q->t || q->len < 1 || q->len > 2 || (q->len == 2 && q->payload[1] != '\0') ||
+        (q->payload[0] != 'T' && q->payload[0] != 'F'))
+        return PUNT;            /* ENOENT (or a lost one Python adopts), EINVAL */
+    if (q->payload[0] == 'T') {
+        if (!(q->flags & XSD_RUN_MUTATE) || !e->wreg || xsd_txn_conflicts(q->t) ||
+            xsd_txn_removes(q->t))
+            return PUNT;        /* Python commits: EAGAIN, or its events fire there */
+        rc = xsd_txn_commit(q->t);
+        xsd_conn_txn_drop(q->conn, q->tx_id);
+        e->txn_id = q->tx_id;
+        if (rc) {               /* -ENOMEM applying: part may be in the store */
+            e->txn_kind = XSD_TXN_FAILED;
+            memcpy(q->reply, "EIO", 4);
+            return 4;
+        }
+        fire_committed(e, q->t, q->reply_at);
+    } else {
+        xsd_conn_txn_drop(q->conn, q->tx_id);
+        e->txn_id = q->tx_id;
+    }
+    e->txn_kind = XSD_TXN_ENDED;
+    return reply_ok(q->reply);
+}
+
 static int64_t answer(const struct request *q, uint32_t op)
 {
     switch (op) {
@@ -1169,6 +1330,8 @@ static int64_t answer(const struct request *q, uint32_t op)
     case OP_MKDIR: return do_mkdir(q);
     case OP_RM: return do_rm(q);
     case OP_SET_PERMS: return do_set_perms(q);
+    case OP_TRANSACTION_START: return do_transaction_start(q);
+    case OP_TRANSACTION_END: return do_transaction_end(q);
     default: return PUNT;
     }
 }
@@ -1230,6 +1393,9 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         }
         q.e = e;
         q.c = c;
+        q.conn = c;
+        q.tx_id = get_u32(in + pos + 8);
+        e->txn_kind = 0;
         q.payload = in + pos + XSD_HEADER_SIZE;
         q.len = plen;
         q.flags = flags;
@@ -1242,12 +1408,19 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         }
         memcpy(out + out_len, in + pos, 12);   /* type, req_id, tx_id */
         put_u32(out + out_len + 12, (uint32_t)n);
+        if (e->txn_kind == XSD_TXN_FAILED)
+            put_u32(out + out_len, OP_ERROR);  /* dispatch's error_packet: counted there */
+        else
+            c->requests[op]++;  /* answered ops are all < XSD_OP_COUNT */
         out_len += XSD_HEADER_SIZE + (size_t)n;
         if (journaled_op(op))
             journaled += plen;
-        c->requests[op]++;      /* answered ops are all < XSD_OP_COUNT */
         handled++;
         pos += XSD_HEADER_SIZE + plen;
+        if (e->txn_kind) {
+            stop = XSD_RUN_TXN;
+            break;
+        }
         if (e->event_len) {
             reply_at = out_len - XSD_HEADER_SIZE - (size_t)n;
             stop = XSD_RUN_EVENTS;
@@ -1264,5 +1437,8 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
     r->event_len = stop == XSD_RUN_EVENTS ? e->event_len : 0;
     r->deliveries = e->deliv_len ? e->deliv : NULL;
     r->deliveries_len = e->deliv_len;
+    r->txn_kind = stop == XSD_RUN_TXN ? e->txn_kind : 0;
+    r->txn_id = stop == XSD_RUN_TXN ? e->txn_id : 0;
+    r->txn = stop == XSD_RUN_TXN && e->txn_kind == XSD_TXN_STARTED ? e->txn : NULL;
     return stop;
 }

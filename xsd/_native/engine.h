@@ -27,7 +27,7 @@
  *     on a Transaction: reads are recorded (transaction-nodes: ENOSPC is
  *     PYTHON), a change goes into the overlay and its event into the
  *     transaction's pending events (no XSD_RUN_EVENTS: nothing fires before
- *     the commit, which is Python's, as TRANSACTION_START/END are). A read
+ *     the commit: TRANSACTION_END, below). A read
  *     recorded before a punt is the one Python's handler makes first, so the
  *     transaction ends as if Python had answered alone. Unprivileged
  *     callers create nodes in a transaction within the quotas below as
@@ -77,6 +77,8 @@
  *     an entry naming a domid over 2^32-1 (EINVAL), an owner at or
  *     above DOMID_FIRST_RESERVED or not known (xsd_engine_domain_known):
  *     PYTHON. RM of "/" or of a missing node: PYTHON.
+ *   - TRANSACTION_START and TRANSACTION_END as the comment above
+ *     XSD_TXN_STARTED says (the run stops XSD_RUN_TXN after each);
  *   - DIRECTORY whose listing is over 4096 bytes (E2BIG) and READ or
  *     GET_PERMS whose answer would be over 4096 bytes: PYTHON.
  *   An allocation failure inside the store (-ENOMEM: the store is unchanged)
@@ -123,6 +125,8 @@ typedef struct xsd_conn xsd_conn;       /* opaque */
 #define XSD_RUN_BAD       3     /* the header at in[consumed] announces len > 4096 */
 #define XSD_RUN_EVENTS    4     /* the last packet answered changed a watched node: out
                                    [reply_at..out_len) is its reply, event its event */
+#define XSD_RUN_TXN       5     /* the last packet answered was a TRANSACTION_START or END
+                                   the engine answered: txn_* say what Python must learn */
 
 /* The event of an XSD_RUN_EVENTS stop (what xsd/core/ops.py appends to
  * events), as records "<path>\0<perms>\0" (perms: the node's permission
@@ -147,7 +151,56 @@ struct xsd_run {
     size_t event_len;   /* valid until the next run or xsd_engine_free; else NULL, 0 */
     const char *deliveries;  /* with a registry (xsd_engine_watches): the run's */
     size_t deliveries_len;   /* deliveries, as below; valid as event is; else NULL, 0 */
+    int txn_kind;            /* XSD_RUN_TXN: XSD_TXN_STARTED, _ENDED or _FAILED; else 0 */
+    uint32_t txn_id;         /* XSD_RUN_TXN: the transaction's id */
+    xsd_txn *txn;            /* XSD_TXN_STARTED: its new overlay, which the caller now
+                                owns (frees with xsd_txn_free, after xsd_conn_txn_drop);
+                                else NULL */
 };
+
+/* TRANSACTION_START and TRANSACTION_END (XSD_RUN_TXN). The session's table
+ * of transactions and its next id belong to Python (Session.transactions,
+ * Session.next_tx_id); the conn keeps a mirror of both, the table through
+ * xsd_conn_txn_add / _drop, the id through xsd_conn_txn_next, and the run
+ * stops right after each START or END it answers so that Python updates
+ * its side before anything else runs:
+ *   - START, outside a transaction (tx_id 0; else PYTHON: EBUSY, ENOENT),
+ *     once the caller's transaction quotas are known (xsd_conn_txn_quotas;
+ *     privileged: none bind), within "transactions" (the conn's table plus
+ *     one; else PYTHON: ENOSPC): the id as ops.do_transaction_start picks it
+ *     (from the next id on, skipping 0 and ids in use, wrapping through
+ *     uint32: XSA-420; more than XSD_TXN_PROBES ids in use in a row is
+ *     PYTHON), a new overlay (xsd_txn_new) with the transaction-nodes limit,
+ *     registered on the conn, the next id moved past it; reply "<id>\0";
+ *     XSD_TXN_STARTED, txn_id, txn: Python wraps the overlay
+ *     (ctransaction.CTransaction) and records both;
+ *   - END of a transaction registered on the conn with payload "T" or "F"
+ *     (with or without its NUL; anything else, or an unknown id: PYTHON).
+ *     "F" drops it; "T" (only with XSD_RUN_MUTATE and the C watch registry;
+ *     else PYTHON, which commits and fires) commits it when xsd_txn_conflicts
+ *     finds no conflict (a conflict or a doomed transaction: PYTHON, whose
+ *     EAGAIN changes nothing either) and no merged REMOVE waits (PYTHON:
+ *     Python fires removals), then fires its merged events, CHANGEs in
+ *     first-touch order, through the registry as one delivery group each,
+ *     all ahead of END's "OK" (ops.do_transaction_end; a group that cannot
+ *     be made for want of memory ends the firing: Python logs such a
+ *     failure and sends the reply). The transaction is dropped from the
+ *     conn; XSD_TXN_ENDED, txn_id: Python forgets it (and frees it).
+ *     A commit that fails while applying (-ENOMEM: part may be applied) is
+ *     answered "EIO" as dispatch answers an internal error, the transaction
+ *     dropped, XSD_TXN_FAILED: Python counts the error and logs it. */
+#define XSD_TXN_STARTED   1
+#define XSD_TXN_ENDED     2
+#define XSD_TXN_FAILED    3
+#define XSD_TXN_PROBES    64u
+
+/* The caller's "transactions" and "transaction-nodes" quotas (0: none), for
+ * START; until the first call an unprivileged caller's START is PYTHON.
+ * Python calls it with xsd_conn_quotas. */
+void xsd_conn_txn_quotas(xsd_conn *c, uint32_t transactions, uint32_t transaction_nodes);
+
+/* The id the next START tries first (Session.next_tx_id; 1 for a new conn). */
+void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id);
 
 /* With the C watch registry (xsd_engine_watches), a watched change outside a
  * transaction does not stop the run: the engine fires it itself, exactly as

@@ -32,7 +32,7 @@ from . import trie as _checked  # noqa: F401  (the build stamp is checked at its
 from ._xsd_native import ffi, lib
 
 __all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD",
-           "STOP_EVENTS"]
+           "STOP_EVENTS", "STOP_TXN", "TXN_STARTED", "TXN_ENDED", "TXN_FAILED"]
 
 MUTATE = lib.XSD_RUN_MUTATE
 STOP_DONE = lib.XSD_RUN_DONE
@@ -40,6 +40,10 @@ STOP_PYTHON = lib.XSD_RUN_PYTHON
 STOP_FULL = lib.XSD_RUN_FULL
 STOP_BAD = lib.XSD_RUN_BAD
 STOP_EVENTS = lib.XSD_RUN_EVENTS
+STOP_TXN = lib.XSD_RUN_TXN          # after a TRANSACTION_START/END: ``Engine.transaction()``
+TXN_STARTED = lib.XSD_TXN_STARTED
+TXN_ENDED = lib.XSD_TXN_ENDED
+TXN_FAILED = lib.XSD_TXN_FAILED
 _CHANGE = lib.XSD_EVENT_CHANGE     # the first byte of a CHANGE event (an int in C)
 REPLY_MAX = lib.XSD_REPLY_MAX
 
@@ -56,9 +60,9 @@ if _GROUP.size != lib.XSD_DELIVERY_GROUP_HEADER:
 class Conn:
     """One session's identity for the engine (xsd_conn) and its per-type counts."""
 
-    __slots__ = ("_h", "_engine", "txns")
+    __slots__ = ("_h", "_engine", "txns", "next_tx_id")
     # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
-    COUNTED_OPS = (1, 2, 3, 11, 12, 13, 14, 22)
+    COUNTED_OPS = (1, 2, 3, 6, 7, 11, 12, 13, 14, 22)
 
     def __init__(self, engine):
         h = lib.xsd_conn_new(engine._h)
@@ -67,6 +71,7 @@ class Conn:
         self._h = ffi.gc(h, lib.xsd_conn_free)
         self._engine = engine
         self.txns = {}          # tx_id -> the owner of the xsd_txn the C conn borrows
+        self.next_tx_id = 1     # what the C conn tries first at TRANSACTION_START
 
     def sync_transactions(self, transactions: dict) -> None:
         """The C conn knows exactly ``transactions`` (tx_id -> an object whose ``native``
@@ -84,6 +89,23 @@ class Conn:
                 if lib.xsd_conn_txn_add(h, tx_id, native.handle):
                     raise MemoryError("xsd._native: out of memory")
                 txns[tx_id] = tx
+
+    def drop_started(self, tx_id: int, handle) -> None:
+        """Undo a TRANSACTION_START the engine answered whose overlay ``handle`` could not
+        be adopted (``NativeTxn.adopt`` raised): the conn forgets it, the overlay is freed."""
+        lib.xsd_conn_txn_drop(self._h, tx_id)
+        lib.xsd_txn_free(handle)
+
+    def txn_next(self, next_tx_id: int) -> None:
+        """The id the next TRANSACTION_START the engine answers tries first (engine.h: the
+        conn mirrors Session.next_tx_id; ``next_tx_id`` here mirrors the C one)."""
+        lib.xsd_conn_txn_next(self._h, next_tx_id)
+        self.next_tx_id = next_tx_id
+
+    def txn_quotas(self, transactions: int, transaction_nodes: int) -> None:
+        """The "transactions" and "transaction-nodes" quotas binding the caller (0: none);
+        until given, an unprivileged caller's TRANSACTION_START is Python's."""
+        lib.xsd_conn_txn_quotas(self._h, transactions, transaction_nodes)
 
     def configure(self, domid: int, target, privileged: bool, read_only: bool,
                   path_max: int = 0) -> None:
@@ -159,6 +181,15 @@ class Engine:
             _run(self._h, conn._h, data, len(data), self._out, self._cap, flags, r)
         n = r.out_len
         return r.consumed, _unpack(self._out, n) if n else b"", r.journaled, r.handled, r.stop
+
+    def transaction(self):
+        """After a run that stopped STOP_TXN: ``(kind, tx_id, handle)``: TXN_STARTED with
+        the new ``xsd_txn *`` (the caller now owns it: ``NativeTxn.adopt``), TXN_ENDED or
+        TXN_FAILED (the commit failed applying; the reply is EIO) with handle None.  The C
+        conn has already registered or dropped it; its ``txns`` and ``next_tx_id`` are
+        the caller's to update."""
+        r = self._run_result
+        return r.txn_kind, r.txn_id, None if r.txn == _NULL else r.txn
 
     def event(self, decode_perms, change, remove):
         """After a run that stopped STOP_EVENTS: ``(reply_at, event)``, where the changing

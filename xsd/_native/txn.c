@@ -990,15 +990,14 @@ out:
     return rc;
 }
 
-int xsd_txn_commit(xsd_txn *t)
+int xsd_txn_conflicts(const xsd_txn *t)
 {
-    size_t i, created = 0;
     struct xsd_node_view v;
     int rc;
 
     if (t->doomed)
         return -EAGAIN;
-    for (i = 0; i < t->count; i++) {
+    for (size_t i = 0; i < t->count; i++) {
         const struct entry *e = t->entries[i];
 
         rc = xsd_store_get(t->store, e->path, e->path_len, &v);
@@ -1007,6 +1006,25 @@ int xsd_txn_commit(xsd_txn *t)
         if ((rc == 0) != e->seen_present || (e->seen_present && v.gen != e->seen_gen))
             return -EAGAIN;
     }
+    return 0;
+}
+
+int xsd_txn_removes(const xsd_txn *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (t->entries[i]->ev_in && t->entries[i]->ev_removed)
+            return 1;
+    return 0;
+}
+
+int xsd_txn_commit(xsd_txn *t)
+{
+    size_t i, created = 0;
+    struct xsd_node_view v;
+    int rc = xsd_txn_conflicts(t);
+
+    if (rc)
+        return rc;
     for (i = 0; i < t->ov_count; i++) {
         struct entry *e = t->overlay[i];
 

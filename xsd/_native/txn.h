@@ -137,6 +137,16 @@ int xsd_txn_note_remove(xsd_txn *t, const char *root, size_t root_len,
 /* xsd_txn_note_remove of the last xsd_txn_remove's records (root: its path). */
 int xsd_txn_note_last_remove(xsd_txn *t, const char *root, size_t root_len);
 
+/* The commit's check alone (nothing changed): 0 when xsd_txn_commit would
+ * apply, -EAGAIN when it would conflict (or t is doomed), else the store's
+ * error. The engine asks it first so that a conflicting TRANSACTION_END is
+ * left to Python (its EAGAIN reply and error count) before anything moves. */
+int xsd_txn_conflicts(const xsd_txn *t);
+
+/* Whether a merged pending event is a REMOVE (the engine leaves the firing
+ * of a removal committed by a transaction to Python). */
+int xsd_txn_removes(const xsd_txn *t);
+
 /* Apply to the store (see above). 0; -EAGAIN (nothing changed); -ENOMEM. */
 int xsd_txn_commit(xsd_txn *t);
 

@@ -24,6 +24,12 @@ __all__ = ["NativeTxn", "TxnRefused"]
 
 _NULL = ffi.NULL
 _BUF_START = 4096
+# One node view and one reply buffer for every overlay: each call fills and unpacks them
+# before it returns, and calls run one at a time (the event loop's thread; C never calls
+# back), so a transaction costs no buffers of its own (the engine starts one per
+# TRANSACTION_START it answers).
+_VIEW = ffi.new("struct xsd_node_view *")
+_BUF = ffi.new("char[]", _BUF_START)
 
 
 class TxnRefused(Exception):
@@ -50,9 +56,21 @@ class NativeTxn:
             raise MemoryError("xsd._native: out of memory")
         self._h = ffi.gc(h, lib.xsd_txn_free)
         self._store_h = store_handle        # borrowed by C: kept alive with us
-        self._view = ffi.new("struct xsd_node_view *")
-        self._buf = ffi.new("char[]", _BUF_START)
+        self._view = _VIEW
+        self._buf = _BUF
         self._cap = _BUF_START
+
+    @classmethod
+    def adopt(cls, handle, store_handle) -> "NativeTxn":
+        """Own ``handle``, an ``xsd_txn *`` made over ``store_handle`` elsewhere (the
+        engine's TRANSACTION_START, engine.h)."""
+        self = cls.__new__(cls)
+        self._store_h = store_handle
+        self._view = _VIEW
+        self._buf = _BUF
+        self._cap = _BUF_START
+        self._h = ffi.gc(handle, lib.xsd_txn_free)     # last: owned only once adopted
+        return self
 
     @property
     def handle(self):

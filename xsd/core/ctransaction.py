@@ -106,6 +106,20 @@ class CTransaction:
         self.removed_records = None         # REMOVE event it makes goes back as it came
 
     @classmethod
+    def adopt(cls, store, tx_id: int, handle, node_limit=None) -> "CTransaction":
+        """The transaction the request engine started (engine.h, TRANSACTION_START): its
+        overlay ``handle`` (an ``xsd_txn *`` over ``store``, its limit already set) owned
+        from here on, as if made by ``__init__``."""
+        tx = cls.__new__(cls)
+        tx.store = store
+        tx.id = tx_id
+        tx.events = CPendingEvents(tx)
+        tx.node_limit = node_limit
+        tx.removed_root = tx.removed_records = None
+        tx.native = NativeTxn.adopt(handle, store.handle)  # last: raising, it owns nothing
+        return tx
+
+    @classmethod
     def doomed(cls, store, tx_id: int, node_limit=None) -> "CTransaction":
         tx = cls(store, tx_id, node_limit)
         tx.native.doom()

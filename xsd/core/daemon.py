@@ -436,6 +436,8 @@ class Daemon:
             "events-dropped": sum(s.events_dropped for s in self.sessions),
             "native-backend": BACKEND,
             "rss-kib": _rss_kib(),
+            **({"c-path-requests": self.fastpath.answered(self.sessions)}
+               if self.fastpath is not None else {}),
         }
 
 

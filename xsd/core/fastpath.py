@@ -2,10 +2,10 @@
 
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
-transaction's C overlay, in one crossing per batch of bytes a client
-delivers, and stops at the first request it leaves to Python (engine.h says
-which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
-anything unusual); the transport hands the rest to the Python
+transaction's C overlay, and TRANSACTION_START and END, in one crossing per
+batch of bytes a client delivers, and stops at the first request it leaves
+to Python (engine.h says which: errors, a crossing of the soft memory quota,
+conflicting commits, anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too.  Under the C watch registry the engine fires it
 there and returns the deliveries with the batch (each before the reply of the
@@ -26,9 +26,14 @@ What the engine must know of the Python side, and when it learns it:
   ``Quotas.soft_warned``, by an epoch count, and again for one session after
   its watches changed (``Daemon.watches_changed``);
 - its open transactions (the C overlays of ``ctransaction.CTransaction``, in
-  which the engine answers requests carrying their ids): registered with its
-  conn at the first batch after TRANSACTION_START or END (Python's), each
-  with the transaction-nodes quota as it stands, refreshed with the epoch;
+  which the engine answers requests carrying their ids) and its next
+  transaction id: the session's table and id are Python's, the conn's a
+  mirror, registered at the first batch after Python changed them (its
+  START/END, RESET_WATCHES, a restore), each with the transaction-nodes
+  quota as it stands, refreshed with the epoch; a START or END the engine
+  answers stops its run (STOP_TXN) and ``_transaction_moved`` records it on
+  the session before anything else runs (a started overlay adopted as a
+  ``CTransaction``), so both sides stay equal;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -42,16 +47,19 @@ Counts: the engine counts what it answers per session and type;
 import logging
 from time import perf_counter
 
+from xenstore_protocol import Op
 from xenstore_protocol.constants import HEADER
 
 from .._native import BACKEND
 from .events import CHANGE, REMOVE
-from .ops import watch_bytes
+from .ops import transaction_node_limit, watch_bytes
 from .stats import SAMPLE_EVERY
 from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine, delivery_groups
+    from .._native.engine import (MUTATE, STOP_EVENTS, STOP_FULL, STOP_TXN, TXN_FAILED,
+                                  TXN_STARTED, Engine, delivery_groups)
+    from .ctransaction import CTransaction
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +103,8 @@ class FastPath:
             conn.sync_transactions(transactions)     # TRANSACTION_START/END ran in Python
             for tx in transactions.values():
                 tx.refresh_limit()
+        if conn.next_tx_id != session.next_tx_id:
+            conn.txn_next(session.next_tx_id)       # Python's START, a restore, a re-attach
         run = self.engine.run
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
@@ -117,6 +127,8 @@ class FastPath:
                 used, out, journal_bytes, _, stop = run(conn, data, MUTATE, consumed)
             consumed += used
             journaled += journal_bytes
+            if stop == STOP_TXN:
+                self._transaction_moved(session, conn)
             if stop == STOP_EVENTS:
                 self._fire_before_reply(session, out)
             else:
@@ -131,12 +143,46 @@ class FastPath:
                             session.count_unsent()  # the budget's count moves only then
                     else:
                         session.send(out)
-                if stop != STOP_FULL:
+                if stop != STOP_FULL and (stop != STOP_TXN or consumed == len(data)):
                     return consumed, journaled
             if session.out_bytes > flush_at:
                 daemon.flush()
             if session.paused or session.closed:
                 return consumed, journaled
+
+    def answered(self, sessions) -> str:
+        """What the engine answered on ``sessions``' connections, by request type
+        ("READ:12 TRANSACTION_START:3"; memreport shows it): which requests take the C path."""
+        counts = {}
+        for session in sessions:
+            conn = session.native
+            if conn is not None:
+                for op in conn.COUNTED_OPS:
+                    counts[op] = counts.get(op, 0) + conn.requests(op)
+        return " ".join(f"{Op(op).name}:{n}" for op, n in sorted(counts.items()) if n)
+
+    def _transaction_moved(self, session, conn) -> None:
+        """After a TRANSACTION_START or END the engine answered (engine.h, XSD_RUN_TXN):
+        the session's table and next id (which the conn mirrors) learn what C did, as
+        ops.do_transaction_start / do_transaction_end would have recorded it."""
+        kind, tx_id, handle = self.engine.transaction()
+        if kind == TXN_STARTED:
+            daemon = self.daemon
+            try:
+                tx = CTransaction.adopt(daemon.store, tx_id, handle,
+                                        transaction_node_limit(daemon, session))
+            except BaseException:   # out of memory wrapping it (adopt owns nothing then)
+                conn.drop_started(tx_id, handle)
+                raise
+            session.transactions[tx_id] = conn.txns[tx_id] = tx
+            session.next_tx_id = conn.next_tx_id = (tx_id + 1) & 0xFFFFFFFF
+            return
+        session.transactions.pop(tx_id, None)       # the C conn dropped it; freed with it
+        conn.txns.pop(tx_id, None)
+        if kind == TXN_FAILED:      # the engine answered EIO, as dispatch does for an exception
+            log.error("%r: TRANSACTION_END of %d failed applying its commit (out of memory)",
+                      session, tx_id)
+            session.counters.error(7, "EIO")
 
     def _fire_before_reply(self, session, out: bytes) -> None:
         """The replies before the changing request's, its event (C xenstored queues a
@@ -161,19 +207,30 @@ class FastPath:
         daemon = self.daemon
         deliver = daemon.watches.deliver
         sent = 0
-        for reply_at, path, records in delivery_groups(groups):
+        held = None     # the reply whose deliveries are queued: several groups may share
+        for reply_at, path, records in delivery_groups(groups):   # one (a commit's events)
+            if held is not None and reply_at != held:
+                sent = self._reply_after_deliveries(session, out, held, flush_at)
             if reply_at > sent:
                 session.send(out[sent:reply_at])
+                sent = reply_at
             try:
                 deliver(records, path)
             except Exception:       # the change is made and will be acknowledged
                 log.exception("%r: internal error firing watches", session)
-            sent = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
-            session.send(out[reply_at:sent])
-            if session.out_bytes > flush_at:
-                daemon.flush()
+            held = reply_at
+        if held is not None:
+            sent = self._reply_after_deliveries(session, out, held, flush_at)
         if sent < len(out):
             session.send(out[sent:])
+
+    def _reply_after_deliveries(self, session, out: bytes, reply_at: int, flush_at: int) -> int:
+        """Queue the reply at ``reply_at`` (its deliveries queued before it); where it ends."""
+        end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+        session.send(out[reply_at:end])
+        if session.out_bytes > flush_at:
+            self.daemon.flush()
+        return end
 
     def _configure(self, session):
         if self._known_epoch != self.epoch:
@@ -211,6 +268,7 @@ def configure(conn, quotas, session) -> None:
                     nodes=value("nodes", domid), memory=value("memory", domid),
                     memory_soft=quotas.soft["memory"], soft_warned=domid in quotas.soft_warned,
                     watch_bytes=watch_bytes(session))
+        conn.txn_quotas(value("transactions", domid), value("transaction-nodes", domid))
 
 
 def _sample(stats, data: bytes, at: int, handled: int, seconds: float) -> None:

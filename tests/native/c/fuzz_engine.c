@@ -29,10 +29,15 @@
  *   packets:      count byte (1-4), each: type byte (picks from the request
  *                 types, or raw), tx byte, path tokens, value/perms byte
  * Transactions (txn.h): tx byte 0xf1 on conns 0 and 1 and 0xf2 on conn 0
- * name transactions registered there (conn 1's limited to 4 nodes); the
- * other tx ids are unknown to the engine (PYTHON). At the end each is
- * committed (0, -EAGAIN or -ENOMEM) and its events read; the store stays
- * sound.
+ * name transactions registered there (conn 1's limited to 4 nodes); tx bytes
+ * 0xf3-0xf6 are ids 1-4, those TRANSACTION_START gives in the engine (conn 1
+ * within a transactions quota of 3; conn 2's quotas unknown: PYTHON); the
+ * other tx ids are unknown to the engine (PYTHON). TRANSACTION_END's payload
+ * is "T", "F" with or without NUL, or junk. A run stopped XSD_RUN_TXN reports
+ * a started transaction with its overlay (kept here as fastpath.py keeps it,
+ * freed at its END) or an ended one (never again in the conn). At the end
+ * each fixed one not ended in the engine is committed (0, -EAGAIN or
+ * -ENOMEM) and its events read; the store stays sound.
  * A conn keeps the bytes not yet consumed (a partial packet) for its next
  * batch, as a transport does; PYTHON skips the packet (Python's), BAD drops
  * the conn's bytes (the connection is closed).
@@ -86,7 +91,9 @@ static size_t read_path(struct input *in, char *k)
 static int read_packet(struct input *in, struct stream *s)
 {
     static const uint32_t types[] = { T_READ, T_DIRECTORY, T_DIRECTORY_PART, T_GET_PERMS,
-                                      T_WRITE, T_MKDIR, T_RM, T_SET_PERMS, T_WATCH };
+                                      T_WRITE, T_MKDIR, T_RM, T_SET_PERMS, T_WATCH,
+                                      6 /* TRANSACTION_START */, 7 /* TRANSACTION_END */ };
+    static const char *const ends[] = { "T", "F", "X", "TF" };
     static const char *const perms[] = { "n0", "r1", "b2", "w0\0r1", "n1", "r99999", "q" };
     char payload[256];
     size_t n, extra;
@@ -95,7 +102,7 @@ static int read_packet(struct input *in, struct stream *s)
 
     if (!take(in, &t) || !take(in, &tx))
         return 0;
-    type = t < 0xf0 ? types[t % 9] : t;
+    type = t < 0xf0 ? types[t % 11] : t;
     n = read_path(in, payload);
     if (!take(in, &v))
         return 0;
@@ -109,12 +116,18 @@ static int read_packet(struct input *in, struct stream *s)
         size_t plen = strlen(p) + 1 + (v % 7 == 3 ? 3 : 0);
         memcpy(payload + n, p, plen);
         n += plen;
+    } else if (type == 7) {                     /* TRANSACTION_END: the path dropped */
+        n = strlen(ends[v % 4]);
+        memcpy(payload, ends[v % 4], n);
+        if (v & 0x80)
+            payload[n++] = '\0';
     } else if (type == T_DIRECTORY_PART) {
         n += (size_t)snprintf(payload + n, sizeof payload - n, "%u", (unsigned)v * 8) + 1;
     } else if (v & 0x80) {
         n--;                                     /* no NUL */
     }
-    put_packet(s, type, t, tx < 0xf0 ? 0 : tx, payload, n);
+    put_packet(s, type, t, tx < 0xf0 ? 0 : tx >= 0xf3 && tx <= 0xf6 ? tx - 0xf2u : tx,
+               payload, n);
     return 1;
 }
 
@@ -208,6 +221,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_wreg *wreg = NULL;
     xsd_conn *conns[CONNS];
     xsd_txn *txns[3];
+    int ended[3] = {0, 0, 0};               /* ended in the engine: not committed again */
+    static struct { int conn; uint32_t id; xsd_txn *t; } started[32];  /* the engine's */
+    size_t nstarted = 0;
     static size_t starts[4 * XSD_REPLY_MAX / XSD_HEADER_SIZE];
     uint8_t ctl, mode = 0;
 
@@ -236,6 +252,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const struct xsd_quotas none;
         xsd_conn_quotas(conns[1], &tight);
         xsd_conn_quotas(conns[2], &none);
+        xsd_conn_txn_quotas(conns[1], 3, 4);
+        xsd_conn_txn_quotas(conns[0], 0, 0);
     }
     xsd_engine_domain_known(engine, 1, 1);
     (void)take(&in, &mode);
@@ -303,7 +321,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (r.consumed > p->len - pos || r.out_len > sizeof out)
                 abort();
             for (uint32_t k = 0; k < r.handled; k++) {
-                if (field(out + at, 0) != field(p->buf + pos, 0) ||
+                if ((field(out + at, 0) != field(p->buf + pos, 0) &&
+                     !(r.txn_kind == XSD_TXN_FAILED && k + 1 == r.handled &&
+                       field(out + at, 0) == T_ERROR)) ||       /* END's EIO */
                     field(out + at, 1) != field(p->buf + pos, 1))
                     abort();
                 last_at = at;
@@ -329,7 +349,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 pos = p->len;                    /* the connection is dropped */
                 break;
             }
-            if (r.stop == XSD_RUN_PYTHON)
+            if (r.stop == XSD_RUN_TXN) {            /* fastpath.py's side */
+                if (r.handled == 0 || !r.txn_kind)
+                    abort();
+                if (r.txn_kind == XSD_TXN_STARTED) {
+                    if (!r.txn)
+                        abort();
+                    if (nstarted == sizeof started / sizeof started[0]) {
+                        xsd_conn_txn_drop(conns[ci], r.txn_id);
+                        xsd_txn_free(r.txn);
+                    } else {
+                        started[nstarted].conn = ci;
+                        started[nstarted].id = r.txn_id;
+                        started[nstarted++].t = r.txn;
+                    }
+                } else {
+                    int found = 0;
+
+                    if (r.txn)
+                        abort();
+                    for (size_t k = 0; k < nstarted && !found; k++)
+                        if (started[k].conn == ci && started[k].id == r.txn_id) {
+                            xsd_txn_free(started[k].t);
+                            started[k] = started[--nstarted];
+                            found = 1;
+                        }
+                    for (int k = 0; k < 3 && !found; k++)
+                        if (r.txn_id == (k == 2 ? 0xf2u : 0xf1u) && ci == (k == 1) &&
+                            !ended[k])
+                            found = ended[k] = 1;
+                    if (!found)
+                        abort();                     /* ended one the conn did not have */
+                }
+            } else if (r.stop == XSD_RUN_PYTHON)
                 pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
             else if (r.stop == XSD_RUN_EVENTS) {
                 if (r.handled == 0 || r.reply_at != last_at || !event_ok(r.event, r.event_len))
@@ -344,11 +396,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (int i = 0; i < 3; i++) {
         char events[4096];
-        int rc = xsd_txn_commit(txns[i]);
+        int rc = ended[i] ? 0 : xsd_txn_commit(txns[i]);
 
         if (rc != 0 && rc != -EAGAIN && rc != -ENOMEM)
             abort();
-        if (rc == 0 && xsd_txn_events(txns[i], events, sizeof events) < 0)
+        if (rc == 0 && !ended[i] && xsd_txn_events(txns[i], events, sizeof events) < 0)
             abort();
         if (xsd_store_check(store) != 0)
             abort();
@@ -357,6 +409,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         xsd_conn_free(conns[i]);
     for (int i = 0; i < 3; i++)
         xsd_txn_free(txns[i]);
+    for (size_t k = 0; k < nstarted; k++)
+        xsd_txn_free(started[k].t);
     xsd_engine_free(engine);
     xsd_wreg_free(wreg);
     xsd_trie_free(trie);
