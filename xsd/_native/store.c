@@ -742,32 +742,44 @@ int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
     return missing;
 }
 
+/* The names of from and the siblings after it, each followed by NUL, into
+ * out while they fit in cap; past the first that does not, only counted. One
+ * walk of the list: the nodes are scattered blocks, so the walk (a cache miss
+ * per child in a big directory) is the cost, not the copy. Returns the total
+ * length, as xsd_store_children's n > cap rule asks. */
+static size_t list_names(const struct xsd_node *from, char *out, size_t cap)
+{
+    const struct xsd_node *c = from;
+    size_t at = 0;
+
+    for (; c; c = c->next) {
+        size_t len = c->name_len;
+        if (len >= cap - at)
+            break;              /* the name and its NUL do not fit */
+        memcpy(out + at, node_name(c), len);
+        at += len;
+        out[at++] = '\0';
+    }
+    for (; c; c = c->next)
+        at += (size_t)c->name_len + 1;
+    return at;
+}
+
 int64_t xsd_store_children(const xsd_store *s, const char *path, size_t len,
                            char *out, size_t cap)
 {
     int err;
-    size_t total = 0;
     const struct xsd_node *n = lookup(s, path, len, &err);
     if (!n)
         return err;
-    for (const struct xsd_node *c = n->child; c; c = c->next)
-        total += (size_t)c->name_len + 1;
-    if (total <= cap) {
-        size_t at = 0;
-        for (const struct xsd_node *c = n->child; c; c = c->next) {
-            memcpy(out + at, node_name(c), c->name_len);
-            at += c->name_len;
-            out[at++] = '\0';
-        }
-    }
-    return (int64_t)total;
+    return (int64_t)list_names(n->child, out, cap);
 }
 
 int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len,
                                 size_t count, char *out, size_t cap)
 {
     int err;
-    size_t total = 0, k = 0;
+    size_t k = 0;
     const struct xsd_node *from = NULL;
     const struct xsd_node *n = lookup(s, path, len, &err);
     if (!n)
@@ -776,22 +788,13 @@ int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len
         /* Back from the last child (first->prev) to the count-th last, or the first. */
         const struct xsd_node *c = n->child->prev;
         for (;;) {
-            total += (size_t)c->name_len + 1;
             from = c;
             if (++k == count || c == n->child)
                 break;
             c = c->prev;
         }
     }
-    if (total <= cap) {
-        size_t at = 0;
-        for (const struct xsd_node *c = from; c; c = c->next) {
-            memcpy(out + at, node_name(c), c->name_len);
-            at += c->name_len;
-            out[at++] = '\0';
-        }
-    }
-    return (int64_t)total;
+    return (int64_t)list_names(from, out, cap);
 }
 
 /* Give n a new value and/or permissions (NULL: keep), in place when they fit

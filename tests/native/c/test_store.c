@@ -65,6 +65,12 @@ static void test_write_creates_ancestors_and_stamps_top_down(void)
     CHECK_EQ(put(s, "/local/domain/0", "", P(N0)), 1);
     CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, sizeof buf), 6);
     CHECK(memcmp(buf, "1\0" "2\0" "0\0", 6) == 0);     /* creation order */
+    memset(buf, 'x', sizeof buf);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 6), 6);   /* exactly fits */
+    CHECK(memcmp(buf, "1\0" "2\0" "0\0" "x", 7) == 0);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 5), 6);   /* one short: the length */
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 1), 6);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), NULL, 0), 6);
     CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 2, buf, sizeof buf), 4);
     CHECK(memcmp(buf, "2\0" "0\0", 4) == 0);           /* the tail, in creation order */
     CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 9, buf, sizeof buf), 6);
