@@ -71,6 +71,9 @@ class FastPath:
                       and not daemon.config.python_fires)
         if self.fires:
             self.engine.watches(daemon.watches.native)
+        # Bound once: serve runs per batch, mostly of one request (one client, one at a time).
+        self._run = self.engine.run
+        self._deliveries = self.engine.deliveries if self.fires else None
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
         self._known = set()
@@ -95,7 +98,7 @@ class FastPath:
             conn.sync_transactions(transactions)     # TRANSACTION_START/END ran in Python
             for tx in transactions.values():
                 tx.refresh_limit()
-        run = self.engine.run
+        run = self._run
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
         # write first: in memory, or journaling after a run that left the store's change log
@@ -105,7 +108,7 @@ class FastPath:
         # allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
-        deliveries = self.engine.deliveries if self.fires else None
+        deliveries = self._deliveries
         consumed = journaled = 0
         while True:
             if stats.timed:
