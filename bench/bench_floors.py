@@ -25,6 +25,9 @@ own process on one daemon per repetition, except the memory rows, which each get
   rss       RSS per node, 100k nodes of 32 B (xsbench rss, fresh daemon)
   watchrss  RSS per registered watch: 10,000 watches on /w/<i> from one connection, every
             initial event read (fresh daemon; measured here, xsbench has no such test)
+  dircpu    daemon CPU per DIRECTORY of 1000 children: one connection keeps 64 in flight,
+            so the daemon is busy and its CPU per request is the listing's cost, not the
+            round trip's (fresh daemon; measured here)
 
 ``--base TREE`` adds two columns, another checkout's xsd (built there: ``./dev setup`` or
 ``python xsd/_native/build_native.py -q``) in memory and with its journal, so a change is
@@ -66,9 +69,10 @@ HEADINGS = {"c-floor": "C floor", "uvloop-floor": "uvloop floor", "cxenstored": 
             "base": "--base in memory", "base-journal": "--base, journal on tmpfs"}
 # --rows group -> the xsbench tests it runs on the shared daemon (None: a fresh daemon of its own)
 GROUPS = {"rw": ["rw"], "dir": ["dir"], "tx": ["tx"], "watch": ["watch:10", "watch:10000"],
-          "mc8": ["mc:8"], "rss": None, "watchrss": None}
+          "mc8": ["mc:8"], "rss": None, "watchrss": None, "dircpu": None}
 FLOOR_GROUPS = ("rw", "mc8")
 WATCHES_FOR_RSS = 10000
+DIRCPU_REQUESTS, DIRCPU_IN_FLIGHT = 40000, 64
 # Seconds one xsbench test may take (C xenstored's mc:8 takes ~40 s here; a watch test ~5 s).
 XSBENCH_TIMEOUT = {"watch": 60, "other": 180}
 
@@ -104,6 +108,8 @@ ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
     ("mc8_aggregate_ops_per_s", "8 clients at once: aggregate ops/s", "%.0f",
      [("xen", 2.0), ("journal", 0.8)]),
     ("mc8_daemon_cpu_us_per_op", "8 clients: daemon CPU per request (us)", "%.1f", [("xen", 0.5)]),
+    ("dir1000_daemon_cpu_us_per_op", "DIRECTORY of 1000 children, 64 in flight: daemon CPU "
+     "per request (us)", "%.2f", []),
     ("rss_bytes_per_node", "RSS per node, 100k nodes of 32 B (fresh daemon)", "%.0f",
      [("abs", 115)]),
     ("watch_rss_bytes_per_watch", "RSS per registered watch, 10,000 watches (fresh daemon)",
@@ -254,6 +260,41 @@ def watch_rss(daemon, watches: int = WATCHES_FOR_RSS) -> dict:
     return {"watch_rss_bytes_per_watch": (after - before) * 1024 / watches}
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system time (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dir_cpu(daemon) -> dict:
+    """Daemon CPU per DIRECTORY of /bench/dir's 1000 children (xsbench dir's node), with
+    DIRCPU_IN_FLIGHT requests in flight: the daemon never waits for the client."""
+    client = RawClient(daemon.socket_path, timeout=60)
+    try:
+        for first in range(0, 1000, 100):
+            sent = [client.send_packet(Op.WRITE, b"/bench/dir/%d\0" % i)
+                    for i in range(first, first + 100)]
+            for req in sent:
+                client.reply(req)
+        window = []
+        before = cpu_seconds(daemon.pid)
+        for _ in range(DIRCPU_REQUESTS):
+            window.append(client.send_packet(Op.DIRECTORY, b"/bench/dir\0"))
+            if len(window) == DIRCPU_IN_FLIGHT:
+                for req in window:
+                    reply = client.reply(req)
+                    if reply.op != Op.DIRECTORY or reply.payload.count(b"\0") != 1000:
+                        raise RuntimeError(f"DIRECTORY failed: {reply.payload[:80]!r}")
+                window.clear()
+        for req in window:
+            client.reply(req)
+        spent = cpu_seconds(daemon.pid) - before
+    finally:
+        client.close()
+    return {"dir1000_daemon_cpu_us_per_op": spent / DIRCPU_REQUESTS * 1e6}
+
+
 def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> dict:
     """Every chosen group's figures for one daemon, one repetition."""
     if name.endswith("floor"):
@@ -274,6 +315,8 @@ def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> 
         try:
             if group == "rss":
                 results.update(xsbench(exe, daemon, "rss", nkeys))
+            elif group == "dircpu":
+                results.update(dir_cpu(daemon))
             else:
                 results.update(watch_rss(daemon))
         except (OSError, RuntimeError) as err:

@@ -1,4 +1,6 @@
 """Each request type on the raw socket: its success and each of its errors."""
+import time
+
 import pytest
 
 from xenstore_protocol import Op, PAYLOAD_MAX
@@ -708,3 +710,17 @@ def test_identical_events_from_one_request_are_sent_once(xs, daemon):
         other.wait_events(2)
         write(xs, "/dup/a", b"v")
         assert other.quiet_events() == [(b"/dup/a", b"t")]
+
+
+def test_rest_of_a_split_request_that_looks_like_a_request_is_its_payload(xs):
+    """The C path answers whole packets at the start of what a read brings, so after a read
+    that ended mid-packet the next one must go to the decoder first: here it is exactly a
+    READ packet, but it is the rest of a WRITE's value."""
+    inner = HEADER.pack(Op.READ, 77, 0, len(b"/tool/xenstored\0")) + b"/tool/xenstored\0"
+    payload = b"/split\0" + inner
+    xs.sock.sendall(HEADER.pack(Op.WRITE, 76, 0, len(payload)) + payload[:7])
+    time.sleep(0.1)             # the daemon reads the first part on its own
+    xs.sock.sendall(inner)
+    reply = xs.reply()
+    assert (reply.req_id, reply.op, reply.payload) == (76, Op.WRITE, b"OK\0")
+    assert xs.ok(Op.READ, b"/split") == inner

@@ -181,6 +181,76 @@ def test_with_nothing_for_the_journal_a_batch_flushes_at_once(tmp_path, monkeypa
     d.persist.close()
 
 
+def _cheap_commits(monkeypatch, cheap: bool):
+    """Every commit cheap (a tmpfs fsync) or dear (a disk's), whatever this disk's is."""
+    from xsd.durability import group_commit
+    monkeypatch.setattr(group_commit, "MIN_FSYNC_HELD", 1.0 if cheap else 0.0)
+
+
+def test_a_lone_client_is_committed_and_answered_in_its_callback_when_commits_are_cheap(
+        tmp_path, monkeypatch, loop):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    _cheap_commits(monkeypatch, True)
+    pump = RequestPump(d, loop, d.persist)
+    out = []
+    disk = WatchedDisk(monkeypatch, (out,))
+    s = d.open_session(out.append, name="alone", direct_replies=True)
+    assert pump.serve_bytes(s, Packet(Op.WRITE, 1, 0, b"/gc/a\0v1").encode()) == b""
+    assert out == []                          # the first: no commit of its alone seen yet
+    run_until(loop, lambda: out)
+    records = d.persist.records
+    for req in (2, 3):                        # then each in the callback that brought it
+        assert pump.serve_bytes(s, Packet(Op.WRITE, req, 0, b"/gc/a\0v%d" % req).encode()) == b""
+        assert replies(out)[-1] == Packet(Op.WRITE, req, 0, b"OK\0")
+    assert d.persist.records == records + 2
+    assert disk.seen == [[0], [1], [2]]       # each record on disk before its reply left
+    d.persist.close()
+
+
+def test_a_second_client_puts_a_lone_client_back_on_group_commit(tmp_path, monkeypatch, loop):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    _cheap_commits(monkeypatch, True)
+    pump = RequestPump(d, loop, d.persist)
+    a_out, b_out = [], []
+    disk = WatchedDisk(monkeypatch, (a_out, b_out))
+    a = d.open_session(a_out.append, name="a", direct_replies=True)
+    b = d.open_session(b_out.append, name="b", direct_replies=True)
+    pump.serve_bytes(a, Packet(Op.WRITE, 1, 0, b"/gc/a\0v").encode())
+    run_until(loop, lambda: a_out)
+    pump.serve_bytes(a, Packet(Op.WRITE, 2, 0, b"/gc/a\0v").encode())   # alone: at once
+    assert len(replies(a_out)) == 2
+    records = d.persist.records
+
+    def turn():                               # then both in one loop turn: one record
+        pump.serve_bytes(b, Packet(Op.WRITE, 3, 0, b"/gc/b\0v").encode())
+        pump.serve_bytes(a, Packet(Op.WRITE, 4, 0, b"/gc/a\0w").encode())
+        assert (len(replies(a_out)), b_out) == (2, [])
+    loop.call_soon(turn)
+    run_until(loop, lambda: b_out and len(replies(a_out)) == 3)
+    assert d.persist.records == records + 1
+    assert disk.seen[-1] == [len(a_out) - 1, 0]
+    d.persist.close()
+
+
+def test_a_lone_client_waits_for_the_turn_when_a_commit_is_dear(tmp_path, monkeypatch, loop):
+    d = open_daemon(Config(rundir=str(tmp_path), state_dir=str(tmp_path)))
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    _cheap_commits(monkeypatch, False)
+    pump = RequestPump(d, loop, d.persist)
+    out = []
+    s = d.open_session(out.append, name="alone", direct_replies=True)
+    for req in (1, 2):
+        pump.serve_bytes(s, Packet(Op.WRITE, req, 0, b"/gc/a\0v").encode())
+        assert len(replies(out)) == req - 1   # its reply waits for the scheduled commit
+        run_until(loop, lambda: len(replies(out)) == req)
+    d.persist.close()
+
+
 def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
         tmp_path, monkeypatch, loop):
     """TRANSACTION_END committing in the engine: its changes go through the store's change
@@ -190,6 +260,7 @@ def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
     d = open_daemon(config)
     if d.fastpath is None:
         pytest.skip("the C request path runs on the C store only")
+    _cheap_commits(monkeypatch, False)     # the reply waits a turn: see it wait
     pump = RequestPump(d, loop, d.persist)
     writer_out, watcher_out = [], []
     disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))

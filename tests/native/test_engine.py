@@ -70,6 +70,7 @@ class Pair:
         self.daemon.fastpath = self             # its state_changed reaches us
         self.daemon.quotas.warned_changed = self.state_changed
         self.store = CStore()       # its _decode_perms gives Perm entries, as the daemon's
+        self.store.keep_listings(1)     # DIRECTORY, DIRECTORY_PART from kept listings
         # The engine borrows the oracle's watch trie: watches registered through the
         # daemon's WATCH handler are exactly what the engine sees.
         self.engine = Engine(self.store.handle, self.daemon.watches.trie.handle)

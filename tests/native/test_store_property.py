@@ -59,6 +59,7 @@ class StoreMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.c = NodeStore()
+        self.c.keep_listings(1)     # every listing kept: each change must drop it
         self.py = PyNodeStore()
 
     def both(self, method, *args):

@@ -113,6 +113,7 @@ class Pair:
     def __init__(self, fast=True):
         self.py = Side(Store(), fast=False)
         self.c = Side(CStore(), fast=fast)
+        self.c.daemon.store.keep_listings(1)    # transactions' copies read kept listings
         assert isinstance(self.c.daemon.store, CStore)
         self.req = 0
         for side in (self.py, self.c):

@@ -17,6 +17,16 @@
  *   path it will touch, then changes the tree, then sets the kinds: a failure
  *   while reserving drops the reserved records (log_rollback), so a failed
  *   mutation leaves the log as it was.
+ * - Kept listings (xsd_store_keep_listings): up to LISTINGS copies of a wide
+ *   node's children listing, each keyed by the node's address, so DIRECTORY
+ *   of a big directory is one memcpy instead of a walk of its scattered
+ *   children (measured in docs/benchmarks.md). Every change to a node's
+ *   children list goes through child_append / child_unlink, which drop the
+ *   parent's listing; node_replace moves a listing to the node's new block.
+ *   A kept listing is never empty, so its node has children, and they leave
+ *   it (child_unlink, dropping the listing) before anything frees it: no
+ *   listing outlives its node. Outside struct xsd_node: a node costs no more
+ *   for it.
  * Every allocation goes through alloc.h and is counted in bytes/blocks.
  */
 #include "store.h"
@@ -46,6 +56,16 @@ struct owner {
     uint64_t bytes;             /* sum of node_mem over the nodes it owns */
 };
 
+/* A kept children listing: node's names as xsd_store_children gives them. */
+struct kept_listing {
+    const struct xsd_node *node;
+    size_t len;                 /* >= 1: an empty listing is never kept */
+    char *names;
+};
+
+#define LISTINGS 8u             /* listings kept at most: a few wide directories */
+#define LISTING_MAX 65536u      /* longer ones are not kept: at most 512 KiB in all */
+
 /* One path in the change log. */
 struct change {
     uint64_t hash;
@@ -68,6 +88,10 @@ struct xsd_store {
     size_t nlog, log_cap;
     struct change **log_slots;  /* nlog_slots (a power of two), NULL = empty */
     size_t nlog_slots;
+    struct kept_listing listings[LISTINGS];  /* [0, nlistings) in use */
+    size_t nlistings;
+    size_t listing_victim;      /* the next one replaced when all are in use */
+    size_t listing_min;         /* keep listings this long or longer; 0: none */
 };
 
 #define INDEX_MIN 16u
@@ -509,11 +533,75 @@ static void log_clear(xsd_store *s)
     }
 }
 
+/* ------------------------------------------------------------ kept listings */
+
+static struct kept_listing *listing_find(const xsd_store *s, const struct xsd_node *n)
+{
+    for (size_t i = 0; i < s->nlistings; i++) {
+        if (s->listings[i].node == n)
+            return (struct kept_listing *)&s->listings[i];
+    }
+    return NULL;
+}
+
+static void listing_release(xsd_store *s, struct kept_listing *l)
+{
+    store_release(s, l->names, l->len);
+}
+
+/* n's children changed, or n goes: drop its listing if one is kept. */
+static void listing_forget(xsd_store *s, const struct xsd_node *n)
+{
+    struct kept_listing *l = listing_find(s, n);
+    if (l) {
+        listing_release(s, l);
+        *l = s->listings[--s->nlistings];
+        if (s->listing_victim >= s->nlistings)
+            s->listing_victim = 0;
+    }
+}
+
+static void listing_forget_all(xsd_store *s)
+{
+    for (size_t i = 0; i < s->nlistings; i++)
+        listing_release(s, &s->listings[i]);
+    s->nlistings = 0;
+    s->listing_victim = 0;
+}
+
+/* Keep a copy of n's listing (names[0..len), just made by a walk) when it is
+ * long enough to be worth it. Best effort: when the copy cannot be allocated
+ * nothing is kept and the next listing walks again. */
+static void listing_keep(xsd_store *s, const struct xsd_node *n, const char *names, size_t len)
+{
+    struct kept_listing *l;
+    char *copy;
+    if (!s->listing_min || len < s->listing_min || len > LISTING_MAX)
+        return;
+    copy = store_alloc(s, len);
+    if (!copy)
+        return;
+    memcpy(copy, names, len);
+    if (s->nlistings < LISTINGS) {
+        l = &s->listings[s->nlistings++];
+    } else {
+        l = &s->listings[s->listing_victim];
+        s->listing_victim = (s->listing_victim + 1) % LISTINGS;
+        listing_release(s, l);
+    }
+    l->node = n;
+    l->len = len;
+    l->names = copy;
+}
+
 /* ------------------------------------------------------------ children lists */
 
-static void child_append(struct xsd_node *parent, struct xsd_node *n)
+/* Both of these change parent's listing: the only two that do. */
+static void child_append(xsd_store *s, struct xsd_node *parent, struct xsd_node *n)
 {
     struct xsd_node *first = parent->child;
+    if (s->nlistings)
+        listing_forget(s, parent);
     n->parent = parent;
     n->next = NULL;
     if (!first) {
@@ -527,9 +615,11 @@ static void child_append(struct xsd_node *parent, struct xsd_node *n)
     }
 }
 
-static void child_unlink(struct xsd_node *n)
+static void child_unlink(xsd_store *s, struct xsd_node *n)
 {
     struct xsd_node *parent = n->parent, *first = parent->child;
+    if (s->nlistings)
+        listing_forget(s, parent);
     if (n == first) {
         parent->child = n->next;
         if (n->next)
@@ -551,6 +641,9 @@ static void child_unlink(struct xsd_node *n)
 static void node_replace(xsd_store *s, struct xsd_node *old, struct xsd_node *fresh)
 {
     struct xsd_node *parent = old->parent;
+    struct kept_listing *l = s->nlistings ? listing_find(s, old) : NULL;
+    if (l)
+        l->node = fresh;        /* the same children: the listing follows */
     fresh->parent = parent;
     fresh->child = old->child;
     fresh->gen = old->gen;
@@ -676,6 +769,7 @@ xsd_store *xsd_store_new(void)
     }
     owner_add(s, 0, 1, node_mem(1, 0, root_perms, sizeof root_perms));
     s->next_gen = 1;
+    s->listing_min = XSD_STORE_LISTING_MIN;
     return s;
 }
 
@@ -683,6 +777,7 @@ void xsd_store_free(xsd_store *s)
 {
     if (!s)
         return;
+    listing_forget_all(s);
     for (size_t i = 0; i < s->nslots; i++) {
         if (s->slots[i])
             node_free(s, s->slots[i]);
@@ -742,32 +837,61 @@ int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
     return missing;
 }
 
+/* The names of from and the siblings after it, each followed by NUL, into
+ * out while they fit in cap; past the first that does not, only counted. One
+ * walk of the list: the nodes are scattered blocks, so the walk (a cache miss
+ * per child in a big directory) is the cost, not the copy. Returns the total
+ * length, as xsd_store_children's n > cap rule asks. */
+static size_t list_names(const struct xsd_node *from, char *out, size_t cap)
+{
+    const struct xsd_node *c = from;
+    size_t at = 0;
+
+    for (; c; c = c->next) {
+        size_t len = c->name_len;
+        if (len >= cap - at)
+            break;              /* the name and its NUL do not fit */
+        memcpy(out + at, node_name(c), len);
+        at += len;
+        out[at++] = '\0';
+    }
+    for (; c; c = c->next)
+        at += (size_t)c->name_len + 1;
+    return at;
+}
+
 int64_t xsd_store_children(const xsd_store *s, const char *path, size_t len,
                            char *out, size_t cap)
 {
     int err;
-    size_t total = 0;
+    size_t total;
     const struct xsd_node *n = lookup(s, path, len, &err);
+    const struct kept_listing *l;
     if (!n)
         return err;
-    for (const struct xsd_node *c = n->child; c; c = c->next)
-        total += (size_t)c->name_len + 1;
-    if (total <= cap) {
-        size_t at = 0;
-        for (const struct xsd_node *c = n->child; c; c = c->next) {
-            memcpy(out + at, node_name(c), c->name_len);
-            at += c->name_len;
-            out[at++] = '\0';
-        }
+    l = s->nlistings ? listing_find(s, n) : NULL;
+    if (l) {
+        if (l->len <= cap)
+            memcpy(out, l->names, l->len);
+        return (int64_t)l->len;
     }
+    total = list_names(n->child, out, cap);
+    if (total <= cap)
+        listing_keep((xsd_store *)s, n, out, total);    /* store.h "Threads" */
     return (int64_t)total;
+}
+
+void xsd_store_keep_listings(xsd_store *s, size_t min_len)
+{
+    listing_forget_all(s);
+    s->listing_min = min_len;
 }
 
 int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len,
                                 size_t count, char *out, size_t cap)
 {
     int err;
-    size_t total = 0, k = 0;
+    size_t k = 0;
     const struct xsd_node *from = NULL;
     const struct xsd_node *n = lookup(s, path, len, &err);
     if (!n)
@@ -776,22 +900,13 @@ int64_t xsd_store_last_children(const xsd_store *s, const char *path, size_t len
         /* Back from the last child (first->prev) to the count-th last, or the first. */
         const struct xsd_node *c = n->child->prev;
         for (;;) {
-            total += (size_t)c->name_len + 1;
             from = c;
             if (++k == count || c == n->child)
                 break;
             c = c->prev;
         }
     }
-    if (total <= cap) {
-        size_t at = 0;
-        for (const struct xsd_node *c = from; c; c = c->next) {
-            memcpy(out + at, node_name(c), c->name_len);
-            at += c->name_len;
-            out[at++] = '\0';
-        }
-    }
-    return (int64_t)total;
+    return (int64_t)list_names(from, out, cap);
 }
 
 /* Give n a new value and/or permissions (NULL: keep), in place when they fit
@@ -959,7 +1074,7 @@ int64_t xsd_store_write(xsd_store *s, const char *path, size_t len,
     for (struct xsd_node *parent = top, *n = chain; n;) {
         struct xsd_node *below = n->child;
         n->child = NULL;
-        child_append(parent, n);
+        child_append(s, parent, n);
         index_put(s, n);
         s->count++;
         n->gen = s->next_gen++;
@@ -1165,7 +1280,7 @@ int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len)
     if (s->tracking && log_removal(s, top, path, len) < 0)
         return -ENOMEM;
     top->parent->gen = s->next_gen++;
-    child_unlink(top);
+    child_unlink(s, top);
     /* Free leaves first: descend along first children; a freed first child
      * leaves its next sibling first (the order of walk_post). The parent
      * pointers are the stack; plen follows the path length (top is not the
@@ -1188,7 +1303,7 @@ int64_t xsd_store_rm(xsd_store *s, const char *path, size_t len)
             break;
         }
         plen -= 1u + n->name_len;
-        child_unlink(n);                /* the first child: leaves go first */
+        child_unlink(s, n);                /* the first child: leaves go first */
         node_free(s, n);
         n = parent;
     }
@@ -1231,8 +1346,8 @@ int xsd_store_move_last(xsd_store *s, const char *path, size_t len)
         return -EINVAL;
     if (n->next) {
         parent = n->parent;
-        child_unlink(n);
-        child_append(parent, n);
+        child_unlink(s, n);
+        child_append(s, parent, n);
     }
     return 0;
 }
@@ -1274,7 +1389,7 @@ int64_t xsd_store_load(xsd_store *s, const char *path, size_t len,
         node_free(s, n);
         return err;
     }
-    child_append(top, n);
+    child_append(s, top, n);
     index_put(s, n);
     s->count++;
     n->gen = gen;
@@ -1569,6 +1684,30 @@ size_t xsd_store_check(const xsd_store *s)
         const struct change *c = s->log[i];
         if (c->kind < XSD_CHANGE_CREATED || c->kind > XSD_CHANGE_REMOVED ||
             log_find(s, c->path, c->len, c->hash) != c || xsd_hash_path(c->path, c->len) != c->hash)
+            problems++;
+    }
+    /* kept listings: each of a node in the tree, distinct, and equal to its walk */
+    if (s->nlistings > LISTINGS || (s->nlistings && s->listing_victim >= s->nlistings))
+        return problems + 1;
+    for (size_t k = 0; k < s->nlistings; k++) {
+        const struct kept_listing *l = &s->listings[k];
+        const struct xsd_node *n = l->node;
+        size_t at = 0;
+        int known = n == s->root;
+        for (size_t i = 0; !known && i < s->nslots; i++)
+            known = s->slots[i] == n;
+        if (!known || l->len == 0 || l->len < s->listing_min || listing_find(s, n) != l) {
+            problems++;
+            continue;           /* not a node of the tree: never read through it */
+        }
+        for (const struct xsd_node *c = n->child; c && at <= l->len; c = c->next) {
+            if (c->name_len >= l->len - at || memcmp(l->names + at, node_name(c), c->name_len)
+                || l->names[at + c->name_len] != '\0')
+                at = l->len + 1;
+            else
+                at += (size_t)c->name_len + 1;
+        }
+        if (at != l->len)
             problems++;
     }
     return problems;

@@ -72,7 +72,9 @@
  * for 100k nodes of 32-byte values (bench/bench_store.py). While tracking,
  * each change record is one allocation of 24 bytes plus its path, with one
  * array slot and two table slots (load <= 0.5); a take frees the records and,
- * past 1024 table slots, the array and table too.
+ * past 1024 table slots, the array and table too. Kept listings
+ * (xsd_store_keep_listings): at most 8 of at most 64 KiB each, one allocation
+ * each, counted in the stats like every other block; nothing per node.
  *
  * Errors are negative errno values: -EINVAL (bad path or permissions),
  * -ENOENT, -ENOMEM (an allocation failed: the store holds exactly what it
@@ -149,10 +151,23 @@ int64_t xsd_store_missing(const xsd_store *s, const char *path, size_t len,
 /* The children's names of path in creation order, each followed by NUL
  * ("a\0b\0"; "" for none): the DIRECTORY payload. Returns the total length n:
  * if n <= cap, out[0..n) holds it; if n > cap, out is unspecified: call again
- * with cap >= n. -ENOENT, -EINVAL. out may be NULL when cap == 0. Reads only;
- * O(children). */
+ * with cap >= n. -ENOENT, -EINVAL. out may be NULL when cap == 0. Reads the
+ * tree only: one walk of the children, or one copy of a kept listing (see
+ * xsd_store_keep_listings), which a walk that fitted in cap may make. Never
+ * fails for want of memory: a listing that cannot be kept is not. */
 int64_t xsd_store_children(const xsd_store *s, const char *path, size_t len,
                            char *out, size_t cap);
+
+/* Listings of at least this many bytes are kept by default: a walk of ~200
+ * children costs more than keeping a copy (docs/benchmarks.md). */
+#define XSD_STORE_LISTING_MIN 1024
+
+/* Keep the listings xsd_store_children makes of min_len bytes or more (0: keep
+ * none): a copy per node, up to 8 nodes (past 8, one kept listing is replaced), each
+ * dropped by any change to that node's children (create, remove, move_last,
+ * load) or the node's removal. A kept listing is what a walk would give,
+ * always (xsd_store_check compares). Drops every kept listing. Never fails. */
+void xsd_store_keep_listings(xsd_store *s, size_t min_len);
 
 /* The last count children's names of path (all of them if it has fewer), in
  * creation order, as xsd_store_children lists them and with its n > cap rule:

@@ -6,7 +6,7 @@
     s.get("/local/domain/1/name").value                          # -> b"vm1"
 
 The interface (semantics in xsd/nodestore.py's docstring, contracts in store.h):
-get(path, children=True), children_bytes, missing, write, set_value, set_perms,
+get(path, children=True), children_bytes, keep_listings, missing, write, set_value, set_perms,
 rm, put, move_last, load, next_gen, track, has_changes, take_changes, dump, nodes,
 naming, bytes_of, owned_by, stamp, check, stats, len; ``handle`` is the raw
 ``xsd_store *`` for xsd._native.engine only.
@@ -155,6 +155,11 @@ class NodeStore:
 
     def children_bytes(self, path: str) -> bytes:
         return self._listing(lib.xsd_store_children, path, path.encode())
+
+    def keep_listings(self, min_len: int) -> None:
+        """Keep copies of children listings of ``min_len`` bytes or more (0: none; store.h
+        xsd_store_keep_listings); tests set 1 so that every listing is kept."""
+        lib.xsd_store_keep_listings(self._h, min_len)
 
     def last_children_bytes(self, path: str, count: int) -> bytes:
         """The last ``count`` names of ``children_bytes`` (all if fewer), in O(count)."""

@@ -79,6 +79,9 @@ class FastPath:
                       and not daemon.config.python_fires)
         if self.fires:
             self.engine.watches(daemon.watches.native)
+        # Bound once: serve runs per batch, mostly of one request (one client, one at a time).
+        self._run = self.engine.run
+        self._deliveries = self.engine.deliveries if self.fires else None
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
         self._known = set()
@@ -105,7 +108,7 @@ class FastPath:
                 tx.refresh_limit()
         if conn.next_tx_id != session.next_tx_id:
             conn.txn_next(session.next_tx_id)       # Python's START, a restore, a re-attach
-        run = self.engine.run
+        run = self._run
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
         # write first: in memory, or journaling after a run that left the store's change log
@@ -115,7 +118,7 @@ class FastPath:
         # allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
-        deliveries = self.engine.deliveries if self.fires else None
+        deliveries = self._deliveries
         consumed = journaled = 0
         while True:
             if stats.timed:

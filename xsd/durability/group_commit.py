@@ -16,6 +16,13 @@ class GroupCommit:
         self._last_batches = 0        # transports' batches in the last commit
         self._hold_since = None
 
+    def cheap(self) -> bool:
+        """Is a commit cheap enough not to be worth sharing?  No fsync per batch, or one
+        shorter than ``MIN_FSYNC_HELD`` (a state directory on tmpfs): then a lone client's
+        batch is committed and answered in the callback that brought it (pump.py
+        ``serve_bytes``), where a turn of the loop for the commit costs more than it."""
+        return self.journal.fsync != "batch" or self.journal.fsync_seconds < MIN_FSYNC_HELD
+
     def hold_back(self, batches: int) -> bool:
         """Should the scheduled flush wait one more loop turn?  (``--fsync batch`` only.)
 

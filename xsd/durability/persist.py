@@ -327,6 +327,10 @@ class Persistence:
         """Group commit's policy (``group_commit.py``)."""
         return self.group_commit.hold_back(batches)
 
+    def commit_cheap(self) -> bool:
+        """Group commit's policy (``group_commit.py``): a lone batch need not wait a turn."""
+        return self.group_commit.cheap()
+
     def serve_on(self, loop) -> None:
         """Serving: timers (``--fsync interval``, snapshot steps) on ``loop``'s ``call_later``,
         a snapshot's fsync in its ``run_in_executor`` thread, so none stops the requests."""

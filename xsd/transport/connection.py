@@ -24,6 +24,7 @@ class Connection(asyncio.Protocol):
         self.read_only = read_only
         self.name = name
         self.decoder = Decoder()
+        self.partial = False         # the decoder holds part of a packet (read after each feed)
         self.queue = deque()         # requests received while output was paused
         self.transport = None
         self.session = None
@@ -49,12 +50,13 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        if not (self.queue or session.paused or self.decoder.pending):
+        if not (self.queue or session.paused or self.partial):
             data = self.pump.serve_bytes(session, data)
             if not data:
                 return
+        decoder = self.decoder
         try:
-            packets = self.decoder.feed(data)
+            packets = decoder.feed(data)
         except ProtocolError as err:
             # As the Xen daemons do: requests before the bad frame are answered,
             # then the offending connection is dropped; no one else notices.
@@ -64,6 +66,7 @@ class Connection(asyncio.Protocol):
             self.daemon.flush()
             self.transport.close()
             return
+        self.partial = decoder.pending != 0     # the only feed: kept here, not asked per batch
         session = self.session
         if self.queue or session.paused:
             self.queue.extend(packets)

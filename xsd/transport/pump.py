@@ -8,6 +8,10 @@ nothing for the journal to write, at once; else once every transport's
 callbacks of this loop turn have run, so that one journal write and one
 fsync cover them all (group commit), waiting a turn longer while the
 durability's policy says so (``hold_back``, ``xsd/durability/group_commit.py``).
+One exception: a client whose batch alone made the last commit, sending again
+with no other batch waiting, is committed and answered at once when a commit
+is cheap (``commit_cheap``: tmpfs), since no one has been seen to share it
+with; a second client's batch puts everything back on the scheduled flush.
 
 Snapshots are charged to who causes them.  A snapshot is due because the
 journal grew, and the journal grows by what clients write.  The pump counts
@@ -38,6 +42,9 @@ class RequestPump:
         self.policy = policy          # the journal (persist.Persistence): hold_back, snapshots
         self._flush_scheduled = False
         self._batches = 0             # transports' batches waiting for the scheduled flush
+        self._owner = None            # id() of the session of the one batch waiting, if one
+        self._alone = None            # id() of the session whose batch alone made the last
+                                      # scheduled commit, while it sends alone
         self._writers = weakref.WeakSet()   # sessions whose ``journal_written`` is counting
         self._debtors = ()            # sessions charged for the snapshot being written
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
@@ -71,7 +78,11 @@ class RequestPump:
         if consumed < len(data):
             return data[consumed:] if consumed else data
         if journaled and self.loop is not None:
-            self._schedule_flush()      # the engine's changes wait for their record
+            if (self._alone == id(session) and not self._flush_scheduled
+                    and policy.commit_cheap()):
+                daemon.flush()          # its record, then its replies: no one to wait for
+            else:
+                self._schedule_flush(id(session))   # the changes wait for their record
         elif daemon.dirty or policy.pending():
             self.request_flush()        # else every reply already went out (fastpath.py)
         return b""
@@ -147,9 +158,11 @@ class RequestPump:
             return
         self._schedule_flush()
 
-    def _schedule_flush(self) -> None:
-        """Journaling, with a record waiting: flush once this loop turn is done."""
+    def _schedule_flush(self, owner=None) -> None:
+        """Journaling, with a record waiting: flush once this loop turn is done.  ``owner``:
+        the id() of the session whose C-path batch this is (None: a batch of Python's)."""
         self._batches += 1
+        self._owner = owner if self._batches == 1 else None
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._scheduled_flush)
@@ -159,5 +172,7 @@ class RequestPump:
             self.loop.call_soon(self._scheduled_flush)   # one more turn: more clients are coming
             return
         self._flush_scheduled = False
+        self._alone = self._owner if self._batches == 1 else None
         self._batches = 0
+        self._owner = None
         self.daemon.flush()

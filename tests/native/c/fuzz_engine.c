@@ -233,6 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     engine = store && trie ? xsd_engine_new(store, trie) : NULL;
     if (!engine)
         abort();
+    xsd_store_keep_listings(store, 1);  /* listings kept: check() compares them with walks */
     for (int i = 0; i < CONNS; i++) {
         conns[i] = xsd_conn_new(engine);
         if (!conns[i])

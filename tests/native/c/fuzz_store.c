@@ -8,7 +8,8 @@
  * no problem after any operation; after freeing, no allocation is left.
  *
  * Program format, one operation after another until the input runs out:
- *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get and read, 5 children,
+ *   op byte:  bits 0-2  0/1 write, 2 set_perms, 3 rm, 4 get and read, 5 children
+ *                       (every listing is kept: it must equal a walk),
  *                       6 subtree, 7 one more byte picks (mod 10): 0 missing,
  *                       1 track (on if bit 4), 2/3 put, 4 load (a generation
  *                       byte follows, taken mod the counter), 5 move_last,
@@ -90,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = xsd_store_new();
     if (!s)
         abort();
+    xsd_store_keep_listings(s, 1);      /* every listing kept: each change must drop it */
     memset(value, 'v', sizeof value);
     while (take(&in, &op) && read_path(&in, path, &plen)) {
         struct xsd_node_view v;
@@ -122,9 +124,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();             /* read and get disagree */
             break;
         }
-        case 5:
+        case 5: {
+            static char walked[sizeof out];
             rc = xsd_store_children(s, path, plen, out, sizeof out);
+            if (xsd_store_last_children(s, path, plen, SIZE_MAX, walked, sizeof walked) != rc
+                || (rc > 0 && rc <= (int64_t)sizeof out && memcmp(out, walked, (size_t)rc)))
+                abort();             /* a listing that is not the walk's: a stale kept copy */
             break;
+        }
         case 6:
             rc = xsd_store_subtree(s, path, plen, out, sizeof out);
             break;

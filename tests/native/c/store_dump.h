@@ -1,5 +1,6 @@
 /* store_dump.h: the whole of a store as one string, through store.h's public
- * calls that never allocate (get, children, owned_by, bytes_of, count,
+ * calls that never allocate (get, last_children of every child: a walk,
+ * where children may keep a copy; owned_by, bytes_of, count,
  * next_gen, changes: the change log read without taking it), so a test can
  * compare a store with itself before and after an operation even while
  * allocations are made to fail. Breadth-first from "/"; one line per node:
@@ -80,11 +81,11 @@ static char *store_dump(const xsd_store *s, size_t *out_len)
         dump_put(&d, line, strlen(line));
         dump_put(&d, v.value, v.value_len);
         dump_put(&d, v.perms, v.perms_len);
-        n = xsd_store_children(s, path, plen, NULL, 0);
+        n = xsd_store_last_children(s, path, plen, SIZE_MAX, NULL, 0);
         if (n < 0)
             abort();
         names = malloc((size_t)n + 1);
-        if (!names || xsd_store_children(s, path, plen, names, (size_t)n) != n)
+        if (!names || xsd_store_last_children(s, path, plen, SIZE_MAX, names, (size_t)n) != n)
             abort();
         for (size_t at = 0; at < (size_t)n;) {
             size_t nl = strlen(names + at);

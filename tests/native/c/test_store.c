@@ -65,6 +65,12 @@ static void test_write_creates_ancestors_and_stamps_top_down(void)
     CHECK_EQ(put(s, "/local/domain/0", "", P(N0)), 1);
     CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, sizeof buf), 6);
     CHECK(memcmp(buf, "1\0" "2\0" "0\0", 6) == 0);     /* creation order */
+    memset(buf, 'x', sizeof buf);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 6), 6);   /* exactly fits */
+    CHECK(memcmp(buf, "1\0" "2\0" "0\0" "x", 7) == 0);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 5), 6);   /* one short: the length */
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), buf, 1), 6);
+    CHECK_EQ(xsd_store_children(s, S("/local/domain"), NULL, 0), 6);
     CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 2, buf, sizeof buf), 4);
     CHECK(memcmp(buf, "2\0" "0\0", 4) == 0);           /* the tail, in creation order */
     CHECK_EQ(xsd_store_last_children(s, S("/local/domain"), 9, buf, sizeof buf), 6);
@@ -415,6 +421,96 @@ static void test_move_last_and_load(void)
 /* Random writes, overwrites, set_perms, rms, puts, move_lasts and takes of
  * the change log on a small name space; the store (byte counts and log
  * included) must stay sound, and removing everything leaves only the root. */
+/* path's listing as xsd_store_children gives it equals a fresh walk
+ * (xsd_store_last_children of every child never reads a kept listing). */
+static int listing_is_walk(xsd_store *s, const char *path)
+{
+    static char got[1 << 14], walked[1 << 14];
+    int64_t n = xsd_store_children(s, path, strlen(path), got, sizeof got);
+    int64_t w = xsd_store_last_children(s, path, strlen(path), SIZE_MAX, walked, sizeof walked);
+    return n == w && n >= 0 && (size_t)n <= sizeof got && memcmp(got, walked, (size_t)n) == 0;
+}
+
+static void test_kept_listing_follows_every_change_to_the_children(void)
+{
+    xsd_store *s = xsd_store_new();
+    struct xsd_store_stats before, kept;
+    char path[64], buf[8192];
+    int64_t n;
+    for (int i = 0; i < 300; i++) {
+        snprintf(path, sizeof path, "/d/%d", i);
+        CHECK_EQ(put(s, path, "", P(N0)), i == 0 ? 2 : 1);
+    }
+    CHECK_EQ(put(s, "/d/0/below", "x", P(N0)), 1);
+    xsd_store_stats(s, &before);
+    n = xsd_store_children(s, S("/d"), buf, sizeof buf);
+    CHECK_EQ(n, 1090);                      /* 10 x 2 + 90 x 3 + 200 x 4 bytes: kept (>= 1024) */
+    xsd_store_stats(s, &kept);
+    CHECK_EQ(kept.bytes, before.bytes + 1090);     /* counted like every other block */
+    CHECK_EQ(kept.blocks, before.blocks + 1);
+    CHECK_EQ(xsd_store_children(s, S("/d"), buf, 10), 1090);    /* n > cap from the copy */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_check(s), 0);
+    /* each change to the children: the next listing is the walk's */
+    CHECK_EQ(put(s, "/d/new", "", P(N0)), 1);                   /* create */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_rm(s, S("/d/5")), 1);                    /* remove */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_move_last(s, S("/d/7")), 0);              /* move_last */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_load(s, S("/d/loaded"), "", 0, P(N0), 3), 1);   /* load */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_put(s, S("/d/put"), "", 0, P(N0)), 1);   /* put */
+    CHECK(listing_is_walk(s, "/d"));
+    CHECK_EQ(xsd_store_check(s), 0);
+    /* the node moves to a bigger block: its listing goes with it */
+    CHECK(listing_is_walk(s, "/d"));
+    memset(buf, 'v', 2000);
+    CHECK_EQ(xsd_store_write(s, S("/d"), buf, 2000, NULL, 0), 0);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_stats(s, &before);
+    CHECK(listing_is_walk(s, "/d"));
+    xsd_store_stats(s, &kept);
+    CHECK_EQ(kept.blocks, before.blocks);   /* the kept copy served: it moved too */
+    /* changes that leave the children alone keep it: value, perms, a child's value */
+    CHECK_EQ(xsd_store_write(s, S("/d/3"), S("value"), NULL, 0), 0);
+    CHECK_EQ(xsd_store_set_perms(s, S("/d"), P("b2\0")), 0);
+    xsd_store_stats(s, &before);
+    CHECK(listing_is_walk(s, "/d"));
+    xsd_store_stats(s, &kept);
+    CHECK_EQ(kept.blocks, before.blocks);   /* served from the kept copy: nothing new */
+    /* the node removed, a new one at its path: never the old listing */
+    CHECK(xsd_store_rm(s, S("/d")) > 300);
+    CHECK_EQ(put(s, "/d/only", "", P(N0)), 2);
+    n = xsd_store_children(s, S("/d"), buf, sizeof buf);
+    CHECK(n == 5 && memcmp(buf, "only", 5) == 0);
+    CHECK_EQ(xsd_store_check(s), 0);
+    /* at most 8 kept; 0 keeps none and frees them */
+    for (int d = 0; d < 12; d++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(path, sizeof path, "/w%d/%d", d, i);
+            CHECK(put(s, path, "", P(N0)) >= 1);
+        }
+        snprintf(path, sizeof path, "/w%d", d);
+        CHECK(listing_is_walk(s, path));
+        CHECK_EQ(xsd_store_check(s), 0);
+    }
+    xsd_store_stats(s, &kept);
+    xsd_store_keep_listings(s, 0);
+    xsd_store_stats(s, &before);
+    CHECK_EQ(kept.blocks, before.blocks + 8);
+    CHECK(listing_is_walk(s, "/w3"));
+    xsd_store_stats(s, &kept);
+    CHECK_EQ(kept.blocks, before.blocks);
+    /* a small listing is kept when asked to */
+    xsd_store_keep_listings(s, 1);
+    CHECK(listing_is_walk(s, "/d"));
+    xsd_store_stats(s, &kept);
+    CHECK_EQ(kept.blocks, before.blocks + 1);
+    CHECK_EQ(xsd_store_check(s), 0);
+    xsd_store_free(s);
+}
+
 static void test_random_operations_keep_the_store_sound(void)
 {
     static const char *names[] = { "a", "b", "c", "local", "0", "17" };
@@ -424,6 +520,7 @@ static void test_random_operations_keep_the_store_sound(void)
     static char log[1 << 16];
     memset(value, 'q', sizeof value);
     xsd_store_track(s, 1);
+    xsd_store_keep_listings(s, 1);          /* every listing kept: each change must drop it */
     for (int step = 0; step < 20000; step++) {
         size_t len = 0, depth = 1 + check_below(4);
         const char *p = perms[check_below(4)];
@@ -456,6 +553,11 @@ static void test_random_operations_keep_the_store_sound(void)
         case 7:
             CHECK(xsd_store_take_changes(s, log, sizeof log) >= 0);
             break;
+        case 4: {
+            struct xsd_node_view v;
+            CHECK(xsd_store_get(s, path, len, &v) == -ENOENT || listing_is_walk(s, path));
+            break;
+        }
         default: {
             struct xsd_node_view v;
             int rc = xsd_store_get(s, path, len, &v);
@@ -514,6 +616,7 @@ int main(void)
     RUN(test_read_copies_perms_then_value);
     RUN(test_rejects);
     RUN(test_deep_chain_is_iterative);
+    RUN(test_kept_listing_follows_every_change_to_the_children);
     RUN(test_random_operations_keep_the_store_sound);
     RUN(test_dump_sees_every_node);
     return check_report();

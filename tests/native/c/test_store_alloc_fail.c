@@ -24,7 +24,7 @@
 #include "store_dump.h"
 
 enum op_kind { OP_WRITE, OP_SET_PERMS, OP_RM, OP_SUBTREE, OP_TRACK, OP_PUT, OP_LOAD,
-               OP_MOVE_LAST, OP_DUMP, OP_NAMING, OP_TAKE };
+               OP_MOVE_LAST, OP_DUMP, OP_NAMING, OP_TAKE, OP_KEEP_LISTINGS, OP_CHILDREN };
 
 struct op {
     enum op_kind kind;
@@ -73,10 +73,14 @@ static void write_op(const char *path, const char *value, size_t vlen, const cha
  * listings with paths longer than the scratch buffer starts, and removals;
  * with change tracking on (untracked mutations allocate a subset of what
  * tracked ones do: the log's records, array and table grow; a removal
- * reserves a record per node), then put, load, move_last, dump and takes. */
+ * reserves a record per node), then put, load, move_last, dump and takes;
+ * every listing kept (OP_KEEP_LISTINGS), and listings between the changes
+ * that must drop them: a listing never fails, kept or not, and is always
+ * the walk's (apply checks). */
 static void build_scenario(void)
 {
     push(OP_TRACK, "/");
+    push(OP_KEEP_LISTINGS, "/");
     build_round();
     write_op("/t/a/b", "v", 1, PERMS("n3\0"));
     push(OP_PUT, "/t/a/c")->value = "put";
@@ -88,7 +92,9 @@ static void build_scenario(void)
     push(OP_LOAD, "/t/a/d")->value = long_value;
     ops[nops - 1].value_len = sizeof long_value;
     push(OP_LOAD, "/t/a/b")->perms = "b8\0";
+    push(OP_CHILDREN, "/t/a");
     push(OP_MOVE_LAST, "/t/a/b");
+    push(OP_CHILDREN, "/t/a");
     write_op("/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p/p",
              "", 0, PERMS("n0\0"));                             /* past dump's first buffer */
     push(OP_DUMP, "/");
@@ -112,7 +118,12 @@ static void build_round(void)
         snprintf(path, sizeof path, "/local/domain/%d/name", d);
         write_op(path, "vm", 2, perms, strlen(perms) == 2 ? 3 : 6);   /* the literal's NUL ends it */
     }
+    push(OP_CHILDREN, "/wide");
+    write_op("/wide/extra", "x", 1, PERMS("n0\0"));
+    push(OP_CHILDREN, "/wide");
     write_op("/wide", long_value, sizeof long_value, PERMS("n0\0"));            /* moves, 100 children */
+    push(OP_CHILDREN, "/wide");
+    push(OP_CHILDREN, "/local/domain");
     push(OP_SET_PERMS, "/")->perms = "n0\0r1\0r2\0r3\0r4\0r5\0r6\0r7\0r8\0r9\0";
     ops[nops - 1].perms_len = 30;
     push(OP_SET_PERMS, "/local")->perms = "b9\0";
@@ -124,6 +135,7 @@ static void build_round(void)
     push(OP_SUBTREE, "/p");
     push(OP_SUBTREE, "/local");
     push(OP_RM, "/local/domain/3");
+    push(OP_CHILDREN, "/local/domain");
     push(OP_RM, "/wide");
     write_op("/wide/again", "", 0, PERMS("n0\0"));
     push(OP_RM, "/p");
@@ -157,6 +169,18 @@ static int64_t apply(xsd_store *s, const struct op *op)
         return xsd_store_dump(s, NULL, 0);
     case OP_NAMING:
         return xsd_store_naming(s, 0, NULL, 0);
+    case OP_KEEP_LISTINGS:
+        xsd_store_keep_listings(s, 1);
+        return 0;
+    case OP_CHILDREN: {
+        static char got[1 << 12], walked[1 << 12];
+        int64_t n = xsd_store_children(s, op->path, len, got, sizeof got);
+        CHECK(n != -ENOMEM && n <= (int64_t)sizeof got);   /* -ENOENT: sticky lost its node */
+        CHECK_EQ(xsd_store_last_children(s, op->path, len, SIZE_MAX, walked, sizeof walked), n);
+        if (n > 0 && n <= (int64_t)sizeof got)
+            CHECK(memcmp(got, walked, (size_t)n) == 0);
+        return n;
+    }
     default: {
         static char out[1 << 16];
         return xsd_store_take_changes(s, out, sizeof out);
