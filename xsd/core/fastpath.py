@@ -2,7 +2,9 @@
 
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
-transaction's C overlay, in one crossing per batch of bytes a client
+transaction's C overlay, and under the C watch registry WATCH and UNWATCH
+(the initial event queued after the WATCH's reply, as dispatch's
+REPLY_FIRST), in one crossing per batch of bytes a client
 delivers, and stops at the first request it leaves to Python (engine.h says
 which: TRANSACTION_START/END, errors, a crossing of the soft memory quota,
 anything unusual); the transport hands the rest to the Python
@@ -29,6 +31,12 @@ What the engine must know of the Python side, and when it learns it:
   which the engine answers requests carrying their ids): registered with its
   conn at the first batch after TRANSACTION_START or END (Python's), each
   with the transaction-nodes quota as it stands, refreshed with the epoch;
+- for WATCH and UNWATCH (``configure_watches``): the session's handle in the C
+  registry (given at its first watch, which is Python's: ``Daemon.watches_changed``
+  reconfigures it), the "watches" quota, and whether the daemon's listeners must
+  hear of its watches (a journaled guest's: then both stay Python's); with the
+  epoch too.  The engine reads the session's watch count and bytes (the memory
+  quota) from the registry itself;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -51,7 +59,8 @@ from .stats import SAMPLE_EVERY
 from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import MUTATE, STOP_EVENTS, STOP_FULL, Engine, delivery_groups
+    from .._native.engine import (DELIVERY_AFTER, MUTATE, STOP_EVENTS, STOP_FULL, Engine,
+                                  delivery_groups)
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +166,26 @@ class FastPath:
         replies before its own and before it (C xenstored queues a request's events before
         its reply; dispatch._fire), the requester itself possibly among them.  After each
         such reply the output is flushed past ``flush_at``, where the stop per watched
-        change (--python-fires) flushes it: events coalesce and drop as they did there."""
+        change (--python-fires) flushes it: events coalesce and drop as they did there.
+        A WATCH's group (``DELIVERY_AFTER``) goes after its reply, as dispatch sends a
+        watch's initial event (REPLY_FIRST)."""
         daemon = self.daemon
         deliver = daemon.watches.deliver
         sent = 0
         for reply_at, path, records in delivery_groups(groups):
+            if reply_at & DELIVERY_AFTER:
+                reply_at &= ~DELIVERY_AFTER
+                end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+                if end > sent:
+                    session.send(out[sent:end])
+                    sent = end
+                try:
+                    deliver(records, path)
+                except Exception:   # the watch is registered and will be acknowledged
+                    log.exception("%r: internal error queueing a watch's first event", session)
+                if session.out_bytes > flush_at:
+                    daemon.flush()
+                continue
             if reply_at > sent:
                 session.send(out[sent:reply_at])
             try:
@@ -182,6 +206,8 @@ class FastPath:
         if conn is None:
             conn = session.native = self.engine.conn()
         configure(conn, self.daemon.quotas, session)
+        if self.fires:
+            configure_watches(conn, self.daemon, session)
         if not session.privileged:
             for tx in session.transactions.values():
                 tx.refresh_limit()      # transaction-nodes, as the quota stands now
@@ -211,6 +237,17 @@ def configure(conn, quotas, session) -> None:
                     nodes=value("nodes", domid), memory=value("memory", domid),
                     memory_soft=quotas.soft["memory"], soft_warned=domid in quotas.soft_warned,
                     watch_bytes=watch_bytes(session))
+
+
+def configure_watches(conn, daemon, session) -> None:
+    """Tell ``conn`` what WATCH and UNWATCH in C need of ``session`` (engine.h
+    xsd_conn_watches): its handle in the daemon's C registry, the "watches" quota
+    binding it (quotas.check's), and whether listeners hear of its watches
+    (Daemon.watch_added tells them only for such a session: then Python answers)."""
+    quotas = daemon.quotas
+    conn.watches(daemon.watches.session_handle(session),
+                 0 if session.privileged else quotas.get("watches", session.domid),
+                 bool(daemon.listeners) and daemon.keeps_watches(session))
 
 
 def _sample(stats, data: bytes, at: int, handled: int, seconds: float) -> None:
