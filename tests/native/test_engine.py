@@ -795,10 +795,11 @@ def test_guest_changes_within_quotas_run_in_c_and_past_them_in_python():
 # do_unwatch are the oracle).  Each batch goes to both as one buffer; every session's
 # output (replies and watch events, in order) must be the same bytes.
 
-WATCH_PATHS = [b"/w", b"/w/x", b"/a", b"/a/b", b"/local/domain/1", b"data", b"data/x", b"x",
-               b"@introduceDomain", b"@releaseDomain", b"@other", b"/local/domain/2/data"]
-ODD_WATCH_PATHS = [b"", b"/w/", b"//w", b"@intro/duce", b"/w\xff", b"/" + b"p" * 2100]
-WATCH_TOKENS = [b"t", b"tok", b"", b"\xfftok", b"k" * 120]
+REGISTERED_PATHS = [b"/w", b"/w/x", b"/a", b"/a/b", b"/local/domain/1", b"data", b"data/x",
+                    b"x", b"@introduceDomain", b"@releaseDomain", b"@other",
+                    b"/local/domain/2/data"]
+ODD_REGISTERED_PATHS = [b"", b"/w/", b"//w", b"@intro/duce", b"/w\xff", b"/" + b"p" * 2100]
+REGISTERED_TOKENS = [b"t", b"tok", b"", b"\xfftok", b"k" * 120]
 CHANGED = [b"/w", b"/w/x", b"/a/b", b"data/x", b"data", b"x", b"/local/domain/2/data/q"]
 
 
@@ -1006,8 +1007,8 @@ def test_watch_and_unwatch_answer_as_the_python_core_does(seed):
                    for w in pair.sides[1]["sessions"][name][0].watches.values()]
         for _ in range(rng.randrange(1, 6)):
             roll = rng.random()
-            path = rng.choice(ODD_WATCH_PATHS if rng.random() < 0.05 else WATCH_PATHS)
-            key = path + b"\0" + rng.choice(WATCH_TOKENS)
+            path = rng.choice(ODD_REGISTERED_PATHS if rng.random() < 0.05 else REGISTERED_PATHS)
+            key = path + b"\0" + rng.choice(REGISTERED_TOKENS)
             if roll < 0.45:
                 requests.append((Op.WATCH, key + rng.choice([b"\0", b"\0", b""])))
             elif roll < 0.7:

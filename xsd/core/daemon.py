@@ -225,6 +225,7 @@ class Daemon:
         session.closed = True
         self.stats.retire(session)
         self.watches.detach(session)
+        self.watches_changed(session)   # its handle there may go to another session now
         session.transactions.clear()
         session.discard_output()
         self.sessions.discard(session)
