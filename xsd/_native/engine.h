@@ -4,7 +4,7 @@
  *
  *   bytes a connection delivered                         replies, in order
  *   +--------+---------+--------+--------+------+        +--------+--------+
- *   | READ   | WRITE   | WATCH  | READ   | RE.. |  run   | READ r | WRITE r|
+ *   | READ   | WRITE   | INTRO. | READ   | RE.. |  run   | READ r | WRITE r|
  *   +--------+---------+--------+--------+------+  --->  +--------+--------+
  *   ^ answered ^ answered ^ stop PYTHON: consumed points here; Python's
  *                           dispatch answers exactly that packet, then calls
