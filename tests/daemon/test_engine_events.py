@@ -14,6 +14,7 @@ memory quotas while dom0 moves them, and the soft quota's log lines agree.
 """
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -258,3 +259,66 @@ def test_guests_creating_at_their_quotas_get_the_same_answers_with_and_without_t
     assert len(warnings[0]) >= 3, warnings[0]
     ended = sum(1 for p in replies if p[0] == Op.TRANSACTION_END)     # committed or aborted
     assert ended > 50 if in_transactions else ended == 0, ended
+
+
+# -- WATCH and UNWATCH answered by the engine -------------------------------------------
+
+WATCH_ROOTS = [b"p", b"q", b"r", b"s", b"t"]
+
+
+def watch_script(seed: int, steps: int = 160) -> list:
+    """Batches in which clients register and drop watches (mostly ones they hold; some
+    twice: EEXIST; some unknown: ENOENT) between changes that fire them, relative and
+    absolute, @names too.  Each request of a batch works under its own root and every
+    registration has a token of its own, so no two events of one batch can be the same
+    (a client's events coalesce within its output batch: timing, not the request path)."""
+    rng = random.Random(seed)
+    held = {name: [] for name in ("writer", "watcher", "g1", "g2")}
+    tokens = iter(range(10 ** 6))
+    out = []
+    for _ in range(steps):
+        sender = rng.choice(["writer", "watcher", "g1", "g2"])
+        guest = sender.startswith("g")
+        batch = []
+        for root in rng.sample(WATCH_ROOTS, rng.randrange(1, 5)):
+            home = (b"data/" if guest else b"/") + root
+            path = rng.choice([home, home + b"/x", home + b"/x/y"])
+            roll = rng.random()
+            if roll < 0.4:
+                where = rng.choice([path, path, b"/" + root, b"@releaseDomain"])
+                token = b"%s-%d" % (sender.encode(), next(tokens))
+                if held[sender] and rng.random() < 0.1:
+                    where, token = rng.choice(held[sender])        # EEXIST
+                else:
+                    held[sender].append((where, token))
+                batch.append((Op.WATCH, where + b"\0" + token + b"\0"))
+            elif roll < 0.6:
+                if held[sender] and rng.random() < 0.85:
+                    where, token = held[sender].pop(rng.randrange(len(held[sender])))
+                else:
+                    where, token = path, b"never"                   # ENOENT
+                batch.append((Op.UNWATCH, where + b"\0" + token + b"\0"))
+            elif roll < 0.85:
+                batch.append((Op.WRITE, path + b"\0v%d" % rng.randrange(99)))
+            else:
+                batch.append((rng.choice([Op.RM, Op.MKDIR]), path + b"\0"))
+        out.append((sender, batch))
+    return out
+
+
+def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
+    """Two daemons, one answering WATCH and UNWATCH in C (under its C watch registry) and
+    one with every request through dispatch: over sockets (batches in one send) and guest
+    rings, every connection gets the same packets in the same order: replies, initial
+    events after their WATCH's reply, the events of changes in the same batch."""
+    steps = watch_script(seed=11)
+    first = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
+    with_engine = run(daemon_factory(name="engine"), steps, first)
+    python_only = run(daemon_factory("--python-requests", name="python"), steps, first)
+    for name in with_engine:
+        assert with_engine[name] == python_only[name], name
+    packets = [p for name in with_engine for p in with_engine[name]]
+    ops = Counter(p[0] for p in packets)
+    errors = Counter(p[3] for p in packets if p[0] == Op.ERROR)
+    assert ops[Op.WATCH] > 100 and ops[Op.UNWATCH] > 50 and ops[Op.WATCH_EVENT] > 300, ops
+    assert errors[b"EEXIST\0"] and errors[b"ENOENT\0"], errors

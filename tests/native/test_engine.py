@@ -26,7 +26,7 @@ from xenstore_protocol.paths import canonicalize
 from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core import fastpath
-from xsd.core.daemon import Daemon, Host
+from xsd.core.daemon import Daemon, Host, Listener
 from xsd.core.store import Store
 
 if BACKEND != "cffi":
@@ -786,3 +786,246 @@ def test_guest_changes_within_quotas_run_in_c_and_past_them_in_python():
     assert quotas.soft_warned == set()
     assert write(b"", b"new4") == (0, 1)             # and warns again, once
     assert write(b"", b"new5") == (1, 0)
+
+
+# -- WATCH and UNWATCH in C ------------------------------------------------------------
+#
+# Two in-process daemons on C stores under the C watch registry, one with the request
+# engine (its FastPath, fed through the transports' RequestPump as a socket's bytes are)
+# and one with --python-requests (every request through dispatch: ops.do_watch and
+# do_unwatch are the oracle).  Each batch goes to both as one buffer; every session's
+# output (replies and watch events, in order) must be the same bytes.
+
+REGISTERED_PATHS = [b"/w", b"/w/x", b"/a", b"/a/b", b"/local/domain/1", b"data", b"data/x",
+                    b"x", b"@introduceDomain", b"@releaseDomain", b"@other",
+                    b"/local/domain/2/data"]
+ODD_REGISTERED_PATHS = [b"", b"/w/", b"//w", b"@intro/duce", b"/w\xff", b"/" + b"p" * 2100]
+REGISTERED_TOKENS = [b"t", b"tok", b"", b"\xfftok", b"k" * 120]
+CHANGED = [b"/w", b"/w/x", b"/a/b", b"data/x", b"data", b"x", b"/local/domain/2/data/q"]
+
+
+class WatchListener(Listener):
+    """A daemon listener noting what it hears of guests' watches (Daemon.watch_added)."""
+
+    def __init__(self):
+        self.heard = []
+
+    def watch_added(self, domid, path, token, relative):
+        self.heard.append(("added", domid, path, token, relative))
+
+    def watch_removed(self, domid, path, token):
+        self.heard.append(("removed", domid, path, token))
+
+    def watches_cleared(self, domid):
+        self.heard.append(("cleared", domid))
+
+
+class WatchDaemons:
+    """The two daemons, the same sessions on each (name -> session, output list)."""
+
+    def __init__(self, *, watches_quota=5, memory_quota=900):
+        from collections import deque
+
+        from xsd.transport.pump import RequestPump
+        self.deque = deque
+        self.closed_counts = Counter()
+        self.sides = []
+        for python in (False, True):
+            d = Daemon(Config(rundir="/nonexistent", no_domain_init=True,
+                              python_requests=python), host=FakeHypervisorHost(), store=CStore())
+            assert (d.fastpath is None) == python
+            d.quotas.set("watches", watches_quota, domid=1)
+            d.quotas.set("watches", watches_quota + 2, domid=2)
+            d.quotas.set("memory", memory_quota, domid=1)
+            d.quotas.set("memory", memory_quota, domid=2)
+            listener = WatchListener()
+            d.add_listener(listener)
+            self.sides.append({"daemon": d, "pump": RequestPump(d), "sessions": {},
+                               "listener": listener})
+        for name, domid, privileged in (("dom0", 0, True), ("watcher", 0, True),
+                                        ("g1", 1, False), ("g2", 2, False)):
+            self.open(name, domid, privileged)
+        self.batch("dom0", [(Op.MKDIR, b"/local/domain/%d\0" % d) for d in (1, 2, 3)] +
+                   [(Op.SET_PERMS, b"/local/domain/%d\0n%d\0r0\0" % (d, d)) for d in (1, 2, 3)] +
+                   [(Op.WRITE, b"/w/x\0v"), (Op.WRITE, b"/a/b\0v"),
+                    (Op.SET_PERMS, b"/w\0n0\0r1\0r2\0")])
+
+    def open(self, name, domid, privileged=False):
+        for side in self.sides:
+            out = []
+            s = side["daemon"].open_session(out.append, domid=domid, privileged=privileged,
+                                            name=name)
+            side["sessions"][name] = (s, out)
+
+    def close(self, name):
+        conn = self.sides[0]["sessions"][name][0].native
+        if conn is not None:
+            self.closed_counts.update({op: conn.requests(op) for op in Op})
+        for side in self.sides:
+            s, _ = side["sessions"].pop(name)
+            side["daemon"].close_session(s)
+
+    def batch(self, name, requests, req_id=[1000]):
+        """``requests`` from ``name`` in one buffer to both daemons; -> every session's
+        output on each, {name: bytes}, which must agree."""
+        data = b""
+        for op, payload in requests:
+            req_id[0] += 1
+            data += Packet(op, req_id[0], 0, payload).encode()
+        got = []
+        for side in self.sides:
+            d, pump = side["daemon"], side["pump"]
+            s = side["sessions"][name][0]
+            rest = pump.serve_bytes(s, data)
+            pump.serve(s, Decoder().feed(rest), self.deque())
+            d.flush()
+            told = {}
+            for other, (_, out) in side["sessions"].items():
+                told[other] = b"".join(out)
+                out.clear()
+            got.append(told)
+        assert got[0] == got[1], requests
+        return got[0]
+
+    def c_requests(self, op):
+        """Requests of type ``op`` the engine answered, closed sessions' included."""
+        return sum(s.native.requests(op) for s, _ in self.sides[0]["sessions"].values()
+                   if s.native is not None) + self.closed_counts[op]
+
+    def assert_same_watches(self):
+        for name in self.sides[0]["sessions"]:
+            mine, oracle = (sorted((w.path, w.token, w.relative)
+                                   for w in side["sessions"][name][0].watches.values())
+                            for side in self.sides)
+            assert mine == oracle, name
+        assert self.sides[0]["listener"].heard == self.sides[1]["listener"].heard
+
+
+def packets_of(data):
+    return [(p.op, p.req_id, p.payload) for p in Decoder().feed(data)]
+
+
+def test_watch_is_answered_in_c_with_its_first_event_after_the_reply():
+    pair = WatchDaemons()
+    first = pair.batch("g1", [(Op.WATCH, b"data\0t0\0")])       # a session's first: Python's
+    assert pair.c_requests(Op.WATCH) == 0
+    assert packets_of(first["g1"])[-1][::2] == (Op.WATCH_EVENT, b"data\0t0\0")
+    told = pair.batch("g1", [(Op.WATCH, b"data/x\0t\0"), (Op.WRITE, b"data/x/y\0v"),
+                             (Op.WATCH, b"/w\0t\0"), (Op.UNWATCH, b"data/x\0t\0"),
+                             (Op.WRITE, b"data/x/z\0w"), (Op.READ, b"data/x/z\0")])
+    assert pair.c_requests(Op.WATCH) == 2 and pair.c_requests(Op.UNWATCH) == 1
+    assert pair.c_requests(Op.READ) == 1        # the batch ran on in C
+    # The reply, then the initial event; the write's events (the new watch among them)
+    # before the write's reply; none for the watch after its UNWATCH.
+    assert [(op, payload) for op, _, payload in packets_of(told["g1"])] == [
+        (Op.WATCH, b"OK\0"), (Op.WATCH_EVENT, b"data/x\0t\0"),
+        (Op.WATCH_EVENT, b"data/x/y\0t0\0"), (Op.WATCH_EVENT, b"data/x/y\0t\0"),
+        (Op.WRITE, b"OK\0"), (Op.WATCH, b"OK\0"), (Op.WATCH_EVENT, b"/w\0t\0"),
+        (Op.UNWATCH, b"OK\0"), (Op.WATCH_EVENT, b"data/x/z\0t0\0"), (Op.WRITE, b"OK\0"),
+        (Op.READ, b"w")]
+    pair.assert_same_watches()
+
+
+def test_watch_errors_stay_python_s_and_the_batch_goes_on():
+    pair = WatchDaemons(watches_quota=3)
+    pair.batch("g1", [(Op.WATCH, b"/w\0a\0")])
+    requests = [
+        (Op.WATCH, b"/w\0a\0"),                 # EEXIST
+        (Op.UNWATCH, b"/w\0nope\0"),            # ENOENT
+        (Op.WATCH, b"/w\0"), (Op.WATCH, b"/w\0a\0b\0"), (Op.WATCH, b"/w/\0a\0"),   # EINVAL
+        (Op.WATCH, b"@introduceDomain\0s\0"), (Op.WATCH, b"data\0b"),
+        (Op.WATCH, b"/a\0c\0"),                 # the fourth: E2BIG (quota 3)
+        (Op.UNWATCH, b"@introduceDomain\0s\0"), (Op.WATCH, b"/a\0c\0"),
+    ]
+    # One batch each: the transport hands Python the rest of a batch after a punt.
+    replies = [(op, payload) for request in requests
+               for op, _, payload in packets_of(pair.batch("g1", [request])["g1"])
+               if op != Op.WATCH_EVENT]
+    assert replies == [(Op.ERROR, b"EEXIST\0"), (Op.ERROR, b"ENOENT\0"),
+                       (Op.ERROR, b"EINVAL\0"), (Op.ERROR, b"EINVAL\0"), (Op.ERROR, b"EINVAL\0"),
+                       (Op.WATCH, b"OK\0"), (Op.WATCH, b"OK\0"), (Op.ERROR, b"E2BIG\0"),
+                       (Op.UNWATCH, b"OK\0"), (Op.WATCH, b"OK\0")]
+    assert pair.c_requests(Op.WATCH) == 3 and pair.c_requests(Op.UNWATCH) == 1
+    pair.assert_same_watches()
+
+
+def test_a_guest_s_watches_count_in_its_memory_quota_in_c_at_once():
+    """Watches added in C are charged at once (the engine reads their bytes from the
+    registry): the guest's next creation or watch past the memory quota is ENOMEM."""
+    pair = WatchDaemons(watches_quota=50, memory_quota=700)
+    pair.batch("g1", [(Op.WATCH, b"/w\0first\0")])
+    requests = [(Op.WATCH, b"data/x\0" + b"k%02d" % i + b"x" * 60 + b"\0") for i in range(8)]
+    told = pair.batch("g1", requests)       # both must refuse the same one first
+    replies = [(op, payload) for op, _, payload in packets_of(told["g1"])
+               if op != Op.WATCH_EVENT]
+    accepted = replies.index((Op.ERROR, b"ENOMEM\0"))
+    assert accepted >= 3 and pair.c_requests(Op.WATCH) == accepted
+    assert pair.batch("g1", [(Op.WRITE, b"data/n\0v")])["g1"].endswith(b"ENOMEM\0")
+    for i in range(2):
+        unwatch = (Op.UNWATCH, b"data/x\0k%02d" % i + b"x" * 60 + b"\0")
+        assert pair.batch("g1", [unwatch])["g1"].endswith(b"OK\0")
+    assert pair.c_requests(Op.UNWATCH) == 2
+    told = pair.batch("g1", [(Op.WRITE, b"data/n\0v")])     # room again, in C
+    assert packets_of(told["g1"])[-1][::2] == (Op.WRITE, b"OK\0")
+    assert pair.c_requests(Op.WRITE) == 1
+    pair.assert_same_watches()
+
+
+def test_a_journaled_guest_s_watches_stay_python_s():
+    """Listeners hear of a journaled guest's watches (Daemon.watch_added): Python answers
+    its WATCH and UNWATCH, and both daemons' listeners hear the same."""
+    pair = WatchDaemons()
+    for side in pair.sides:
+        d = side["daemon"]
+        d.domains.introduce(2, 1, 1)
+        d.state_changed()
+        side["sessions"]["g2"][0].journal_watches = True
+    pair.batch("g2", [(Op.WATCH, b"data\0a\0")])
+    pair.batch("g2", [(Op.WATCH, b"data\0b\0"), (Op.UNWATCH, b"data\0a\0")])
+    assert pair.c_requests(Op.WATCH) == pair.c_requests(Op.UNWATCH) == 0
+    assert [h[0] for h in pair.sides[0]["listener"].heard] == ["added", "added", "removed"]
+    pair.assert_same_watches()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_watch_and_unwatch_answer_as_the_python_core_does(seed):
+    """Random batches of WATCH, UNWATCH (good, unknown, malformed, special, relative),
+    changes that fire them in the same batch, RESET_WATCHES, and sessions closed and
+    opened again (their registry handles given out anew), from privileged callers and
+    guests at their watches and memory quotas."""
+    rng = random.Random(seed)
+    pair = WatchDaemons(watches_quota=6, memory_quota=1100)
+    names = ["dom0", "watcher", "g1", "g2"]
+    for step in range(160):
+        name = rng.choice(names)
+        if rng.random() < 0.03:
+            domid = pair.sides[0]["sessions"][name][0].domid
+            pair.close(name)
+            pair.open(name, domid, privileged=domid == 0)
+            continue
+        requests = []
+        watches = [(w.path.encode(), w.token)
+                   for w in pair.sides[1]["sessions"][name][0].watches.values()]
+        for _ in range(rng.randrange(1, 6)):
+            roll = rng.random()
+            path = rng.choice(ODD_REGISTERED_PATHS if rng.random() < 0.05 else REGISTERED_PATHS)
+            key = path + b"\0" + rng.choice(REGISTERED_TOKENS)
+            if roll < 0.45:
+                requests.append((Op.WATCH, key + rng.choice([b"\0", b"\0", b""])))
+            elif roll < 0.7:
+                if watches and rng.random() < 0.7:
+                    path, token = watches.pop(rng.randrange(len(watches)))
+                    key = path + b"\0" + token
+                requests.append((Op.UNWATCH, key + b"\0"))
+            elif roll < 0.72:
+                requests.append((Op.RESET_WATCHES, b""))
+            elif roll < 0.85:
+                requests.append((Op.WRITE, rng.choice(CHANGED) + b"\0v%d" % step))
+            elif roll < 0.92:
+                requests.append((Op.RM, rng.choice(CHANGED) + b"\0"))
+            else:
+                requests.append((Op.READ, rng.choice(CHANGED) + b"\0"))
+        pair.batch(name, requests)
+        pair.assert_same_watches()
+    assert pair.c_requests(Op.WATCH) > 60 and pair.c_requests(Op.UNWATCH) > 20, \
+        (pair.c_requests(Op.WATCH), pair.c_requests(Op.UNWATCH))

@@ -26,6 +26,7 @@ enum {
     OP_RM = 13, OP_SET_PERMS = 14, OP_DIRECTORY_PART = 22,
     OP_TRANSACTION_START = 6, OP_TRANSACTION_END = 7, OP_ERROR = 16,
 };
+enum { OP_WATCH = 4, OP_UNWATCH = 5 };
 
 #define ABS_PATH_MAX 3072u          /* XENSTORE_ABS_PATH_MAX */
 #define REL_PATH_MAX 2048u          /* XENSTORE_REL_PATH_MAX */
@@ -76,6 +77,9 @@ struct xsd_conn {
     uint32_t txn_max;           /* "transactions" (0: none) */
     uint32_t txn_nodes;         /* "transaction-nodes" of a new one (0: none) */
     uint32_t next_tx_id;        /* Session.next_tx_id's mirror */
+    int64_t wsession;           /* its session in the engine's registry; -1: none yet */
+    uint32_t watch_limit;       /* the "watches" quota; 0: none */
+    int watches_journaled;      /* listeners hear of its watches: WATCH/UNWATCH Python's */
 };
 
 struct conn_txn {
@@ -139,6 +143,7 @@ xsd_conn *xsd_conn_new(xsd_engine *e)
         return NULL;
     xsd_conn_configure(c, 0, -1, 0, 0, 0);
     c->next_tx_id = 1;          /* Session's first */
+    c->wsession = -1;
     return c;
 }
 
@@ -223,6 +228,11 @@ void xsd_conn_txn_quotas(xsd_conn *c, uint32_t transactions, uint32_t transactio
 void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id)
 {
     c->next_tx_id = next_tx_id;
+void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled)
+{
+    c->wsession = session >= 0 && session <= (int64_t)U32_MAX ? session : -1;
+    c->watch_limit = limit;
+    c->watches_journaled = journaled != 0;
 }
 
 uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
@@ -764,6 +774,23 @@ static int over_quota(const xsd_conn *c, uint32_t limit, size_t would_be)
     return !c->privileged && limit && would_be > limit;
 }
 
+/* quota.memory_of_watch: what a watch is charged beyond its path and token. */
+#define WATCH_CHARGE 40u
+
+/* ops.watch_bytes of c's session: from the registry when the session has a
+ * handle there (a WATCH or UNWATCH answered here counts at once), else as
+ * Python pushed it (xsd_conn_quotas). */
+static uint64_t watch_bytes(const xsd_engine *e, const xsd_conn *c)
+{
+    uint32_t s;
+
+    if (!e->wreg || c->wsession < 0)
+        return c->quotas.watch_bytes;
+    s = (uint32_t)c->wsession;
+    return (uint64_t)WATCH_CHARGE * xsd_wreg_session_count(e->wreg, s) +
+           xsd_wreg_session_text_bytes(e->wreg, s);
+}
+
 /* quota.Quotas.check_memory for an unprivileged caller charged extra more
  * bytes (ops._charge: its domain's nodes, the session's watches, extra):
  * whether Python would let it pass saying nothing and leaving the domain's
@@ -773,7 +800,7 @@ static int over_quota(const xsd_conn *c, uint32_t limit, size_t would_be)
 static int memory_fits(const xsd_engine *e, const xsd_conn *c, uint64_t extra)
 {
     const struct xsd_quotas *quotas = &c->quotas;
-    uint64_t would_be = xsd_store_bytes_of(e->store, c->domid) + quotas->watch_bytes + extra;
+    uint64_t would_be = xsd_store_bytes_of(e->store, c->domid) + watch_bytes(e, c) + extra;
     int over_soft = quotas->memory_soft && would_be > quotas->memory_soft;
 
     if (over_soft != (quotas->soft_warned != 0))
@@ -1319,6 +1346,134 @@ static int64_t do_transaction_end(const struct request *q)
     return reply_ok(q->reply);
 }
 
+/* -- watches (ops.do_watch, do_unwatch; engine.h) ------------------------- */
+
+/* A special "@name" as ops._path gives it (canonicalize with allow_special:
+ * path characters, no '/'; within path-max, which no home prefix shortens)
+ * into out; its length, or PUNT. */
+static int64_t special_name(const xsd_conn *c, const char *raw, size_t n, char *out)
+{
+    if (n > ABS_PATH_MAX || (c->path_max && n > c->path_max))
+        return PUNT;
+    for (size_t i = 0; i < n; i++)
+        if (!path_char(raw[i]) || raw[i] == '/')
+            return PUNT;
+    memcpy(out, raw, n);
+    return (int64_t)n;
+}
+
+/* ops._watch_args: exactly two fields (split_fields: the last one's NUL may
+ * be missing), the path made absolute (or a special name) into path (ABS_
+ * PATH_MAX bytes); its length, or PUNT (EINVAL). *token points into the
+ * payload; *relative: the client gave neither '/' nor '@' first. */
+static int64_t watch_args(const struct request *q, char *path, const char **token,
+                          size_t *tlen, int *relative)
+{
+    const char *p = q->payload, *nul = q->len ? memchr(p, '\0', q->len) : NULL;
+    size_t cut, rest;
+
+    if (!nul)
+        return PUNT;            /* one field */
+    cut = (size_t)(nul - p);
+    rest = q->len - cut - 1;
+    if (rest == 0)
+        return PUNT;            /* "<path>\0": one field */
+    *token = nul + 1;
+    if ((*token)[rest - 1] == '\0')
+        rest--;
+    if (rest && memchr(*token, '\0', rest))
+        return PUNT;            /* three fields or more */
+    *tlen = rest;
+    *relative = cut != 0 && p[0] != '/' && p[0] != '@';
+    if (cut != 0 && p[0] == '@')
+        return special_name(q->c, p, cut, path);
+    return canonical(q->c, p, cut, path);
+}
+
+/* Whether WATCH and UNWATCH may run here for this conn (xsd_conn_watches). */
+static int watches_here(const struct request *q)
+{
+    return q->e->wreg && q->c->wsession >= 0 && !q->c->watches_journaled;
+}
+
+/* ops.do_watch: register, reply "OK", and queue the initial event after
+ * the reply as a group flagged XSD_DELIVERY_AFTER. The group's room is
+ * made before the watch is added, so nothing fails once it is. */
+static int64_t do_watch(const struct request *q)
+{
+    xsd_engine *e = q->e;
+    const xsd_conn *c = q->c;
+    char path[ABS_PATH_MAX];
+    const char *token = NULL;
+    size_t tlen = 0, head, start = e->deliv_len, len;
+    uint32_t s;
+    int relative = 0;
+    int64_t n, rec;
+
+    if (!watches_here(q))
+        return PUNT;
+    n = watch_args(q, path, &token, &tlen, &relative);
+    if (n < 0)
+        return PUNT;
+    len = (size_t)n;
+    s = (uint32_t)c->wsession;
+    if (over_quota(c, c->watch_limit, xsd_wreg_session_count(e->wreg, s) + 1))
+        return PUNT;            /* E2BIG */
+    if (!c->privileged &&
+        (!c->quotas_set || !memory_fits(e, c, WATCH_CHARGE + (uint64_t)len + tlen)))
+        return PUNT;            /* ENOMEM, or the soft quota's log */
+    /* the group: header, path, one delivery (its event path at most the path) */
+    head = XSD_DELIVERY_GROUP_HEADER + len;
+    if (deliveries_room(e, head + XSD_WREG_DELIVERY_HEADER + 2 * len + 1 + tlen))
+        return PUNT;
+    if (xsd_wreg_add(e->wreg, s, path, len, token, tlen, relative, NULL))
+        return PUNT;            /* EEXIST; ENOMEM: nothing registered */
+    {
+        char key[ABS_PATH_MAX + 1 + XSD_PAYLOAD_MAX];
+
+        memcpy(key, path, len);
+        key[len] = '\0';
+        if (tlen)
+            memcpy(key + len + 1, token, tlen);
+        rec = xsd_wreg_initial(e->wreg, s, key, len + 1 + tlen, e->deliv + start + head,
+                               e->deliv_cap - start - head);
+        if (rec < 0 || (size_t)rec > e->deliv_cap - start - head || (uint64_t)rec > U32_MAX) {
+            xsd_wreg_remove(e->wreg, s, key, len + 1 + tlen);   /* never: room made */
+            return PUNT;
+        }
+    }
+    put_u64_host(e->deliv + start, (uint64_t)q->reply_at | XSD_DELIVERY_AFTER);
+    put_u32(e->deliv + start + 8, (uint32_t)len);
+    put_u32(e->deliv + start + 12, (uint32_t)rec);
+    memcpy(e->deliv + start + XSD_DELIVERY_GROUP_HEADER, path, len);
+    e->deliv_len = start + head + (size_t)rec;
+    return reply_ok(q->reply);
+}
+
+/* ops.do_unwatch: the session's watch of that path and token removed; none
+ * is PYTHON (ENOENT). */
+static int64_t do_unwatch(const struct request *q)
+{
+    char path[ABS_PATH_MAX], key[ABS_PATH_MAX + 1 + XSD_PAYLOAD_MAX];
+    const char *token = NULL;
+    size_t tlen = 0;
+    int relative = 0;
+    int64_t n;
+
+    if (!watches_here(q))
+        return PUNT;
+    n = watch_args(q, path, &token, &tlen, &relative);
+    if (n < 0)
+        return PUNT;
+    memcpy(key, path, (size_t)n);
+    key[n] = '\0';
+    if (tlen)
+        memcpy(key + n + 1, token, tlen);
+    if (xsd_wreg_remove(q->e->wreg, (uint32_t)q->c->wsession, key, (size_t)n + 1 + tlen))
+        return PUNT;            /* ENOENT */
+    return reply_ok(q->reply);
+}
+
 static int64_t answer(const struct request *q, uint32_t op)
 {
     switch (op) {
@@ -1332,6 +1487,8 @@ static int64_t answer(const struct request *q, uint32_t op)
     case OP_SET_PERMS: return do_set_perms(q);
     case OP_TRANSACTION_START: return do_transaction_start(q);
     case OP_TRANSACTION_END: return do_transaction_end(q);
+    case OP_WATCH: return do_watch(q);
+    case OP_UNWATCH: return do_unwatch(q);
     default: return PUNT;
     }
 }

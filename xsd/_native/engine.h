@@ -4,7 +4,7 @@
  *
  *   bytes a connection delivered                         replies, in order
  *   +--------+---------+--------+--------+------+        +--------+--------+
- *   | READ   | WRITE   | WATCH  | READ   | RE.. |  run   | READ r | WRITE r|
+ *   | READ   | WRITE   | INTRO. | READ   | RE.. |  run   | READ r | WRITE r|
  *   +--------+---------+--------+--------+------+  --->  +--------+--------+
  *   ^ answered ^ answered ^ stop PYTHON: consumed points here; Python's
  *                           dispatch answers exactly that packet, then calls
@@ -65,6 +65,8 @@
  *     entry naming the caller's domid (it owns them; a target it acts for
  *     does not). The memory quota as ops._charge counts it: the bytes of the
  *     domain's nodes (xsd_store_bytes_of) plus the session's watch bytes
+ *     (read from the registry when the conn has a handle there, so a WATCH
+ *     answered here counts at once; else the pushed quotas.watch_bytes)
  *     plus what the request adds (quota.memory_of_node per new node; the
  *     growth of the value). Any request that quota.Quotas.check_memory would
  *     answer with a word in the log or a change of the domain's soft-warned
@@ -81,6 +83,21 @@
  *     XSD_TXN_STARTED says (the run stops XSD_RUN_TXN after each);
  *   - DIRECTORY whose listing is over 4096 bytes (E2BIG) and READ or
  *     GET_PERMS whose answer would be over 4096 bytes: PYTHON.
+ *   - WATCH and UNWATCH, given the C registry (xsd_engine_watches) and the
+ *     session's handle in it (xsd_conn_watches), any tx_id, as ops.do_watch
+ *     and do_unwatch: "<path>\0<token>[\0]" (exactly two fields), the path
+ *     absolute, relative or a special "@name" (ops._path with
+ *     allow_special; the same cases as above, "@name" without '/'). WATCH
+ *     registers it (xsd_wreg_add, as CWatchRegistry.add) when the session
+ *     has no watch of that path and token (EEXIST: PYTHON), within the
+ *     "watches" quota (E2BIG: PYTHON) and, unprivileged, the memory quota
+ *     (40 + path + token more: ops._charge, quota.memory_of_watch), replies
+ *     "OK" and queues the watch's initial event AFTER that reply (dispatch's
+ *     REPLY_FIRST) as a delivery group flagged XSD_DELIVERY_AFTER.
+ *     UNWATCH of a watch the session has removes it and replies "OK"; of
+ *     none, PYTHON (ENOENT). Both are PYTHON for a session whose watches
+ *     the daemon's listeners hear of (a journaled guest's: Daemon.
+ *     watch_added), and without the registry.
  *   An allocation failure inside the store (-ENOMEM: the store is unchanged)
  *   or in the engine's scratch space is PYTHON too.
  *
@@ -224,6 +241,9 @@ void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id);
  * packet, so Python queues them (its budgets and drops apply) before more
  * are made. */
 #define XSD_DELIVERY_GROUP_HEADER 16u
+/* Set in a group's reply_at: its deliveries go AFTER that reply (a WATCH's
+ * initial event, C xenstored and dispatch's REPLY_FIRST), not before it. */
+#define XSD_DELIVERY_AFTER        (UINT64_C(1) << 63)
 #define XSD_DELIVERIES_STOP       (256u * 1024u)
 
 /* Fire watched changes through reg (borrowed; it must watch through the trie
@@ -284,6 +304,15 @@ void xsd_conn_quotas(xsd_conn *c, const struct xsd_quotas *q);
  * it. 0, -EINVAL, -ENOMEM. */
 int xsd_conn_txn_add(xsd_conn *c, uint32_t tx_id, xsd_txn *t);
 void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
+
+/* WATCH and UNWATCH for c (engine.h's list above): its session's handle in
+ * the registry given to xsd_engine_watches (-1: none yet; Python's
+ * CWatchRegistry.add gives one at the session's first watch), the
+ * "watches" quota binding it (0: none, as for a privileged caller), and
+ * journaled != 0 when the daemon's listeners must hear of its watches
+ * (Daemon.watch_added: a journaled guest's), which leaves both to Python.
+ * Python calls it again whenever one of these changes. */
+void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled);
 
 /* Requests of type op that the engine answered on c (dispatch.py counts
  * the ones Python answers); 0 for op >= XSD_OP_COUNT. */

@@ -32,7 +32,8 @@ from . import trie as _checked  # noqa: F401  (the build stamp is checked at its
 from ._xsd_native import ffi, lib
 
 __all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD",
-           "STOP_EVENTS", "STOP_TXN", "TXN_STARTED", "TXN_ENDED", "TXN_FAILED"]
+           "STOP_EVENTS", "STOP_TXN", "TXN_STARTED", "TXN_ENDED", "TXN_FAILED",
+           "DELIVERY_AFTER"]
 
 MUTATE = lib.XSD_RUN_MUTATE
 STOP_DONE = lib.XSD_RUN_DONE
@@ -46,6 +47,7 @@ TXN_ENDED = lib.XSD_TXN_ENDED
 TXN_FAILED = lib.XSD_TXN_FAILED
 _CHANGE = lib.XSD_EVENT_CHANGE     # the first byte of a CHANGE event (an int in C)
 REPLY_MAX = lib.XSD_REPLY_MAX
+DELIVERY_AFTER = lib.XSD_DELIVERY_AFTER    # in a group's reply_at: after that reply (WATCH)
 
 _NULL = ffi.NULL
 _run = lib.xsd_engine_run
@@ -69,7 +71,7 @@ class Conn:
 
     __slots__ = ("_h", "_engine", "txns", "next_tx_id")
     # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
-    COUNTED_OPS = (1, 2, 3, 6, 7, 11, 12, 13, 14, 22)
+    COUNTED_OPS = (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 22)
 
     def __init__(self, engine):
         h = lib.xsd_conn_new(engine._h)
@@ -130,6 +132,13 @@ class Conn:
             "memory": memory, "memory_soft": memory_soft, "soft_warned": bool(soft_warned),
             "watch_bytes": watch_bytes})
         lib.xsd_conn_quotas(self._h, q)
+
+    def watches(self, session, limit: int, journaled: bool) -> None:
+        """WATCH and UNWATCH in C (engine.h xsd_conn_watches): the session's handle in the
+        engine's watch registry (None: none yet, both Python's), the "watches" quota
+        binding it (0: none), and whether listeners hear of its watches (then Python's)."""
+        lib.xsd_conn_watches(self._h, -1 if session is None else session, limit,
+                             bool(journaled))
 
     def requests(self, op: int) -> int:
         """Requests of type ``op`` the engine answered on this conn."""
@@ -213,8 +222,10 @@ class Engine:
 
 def delivery_groups(data: bytes):
     """``(reply_at, path, records)`` per group of ``Engine.deliveries()``, in order: where
-    the reply of the change that fired it starts in the run's ``out``, the changed path
-    (str) and watchreg.h's delivery records for it (``watchreg.deliver`` reads them)."""
+    the reply of the change that fired it starts in the run's ``out`` (with
+    ``DELIVERY_AFTER`` set: the reply of a WATCH, its initial event to go after it), the
+    changed path (str) and watchreg.h's delivery records for it (``watchreg.deliver``
+    reads them)."""
     at, end, unpack, size = 0, len(data), _GROUP.unpack_from, _GROUP.size
     while at < end:
         reply_at, path_len, records_len = unpack(data, at)

@@ -666,6 +666,23 @@ static int64_t finish(const struct outw *o)
     return o->n > INT64_MAX ? -ENOMEM : (int64_t)o->n;
 }
 
+int64_t xsd_wreg_initial(const xsd_wreg *r, uint32_t s, const char *key,
+                         size_t klen, char *out, size_t cap)
+{
+    const struct wsess *ss = session_of(r, s);
+    struct outw o = {out, cap, 0};
+    const struct wrec *w;
+
+    if (ss == NULL || key == NULL)
+        return -EINVAL;
+    w = tab_find(r, ss, key, klen);
+    if (w == NULL)
+        return -ENOENT;
+    put_delivery(&o, ss, w, w->key, w->plen,
+                 EV_CALL_PATH | (w->key[0] == '@' ? EV_SPECIAL : 0u));
+    return finish(&o);
+}
+
 int64_t xsd_wreg_fire_change(xsd_wreg *r, const char *path, size_t len,
                              const char *perms, size_t perms_len,
                              const char *old_perms, size_t old_len,

@@ -130,6 +130,15 @@ int xsd_wreg_remove(xsd_wreg *r, uint32_t s, const char *key, size_t klen);
 int xsd_wreg_find(const xsd_wreg *r, uint32_t s, const char *key,
                   size_t klen, uint64_t *order);
 
+/* The delivery of the initial event of s's watch keyed "path NUL token"
+ * (ops.do_watch's INITIAL: every new watch is told its own path at once,
+ * relative for a relative watch, a special "@name" as it is), written as
+ * the fire calls write theirs for a call given that path: the event path is
+ * XSD_WREG_SAME_PATH unless made relative. Returns bytes needed (the n > cap
+ * rule above), -ENOENT if s has no such watch, -EINVAL for a bad handle. */
+int64_t xsd_wreg_initial(const xsd_wreg *r, uint32_t s, const char *key,
+                         size_t klen, char *out, size_t cap);
+
 /* s's watches into out, each as u64 order, u16 path length, u16 token
  * length, path NUL token; in no particular order. Returns bytes needed (the
  * n > cap rule above), -EINVAL for a bad handle. */

@@ -225,6 +225,7 @@ class Daemon:
         session.closed = True
         self.stats.retire(session)
         self.watches.detach(session)
+        self.watches_changed(session)   # its handle there may go to another session now
         session.transactions.clear()
         session.discard_output()
         self.sessions.discard(session)
@@ -254,7 +255,7 @@ class Daemon:
             listener.after_output()
 
     # -- what listeners are told ---------------------------------------------------
-    def _keeps_watches(self, session) -> bool:
+    def keeps_watches(self, session) -> bool:
         """A guest's watches outlive its connection while its domain is introduced
         (a socket client re-registers by itself)."""
         return session.journal_watches and self.domains.is_introduced(session.domid)
@@ -266,20 +267,20 @@ class Daemon:
 
     def watch_added(self, session, watch) -> None:
         self.watches_changed(session)
-        if self._keeps_watches(session):
+        if self.keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_added(session.domid, watch.path, watch.token, watch.relative)
 
     def watch_removed(self, session, path: str, token: bytes) -> None:
         self.watches_changed(session)
-        if self._keeps_watches(session):
+        if self.keeps_watches(session):
             for listener in self.listeners:
                 listener.watch_removed(session.domid, path, token)
 
     def watches_reset(self, session) -> None:
         """``session``'s watches are gone for good (RESET_WATCHES, a dropped guest connection)."""
         self.watches_changed(session)
-        if self._keeps_watches(session):
+        if self.keeps_watches(session):
             for listener in self.listeners:
                 listener.watches_cleared(session.domid)
 

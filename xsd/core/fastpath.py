@@ -2,10 +2,12 @@
 
 ``xsd/_native/engine.c`` answers READ, WRITE, MKDIR, RM, DIRECTORY,
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
-transaction's C overlay, and TRANSACTION_START and END, in one crossing per
-batch of bytes a client delivers, and stops at the first request it leaves
-to Python (engine.h says which: errors, a crossing of the soft memory quota,
-conflicting commits, anything unusual); the transport hands the rest to the Python
+transaction's C overlay, TRANSACTION_START and END, and under the C watch
+registry WATCH and UNWATCH (the initial event queued after the WATCH's reply,
+as dispatch's REPLY_FIRST), in one crossing per batch of bytes a client
+delivers, and stops at the first request it leaves to Python (engine.h says
+which: errors, a crossing of the soft memory quota, conflicting commits,
+anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too.  Under the C watch registry the engine fires it
 there and returns the deliveries with the batch (each before the reply of the
@@ -34,6 +36,12 @@ What the engine must know of the Python side, and when it learns it:
   answers stops its run (STOP_TXN) and ``_transaction_moved`` records it on
   the session before anything else runs (a started overlay adopted as a
   ``CTransaction``), so both sides stay equal;
+- for WATCH and UNWATCH (``configure_watches``): the session's handle in the C
+  registry (given at its first watch, which is Python's: ``Daemon.watches_changed``
+  reconfigures it), the "watches" quota, and whether the daemon's listeners must
+  hear of its watches (a journaled guest's: then both stay Python's); with the
+  epoch too.  The engine reads the session's watch count and bytes (the memory
+  quota) from the registry itself;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -57,8 +65,8 @@ from .stats import SAMPLE_EVERY
 from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import (MUTATE, STOP_EVENTS, STOP_FULL, STOP_TXN, TXN_FAILED,
-                                  TXN_STARTED, Engine, delivery_groups)
+    from .._native.engine import (DELIVERY_AFTER, MUTATE, STOP_EVENTS, STOP_FULL, STOP_TXN,
+                                  TXN_FAILED, TXN_STARTED, Engine, delivery_groups)
     from .ctransaction import CTransaction
 
 log = logging.getLogger(__name__)
@@ -206,12 +214,30 @@ class FastPath:
         replies before its own and before it (C xenstored queues a request's events before
         its reply; dispatch._fire), the requester itself possibly among them.  After each
         such reply the output is flushed past ``flush_at``, where the stop per watched
-        change (--python-fires) flushes it: events coalesce and drop as they did there."""
+        change (--python-fires) flushes it: events coalesce and drop as they did there.
+        A WATCH's group (``DELIVERY_AFTER``) goes after its reply, as dispatch sends a
+        watch's initial event (REPLY_FIRST)."""
         daemon = self.daemon
         deliver = daemon.watches.deliver
         sent = 0
         held = None     # the reply whose deliveries are queued: several groups may share
         for reply_at, path, records in delivery_groups(groups):   # one (a commit's events)
+            if reply_at & DELIVERY_AFTER:       # a WATCH's first event, after its reply
+                reply_at &= ~DELIVERY_AFTER
+                if held is not None:
+                    sent = self._reply_after_deliveries(session, out, held, flush_at)
+                    held = None
+                end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+                if end > sent:
+                    session.send(out[sent:end])
+                    sent = end
+                try:
+                    deliver(records, path)
+                except Exception:   # the watch is registered and will be acknowledged
+                    log.exception("%r: internal error queueing a watch's first event", session)
+                if session.out_bytes > flush_at:
+                    daemon.flush()
+                continue
             if held is not None and reply_at != held:
                 sent = self._reply_after_deliveries(session, out, held, flush_at)
             if reply_at > sent:
@@ -242,6 +268,8 @@ class FastPath:
         if conn is None:
             conn = session.native = self.engine.conn()
         configure(conn, self.daemon.quotas, session)
+        if self.fires:
+            configure_watches(conn, self.daemon, session)
         if not session.privileged:
             for tx in session.transactions.values():
                 tx.refresh_limit()      # transaction-nodes, as the quota stands now
@@ -272,6 +300,17 @@ def configure(conn, quotas, session) -> None:
                     memory_soft=quotas.soft["memory"], soft_warned=domid in quotas.soft_warned,
                     watch_bytes=watch_bytes(session))
         conn.txn_quotas(value("transactions", domid), value("transaction-nodes", domid))
+
+
+def configure_watches(conn, daemon, session) -> None:
+    """Tell ``conn`` what WATCH and UNWATCH in C need of ``session`` (engine.h
+    xsd_conn_watches): its handle in the daemon's C registry, the "watches" quota
+    binding it (quotas.check's), and whether listeners hear of its watches
+    (Daemon.watch_added tells them only for such a session: then Python answers)."""
+    quotas = daemon.quotas
+    conn.watches(daemon.watches.session_handle(session),
+                 0 if session.privileged else quotas.get("watches", session.domid),
+                 bool(daemon.listeners) and daemon.keeps_watches(session))
 
 
 def _sample(stats, data: bytes, at: int, handled: int, seconds: float) -> None:

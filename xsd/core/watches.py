@@ -332,6 +332,11 @@ class CWatchRegistry:
             return view.handle
         return None
 
+    def session_handle(self, session):
+        """``session``'s handle in C (the request engine registers its watches there:
+        fastpath.configure_watches), or None while it has had no watch."""
+        return self._handle(session)
+
     def detach(self, session) -> None:
         handle = self._handle(session)
         if handle is not None:

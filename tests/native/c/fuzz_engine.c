@@ -18,7 +18,10 @@
  * registry instead (xsd_engine_watches; watchers dom0, a guest, and one
  * below a removable root): no run stops EVENTS, and a run's deliveries are
  * groups laid out as engine.h says, each at the start of one of the run's
- * replies, in order.
+ * replies, in order (a WATCH's after its reply: XSD_DELIVERY_AFTER). There
+ * conns 0 and 1 answer WATCH and UNWATCH in C too (xsd_conn_watches; conn
+ * 1 within a watches quota of 3 and its memory quota), and a run that stops
+ * PYTHON without answering anything registered or dropped no watch.
  *
  * Program format, after that first byte, one batch after another until the
  * input runs out:
@@ -92,8 +95,10 @@ static int read_packet(struct input *in, struct stream *s)
 {
     static const uint32_t types[] = { T_READ, T_DIRECTORY, T_DIRECTORY_PART, T_GET_PERMS,
                                       T_WRITE, T_MKDIR, T_RM, T_SET_PERMS, T_WATCH,
+                                      T_UNWATCH, T_WATCH,
                                       6 /* TRANSACTION_START */, 7 /* TRANSACTION_END */ };
     static const char *const ends[] = { "T", "F", "X", "TF" };
+    static const char *const wtokens[] = { "t", "u", "", "v\0x", "tok" };
     static const char *const perms[] = { "n0", "r1", "b2", "w0\0r1", "n1", "r99999", "q" };
     char payload[256];
     size_t n, extra;
@@ -123,6 +128,14 @@ static int read_packet(struct input *in, struct stream *s)
             payload[n++] = '\0';
     } else if (type == T_DIRECTORY_PART) {
         n += (size_t)snprintf(payload + n, sizeof payload - n, "%u", (unsigned)v * 8) + 1;
+    } else if ((type == T_WATCH || type == T_UNWATCH) && !(v & 0x40)) {
+        const char *tok = wtokens[v % 5];        /* "v\0x": a third field */
+        size_t tlen = strlen(tok) + (v % 5 == 3 ? 2 : 0);
+
+        memcpy(payload + n, tok, tlen);
+        n += tlen;
+        if (!(v & 0x80))
+            payload[n++] = '\0';                /* else the last field without its NUL */
     } else if (v & 0x80) {
         n--;                                     /* no NUL */
     }
@@ -195,9 +208,11 @@ static int deliveries_ok(const struct xsd_run *r, const size_t *starts, uint32_t
         memcpy(&plen, r->deliveries + at + 8, 4);
         memcpy(&rlen, r->deliveries + at + 12, 4);
         at += XSD_DELIVERY_GROUP_HEADER;
-        if (rlen == 0 || r->deliveries_len - at < (size_t)plen + rlen ||
-            plen == 0 || r->deliveries[at] != '/')
+        if (rlen == 0 || r->deliveries_len - at < (size_t)plen + rlen || plen == 0 ||
+            (r->deliveries[at] != '/' &&
+             !(reply_at & XSD_DELIVERY_AFTER && r->deliveries[at] == '@')))
             return 0;
+        reply_at &= ~XSD_DELIVERY_AFTER;
         while (k < n && starts[k] < reply_at)
             k++;                                 /* groups in order, each at a reply */
         if (k == n || starts[k] != reply_at)
@@ -273,6 +288,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             xsd_wreg_add(wreg, (uint32_t)s0, "/a/b/x/w", 8, "t", 1, 0, &order))
             abort();
         xsd_engine_watches(engine, wreg);
+        xsd_conn_watches(conns[0], s0, 0, 0);
+        xsd_conn_watches(conns[1], s1, 3, 0);
     } else if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2)) {
         abort();
     }
@@ -316,6 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct xsd_run r;
             size_t before_len, after_len, at = 0, last_at = 0;
             char *before = store_dump(store, &before_len), *after;
+            size_t watches = wreg ? xsd_wreg_count(wreg) : 0;
 
             xsd_engine_run(engine, conns[ci], p->buf + pos, p->len - pos, out, sizeof out,
                            ctl & 4 ? 0 : XSD_RUN_MUTATE, &r);
@@ -340,6 +358,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (after_len != before_len || memcmp(after, before, after_len) != 0)
                     abort();                     /* a punted request changed the store */
                 free(after);
+                if (wreg && xsd_wreg_count(wreg) != watches)
+                    abort();                     /* or the watches */
             }
             free(before);
             if (xsd_store_check(store) != 0)

@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "engine_packets.h"
 #include "store_dump.h"
+#include "watchreg.h"
 
 static xsd_store *store;
 static xsd_trie *trie;
@@ -520,6 +521,144 @@ static void test_random_streams_keep_the_store_sound(void)
     teardown();
 }
 
+/* WATCH and UNWATCH through a C registry (engine.h): the reply, then the
+ * initial event as a group flagged XSD_DELIVERY_AFTER at that reply; the
+ * errors and the unusual left to Python with nothing registered. */
+static unsigned le16(const char *p)
+{
+    return (unsigned)(unsigned char)p[0] | (unsigned)(unsigned char)p[1] << 8;
+}
+
+/* The run's one group: AFTER-flagged at reply_at, path, one delivery to
+ * session s of token with event path ev ("": the group's path). */
+static int initial_group(const struct xsd_run *r, size_t reply_at, const char *path,
+                         uint32_t s, const char *ev, const char *token)
+{
+    const char *g = r->deliveries, *d;
+    uint64_t at;
+    uint32_t plen, rlen, ds;
+    size_t evlen = strlen(ev), glen = strlen(path), tlen = strlen(token);
+
+    if (!g || r->deliveries_len < XSD_DELIVERY_GROUP_HEADER)
+        return 0;
+    memcpy(&at, g, 8);
+    memcpy(&plen, g + 8, 4);
+    memcpy(&rlen, g + 12, 4);
+    d = g + XSD_DELIVERY_GROUP_HEADER + plen;
+    memcpy(&ds, d, 4);              /* little-endian: the host's here (x86, arm64) */
+    return at == ((uint64_t)reply_at | XSD_DELIVERY_AFTER) && plen == glen &&
+           memcmp(g + XSD_DELIVERY_GROUP_HEADER, path, glen) == 0 &&
+           r->deliveries_len == XSD_DELIVERY_GROUP_HEADER + plen + rlen &&
+           ds == s && le16(d + 4) == (evlen ? evlen : XSD_WREG_SAME_PATH) &&
+           le16(d + 6) == glen && le16(d + 8) == tlen &&
+           memcmp(d + 10, ev, evlen) == 0 && memcmp(d + 10 + evlen, path, glen) == 0 &&
+           d[10 + evlen + glen] == '\0' && memcmp(d + 11 + evlen + glen, token, tlen) == 0 &&
+           rlen == 10 + evlen + glen + 1 + tlen;
+}
+
+static int run_watch(xsd_engine *e, xsd_conn *c, uint32_t type, const char *payload,
+                     size_t plen, struct xsd_run *r)
+{
+    in.len = 0;
+    put_packet(&in, type, 5, 0, payload, plen);
+    return xsd_engine_run(e, c, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, r);
+}
+
+static void test_watch_and_unwatch_through_the_registry(void)
+{
+    static const struct xsd_quotas guest_quotas = { .memory = 100 };
+    xsd_trie *t;
+    xsd_wreg *reg;
+    xsd_engine *e;
+    xsd_conn *c0, *c1;
+    struct xsd_run r;
+    int64_t s0, s1;
+
+    setup();
+    t = xsd_trie_new();
+    reg = t ? xsd_wreg_new(t, store) : NULL;
+    e = reg ? xsd_engine_new(store, t) : NULL;
+    c0 = e ? xsd_conn_new(e) : NULL;
+    c1 = e ? xsd_conn_new(e) : NULL;
+    if (!c0 || !c1)
+        abort();
+    xsd_engine_watches(e, reg);
+    s0 = xsd_wreg_session_new(reg);
+    s1 = xsd_wreg_session_new(reg);
+    CHECK(s0 >= 0 && s1 >= 0);
+    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s0, 0, -1, 1), 0);
+    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s1, 1, -1, 0), 0);
+    xsd_conn_configure(c0, 0, -1, 1, 0, 2048);
+    xsd_conn_configure(c1, 1, -1, 0, 0, 2048);
+
+    /* No handle yet: the session's first watch is Python's. */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
+    xsd_conn_watches(c0, s0, 0, 1);                 /* journaled: Python's too */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
+    xsd_conn_watches(c0, s0, 0, 0);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_DONE);
+    CHECK(r.out_len == 16 + 3 && memcmp(out + 16, "OK", 3) == 0);
+    CHECK(initial_group(&r, 0, "/w", (uint32_t)s0, "", "t"));
+    CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s0), 1);
+    /* relative (its event relative too), a last field without NUL, an empty token */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("rel/x\0u"), &r), XSD_RUN_DONE);
+    CHECK(initial_group(&r, 0, "/local/domain/0/rel/x", (uint32_t)s0, "rel/x", "u"));
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("@releaseDomain\0\0"), &r), XSD_RUN_DONE);
+    CHECK(initial_group(&r, 0, "@releaseDomain", (uint32_t)s0, "", ""));
+    /* EEXIST, EINVAL (one field, three, bad paths), ENOENT: Python's, nothing changed */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0x\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w/\0t\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("@a/b\0t\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("\0t\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(run_watch(e, c0, T_UNWATCH, P("/w\0nope\0"), &r), XSD_RUN_PYTHON);
+    CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s0), 3);
+    CHECK_EQ(run_watch(e, c0, T_UNWATCH, P("/local/domain/0/rel/x\0u\0"), &r), XSD_RUN_DONE);
+    CHECK(r.out_len == 16 + 3 && r.deliveries_len == 0);
+    CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s0), 2);
+    /* Registered, then fired by a write in the same run: after the WATCH's
+     * reply its initial event, before the WRITE's reply the change's. */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/n\0k\0"));
+    put_packet(&in, T_WRITE, 2, 0, P("/n/m\0v"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK_EQ(r.handled, 2);
+    {
+        uint64_t first, second;
+        uint32_t plen, rlen;
+
+        CHECK(r.deliveries_len > 2 * XSD_DELIVERY_GROUP_HEADER);
+        memcpy(&first, r.deliveries, 8);
+        memcpy(&plen, r.deliveries + 8, 4);
+        memcpy(&rlen, r.deliveries + 12, 4);
+        memcpy(&second, r.deliveries + XSD_DELIVERY_GROUP_HEADER + plen + rlen, 8);
+        CHECK(first == (0 | XSD_DELIVERY_AFTER) && second == 16 + 3);
+    }
+    /* A guest: its quotas first; then the watches quota (E2BIG) and the
+     * memory quota (40 + path + token each) bind it. */
+    xsd_conn_watches(c1, s1, 2, 0);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/a\0tok\0"), &r), XSD_RUN_PYTHON);
+    xsd_conn_quotas(c1, &guest_quotas);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/a\0tok\0"), &r), XSD_RUN_DONE);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/b\0tok\0"), &r), XSD_RUN_DONE);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/c\0tok\0"), &r), XSD_RUN_PYTHON);    /* E2BIG */
+    xsd_conn_watches(c1, s1, 5, 0);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/c\0tok\0"), &r), XSD_RUN_PYTHON);    /* ENOMEM */
+    CHECK_EQ(run_watch(e, c1, T_UNWATCH, P("/a\0tok\0"), &r), XSD_RUN_DONE);
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("/c\0tok\0"), &r), XSD_RUN_DONE);      /* room again */
+    CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s1), 2);
+    CHECK_EQ(xsd_conn_requests(c1, T_WATCH), 3);
+    CHECK_EQ(xsd_conn_requests(c1, T_UNWATCH), 1);
+    xsd_conn_free(c0);
+    xsd_conn_free(c1);
+    xsd_engine_free(e);
+    xsd_wreg_free(reg);
+    xsd_trie_free(t);
+    teardown();
+}
+
 int main(void)
 {
     RUN(test_requests_answered_in_c);
@@ -529,5 +668,6 @@ int main(void)
     RUN(test_stop_reasons);
     RUN(test_directory_part_pages_a_wide_node);
     RUN(test_random_streams_keep_the_store_sound);
+    RUN(test_watch_and_unwatch_through_the_registry);
     return check_report();
 }
