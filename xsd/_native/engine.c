@@ -228,6 +228,8 @@ void xsd_conn_txn_quotas(xsd_conn *c, uint32_t transactions, uint32_t transactio
 void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id)
 {
     c->next_tx_id = next_tx_id;
+}
+
 void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled)
 {
     c->wsession = session >= 0 && session <= (int64_t)U32_MAX ? session : -1;
