@@ -143,11 +143,16 @@ class Floor:
         self.proc.wait(10)
 
 
+# Every xsd column runs on the C store: under XSD_NATIVE=auto a build older than its
+# sources falls back to the Python store without a word, and the column would measure that.
+ON_C_STORE = {"XSD_NATIVE": "c"}
+
+
 class BaseDaemon(DaemonProcess):
     """xsd from another checkout (``--base``): run from there, importing its own modules."""
 
     def __init__(self, tree: str, rundir: str, args):
-        super().__init__(rundir, args, env=dict(os.environ, PYTHONPATH=tree))
+        super().__init__(rundir, args, env=dict(os.environ, PYTHONPATH=tree, **ON_C_STORE))
         self.tree = tree
 
     def _spawn(self) -> subprocess.Popen:
@@ -164,7 +169,7 @@ class Xsd:
     def __init__(self, rundir: str, args, base: bool = False):
         args = ["--no-domain-init", *args]
         self.daemon = (BaseDaemon(self.base_tree, rundir, args) if base
-                       else DaemonProcess(rundir, args)).start()
+                       else DaemonProcess(rundir, args, env=dict(os.environ, **ON_C_STORE))).start()
         self.socket_path = self.daemon.socket_path
         self.pid = self.daemon.proc.pid
 
