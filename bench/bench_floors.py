@@ -377,7 +377,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.base:
         Xsd.base_tree = os.path.abspath(args.base)
-        args.daemons += ",base,base-journal"
+        listed = args.daemons.split(",")
+        args.daemons = ",".join(listed + [d for d in ("base", "base-journal") if d not in listed])
     why = anchors.available()
     if why:
         sys.exit(f"cannot run: {why}")
