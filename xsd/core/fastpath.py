@@ -222,32 +222,23 @@ class FastPath:
         sent = 0
         held = None     # the reply whose deliveries are queued: several groups may share
         for reply_at, path, records in delivery_groups(groups):   # one (a commit's events)
-            if reply_at & DELIVERY_AFTER:       # a WATCH's first event, after its reply
-                reply_at &= ~DELIVERY_AFTER
-                if held is not None:
-                    sent = self._reply_after_deliveries(session, out, held, flush_at)
-                    held = None
-                end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
-                if end > sent:
-                    session.send(out[sent:end])
-                    sent = end
-                try:
-                    deliver(records, path)
-                except Exception:   # the watch is registered and will be acknowledged
-                    log.exception("%r: internal error queueing a watch's first event", session)
-                if session.out_bytes > flush_at:
-                    daemon.flush()
-                continue
-            if held is not None and reply_at != held:
+            after = reply_at & DELIVERY_AFTER   # a WATCH's first event goes after its reply
+            reply_at &= ~DELIVERY_AFTER
+            if held is not None and (after or reply_at != held):
                 sent = self._reply_after_deliveries(session, out, held, flush_at)
-            if reply_at > sent:
-                session.send(out[sent:reply_at])
-                sent = reply_at
+                held = None
+            upto = _reply_end(out, reply_at) if after else reply_at
+            if upto > sent:
+                session.send(out[sent:upto])
+                sent = upto
             try:
                 deliver(records, path)
-            except Exception:       # the change is made and will be acknowledged
+            except Exception:       # the change is made (or the watch added) and acknowledged
                 log.exception("%r: internal error firing watches", session)
-            held = reply_at
+            if not after:
+                held = reply_at
+            elif session.out_bytes > flush_at:
+                daemon.flush()
         if held is not None:
             sent = self._reply_after_deliveries(session, out, held, flush_at)
         if sent < len(out):
@@ -255,7 +246,7 @@ class FastPath:
 
     def _reply_after_deliveries(self, session, out: bytes, reply_at: int, flush_at: int) -> int:
         """Queue the reply at ``reply_at`` (its deliveries queued before it); where it ends."""
-        end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
+        end = _reply_end(out, reply_at)
         session.send(out[reply_at:end])
         if session.out_bytes > flush_at:
             self.daemon.flush()
@@ -285,6 +276,11 @@ class FastPath:
             engine.domain_known(domid, True)
         self._known = known
         self._known_epoch = self.epoch
+
+
+def _reply_end(out: bytes, reply_at: int) -> int:
+    """Where the reply starting at ``reply_at`` in a run's output ends."""
+    return reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]
 
 
 def configure(conn, quotas, session) -> None:
