@@ -1364,15 +1364,20 @@ static int64_t special_name(const xsd_conn *c, const char *raw, size_t n, char *
     return (int64_t)n;
 }
 
+/* A watch's key in the registry: "path NUL token". */
+#define WATCH_KEY_MAX (ABS_PATH_MAX + 1u + XSD_PAYLOAD_MAX)
+
 /* ops._watch_args: exactly two fields (split_fields: the last one's NUL may
- * be missing), the path made absolute (or a special name) into path (ABS_
- * PATH_MAX bytes); its length, or PUNT (EINVAL). *token points into the
- * payload; *relative: the client gave neither '/' nor '@' first. */
-static int64_t watch_args(const struct request *q, char *path, const char **token,
-                          size_t *tlen, int *relative)
+ * be missing), the path made absolute (or a special name), as the watch's
+ * key "path NUL token" into key (WATCH_KEY_MAX bytes): the path's length, or
+ * PUNT (EINVAL); *tlen the token's; *relative: the client gave neither '/'
+ * nor '@' first. */
+static int64_t watch_args(const struct request *q, char *key, size_t *tlen, int *relative)
 {
     const char *p = q->payload, *nul = q->len ? memchr(p, '\0', q->len) : NULL;
+    const char *token;
     size_t cut, rest;
+    int64_t n;
 
     if (!nul)
         return PUNT;            /* one field */
@@ -1380,16 +1385,20 @@ static int64_t watch_args(const struct request *q, char *path, const char **toke
     rest = q->len - cut - 1;
     if (rest == 0)
         return PUNT;            /* "<path>\0": one field */
-    *token = nul + 1;
-    if ((*token)[rest - 1] == '\0')
+    token = nul + 1;
+    if (token[rest - 1] == '\0')
         rest--;
-    if (rest && memchr(*token, '\0', rest))
+    if (rest && memchr(token, '\0', rest))
         return PUNT;            /* three fields or more */
-    *tlen = rest;
     *relative = cut != 0 && p[0] != '/' && p[0] != '@';
-    if (cut != 0 && p[0] == '@')
-        return special_name(q->c, p, cut, path);
-    return canonical(q->c, p, cut, path);
+    n = cut != 0 && p[0] == '@' ? special_name(q->c, p, cut, key) : canonical(q->c, p, cut, key);
+    if (n < 0)
+        return PUNT;
+    key[n] = '\0';             /* n <= ABS_PATH_MAX, rest < XSD_PAYLOAD_MAX */
+    if (rest)
+        memcpy(key + n + 1, token, rest);
+    *tlen = rest;
+    return n;
 }
 
 /* Whether WATCH and UNWATCH may run here for this conn (xsd_conn_watches). */
@@ -1405,19 +1414,19 @@ static int64_t do_watch(const struct request *q)
 {
     xsd_engine *e = q->e;
     const xsd_conn *c = q->c;
-    char path[ABS_PATH_MAX];
-    const char *token = NULL;
-    size_t tlen = 0, head, start = e->deliv_len, len;
+    char key[WATCH_KEY_MAX];
+    size_t tlen = 0, head, start = e->deliv_len, len, klen;
     uint32_t s;
     int relative = 0;
     int64_t n, rec;
 
     if (!watches_here(q))
         return PUNT;
-    n = watch_args(q, path, &token, &tlen, &relative);
+    n = watch_args(q, key, &tlen, &relative);
     if (n < 0)
         return PUNT;
     len = (size_t)n;
+    klen = len + 1 + tlen;
     s = (uint32_t)c->wsession;
     if (over_quota(c, c->watch_limit, xsd_wreg_session_count(e->wreg, s) + 1))
         return PUNT;            /* E2BIG */
@@ -1428,26 +1437,18 @@ static int64_t do_watch(const struct request *q)
     head = XSD_DELIVERY_GROUP_HEADER + len;
     if (deliveries_room(e, head + XSD_WREG_DELIVERY_HEADER + 2 * len + 1 + tlen))
         return PUNT;
-    if (xsd_wreg_add(e->wreg, s, path, len, token, tlen, relative, NULL))
+    if (xsd_wreg_add(e->wreg, s, key, len, key + len + 1, tlen, relative, NULL))
         return PUNT;            /* EEXIST; ENOMEM: nothing registered */
-    {
-        char key[ABS_PATH_MAX + 1 + XSD_PAYLOAD_MAX];
-
-        memcpy(key, path, len);
-        key[len] = '\0';
-        if (tlen)
-            memcpy(key + len + 1, token, tlen);
-        rec = xsd_wreg_initial(e->wreg, s, key, len + 1 + tlen, e->deliv + start + head,
-                               e->deliv_cap - start - head);
-        if (rec < 0 || (size_t)rec > e->deliv_cap - start - head || (uint64_t)rec > U32_MAX) {
-            xsd_wreg_remove(e->wreg, s, key, len + 1 + tlen);   /* never: room made */
-            return PUNT;
-        }
+    rec = xsd_wreg_initial(e->wreg, s, key, klen, e->deliv + start + head,
+                           e->deliv_cap - start - head);
+    if (rec < 0 || (size_t)rec > e->deliv_cap - start - head || (uint64_t)rec > U32_MAX) {
+        xsd_wreg_remove(e->wreg, s, key, klen);     /* never: room made */
+        return PUNT;
     }
     put_u64_host(e->deliv + start, (uint64_t)q->reply_at | XSD_DELIVERY_AFTER);
     put_u32(e->deliv + start + 8, (uint32_t)len);
     put_u32(e->deliv + start + 12, (uint32_t)rec);
-    memcpy(e->deliv + start + XSD_DELIVERY_GROUP_HEADER, path, len);
+    memcpy(e->deliv + start + XSD_DELIVERY_GROUP_HEADER, key, len);     /* the path */
     e->deliv_len = start + head + (size_t)rec;
     return reply_ok(q->reply);
 }
@@ -1456,21 +1457,16 @@ static int64_t do_watch(const struct request *q)
  * is PYTHON (ENOENT). */
 static int64_t do_unwatch(const struct request *q)
 {
-    char path[ABS_PATH_MAX], key[ABS_PATH_MAX + 1 + XSD_PAYLOAD_MAX];
-    const char *token = NULL;
+    char key[WATCH_KEY_MAX];
     size_t tlen = 0;
     int relative = 0;
     int64_t n;
 
     if (!watches_here(q))
         return PUNT;
-    n = watch_args(q, path, &token, &tlen, &relative);
+    n = watch_args(q, key, &tlen, &relative);
     if (n < 0)
         return PUNT;
-    memcpy(key, path, (size_t)n);
-    key[n] = '\0';
-    if (tlen)
-        memcpy(key + n + 1, token, tlen);
     if (xsd_wreg_remove(q->e->wreg, (uint32_t)q->c->wsession, key, (size_t)n + 1 + tlen))
         return PUNT;            /* ENOENT */
     return reply_ok(q->reply);
