@@ -64,6 +64,13 @@ if ffi.sizeof("size_t") != 8 or [ffi.offsetof("struct xsd_run", f) for f in (
         "consumed", "out_len", "journaled", "handled")] != [0, 8, 16, 24]:
     raise ImportError("xsd._native: struct xsd_run's layout differs from engine.py's _RESULT")
 _unpack_result = _RESULT.unpack_from
+# Engine.answer's read of the same struct: those four, the stop, and deliveries_len (whether
+# the run fired anything: the common run fires nothing, and then no second crossing is made).
+_ANSWER = Struct("=QQQIi32xQ")
+if ffi.sizeof("int") != 4 or ffi.sizeof("struct xsd_run") < _ANSWER.size or [
+        ffi.offsetof("struct xsd_run", f) for f in ("stop", "deliveries_len")] != [28, 64]:
+    raise ImportError("xsd._native: struct xsd_run's layout differs from engine.py's _ANSWER")
+_unpack_answer = _ANSWER.unpack_from
 
 
 class Conn:
@@ -199,6 +206,19 @@ class Engine:
                         self._run_result)
         consumed, n, journaled, handled = _unpack_result(self._result)
         return consumed, self._replies[:n] if n else b"", journaled, handled, stop
+
+    def answer(self, conn: Conn, data, offset: int = 0):
+        """``run`` as the C path of a transport calls it, once per batch of one client:
+        -> ``(consumed, out, journaled, handled, stop, fired)``, ``fired`` being the bytes of
+        the run's delivery groups (``deliveries()``; 0: it fired nothing)."""
+        if offset:
+            _run(self._h, conn._h, _from_buffer(data) + offset, len(data) - offset,
+                 self._out, self._cap, MUTATE, self._run_result)
+        else:
+            _run(self._h, conn._h, data, len(data), self._out, self._cap, MUTATE,
+                 self._run_result)
+        consumed, n, journaled, handled, stop, fired = _unpack_answer(self._result)
+        return consumed, self._replies[:n] if n else b"", journaled, handled, stop, fired
 
     def transaction(self):
         """After a run that stopped STOP_TXN: ``(kind, tx_id, handle)``: TXN_STARTED with

@@ -65,7 +65,7 @@ from .stats import SAMPLE_EVERY
 from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
-    from .._native.engine import (DELIVERY_AFTER, MUTATE, STOP_EVENTS, STOP_FULL, STOP_TXN,
+    from .._native.engine import (DELIVERY_AFTER, STOP_EVENTS, STOP_FULL, STOP_TXN,
                                   TXN_FAILED, TXN_STARTED, Engine, delivery_groups)
     from .ctransaction import CTransaction
 
@@ -88,7 +88,7 @@ class FastPath:
         if self.fires:
             self.engine.watches(daemon.watches.native)
         # Bound once: serve runs per batch, mostly of one request (one client, one at a time).
-        self._run = self.engine.run
+        self._answer = self.engine.answer
         self._deliveries = self.engine.deliveries if self.fires else None
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
         self._known_epoch = -1
@@ -116,46 +116,43 @@ class FastPath:
                 tx.refresh_limit()
         if conn.next_tx_id != session.next_tx_id:
             conn.txn_next(session.next_tx_id)       # Python's START, a restore, a re-attach
-        run = self._run
+        answer = self._answer
         stats = daemon.stats
-        # A socket's replies need not wait for the batch's flush when there is no journal to
-        # write first: in memory, or journaling after a run that left the store's change log
-        # empty (reads, with every change before them on disk already: a reply never shows
-        # what the journal does not hold).  They go straight to the transport, unless output
-        # of this client is already waiting (Session.direct_replies says which transports
-        # allow it).
-        direct = session.direct_replies
-        journaling = bool(daemon.listeners)
-        deliveries = self._deliveries
         consumed = journaled = 0
         while True:
             if stats.timed:
                 started = perf_counter()
-                used, out, journal_bytes, handled, stop = run(conn, data, MUTATE, consumed)
+                used, out, journal_bytes, handled, stop, fired = answer(conn, data, consumed)
                 if handled:
                     _sample(stats, data, consumed, handled, perf_counter() - started)
             else:
-                used, out, journal_bytes, _, stop = run(conn, data, MUTATE, consumed)
+                used, out, journal_bytes, _, stop, fired = answer(conn, data, consumed)
             consumed += used
             journaled += journal_bytes
             if stop == STOP_TXN:
                 self._transaction_moved(session, conn)
             if stop == STOP_EVENTS:
                 self._fire_before_reply(session, out)
-            else:
-                if out and deliveries is not None and (groups := deliveries()):
-                    self._deliver(session, out, groups, flush_at)
-                elif out:
-                    if direct and not (session.out or session.backlog or session.paused) and \
-                            not (journaling and (journal_bytes or daemon.store.has_changes())):
-                        session.write(out)      # nothing of this client waits before these
-                        unsent = session.unsent
-                        if session.unsent_held or (unsent is not None and unsent()):
-                            session.count_unsent()  # the budget's count moves only then
-                    else:
-                        session.send(out)
-                if stop != STOP_FULL and (stop != STOP_TXN or consumed == len(data)):
-                    return consumed, journaled
+            elif fired:
+                self._deliver(session, out, self._deliveries(), flush_at)
+            elif out:
+                # A socket's replies need not wait for the batch's flush when there is no
+                # journal to write first: in memory, or journaling after a run that left the
+                # store's change log empty (reads, with every change before them on disk
+                # already: a reply never shows what the journal does not hold).  They go
+                # straight to the transport, unless output of this client is already waiting
+                # (Session.direct_replies says which transports allow it).
+                if session.direct_replies and not (
+                        session.out or session.backlog or session.paused or (
+                            daemon.listeners and (journal_bytes or daemon.store.has_changes()))):
+                    session.write(out)      # nothing of this client waits before these
+                    if session.unsent_held or (session.unsent is not None and session.unsent()):
+                        session.count_unsent()  # the budget's count moves only then
+                else:
+                    session.send(out)
+            if stop != STOP_FULL and stop != STOP_EVENTS and (
+                    stop != STOP_TXN or consumed == len(data)):
+                return consumed, journaled
             if session.out_bytes > flush_at:
                 daemon.flush()
             if session.paused or session.closed:
