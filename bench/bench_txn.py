@@ -87,13 +87,110 @@ def run_way(way: str, n: int, pairs: int) -> float:
         ops.transaction_type = original
 
 
+# -- TRANSACTION_END's conflicts and removals ---------------------------------------------
+
+SUBTREES = 50       # /bench/d<j>/a/b, each watched below its root (/bench/d<j>/a)
+
+
+class EndLoad(Load):
+    """Load for the ends the engine used to leave to Python: a conflicting commit (EAGAIN)
+    and a commit holding a removal, with a watcher above the removed subtrees and one watch
+    below each root (the REMOVE's entries below it are read then).  ``way``: "END in
+    Python" (every TRANSACTION_END through dispatch, as the engine before punted these) or
+    "after" (the engine answers them)."""
+
+    def __init__(self, way: str):
+        super().__init__(way)
+        d = self.daemon
+        self.events = []
+        self.watcher = d.open_session(self.events.append, domid=0, privileged=True,
+                                      name="watcher")
+        d.handle(self.watcher, Packet(Op.WATCH, 1, 0, b"/bench\0above\0"))
+        for j in range(SUBTREES):
+            self.send(Packet(Op.WRITE, 1, 0, b"/bench/d%d/a/b\0v" % j))
+            d.handle(self.watcher, Packet(Op.WATCH, 1, 0, b"/bench/d%d/a\0below\0" % j))
+        d.flush()
+        self.events.clear()
+        self.cpu = 0.0
+
+    def send(self, packet):
+        if self.way == "END in Python" and packet.op == Op.TRANSACTION_END:
+            self.daemon.handle(self.session, packet)
+            self.daemon.flush()
+            reply = b"".join(self.out)
+            self.out.clear()
+            return reply
+        return Load.send(self, packet)
+
+    def conflict(self, i: int) -> None:
+        """START, READ in it, a WRITE of that node outside, END T: EAGAIN."""
+        started = time.process_time()
+        tx = int(self.send(Packet(Op.TRANSACTION_START, 1, 0, b"\0"))[16:-1])
+        self.send(Packet(Op.READ, 2, tx, b"/bench/k%d\0" % (i % KEYS)))
+        self.send(Packet(Op.WRITE, 3, 0, b"/bench/k%d\0moved" % (i % KEYS)))
+        reply = self.send(Packet(Op.TRANSACTION_END, 4, tx, b"T\0"))
+        self.cpu += time.process_time() - started
+        assert reply.endswith(b"EAGAIN\0"), reply
+        self.events.clear()
+
+    def removal(self, i: int) -> None:
+        """START, RM of a three-node subtree, WRITE of another node, END T; the subtree is
+        made again outside (not counted) for its next turn."""
+        j = i % SUBTREES
+        started = time.process_time()
+        tx = int(self.send(Packet(Op.TRANSACTION_START, 1, 0, b"\0"))[16:-1])
+        self.send(Packet(Op.RM, 2, tx, b"/bench/d%d\0" % j))
+        self.send(Packet(Op.WRITE, 3, tx, b"/bench/k%d\0value" % (i % KEYS)))
+        reply = self.send(Packet(Op.TRANSACTION_END, 4, tx, b"T\0"))
+        self.cpu += time.process_time() - started
+        told = b"".join(self.events)
+        assert reply.endswith(b"OK\0") and told.count(b"\0below\0") == 1 and \
+            told.count(b"\0above\0") == 2, (reply, told)
+        self.events.clear()
+        self.send(Packet(Op.WRITE, 5, 0, b"/bench/d%d/a/b\0v" % j))
+        self.events.clear()
+
+
+def run_end(way: str, kind: str, n: int) -> float:
+    """Seconds of process CPU per transaction of ``kind`` ("conflict", "removal")."""
+    load = EndLoad(way)
+    step = getattr(load, kind)
+    for i in range(n):
+        step(i)
+    return load.cpu / n
+
+
+def main_ends(args) -> None:
+    ways = ["END in Python", "after"]
+    print("| transaction | END in Python (before) | END in C (after) | after / before |")
+    print("|---|---:|---:|---:|")
+    rows = (("conflict", "START, READ, (a WRITE outside), END T: EAGAIN"),
+            ("removal", "START, RM of 3 nodes, WRITE, END T (2 watchers told)"))
+    for kind, label in rows:
+        best = {way: float("inf") for way in ways}
+        for _ in range(args.reps):
+            for way in ways:                    # interleaved: load drifts hit all alike
+                best[way] = min(best[way], run_end(way, kind, args.n))
+        print("| %s | %.1f us | %.1f us | %.2fx |" % (
+            label, best["END in Python"] * 1e6, best["after"] * 1e6,
+            best["after"] / best["END in Python"]))
+    print("\nCPU per transaction (process time, best of %d x %d); lower is better."
+          % (args.reps, args.n))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=2000, help="transactions per load")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--ends", action="store_true",
+                        help="only conflicting commits and commits holding removals: "
+                             "END in Python (as the engine left them before) and in C")
     args = parser.parse_args()
     if BACKEND != "cffi":
         sys.exit("bench_txn.py measures the C store's transactions: XSD_NATIVE=c")
+    if args.ends:
+        main_ends(args)
+        return
     assert transaction_type(Daemon(Config(rundir="/nonexistent")).store) is not Transaction
     ways = ["before", "ops on C overlay", "START/END in Python", "after"]
     print("| transaction | " + " | ".join(ways) + " | after / before | after / START/END in "

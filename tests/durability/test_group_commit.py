@@ -288,3 +288,69 @@ def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
     again = open_daemon(config)
     assert again.store.get("/gc/x").value == b"in-tx"
     again.persist.close()
+
+
+def test_a_removal_committed_in_c_is_on_disk_before_its_reply_and_events(
+        tmp_path, monkeypatch, loop):
+    """TRANSACTION_END committing a removal in the engine (a subtree removed, a node written
+    beside it): one record at the next loop turn, END's reply and the REMOVE's events (to a
+    watch below the root and one above it) wait for the fsync, and a daemon opened on the
+    same state finds the subtree gone.  A conflicting END answered in C writes nothing and
+    its EAGAIN leaves at once."""
+    config = Config(rundir=str(tmp_path), state_dir=str(tmp_path))
+    d = open_daemon(config)
+    if d.fastpath is None:
+        pytest.skip("the C request path runs on the C store only")
+    _cheap_commits(monkeypatch, False)     # the reply waits a turn: see it wait
+    pump = RequestPump(d, loop, d.persist)
+    writer_out, watcher_out = [], []
+    disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
+    writer = d.open_session(writer_out.append, name="writer", direct_replies=True)
+    watcher = d.open_session(watcher_out.append, name="watcher")
+    for req, path in enumerate((b"/gc/r/a/deep", b"/gc/r/b"), 1):
+        d.handle(writer, Packet(Op.WRITE, req, 0, path + b"\0v"))
+    d.handle(watcher, Packet(Op.WATCH, 3, 0, b"/gc/r/a/deep\0below\0"))
+    d.handle(watcher, Packet(Op.WATCH, 4, 0, b"/gc\0above\0"))
+    d.flush()
+    watcher_out.clear()
+    writer_out.clear()
+    disk.seen.clear()
+    records = d.persist.records
+
+    def served(*packets):
+        return pump.serve_bytes(writer, b"".join(p.encode() for p in packets))
+
+    assert served(Packet(Op.TRANSACTION_START, 5, 0, b"\0")) == b""
+    tx = int(replies(writer_out)[0].payload[:-1])
+    assert served(Packet(Op.RM, 6, tx, b"/gc/r\0"), Packet(Op.WRITE, 7, tx, b"/gc/s\0v")) == b""
+    run_until(loop, lambda: len(replies(writer_out)) == 3)
+    assert disk.seen == [] and d.persist.records == records
+    sent = len(writer_out)
+    assert served(Packet(Op.TRANSACTION_END, 8, tx, b"T\0")) == b""
+    assert "TRANSACTION_END:1" in d.fastpath.answered([writer])     # the engine committed
+    assert len(writer_out) == sent and watcher_out == []            # waiting for the disk
+    run_until(loop, lambda: len(writer_out) > sent and watcher_out)
+    assert disk.seen == [[sent, 0]] and d.persist.records == records + 1
+    assert replies(writer_out)[3:] == [Packet(Op.TRANSACTION_END, 8, tx, b"OK\0")]
+    assert replies(watcher_out) == [Packet(Op.WATCH_EVENT, 0, 0, b"/gc/r/a/deep\0below\0"),
+                                    Packet(Op.WATCH_EVENT, 0, 0, b"/gc/r\0above\0"),
+                                    Packet(Op.WATCH_EVENT, 0, 0, b"/gc/s\0above\0")]
+    # A conflict: EAGAIN from the engine, nothing for the journal, the reply at once.
+    assert served(Packet(Op.TRANSACTION_START, 9, 0, b"\0")) == b""
+    run_until(loop, lambda: len(replies(writer_out)) == 5)
+    tx = int(replies(writer_out)[4].payload[:-1])
+    assert served(Packet(Op.RM, 10, tx, b"/gc/s\0")) == b""
+    run_until(loop, lambda: len(replies(writer_out)) == 6)
+    d.handle(watcher, Packet(Op.WRITE, 11, 0, b"/gc/s\0moved"))
+    d.flush()
+    seen, records = len(disk.seen), d.persist.records
+    assert served(Packet(Op.TRANSACTION_END, 12, tx, b"T\0")) == b""
+    assert replies(writer_out)[-1] == Packet(Op.ERROR, 12, tx, b"EAGAIN\0")
+    assert d.fastpath.answered([writer]).endswith("TRANSACTION_END/EAGAIN:1")
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert len(disk.seen) == seen and d.persist.records == records
+    d.persist.close()
+    again = open_daemon(config)
+    assert again.store.get("/gc/r") is None and again.store.get("/gc/r/a/deep") is None
+    assert again.store.get("/gc/s").value == b"moved"
+    again.persist.close()

@@ -22,6 +22,7 @@ from xenstore_protocol import Decoder, Op, Packet
 from xsd._native import BACKEND
 from xsd.config import Config
 from xsd.core.daemon import Daemon, Host
+from xsd.core.events import REMOVE
 from xsd.core.ops import watch_bytes
 from xsd.core.stats import session_counters
 from xsd.core.store import Store
@@ -53,6 +54,7 @@ class Side:
         self.guest_creations_in_c = 0   # of those, a guest's WRITE or MKDIR making nodes
         self.last_in_c = False          # the engine answered the last packet sent
         self.txn_in_c = 0               # TRANSACTION_START/END the engine answered
+        self.removal_commits_in_c = 0   # of those, commits holding a merged REMOVE
 
     def session(self, name, domid, privileged=False):
         out = []
@@ -63,12 +65,15 @@ class Side:
         s, out = self.sessions[name]
         tx = s.transactions.get(packet.tx_id) if self.fast and packet.tx_id else None
         owned = tx.native.owned_delta(s.domid) if tx is not None else 0
+        removes = tx is not None and packet.op == Op.TRANSACTION_END and \
+            any(event[0] is REMOVE for event in tx.events)
         self.last_in_c = self.fast and \
             self.daemon.fastpath.serve(s, packet.encode(), 1 << 30)[0] != 0
         if not self.last_in_c:
             self.daemon.handle(s, packet)
         elif packet.op in (Op.TRANSACTION_START, Op.TRANSACTION_END):
             self.txn_in_c += 1
+            self.removal_commits_in_c += removes
         if self.last_in_c and packet.tx_id:
             self.in_c += 1
             # The transaction's view gained nodes its domain owns: the engine created them.
@@ -78,6 +83,11 @@ class Side:
         data = b"".join(out)
         out.clear()
         return data
+
+    def conflicts_in_c(self):
+        """TRANSACTION_ENDs the engine answered EAGAIN on the open sessions."""
+        return sum(s.native.conflicts() for s, _ in self.sessions.values()
+                   if s.native is not None)
 
     def take(self, name):
         out = self.sessions[name][1]
@@ -243,9 +253,13 @@ def test_c_transactions_answer_as_python_ones(seed, fast):
     assert counts["commits"] > 20 and counts["conflicts"] > 5, counts
     assert counts["enospc"] > 3 and counts["events"] > 50, counts
     # The C engine answered a good part of the requests inside transactions itself, and
-    # of the transactions' starts and ends (conflicts, removals and refusals are Python's).
+    # of the transactions' starts and ends, conflicting commits (EAGAIN) and commits
+    # holding removals among them (refusals are Python's).
     assert pair.c.in_c > 200 if fast else pair.c.in_c == 0, pair.c.in_c
     assert pair.c.txn_in_c > 100 if fast else pair.c.txn_in_c == 0, pair.c.txn_in_c
+    conflicts, removals = pair.c.conflicts_in_c(), pair.c.removal_commits_in_c
+    assert conflicts > 5 if fast else conflicts == 0, conflicts
+    assert removals > 5 if fast else removals == 0, removals
 
 
 def test_the_daemon_on_the_c_store_uses_the_c_overlay():
@@ -269,6 +283,64 @@ def test_remove_then_make_again_fires_as_python():
     pair.send("dom0", Op.DIRECTORY_PART, tx, b"/a\x000\0")
     pair.send("dom0", Op.TRANSACTION_END, tx, b"T\0")
     assert pair.c.nodes()["/a"][2] == ["b", "c"]
+
+
+def test_commits_holding_removals_fire_in_the_engine_as_python():
+    """Commits holding removals, answered by the engine (Pair.send compares every reply,
+    every watcher's events and the stores): the merged REMOVEs fire in first-touch order
+    among the CHANGEs, to watches on the root and above (by the root's perms, or its
+    parent's in the store: XSA-115) and below it (each by its own perms or its parent's,
+    as the transaction first removed them); a root made again is seen as it is now; a
+    subtree removed piecewise, then whole; a node made in the transaction and removed
+    again fires nothing; a guest's removal in its home."""
+    pair = Pair()
+    pair.boot()
+    for name, path in (("watcher", b"/a/b"), ("gwatch", b"/a/b/c"), ("gwatch", b"/a/b/d"),
+                       ("gwatch", b"/local/domain/1/d/e"), ("watcher", b"/b/x/y")):
+        pair.send(name, Op.WATCH, 0, path + b"\0below\0")
+    pair.send("dom0", Op.SET_PERMS, 0, b"/a\0n0\0r1\0")       # guest 1 reads /a, not below
+
+    def commit(*requests, who="dom0", outcome="OK"):
+        tx = int(pair.send(who, Op.TRANSACTION_START, 0, b"\0")[16:-1])
+        for op, payload in requests:
+            pair.send(who, op, tx, payload)
+        reply = pair.send(who, Op.TRANSACTION_END, tx, b"T\0")
+        assert pair.c.last_in_c, requests
+        (end,) = [p for p in Decoder().feed(reply) if p.op != Op.WATCH_EVENT]
+        assert end.payload == outcome.encode() + b"\0", (requests, end)
+        for name in ("watcher", "gwatch"):      # Pair.send compared them; here they go
+            pair.c.take(name)
+
+    def seed():
+        for path in (b"/a/b/c", b"/a/b/d", b"/a/c"):
+            pair.send("dom0", Op.WRITE, 0, path + b"\0v")
+        pair.send("dom0", Op.SET_PERMS, 0, b"/a/b/d\0n0\0r1\0")
+
+    seed()
+    removals = pair.c.removal_commits_in_c
+    commit((Op.WRITE, b"/a/c\0first"), (Op.RM, b"/a/b\0"), (Op.WRITE, b"/b/x\0after"))
+    seed()
+    commit((Op.RM, b"/a/b/c\0"), (Op.RM, b"/a/b\0"))                  # piecewise, then whole
+    seed()
+    commit((Op.RM, b"/a/b\0"), (Op.WRITE, b"/a/b/d\0again"))         # made again below
+    seed()
+    commit((Op.RM, b"/a\0"), (Op.WRITE, b"/a\0again"), (Op.SET_PERMS, b"/a\0n0\0r1\0"))
+    seed()
+    commit((Op.WRITE, b"/a/new/x\0"), (Op.RM, b"/a/new\0"), (Op.RM, b"/b/x/y\0"))
+    pair.send("guest1", Op.WRITE, 0, b"q/r\0v")                      # the guest's own
+    pair.send("gwatch", Op.WATCH, 0, b"q/r\0rel\0")
+    commit((Op.RM, b"q\0"), (Op.WRITE, b"f\0v"), who="guest1")        # its home, relative
+    assert pair.c.removal_commits_in_c - removals == 6
+    # A conflicting commit holding a removal changes nothing and fires nothing.
+    seed()
+    tx = int(pair.send("dom0", Op.TRANSACTION_START, 0, b"\0")[16:-1])
+    pair.send("dom0", Op.RM, tx, b"/a/b\0")
+    pair.send("dom0b", Op.WRITE, 0, b"/a/b/c\0moved")
+    for name in ("watcher", "gwatch"):
+        pair.c.take(name)
+    assert Decoder().feed(pair.send("dom0", Op.TRANSACTION_END, tx, b"T\0")) == \
+        [Packet(Op.ERROR, pair.req, tx, b"EAGAIN\0")] and pair.c.last_in_c
+    assert pair.c.take("watcher") == pair.c.take("gwatch") == b""
 
 
 # -- guests creating nodes inside transactions, at their quotas -----------------------
@@ -327,7 +399,8 @@ def test_guests_creating_in_transactions_at_their_quotas_answer_as_python(seed):
     memory, soft memory and transaction-nodes quotas, with watches of their own counting
     in the memory quota and dom0 moving the quotas between their requests: replies,
     events at commit, stores and the soft quota's warned state agree with the Python
-    core on the Python Transaction, and the engine made a good part of the creations."""
+    core on the Python Transaction, and the engine made a good part of the creations,
+    conflicting commits and commits holding removals."""
     rng = random.Random(seed)
     pair = Pair()
     pair.boot()
@@ -347,6 +420,9 @@ def test_guests_creating_in_transactions_at_their_quotas_answer_as_python(seed):
     assert counts["enospc"] > 5 and counts["enomem"] > 5, counts
     assert counts["warned changes"] > 5, counts
     assert pair.c.guest_creations_in_c > 50, pair.c.guest_creations_in_c
+    # Guests' conflicting commits and commits holding removals were the engine's too.
+    assert pair.c.conflicts_in_c() > 10, pair.c.conflicts_in_c()
+    assert pair.c.removal_commits_in_c > 5, pair.c.removal_commits_in_c
 
 
 def test_a_guest_creates_in_its_transaction_in_c_within_its_quotas():
@@ -466,17 +542,24 @@ def test_starts_and_ends_in_the_engine_answer_as_python():
     assert send("dom0", Op.TRANSACTION_END, b"T\0") == (False, "ENOENT")
     assert send("dom0", Op.TRANSACTION_END, b"T\0", 77) == (False, "ENOENT")
     assert send("dom0", Op.TRANSACTION_END, b"X\0", first) == (False, "EINVAL")
-    # A conflict: EAGAIN from Python, the transaction gone on both sides.
+    # A conflict: EAGAIN from the engine, nothing changed, the transaction gone on both
+    # sides (an END of it is then Python's ENOENT), the error counted as dispatch does.
     tx = start()
     assert send("dom0", Op.READ, b"/c\0", tx) == (True, "kept")
     assert send("dom0b", Op.WRITE, b"/c\0moved") == (True, "OK")
     assert send("dom0", Op.WRITE, b"/b/x\0late", tx) == (True, "OK")
-    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (False, "EAGAIN")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (True, "EAGAIN")
     assert send("dom0", Op.TRANSACTION_END, b"F\0", tx) == (False, "ENOENT")
-    # A removal committed: Python fires it (the engine leaves removals to it).
+    assert pair.c.sessions["dom0"][0].native.conflicts() == 1
+    # A removal committed: the engine fires it (watchers on it, above and below it).
     tx = start()
     assert send("dom0", Op.RM, b"/b/new\0", tx) == (True, "OK")
-    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (False, "OK")
+    assert send("dom0", Op.TRANSACTION_END, b"T\0", tx) == (True, "OK")
+    # A guest's conflicting commit (another session of its domain moved its node).
+    tx = start("guest1")
+    assert send("guest1", Op.WRITE, b"f\0mine", tx) == (True, "OK")
+    assert send("guest1b", Op.WRITE, b"f\0theirs") == (True, "OK")
+    assert send("guest1", Op.TRANSACTION_END, b"T", tx) == (True, "EAGAIN")
     # The transactions quota: within it C's, its refusal Python's (counted there too).
     pair.send("dom0", Op.SET_QUOTA, 0, b"1\0transactions\x002\0")
     guest = [start("guest1"), start("guest1")]

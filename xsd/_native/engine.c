@@ -80,6 +80,7 @@ struct xsd_conn {
     int64_t wsession;           /* its session in the engine's registry; -1: none yet */
     uint32_t watch_limit;       /* the "watches" quota; 0: none */
     int watches_journaled;      /* listeners hear of its watches: WATCH/UNWATCH Python's */
+    uint64_t conflicts;         /* TRANSACTION_END answered EAGAIN here */
 };
 
 struct conn_txn {
@@ -235,6 +236,11 @@ void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journale
     c->wsession = session >= 0 && session <= (int64_t)U32_MAX ? session : -1;
     c->watch_limit = limit;
     c->watches_journaled = journaled != 0;
+}
+
+uint64_t xsd_conn_conflicts(const xsd_conn *c)
+{
+    return c->conflicts;
 }
 
 uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op)
@@ -1262,11 +1268,53 @@ static int64_t entries_len(const char *p, const char *end)
     return at < end ? (int64_t)(at - p) : -1;
 }
 
-/* The committed transaction's merged events (CHANGEs only: removals are
- * Python's) fired through the registry, each a group ahead of the reply at
- * reply_at, as Daemon.fire runs them in order. Stops at the first that
- * cannot be made (out of memory): the change is made and will be
- * acknowledged, as dispatch._fire's logged failure. */
+/* The entries below root of a REMOVE the committed transaction t fired
+ * (xsd_txn_removed_below) in e->below; their length, or PUNT. */
+static int64_t txn_removed_below(xsd_engine *e, const xsd_txn *t, const char *root,
+                                 size_t len)
+{
+    for (;;) {
+        int64_t n = xsd_txn_removed_below(t, root, len, e->below, e->below_cap);
+
+        if (n < 0)
+            return PUNT;
+        if ((size_t)n <= e->below_cap)
+            return n;
+        if (below_room(e, 0, (size_t)n))
+            return PUNT;
+    }
+}
+
+/* One merged REMOVE of the committed transaction t at path (perms: the
+ * perms it has now when it was made again, else none) fired as one group,
+ * as Daemon.fire hands it to CWatchRegistry.fire_remove: the root's perms
+ * from the removed-perms map unless made again, the nodes below from the
+ * map when watches lie below. 0, or PUNT (out of memory). */
+static int64_t fire_committed_remove(xsd_engine *e, const xsd_txn *t, size_t reply_at,
+                                     const char *path, size_t len,
+                                     const char *perms, size_t perms_len)
+{
+    struct firing f = {1, perms, perms_len, NULL, 0, NULL, 0};
+    int64_t fired, below;
+
+    if (!perms_len && !xsd_txn_removed_perms(t, path, len, &f.perms, &f.perms_len))
+        return PUNT;            /* a merged REMOVE's root is always in the map */
+    fired = fire_group(e, reply_at, path, len, &f);
+    if (fired != 1)
+        return fired;
+    below = txn_removed_below(e, t, path, len);     /* watches below the root */
+    if (below < 0)
+        return PUNT;
+    f.below = below ? e->below : "";
+    f.below_len = (size_t)below;
+    return fire_group(e, reply_at, path, len, &f) == 0 ? 0 : PUNT;
+}
+
+/* The committed transaction's merged events fired through the registry in
+ * first-touch order (CHANGEs and REMOVEs as xsd_txn_events lists them), each
+ * a group ahead of the reply at reply_at, as Daemon.fire runs them. Stops at
+ * the first that cannot be made (out of memory): the change is made and
+ * will be acknowledged, as dispatch._fire's logged failure. */
 static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
 {
     const char *at, *end;
@@ -1292,7 +1340,7 @@ static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
         return;                 /* nothing pending (the scratch space may be NULL) */
     at = e->scratch;
     end = e->scratch + n;
-    while (at < end && *at == XSD_TXN_CHANGE) {
+    while (at < end && (*at == XSD_TXN_CHANGE || *at == XSD_TXN_REMOVE)) {
         const char *path = at + 1, *nul = memchr(path, '\0', (size_t)(end - path));
         struct firing f = {0, NULL, 0, NULL, 0, NULL, 0};
         int64_t perms_len, old_len;
@@ -1304,6 +1352,13 @@ static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
         if (perms_len < 0)
             return;
         f.perms_len = (size_t)perms_len;
+        if (*at == XSD_TXN_REMOVE) {    /* 'R' <path> NUL <perms or nothing> NUL */
+            if (fire_committed_remove(e, t, reply_at, path, (size_t)(nul - path), f.perms,
+                                      f.perms_len) < 0)
+                return;
+            at = f.perms + perms_len + 1;
+            continue;
+        }
         f.old = f.perms + perms_len + 1;
         old_len = entries_len(f.old, end);
         if (old_len < 0)
@@ -1318,7 +1373,8 @@ static void fire_committed(xsd_engine *e, const xsd_txn *t, size_t reply_at)
 }
 
 /* ops.do_transaction_end of a transaction the conn knows: "F" drops it, "T"
- * commits it and fires its events (engine.h says which commits are Python's). */
+ * commits it and fires its events, or answers EAGAIN when it conflicts
+ * (engine.h says which commits are Python's). */
 static int64_t do_transaction_end(const struct request *q)
 {
     xsd_engine *e = q->e;
@@ -1328,9 +1384,17 @@ static int64_t do_transaction_end(const struct request *q)
         (q->payload[0] != 'T' && q->payload[0] != 'F'))
         return PUNT;            /* ENOENT (or a lost one Python adopts), EINVAL */
     if (q->payload[0] == 'T') {
-        if (!(q->flags & XSD_RUN_MUTATE) || !e->wreg || xsd_txn_conflicts(q->t) ||
-            xsd_txn_removes(q->t))
-            return PUNT;        /* Python commits: EAGAIN, or its events fire there */
+        rc = xsd_txn_conflicts(q->t);
+        if (rc == -EAGAIN) {    /* dispatch drops it first; the commit raises EAGAIN */
+            xsd_conn_txn_drop(q->conn, q->tx_id);
+            q->conn->conflicts++;
+            e->txn_id = q->tx_id;
+            e->txn_kind = XSD_TXN_CONFLICT;
+            memcpy(q->reply, "EAGAIN", 7);
+            return 7;
+        }
+        if (rc || !(q->flags & XSD_RUN_MUTATE) || !e->wreg)
+            return PUNT;        /* the store's error; or Python commits and fires */
         rc = xsd_txn_commit(q->t);
         xsd_conn_txn_drop(q->conn, q->tx_id);
         e->txn_id = q->tx_id;
@@ -1563,7 +1627,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         }
         memcpy(out + out_len, in + pos, 12);   /* type, req_id, tx_id */
         put_u32(out + out_len + 12, (uint32_t)n);
-        if (e->txn_kind == XSD_TXN_FAILED)
+        if (e->txn_kind == XSD_TXN_FAILED || e->txn_kind == XSD_TXN_CONFLICT)
             put_u32(out + out_len, OP_ERROR);  /* dispatch's error_packet: counted there */
         else
             c->requests[op]++;  /* answered ops are all < XSD_OP_COUNT */

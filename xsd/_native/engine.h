@@ -168,7 +168,8 @@ struct xsd_run {
     size_t event_len;   /* valid until the next run or xsd_engine_free; else NULL, 0 */
     const char *deliveries;  /* with a registry (xsd_engine_watches): the run's */
     size_t deliveries_len;   /* deliveries, as below; valid as event is; else NULL, 0 */
-    int txn_kind;            /* XSD_RUN_TXN: XSD_TXN_STARTED, _ENDED or _FAILED; else 0 */
+    int txn_kind;            /* XSD_RUN_TXN: XSD_TXN_STARTED, _ENDED, _FAILED or
+                                _CONFLICT; else 0 */
     uint32_t txn_id;         /* XSD_RUN_TXN: the transaction's id */
     xsd_txn *txn;            /* XSD_TXN_STARTED: its new overlay, which the caller now
                                 owns (frees with xsd_txn_free, after xsd_conn_txn_drop);
@@ -193,22 +194,29 @@ struct xsd_run {
  *     (ctransaction.CTransaction) and records both;
  *   - END of a transaction registered on the conn with payload "T" or "F"
  *     (with or without its NUL; anything else, or an unknown id: PYTHON).
- *     "F" drops it; "T" (only with XSD_RUN_MUTATE and the C watch registry;
- *     else PYTHON, which commits and fires) commits it when xsd_txn_conflicts
- *     finds no conflict (a conflict or a doomed transaction: PYTHON, whose
- *     EAGAIN changes nothing either) and no merged REMOVE waits (PYTHON:
- *     Python fires removals), then fires its merged events, CHANGEs in
- *     first-touch order, through the registry as one delivery group each,
- *     all ahead of END's "OK" (ops.do_transaction_end; a group that cannot
- *     be made for want of memory ends the firing: Python logs such a
- *     failure and sends the reply). The transaction is dropped from the
- *     conn; XSD_TXN_ENDED, txn_id: Python forgets it (and frees it).
+ *     "F" drops it. "T" first asks xsd_txn_conflicts: a conflict (or a
+ *     doomed transaction) is answered here as dispatch answers the commit's
+ *     EAGAIN: an ERROR packet "EAGAIN\0", nothing changed, the transaction
+ *     dropped from the conn, XSD_TXN_CONFLICT, txn_id: Python forgets it and
+ *     counts the error (Counters.error), as dispatch would
+ *     (xsd_conn_conflicts counts them). Else (only with XSD_RUN_MUTATE and
+ *     the C watch registry; else PYTHON, which commits and fires) it
+ *     commits, then fires its merged events in first-touch order through the
+ *     registry, one delivery group each, all ahead of END's "OK"
+ *     (ops.do_transaction_end, Daemon.fire): a CHANGE as fire_change; a
+ *     REMOVE as CWatchRegistry.fire_remove given PendingEvents' map (the
+ *     root's perms from the removed-perms map, or as it is now when made
+ *     again; the nodes below from the map, txn.h xsd_txn_removed_below).
+ *     A group that cannot be made for want of memory ends the firing (Python
+ *     logs such a failure and sends the reply). The transaction is dropped
+ *     from the conn; XSD_TXN_ENDED, txn_id: Python forgets it (and frees it).
  *     A commit that fails while applying (-ENOMEM: part may be applied) is
  *     answered "EIO" as dispatch answers an internal error, the transaction
  *     dropped, XSD_TXN_FAILED: Python counts the error and logs it. */
 #define XSD_TXN_STARTED   1
 #define XSD_TXN_ENDED     2
 #define XSD_TXN_FAILED    3
+#define XSD_TXN_CONFLICT  4
 #define XSD_TXN_PROBES    64u
 
 /* The caller's "transactions" and "transaction-nodes" quotas (0: none), for
@@ -313,6 +321,10 @@ void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
  * (Daemon.watch_added: a journaled guest's), which leaves both to Python.
  * Python calls it again whenever one of these changes. */
 void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled);
+
+/* TRANSACTION_ENDs the engine answered EAGAIN on c (XSD_TXN_CONFLICT; not
+ * in xsd_conn_requests: dispatch counts an error reply as an error). */
+uint64_t xsd_conn_conflicts(const xsd_conn *c);
 
 /* Requests of type op that the engine answered on c (dispatch.py counts
  * the ones Python answers); 0 for op >= XSD_OP_COUNT. */

@@ -33,7 +33,7 @@ from ._xsd_native import ffi, lib
 
 __all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD",
            "STOP_EVENTS", "STOP_TXN", "TXN_STARTED", "TXN_ENDED", "TXN_FAILED",
-           "DELIVERY_AFTER"]
+           "TXN_CONFLICT", "DELIVERY_AFTER"]
 
 MUTATE = lib.XSD_RUN_MUTATE
 STOP_DONE = lib.XSD_RUN_DONE
@@ -45,6 +45,7 @@ STOP_TXN = lib.XSD_RUN_TXN          # after a TRANSACTION_START/END: ``Engine.tr
 TXN_STARTED = lib.XSD_TXN_STARTED
 TXN_ENDED = lib.XSD_TXN_ENDED
 TXN_FAILED = lib.XSD_TXN_FAILED
+TXN_CONFLICT = lib.XSD_TXN_CONFLICT    # END answered EAGAIN: Python counts the error
 _CHANGE = lib.XSD_EVENT_CHANGE     # the first byte of a CHANGE event (an int in C)
 REPLY_MAX = lib.XSD_REPLY_MAX
 DELIVERY_AFTER = lib.XSD_DELIVERY_AFTER    # in a group's reply_at: after that reply (WATCH)
@@ -151,6 +152,10 @@ class Conn:
         """Requests of type ``op`` the engine answered on this conn."""
         return lib.xsd_conn_requests(self._h, op)
 
+    def conflicts(self) -> int:
+        """TRANSACTION_ENDs the engine answered EAGAIN on this conn (not in ``requests``)."""
+        return lib.xsd_conn_conflicts(self._h)
+
 
 class Engine:
     """xsd_engine over a C node store and a C watch trie (raw handles, borrowed)."""
@@ -222,8 +227,9 @@ class Engine:
 
     def transaction(self):
         """After a run that stopped STOP_TXN: ``(kind, tx_id, handle)``: TXN_STARTED with
-        the new ``xsd_txn *`` (the caller now owns it: ``NativeTxn.adopt``), TXN_ENDED or
-        TXN_FAILED (the commit failed applying; the reply is EIO) with handle None.  The C
+        the new ``xsd_txn *`` (the caller now owns it: ``NativeTxn.adopt``), TXN_ENDED,
+        TXN_FAILED (the commit failed applying; the reply is EIO) or TXN_CONFLICT (the
+        commit conflicted; the reply is EAGAIN, nothing changed) with handle None.  The C
         conn has already registered or dropped it; its ``txns`` and ``next_tx_id`` are
         the caller's to update."""
         r = self._run_result

@@ -1009,13 +1009,6 @@ int xsd_txn_conflicts(const xsd_txn *t)
     return 0;
 }
 
-int xsd_txn_removes(const xsd_txn *t)
-{
-    for (size_t i = 0; i < t->count; i++)
-        if (t->entries[i]->ev_in && t->entries[i]->ev_removed)
-            return 1;
-    return 0;
-}
 
 int xsd_txn_commit(xsd_txn *t)
 {
@@ -1064,6 +1057,65 @@ static void emit(struct sink *s, const void *p, size_t len)
 static void emit_byte(struct sink *s, char c)
 {
     emit(s, &c, 1);
+}
+
+int xsd_txn_removed_perms(const xsd_txn *t, const char *path, size_t len,
+                          const char **perms, size_t *perms_len)
+{
+    const struct entry *e = find(t, path, len, xsd_hash_path(path, len));
+
+    if (!e || !e->has_rm_perms)
+        return 0;
+    *perms = e->rm_perms;
+    *perms_len = e->rm_perms_len;
+    return 1;
+}
+
+static void emit_le32(struct sink *s, size_t v)
+{
+    char b[4] = {(char)(v & 0xff), (char)((v >> 8) & 0xff), (char)((v >> 16) & 0xff),
+                 (char)((v >> 24) & 0xff)};
+
+    emit(s, b, 4);
+}
+
+int64_t xsd_txn_removed_below(const xsd_txn *t, const char *root, size_t len,
+                              char *out, size_t cap)
+{
+    struct sink s = {out, cap, 0};
+    struct xsd_node_view now;
+    int again = xsd_store_get(t->store, root, len, &now) == 0;
+
+    for (size_t i = 0; i < t->rm_count; i++) {
+        const struct entry *e = t->rm_order[i], *up;
+        size_t ulen;
+
+        /* Strictly below root: no other entry can be a watched node below it. */
+        if (e->path_len <= len + 1 || memcmp(e->path, root, len) != 0 || e->path[len] != '/')
+            continue;
+        if (e->path_len > UINT32_MAX || e->rm_perms_len > UINT32_MAX)
+            return -EINVAL;
+        emit_le32(&s, e->path_len);
+        emit(&s, e->path, e->path_len);
+        emit_le32(&s, e->rm_perms_len);
+        emit(&s, e->rm_perms, e->rm_perms_len);
+        ulen = parent_len(e->path, e->path_len);
+        if (again && ulen == len) {             /* ChainMap({root: now}, removed_perms) */
+            if (now.perms_len > UINT32_MAX)
+                return -EINVAL;
+            emit_le32(&s, now.perms_len);
+            emit(&s, now.perms, now.perms_len);
+            continue;
+        }
+        up = find(t, e->path, ulen, xsd_hash_path(e->path, ulen));
+        if (up && up->has_rm_perms) {
+            emit_le32(&s, up->rm_perms_len);
+            emit(&s, up->rm_perms, up->rm_perms_len);
+        } else {
+            emit_le32(&s, UINT32_MAX);          /* removed.get(parent) is None */
+        }
+    }
+    return (int64_t)s.n;
 }
 
 int64_t xsd_txn_events(const xsd_txn *t, char *out, size_t cap)

@@ -140,12 +140,9 @@ int xsd_txn_note_last_remove(xsd_txn *t, const char *root, size_t root_len);
 /* The commit's check alone (nothing changed): 0 when xsd_txn_commit would
  * apply, -EAGAIN when it would conflict (or t is doomed), else the store's
  * error. The engine asks it first so that a conflicting TRANSACTION_END is
- * left to Python (its EAGAIN reply and error count) before anything moves. */
+ * answered EAGAIN (the engine's or Python's) before anything moves. */
 int xsd_txn_conflicts(const xsd_txn *t);
 
-/* Whether a merged pending event is a REMOVE (the engine leaves the firing
- * of a removal committed by a transaction to Python). */
-int xsd_txn_removes(const xsd_txn *t);
 
 /* Apply to the store (see above). 0; -EAGAIN (nothing changed); -ENOMEM. */
 int xsd_txn_commit(xsd_txn *t);
@@ -153,6 +150,25 @@ int xsd_txn_commit(xsd_txn *t);
 /* After a successful commit: the merged events in first-touch order, then
  * the removed-perms map (records above), with the n > cap rule. */
 int64_t xsd_txn_events(const xsd_txn *t, char *out, size_t cap);
+
+/* After a successful commit, what watchreg.h's xsd_wreg_fire_remove needs
+ * of a merged REMOVE at root, as PendingEvents.__iter__ hands it to
+ * Daemon.fire (the removed-perms map every REMOVE shares; a root made again
+ * put in front of it with the perms it has now, a ChainMap):
+ * xsd_txn_removed_perms: 1 and *perms set (valid until the next change of
+ * t) when path is in the map (the perms it had when the transaction first
+ * removed it), else 0.
+ * xsd_txn_removed_below: the fire call's `below` entries (u32 path length,
+ * path, u32 perms length, perms, u32 parent perms length (0xffffffff:
+ * none), parent perms; little-endian) of every node of the map strictly
+ * below root, in the map's order, its parent's perms from the map (root's
+ * as it is now in the store when it was made again), as
+ * CWatchRegistry.fire_remove gives them; with the n > cap rule, -EINVAL for
+ * a length over 32 bits. */
+int xsd_txn_removed_perms(const xsd_txn *t, const char *path, size_t len,
+                          const char **perms, size_t *perms_len);
+int64_t xsd_txn_removed_below(const xsd_txn *t, const char *root, size_t len,
+                              char *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -6,8 +6,8 @@ transaction's C overlay, TRANSACTION_START and END, and under the C watch
 registry WATCH and UNWATCH (the initial event queued after the WATCH's reply,
 as dispatch's REPLY_FIRST), in one crossing per batch of bytes a client
 delivers, and stops at the first request it leaves to Python (engine.h says
-which: errors, a crossing of the soft memory quota, conflicting commits,
-anything unusual); the transport hands the rest to the Python
+which: errors (but a conflicting commit's EAGAIN), a crossing of the soft
+memory quota, anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
 watches is made in C too.  Under the C watch registry the engine fires it
 there and returns the deliveries with the batch (each before the reply of the
@@ -66,7 +66,8 @@ from .watches import CWatchRegistry
 
 if BACKEND == "cffi":
     from .._native.engine import (DELIVERY_AFTER, STOP_EVENTS, STOP_FULL, STOP_TXN,
-                                  TXN_FAILED, TXN_STARTED, Engine, delivery_groups)
+                                  TXN_CONFLICT, TXN_FAILED, TXN_STARTED, Engine,
+                                  delivery_groups)
     from .ctransaction import CTransaction
 
 log = logging.getLogger(__name__)
@@ -161,13 +162,17 @@ class FastPath:
     def answered(self, sessions) -> str:
         """What the engine answered on ``sessions``' connections, by request type
         ("READ:12 TRANSACTION_START:3"; memreport shows it): which requests take the C path."""
-        counts = {}
+        counts, conflicts = {}, 0
         for session in sessions:
             conn = session.native
             if conn is not None:
                 for op in conn.COUNTED_OPS:
                     counts[op] = counts.get(op, 0) + conn.requests(op)
-        return " ".join(f"{Op(op).name}:{n}" for op, n in sorted(counts.items()) if n)
+                conflicts += conn.conflicts()
+        items = [f"{Op(op).name}:{n}" for op, n in sorted(counts.items()) if n]
+        if conflicts:   # TRANSACTION_ENDs answered EAGAIN (an error reply: not a request above)
+            items.append(f"TRANSACTION_END/EAGAIN:{conflicts}")
+        return " ".join(items)
 
     def _transaction_moved(self, session, conn) -> None:
         """After a TRANSACTION_START or END the engine answered (engine.h, XSD_RUN_TXN):
@@ -187,7 +192,9 @@ class FastPath:
             return
         session.transactions.pop(tx_id, None)       # the C conn dropped it; freed with it
         conn.txns.pop(tx_id, None)
-        if kind == TXN_FAILED:      # the engine answered EIO, as dispatch does for an exception
+        if kind == TXN_CONFLICT:    # the engine answered EAGAIN, as dispatch counts it
+            session.counters.error(7, "EAGAIN")
+        elif kind == TXN_FAILED:    # the engine answered EIO, as dispatch does for an exception
             log.error("%r: TRANSACTION_END of %d failed applying its commit (out of memory)",
                       session, tx_id)
             session.counters.error(7, "EIO")

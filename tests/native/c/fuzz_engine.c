@@ -38,7 +38,8 @@
  * other tx ids are unknown to the engine (PYTHON). TRANSACTION_END's payload
  * is "T", "F" with or without NUL, or junk. A run stopped XSD_RUN_TXN reports
  * a started transaction with its overlay (kept here as fastpath.py keeps it,
- * freed at its END) or an ended one (never again in the conn). At the end
+ * freed at its END) or an ended one (never again in the conn; a conflicting
+ * commit's answered ERROR, as a failed one's). At the end
  * each fixed one not ended in the engine is committed (0, -EAGAIN or
  * -ENOMEM) and its events read; the store stays sound.
  * A conn keeps the bytes not yet consumed (a partial packet) for its next
@@ -341,8 +342,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             for (uint32_t k = 0; k < r.handled; k++) {
                 if ((field(out + at, 0) != field(p->buf + pos, 0) &&
-                     !(r.txn_kind == XSD_TXN_FAILED && k + 1 == r.handled &&
-                       field(out + at, 0) == T_ERROR)) ||       /* END's EIO */
+                     !((r.txn_kind == XSD_TXN_FAILED || r.txn_kind == XSD_TXN_CONFLICT) &&
+                       k + 1 == r.handled &&
+                       field(out + at, 0) == T_ERROR)) ||       /* END's EIO or EAGAIN */
                     field(out + at, 1) != field(p->buf + pos, 1))
                     abort();
                 last_at = at;

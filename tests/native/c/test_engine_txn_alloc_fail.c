@@ -11,7 +11,9 @@
  * which may not read below it: XSA-115 filters), transactions started,
  * written in (creations with missing ancestors), aborted, committed (their
  * CHANGE events fired through the registry ahead of END's reply), an empty
- * one committed, then reads of what they made. A golden run answers every
+ * one committed, then reads of what they made; a removal committed (a watch
+ * below its root, the root made again) and a conflicting commit (EAGAIN,
+ * XSD_TXN_CONFLICT). A golden run answers every
  * request in C; then for every N the first N allocations succeed and the
  * next fails:
  *   - once: a request may come back PYTHON only when the failure was
@@ -26,7 +28,8 @@
  * xsd_store_check must pass after each request, and nothing may be left
  * allocated. Before the sweep, direct checks: the id wrap (XSA-420), a run
  * of ids in use past XSD_TXN_PROBES, the transactions quota, unknown quotas,
- * END's payloads, a conflict, START inside a transaction, no registry.
+ * END's payloads, a conflict and a doomed commit (EAGAIN), a removal
+ * committed, START inside a transaction, no registry.
  */
 #define _GNU_SOURCE         /* memmem */
 #include <stdio.h>
@@ -101,6 +104,16 @@ static void build_scenario(void)
     add(T_TRANSACTION_END, 3, P("T"));                      /* empty, no NUL */
     add(T_READ, 0, P("/t/b/c/d\0"));
     add(T_DIRECTORY, 0, P("/t\0"));
+    add(T_TRANSACTION_START, 0, P("\0"));                   /* id 4 */
+    add(T_READ, 4, P("/t/b/c/d\0"));
+    add(T_RM, 4, P("/t/b\0"));                              /* a removal, watched below */
+    add(T_WRITE, 4, P("/t/b/new\0" "again"));               /* its root made again */
+    add(T_TRANSACTION_END, 4, P("T\0"));                    /* committed: REMOVE fires */
+    add(T_TRANSACTION_START, 0, P("\0"));                   /* id 5 */
+    add(T_READ, 5, P("/t/a\0"));
+    add(T_WRITE, 0, P("/t/a\0" "moved"));                   /* outside: a conflict */
+    add(T_RM, 5, P("/t/base\0"));
+    add(T_TRANSACTION_END, 5, P("T\0"));                    /* EAGAIN, nothing changed */
     add(T_READ, 0, P("/t/x\0"));                            /* never made: PYTHON */
 }
 
@@ -122,7 +135,8 @@ static int make(struct world *w)
     if (s0 < 0 || s1 < 0 || xsd_wreg_session_set(w->wreg, (uint32_t)s0, 0, -1, 1) ||
         xsd_wreg_session_set(w->wreg, (uint32_t)s1, 1, -1, 0) ||
         xsd_wreg_add(w->wreg, (uint32_t)s0, "/t", 2, "a", 1, 0, &order) ||
-        xsd_wreg_add(w->wreg, (uint32_t)s1, "/t/b", 4, "b", 1, 0, &order))
+        xsd_wreg_add(w->wreg, (uint32_t)s1, "/t/b", 4, "b", 1, 0, &order) ||
+        xsd_wreg_add(w->wreg, (uint32_t)s0, "/t/b/c/d", 8, "c", 1, 0, &order))
         return 0;
     w->engine = xsd_engine_new(w->store, w->trie);
     if (!w->engine)
@@ -187,6 +201,9 @@ static struct result run_bytes(struct world *w, const char *in, size_t len)
     if (r.txn_kind == XSD_TXN_FAILED)
         CHECK(r.out_len == XSD_HEADER_SIZE + 4 && field(out, 0) == T_ERROR &&
               memcmp(out + XSD_HEADER_SIZE, "EIO", 4) == 0);
+    if (r.txn_kind == XSD_TXN_CONFLICT)
+        CHECK(r.out_len == XSD_HEADER_SIZE + 7 && field(out, 0) == T_ERROR &&
+              memcmp(out + XSD_HEADER_SIZE, "EAGAIN", 7) == 0 && r.deliveries_len == 0);
     return res;
 }
 
@@ -246,6 +263,13 @@ static void golden(void)
     CHECK(memmem(golden_deliv[9], golden_deliv_len[9], "/t/x", 4) == NULL);
     CHECK(same(golden_reply[12] + XSD_HEADER_SIZE, golden_reply_len[12] - XSD_HEADER_SIZE,
                "deep", 4));
+    /* The removal committed in C: dom0's watch below the root told of its node (from
+     * the removed-perms map), the watches on and above it of the root; then the
+     * conflict: EAGAIN, nothing fired, the store as before. */
+    CHECK(memmem(golden_deliv[18], golden_deliv_len[18], "/t/b/c/d\0c", 10) != NULL);
+    CHECK(field(golden_reply[18], 0) == T_TRANSACTION_END);
+    CHECK(field(golden_reply[23], 0) == T_ERROR && golden_deliv_len[23] == 0);
+    CHECK(same(golden_dump[23], golden_dump_len[23], golden_dump[22], golden_dump_len[22]));
     unmake(&w);
     CHECK_EQ(hooks_live_blocks(), 0);
 }
@@ -368,22 +392,31 @@ static void test_start_and_end(void)
     CHECK_EQ(one(&w, T_TRANSACTION_END, a, P("TT\0")).stop, XSD_RUN_PYTHON);
     CHECK_EQ(one(&w, T_TRANSACTION_END, a, P("")).stop, XSD_RUN_PYTHON);
     CHECK_EQ(one(&w, T_TRANSACTION_END, a, P("T\0\0")).stop, XSD_RUN_PYTHON);
-    /* A conflict: Python answers EAGAIN; nothing changes, the transaction stays. */
+    /* A conflict: EAGAIN here; nothing changes, the transaction is gone (counted). */
     CHECK_EQ(one(&w, T_READ, a, P("/t\0")).stop, XSD_RUN_PYTHON);  /* absent: ENOENT */
     CHECK_EQ(one(&w, T_WRITE, 0, P("/t\0" "v")).stop, XSD_RUN_DONE);
-    CHECK_EQ(one(&w, T_TRANSACTION_END, a, P("T\0")).stop, XSD_RUN_PYTHON);
-    res = one(&w, T_TRANSACTION_END, a, P("F\0"));                  /* abort: still C's */
-    CHECK(res.kind == XSD_TXN_ENDED && res.len == XSD_HEADER_SIZE + 3);
+    res = one(&w, T_TRANSACTION_END, a, P("T\0"));
+    CHECK(res.kind == XSD_TXN_CONFLICT && res.stop == XSD_RUN_TXN);
+    CHECK_EQ(xsd_conn_conflicts(w.conn), 1);
+    CHECK_EQ(xsd_conn_requests(w.conn, T_TRANSACTION_END), 0);     /* an error, not a request */
     CHECK_EQ(one(&w, T_TRANSACTION_END, a, P("F\0")).stop, XSD_RUN_PYTHON);  /* gone */
-    /* A removal waiting in a commit: Python fires it. */
+    /* A doomed one (out of memory, a live update): EAGAIN as well. */
     b = started_id(&w);
     CHECK_EQ(b, 3);
+    xsd_txn_doom(w.txns[w.ntxn - 1]);
+    CHECK_EQ(one(&w, T_TRANSACTION_END, b, P("F\0")).kind, XSD_TXN_ENDED);  /* abort: OK */
+    b = started_id(&w);
+    xsd_txn_doom(w.txns[w.ntxn - 1]);
+    CHECK_EQ(one(&w, T_TRANSACTION_END, b, P("T")).kind, XSD_TXN_CONFLICT);
+    /* A removal waiting in a commit: committed here, the removal fired. */
+    b = started_id(&w);
     CHECK_EQ(one(&w, T_RM, b, P("/t\0")).stop, XSD_RUN_DONE);
-    CHECK_EQ(one(&w, T_TRANSACTION_END, b, P("T\0")).stop, XSD_RUN_PYTHON);
+    res = one(&w, T_TRANSACTION_END, b, P("T\0"));
+    CHECK(res.kind == XSD_TXN_ENDED && res.len == XSD_HEADER_SIZE + 3 && res.deliv_len > 0);
     /* A long run of ids in use: PYTHON past XSD_TXN_PROBES. */
     for (uint32_t i = 0; i < XSD_TXN_PROBES + 2; i++)
         CHECK(started_id(&w) != 0);
-    xsd_conn_txn_next(w.conn, 4);
+    xsd_conn_txn_next(w.conn, 6);             /* 6 to 71 in use */
     CHECK_EQ(one(&w, T_TRANSACTION_START, 0, P("\0")).stop, XSD_RUN_PYTHON);
     unmake(&w);
 
