@@ -929,6 +929,26 @@ def test_watch_is_answered_in_c_with_its_first_event_after_the_reply():
     pair.assert_same_watches()
 
 
+def test_every_session_the_engine_serves_has_a_registry_handle_until_it_closes():
+    """The engine's first batch of a session gives it its handle (so its first WATCH can be
+    the engine's); closing frees it, watches or none, and a closed session gets none."""
+    pair = WatchDaemons()
+    d = pair.sides[0]["daemon"]
+    in_use = d.watches.stats()["sessions"]
+    for i in range(3):
+        pair.open("idle%d" % i, 0, privileged=True)
+        pair.batch("idle%d" % i, [(Op.READ, b"/w\0")])
+    assert d.watches.stats()["sessions"] == in_use + 3
+    pair.batch("idle0", [(Op.WATCH, b"/w\0t\0")])
+    assert d.watches.stats()["sessions"] == in_use + 3
+    closed = pair.sides[0]["sessions"]["idle1"][0]
+    for i in range(3):
+        pair.close("idle%d" % i)
+    assert d.watches.stats()["sessions"] == in_use
+    assert d.watches.session_handle(closed) is None
+    assert d.watches.stats()["sessions"] == in_use and d.check() == []
+
+
 def test_watch_errors_stay_python_s_and_the_batch_goes_on():
     pair = WatchDaemons(watches_quota=3)
     pair.batch("g1", [(Op.WATCH, b"/w\0a\0")])

@@ -335,11 +335,14 @@ class CWatchRegistry:
             return view.handle
         return None
 
-    def session_handle(self, session) -> int:
+    def session_handle(self, session):
         """``session``'s handle in C, given now if it has none (the request engine registers
-        its watches there: fastpath.configure_watches)."""
+        its watches there: fastpath.configure_watches); None once it is closed (``detach``
+        freed its handle: a new one would never be freed)."""
         handle = self._handle(session)
-        return self.attach(session).handle if handle is None else handle
+        if handle is None and not session.closed:
+            handle = self.attach(session).handle
+        return handle
 
     def detach(self, session) -> None:
         handle = self._handle(session)
