@@ -316,7 +316,7 @@ class CWatchRegistry:
         so that its first WATCH is the engine's too, else at its first watch (``add``);
         either way after a guest's target is set (guest.py sets it after opening).  A
         handle costs a 48-byte slot in C and the view (which replaces the empty dict the
-        session opened with): docs/benchmarks.md, "A session's first WATCH in C"."""
+        session opened with): docs/benchmarks.md, "Issue 17: a session's first WATCH in C"."""
         native = self._native
         handle = native.session_new()
         sessions = self._sessions
