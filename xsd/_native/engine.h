@@ -347,8 +347,9 @@ uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op);
  * the store's own node blocks and the engine's scratch space (grown, kept)
  * for DIRECTORY_PART of a wide node and for a watched mutation's event, or
  * with a registry its deliveries (and a removal's entries below its root;
- * kept up to 4 * XSD_DELIVERIES_STOP bytes) and the registry's own match
- * space; a failed allocation is PYTHON. After XSD_RUN_EVENTS call again on
+ * kept up to 4 * XSD_DELIVERIES_STOP bytes), the watch log of a journaled
+ * conn (kept likewise) and the registry's own space (match scratch, watch
+ * records); a failed allocation is PYTHON. After XSD_RUN_EVENTS call again on
  * the rest. */
 int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r);
