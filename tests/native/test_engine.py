@@ -1032,6 +1032,32 @@ def test_a_journaled_guest_s_watches_are_answered_in_c_and_listeners_hear_them_i
     pair.assert_same_watches()
 
 
+def test_a_batch_whose_watch_log_passes_its_bound_runs_on_in_c_and_all_is_heard():
+    """A run stops FULL once its watch log passes 256 KiB (engine.h) and the next run goes
+    on: 80 registrations of ~4 KiB keys and their removals, one batch each, all answered
+    in C and heard in order."""
+    pair = WatchDaemons(watches_quota=100, memory_quota=1 << 22)
+    journal_guest_watches(pair)
+    keys = [b"/w\0" + b"%03d" % i + b"k" * 4000 for i in range(80)]
+    pair.batch("g2", [(Op.WATCH, key + b"\0") for key in keys])
+    fast, stops = pair.sides[0]["daemon"].fastpath, []
+    run = fast._run
+
+    def noting(*args):
+        result = run(*args)
+        stops.append((result[3], result[4]))       # handled, stop
+        return result
+    fast._run = noting
+    pair.batch("g2", [(Op.UNWATCH, key + b"\0") for key in keys])
+    # Replies are 19 bytes: only the log (~4 KiB an entry) can fill a run.
+    assert stops[0][1] == STOP_FULL and 60 < stops[0][0] < 80, stops
+    assert pair.c_requests(Op.WATCH) == pair.c_requests(Op.UNWATCH) == 80
+    heard = pair.sides[0]["listener"].heard
+    assert [(kind, token) for kind, _, _, token, *_ in heard] == \
+        [("added", key[3:]) for key in keys] + [("removed", key[3:]) for key in keys]
+    pair.assert_same_watches()
+
+
 def test_a_journaled_guest_s_refused_watches_are_not_heard():
     """EEXIST and ENOENT (Python's, the engine having logged nothing) tell no listener."""
     pair = WatchDaemons(watches_quota=2)
