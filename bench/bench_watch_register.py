@@ -52,7 +52,7 @@ class Load:
                                       privileged=not guest, name="bench")
         self.session.direct_replies = False
         self.prefix = b"data/w" if guest else b"/w"
-        self.send(Op.WATCH, b"%s\0first\0" % self.prefix)   # a session's first: Python's
+        self.send(Op.WATCH, b"%s\0first\0" % self.prefix)   # a session's first, not timed
 
     def send(self, op: int, payload: bytes) -> bytes:
         d, s = self.daemon, self.session

@@ -77,9 +77,10 @@ def script(seed: int, steps: int = 150) -> list:
     return out
 
 
-def run(proc, steps, watches=WATCHES) -> dict:
+def run(proc, steps, watches=WATCHES, reports=None) -> dict:
     """Play ``steps`` on the daemon ``proc``, ``watches`` set first: -> each connection's
-    packets, in order."""
+    packets, in order.  ``reports``: a list that gets CONTROL memreport's lines (a dict)
+    once the watches are set and again after the steps, every client still connected."""
     hv = MockControl(proc.rundir)
     with SocketClient(proc.socket_path, timeout=10) as toolstack:
         for domid in (1, 2):
@@ -94,6 +95,9 @@ def run(proc, steps, watches=WATCHES) -> dict:
         for name, paths in watches.items():
             for i, path in enumerate(paths):
                 clients[name].ok(Op.WATCH, path, b"%s-%d" % (name.encode(), i))
+        if reports is not None:
+            with RawClient(proc.socket_path, timeout=10) as reporter:
+                reports.append(reporter.memreport())
         for sender, batch, *end in steps:
             client = clients[sender]
             # A step with an end runs in a transaction of its own, ended so (T or F).
@@ -111,6 +115,9 @@ def run(proc, steps, watches=WATCHES) -> dict:
                 client.call(Op.TRANSACTION_END, end[0], tx_id=tx_id)
         for client in clients.values():         # whatever was queued before arrives first
             client.call(Op.GET_DOMAIN_PATH, b"0")
+        if reports is not None:
+            with RawClient(proc.socket_path, timeout=10) as reporter:
+                reports.append(reporter.memreport())
         return {name: [(p.op, p.req_id, p.tx_id, p.payload) for p in client.received]
                 for name, client in clients.items()}
     finally:
@@ -306,14 +313,24 @@ def watch_script(seed: int, steps: int = 160) -> list:
     return out
 
 
+def c_path_counts(report: dict) -> dict:
+    """memreport's "c-path-requests" line: request type name -> count."""
+    return {name: int(n) for name, n in
+            (item.split(":") for item in report.get("c-path-requests", "").split())}
+
+
 def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
     """Two daemons, one answering WATCH and UNWATCH in C (under its C watch registry) and
     one with every request through dispatch: over sockets (batches in one send) and guest
     rings, every connection gets the same packets in the same order: replies, initial
-    events after their WATCH's reply, the events of changes in the same batch."""
+    events after their WATCH's reply, the events of changes in the same batch.  The
+    daemons journal (their run directory is their state directory), so the guests'
+    watches are the journal's to keep: the engine answers them too, and each session's
+    first WATCH."""
     steps = watch_script(seed=11)
     first = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
-    with_engine = run(daemon_factory(name="engine"), steps, first)
+    reports = []
+    with_engine = run(daemon_factory(name="engine"), steps, first, reports)
     python_only = run(daemon_factory("--python-requests", name="python"), steps, first)
     for name in with_engine:
         assert with_engine[name] == python_only[name], name
@@ -322,3 +339,28 @@ def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
     errors = Counter(p[3] for p in packets if p[0] == Op.ERROR)
     assert ops[Op.WATCH] > 100 and ops[Op.UNWATCH] > 50 and ops[Op.WATCH_EVENT] > 300, ops
     assert errors[b"EEXIST\0"] and errors[b"ENOENT\0"], errors
+    # The engine answered every session's first WATCH (one each, sockets and guests).
+    assert c_path_counts(reports[0]).get("WATCH") == len(first), reports[0]
+
+
+def test_a_journaled_guest_s_watches_are_the_engine_s_and_tell_what_python_would(
+        daemon_factory):
+    """The guests' requests of the script above, one at a time on their rings: every
+    WATCH and UNWATCH the engine can answer is its own, though the daemons journal and so
+    keep the guests' watches (the journal hears of each: the restart tests show it kept
+    them), and every connection gets what Python's daemon sends."""
+    steps = [(sender, [request]) for sender, batch in watch_script(seed=5)
+             if sender.startswith("g") for request in batch]
+    first = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
+    reports = []
+    with_engine = run(daemon_factory(name="engine"), steps, first, reports)
+    python_only = run(daemon_factory("--python-requests", name="python"), steps, first)
+    for name in with_engine:
+        assert with_engine[name] == python_only[name], name
+    counts = c_path_counts(reports[1])
+    for op in (Op.WATCH, Op.UNWATCH):
+        # Each alone in its batch: an OK is the engine's, an error (EEXIST, ENOENT) Python's.
+        answered = sum(p[0] == op for name in ("g1", "g2") for p in with_engine[name])
+        assert answered > 20, (op, answered)
+        assert counts.get(op.name) == answered + (len(first) - 2 if op == Op.WATCH else 0), \
+            (op, counts)

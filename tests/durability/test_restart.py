@@ -9,6 +9,7 @@ from tests.durability.domains import introduce
 from tests.waiting import wait_for
 from tests.wire import RawClient
 from xenstore_protocol import Op
+from xsd._native import BACKEND
 from xsd.durability import persist
 from xsd.hypervisor.guest_client import GuestClient
 from xsd.hypervisor.mock import MockControl
@@ -281,6 +282,41 @@ def test_a_guests_watches_survive_a_crash_and_fire_afterwards(proc):
     finally:
         guest.close()
     assert "domain 6: 1 watches restored" in proc.log().split("loaded")[-1]
+
+
+@pytest.mark.skipif(BACKEND != "cffi", reason="the C request path runs on the C store only")
+def test_a_guests_watches_answered_by_the_engine_survive_kill_9(proc):
+    """The C request path answers a journaled guest's WATCH and UNWATCH (its first
+    WATCH too) and the journal records each before its reply leaves: killed at once
+    after the last reply, the daemon starts again with exactly the watches the guest
+    was told it has, in their order, and they fire."""
+    proc.start()
+    introduce(proc, 7, "c7")
+    guest = GuestClient(proc.rundir, 7, timeout=10)
+    try:
+        for path, token in (("data", b"rel"), ("/local/domain/7/abs", b"abs"),
+                            ("data/gone", b"gone"), ("@releaseDomain", b"rel-dom")):
+            guest.watch(path, token)
+        guest.ok(Op.UNWATCH, b"data/gone", b"gone")
+        guest.watch("data/gone", b"again")      # dropped and made again: it stays
+        with RawClient(proc.socket_path) as c:
+            engine = c.memreport().get("c-path-requests", "").split()
+        assert "WATCH:5" in engine and "UNWATCH:1" in engine, engine    # the guest's
+        guest.wait_events(5)
+        proc.kill()
+        proc.start()
+        # One event per kept watch on its own path (re-read whatever was owed).
+        assert sorted(guest.wait_events(4)) == [
+            (b"/local/domain/7/abs", b"abs"), (b"@releaseDomain", b"rel-dom"),
+            (b"data", b"rel"), (b"data/gone", b"again")]
+        with RawClient(proc.socket_path) as c:
+            c.ok(Op.WRITE, payload=b"/local/domain/7/abs\0v")
+            c.check()
+        assert guest.wait_events(1) == [(b"/local/domain/7/abs", b"abs")]
+        assert guest.quiet_events(0.2) == []
+    finally:
+        guest.close()
+    assert "domain 7: 4 watches restored" in proc.log().split("loaded")[-1]
 
 
 def test_a_guest_request_cut_by_a_crash_is_answered_after_it(proc):

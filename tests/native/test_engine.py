@@ -829,6 +829,7 @@ class WatchDaemons:
         from xsd.transport.pump import RequestPump
         self.deque = deque
         self.closed_counts = Counter()
+        self.journaled = set()      # names of guests whose watches listeners hear of
         self.sides = []
         for python in (False, True):
             d = Daemon(Config(rundir="/nonexistent", no_domain_init=True,
@@ -855,6 +856,7 @@ class WatchDaemons:
             out = []
             s = side["daemon"].open_session(out.append, domid=domid, privileged=privileged,
                                             name=name)
+            s.journal_watches = name in self.journaled
             side["sessions"][name] = (s, out)
 
     def close(self, name):
@@ -907,13 +909,14 @@ def packets_of(data):
 
 def test_watch_is_answered_in_c_with_its_first_event_after_the_reply():
     pair = WatchDaemons()
-    first = pair.batch("g1", [(Op.WATCH, b"data\0t0\0")])       # a session's first: Python's
-    assert pair.c_requests(Op.WATCH) == 0
-    assert packets_of(first["g1"])[-1][::2] == (Op.WATCH_EVENT, b"data\0t0\0")
+    first = pair.batch("g1", [(Op.WATCH, b"data\0t0\0")])       # a session's first, in C too
+    assert pair.c_requests(Op.WATCH) == 1
+    assert [(op, payload) for op, _, payload in packets_of(first["g1"])] == [
+        (Op.WATCH, b"OK\0"), (Op.WATCH_EVENT, b"data\0t0\0")]
     told = pair.batch("g1", [(Op.WATCH, b"data/x\0t\0"), (Op.WRITE, b"data/x/y\0v"),
                              (Op.WATCH, b"/w\0t\0"), (Op.UNWATCH, b"data/x\0t\0"),
                              (Op.WRITE, b"data/x/z\0w"), (Op.READ, b"data/x/z\0")])
-    assert pair.c_requests(Op.WATCH) == 2 and pair.c_requests(Op.UNWATCH) == 1
+    assert pair.c_requests(Op.WATCH) == 3 and pair.c_requests(Op.UNWATCH) == 1
     assert pair.c_requests(Op.READ) == 1        # the batch ran on in C
     # The reply, then the initial event; the write's events (the new watch among them)
     # before the write's reply; none for the watch after its UNWATCH.
@@ -924,6 +927,26 @@ def test_watch_is_answered_in_c_with_its_first_event_after_the_reply():
         (Op.UNWATCH, b"OK\0"), (Op.WATCH_EVENT, b"data/x/z\0t0\0"), (Op.WRITE, b"OK\0"),
         (Op.READ, b"w")]
     pair.assert_same_watches()
+
+
+def test_every_session_the_engine_serves_has_a_registry_handle_until_it_closes():
+    """The engine's first batch of a session gives it its handle (so its first WATCH can be
+    the engine's); closing frees it, watches or none, and a closed session gets none."""
+    pair = WatchDaemons()
+    d = pair.sides[0]["daemon"]
+    in_use = d.watches.stats()["sessions"]
+    for i in range(3):
+        pair.open("idle%d" % i, 0, privileged=True)
+        pair.batch("idle%d" % i, [(Op.READ, b"/w\0")])
+    assert d.watches.stats()["sessions"] == in_use + 3
+    pair.batch("idle0", [(Op.WATCH, b"/w\0t\0")])
+    assert d.watches.stats()["sessions"] == in_use + 3
+    closed = pair.sides[0]["sessions"]["idle1"][0]
+    for i in range(3):
+        pair.close("idle%d" % i)
+    assert d.watches.stats()["sessions"] == in_use
+    assert d.watches.session_handle(closed) is None
+    assert d.watches.stats()["sessions"] == in_use and d.check() == []
 
 
 def test_watch_errors_stay_python_s_and_the_batch_goes_on():
@@ -945,7 +968,7 @@ def test_watch_errors_stay_python_s_and_the_batch_goes_on():
                        (Op.ERROR, b"EINVAL\0"), (Op.ERROR, b"EINVAL\0"), (Op.ERROR, b"EINVAL\0"),
                        (Op.WATCH, b"OK\0"), (Op.WATCH, b"OK\0"), (Op.ERROR, b"E2BIG\0"),
                        (Op.UNWATCH, b"OK\0"), (Op.WATCH, b"OK\0")]
-    assert pair.c_requests(Op.WATCH) == 3 and pair.c_requests(Op.UNWATCH) == 1
+    assert pair.c_requests(Op.WATCH) == 4 and pair.c_requests(Op.UNWATCH) == 1
     pair.assert_same_watches()
 
 
@@ -959,7 +982,7 @@ def test_a_guest_s_watches_count_in_its_memory_quota_in_c_at_once():
     replies = [(op, payload) for op, _, payload in packets_of(told["g1"])
                if op != Op.WATCH_EVENT]
     accepted = replies.index((Op.ERROR, b"ENOMEM\0"))
-    assert accepted >= 3 and pair.c_requests(Op.WATCH) == accepted
+    assert accepted >= 3 and pair.c_requests(Op.WATCH) == 1 + accepted
     assert pair.batch("g1", [(Op.WRITE, b"data/n\0v")])["g1"].endswith(b"ENOMEM\0")
     for i in range(2):
         unwatch = (Op.UNWATCH, b"data/x\0k%02d" % i + b"x" * 60 + b"\0")
@@ -971,19 +994,80 @@ def test_a_guest_s_watches_count_in_its_memory_quota_in_c_at_once():
     pair.assert_same_watches()
 
 
-def test_a_journaled_guest_s_watches_stay_python_s():
-    """Listeners hear of a journaled guest's watches (Daemon.watch_added): Python answers
-    its WATCH and UNWATCH, and both daemons' listeners hear the same."""
-    pair = WatchDaemons()
+def journal_guest_watches(pair, name="g2", domid=2):
+    """Make ``name`` a journaled guest on both daemons: its domain introduced, its
+    watches kept (Daemon.keeps_watches), so listeners hear of them."""
+    pair.journaled.add(name)
     for side in pair.sides:
         d = side["daemon"]
-        d.domains.introduce(2, 1, 1)
+        d.domains.introduce(domid, 1, 1)
         d.state_changed()
-        side["sessions"]["g2"][0].journal_watches = True
+        side["sessions"][name][0].journal_watches = True
+
+
+def test_a_journaled_guest_s_watches_are_answered_in_c_and_listeners_hear_them_in_order():
+    """Listeners hear of a journaled guest's watches (Daemon.watch_added): the engine
+    answers its WATCH and UNWATCH and logs them, and the listeners hear of each, in the
+    order answered (a watch dropped and made again in one batch included), before the
+    batch's output leaves, as they hear of Python's."""
+    pair = WatchDaemons()
+    journal_guest_watches(pair)
+    commits = []        # per commit on the engine's side: (told so far, g2's writes so far)
+    listener, out = pair.sides[0]["listener"], pair.sides[0]["sessions"]["g2"][1]
+    listener.commit = lambda: commits.append((len(listener.heard), len(out)))
     pair.batch("g2", [(Op.WATCH, b"data\0a\0")])
-    pair.batch("g2", [(Op.WATCH, b"data\0b\0"), (Op.UNWATCH, b"data\0a\0")])
-    assert pair.c_requests(Op.WATCH) == pair.c_requests(Op.UNWATCH) == 0
-    assert [h[0] for h in pair.sides[0]["listener"].heard] == ["added", "added", "removed"]
+    first_batch = commits[:]
+    pair.batch("g2", [(Op.WATCH, b"data\0b\0"), (Op.UNWATCH, b"data\0a\0"),
+                      (Op.WATCH, b"/w\0c\0"), (Op.UNWATCH, b"/w\0c\0"), (Op.WATCH, b"/w\0c\0"),
+                      (Op.WATCH, b"@releaseDomain\0d\0"), (Op.WRITE, b"data/x\0v")])
+    assert pair.c_requests(Op.WATCH) == 5 and pair.c_requests(Op.UNWATCH) == 2
+    assert pair.sides[0]["listener"].heard == [
+        ("added", 2, "/local/domain/2/data", b"a", True),
+        ("added", 2, "/local/domain/2/data", b"b", True),
+        ("removed", 2, "/local/domain/2/data", b"a"),
+        ("added", 2, "/w", b"c", False), ("removed", 2, "/w", b"c"),
+        ("added", 2, "/w", b"c", False), ("added", 2, "@releaseDomain", b"d", False)]
+    # The journal's commit of each batch heard all of it before any of its output left.
+    assert first_batch[0] == (1, 0) and commits[len(first_batch)] == (7, 0), commits
+    pair.assert_same_watches()
+
+
+def test_a_batch_whose_watch_log_passes_its_bound_runs_on_in_c_and_all_is_heard():
+    """A run stops FULL once its watch log passes 256 KiB (engine.h) and the next run goes
+    on: 80 registrations of ~4 KiB keys and their removals, one batch each, all answered
+    in C and heard in order."""
+    pair = WatchDaemons(watches_quota=100, memory_quota=1 << 22)
+    journal_guest_watches(pair)
+    keys = [b"/w\0" + b"%03d" % i + b"k" * 4000 for i in range(80)]
+    pair.batch("g2", [(Op.WATCH, key + b"\0") for key in keys])
+    fast, stops = pair.sides[0]["daemon"].fastpath, []
+    run = fast._run
+
+    def noting(*args):
+        result = run(*args)
+        stops.append((result[3], result[4]))       # handled, stop
+        return result
+    fast._run = noting
+    pair.batch("g2", [(Op.UNWATCH, key + b"\0") for key in keys])
+    # Replies are 19 bytes: only the log (~4 KiB an entry) can fill a run.
+    assert stops[0][1] == STOP_FULL and 60 < stops[0][0] < 80, stops
+    assert pair.c_requests(Op.WATCH) == pair.c_requests(Op.UNWATCH) == 80
+    heard = pair.sides[0]["listener"].heard
+    assert [(kind, token) for kind, _, _, token, *_ in heard] == \
+        [("added", key[3:]) for key in keys] + [("removed", key[3:]) for key in keys]
+    pair.assert_same_watches()
+
+
+def test_a_journaled_guest_s_refused_watches_are_not_heard():
+    """EEXIST and ENOENT (Python's, the engine having logged nothing) tell no listener."""
+    pair = WatchDaemons(watches_quota=2)
+    journal_guest_watches(pair)
+    for request in [(Op.WATCH, b"/w\0a\0"), (Op.WATCH, b"/w\0a\0"), (Op.UNWATCH, b"/w\0b\0"),
+                    (Op.WATCH, b"/a\0b\0")]:     # one batch each: the engine tries each
+        pair.batch("g2", [request])
+    assert pair.c_requests(Op.WATCH) == 2 and pair.c_requests(Op.UNWATCH) == 0
+    assert [h[:4] for h in pair.sides[0]["listener"].heard] == [
+        ("added", 2, "/w", b"a"), ("added", 2, "/a", b"b")]
     pair.assert_same_watches()
 
 
@@ -995,6 +1079,7 @@ def test_watch_and_unwatch_answer_as_the_python_core_does(seed):
     guests at their watches and memory quotas."""
     rng = random.Random(seed)
     pair = WatchDaemons(watches_quota=6, memory_quota=1100)
+    journal_guest_watches(pair)         # g2's watches heard by listeners, g1's not
     names = ["dom0", "watcher", "g1", "g2"]
     for step in range(160):
         name = rng.choice(names)

@@ -58,6 +58,9 @@ struct xsd_engine {
     int txn_kind;                               /* the packet's START/END (engine.h) */
     uint32_t txn_id;
     xsd_txn *txn;
+    char *wlog;                                 /* the run's watch log (engine.h) */
+    size_t wlog_cap;
+    size_t wlog_len;
 };
 
 struct xsd_conn {
@@ -108,6 +111,7 @@ void xsd_engine_free(xsd_engine *e)
     XSD_FREE(e->event);
     XSD_FREE(e->deliv);
     XSD_FREE(e->below);
+    XSD_FREE(e->wlog);
     XSD_FREE(e);
 }
 
@@ -1468,7 +1472,46 @@ static int64_t watch_args(const struct request *q, char *key, size_t *tlen, int 
 /* Whether WATCH and UNWATCH may run here for this conn (xsd_conn_watches). */
 static int watches_here(const struct request *q)
 {
-    return q->e->wreg && q->c->wsession >= 0 && !q->c->watches_journaled;
+    return q->e->wreg && q->c->wsession >= 0;
+}
+
+/* Room in the run's watch log for an entry of a klen-byte key, when c's
+ * watches are logged (engine.h, watch_log); 0, or -1 out of memory. */
+static int watch_log_room(xsd_engine *e, const xsd_conn *c, size_t klen)
+{
+    size_t need = XSD_WATCH_LOG_HEADER + klen, cap;
+    char *bigger;
+
+    if (!c->watches_journaled || need <= e->wlog_cap - e->wlog_len)
+        return 0;
+    if (need > SIZE_MAX / 4 - e->wlog_len)
+        return -1;
+    cap = e->wlog_cap ? 2 * e->wlog_cap : 1024;
+    if (cap < e->wlog_len + need)
+        cap = e->wlog_len + need;
+    bigger = XSD_REALLOC(e->wlog, cap);
+    if (!bigger)
+        return -1;
+    e->wlog = bigger;
+    e->wlog_cap = cap;
+    return 0;
+}
+
+/* The entry of a WATCH or UNWATCH answered for c, if c's watches are
+ * logged; its room made by watch_log_room. */
+static void watch_log(xsd_engine *e, const xsd_conn *c, int kind, int relative,
+                      const char *key, size_t klen)
+{
+    char *at;
+
+    if (!c->watches_journaled)
+        return;
+    at = e->wlog + e->wlog_len;
+    put_u32(at, (uint32_t)klen);        /* klen < WATCH_KEY_MAX */
+    at[4] = (char)kind;
+    at[5] = (char)(relative != 0);
+    memcpy(at + XSD_WATCH_LOG_HEADER, key, klen);
+    e->wlog_len += XSD_WATCH_LOG_HEADER + klen;
 }
 
 /* ops.do_watch: register, reply "OK", and queue the initial event after
@@ -1499,7 +1542,8 @@ static int64_t do_watch(const struct request *q)
         return PUNT;            /* ENOMEM, or the soft quota's log */
     /* the group: header, path, one delivery (its event path at most the path) */
     head = XSD_DELIVERY_GROUP_HEADER + len;
-    if (deliveries_room(e, head + XSD_WREG_DELIVERY_HEADER + 2 * len + 1 + tlen))
+    if (deliveries_room(e, head + XSD_WREG_DELIVERY_HEADER + 2 * len + 1 + tlen) ||
+        watch_log_room(e, c, klen))
         return PUNT;
     if (xsd_wreg_add(e->wreg, s, key, len, key + len + 1, tlen, relative, NULL))
         return PUNT;            /* EEXIST; ENOMEM: nothing registered */
@@ -1514,6 +1558,7 @@ static int64_t do_watch(const struct request *q)
     put_u32(e->deliv + start + 12, (uint32_t)rec);
     memcpy(e->deliv + start + XSD_DELIVERY_GROUP_HEADER, key, len);     /* the path */
     e->deliv_len = start + head + (size_t)rec;
+    watch_log(e, c, XSD_WATCH_LOG_ADDED, relative, key, klen);
     return reply_ok(q->reply);
 }
 
@@ -1522,7 +1567,7 @@ static int64_t do_watch(const struct request *q)
 static int64_t do_unwatch(const struct request *q)
 {
     char key[WATCH_KEY_MAX];
-    size_t tlen = 0;
+    size_t tlen = 0, klen;
     int relative = 0;
     int64_t n;
 
@@ -1531,8 +1576,12 @@ static int64_t do_unwatch(const struct request *q)
     n = watch_args(q, key, &tlen, &relative);
     if (n < 0)
         return PUNT;
-    if (xsd_wreg_remove(q->e->wreg, (uint32_t)q->c->wsession, key, (size_t)n + 1 + tlen))
+    klen = (size_t)n + 1 + tlen;
+    if (watch_log_room(q->e, q->c, klen))
+        return PUNT;
+    if (xsd_wreg_remove(q->e->wreg, (uint32_t)q->c->wsession, key, klen))
         return PUNT;            /* ENOENT */
+    watch_log(q->e, q->c, XSD_WATCH_LOG_REMOVED, 0, key, klen);
     return reply_ok(q->reply);
 }
 
@@ -1569,6 +1618,12 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
 
     e->event_len = 0;
     e->deliv_len = 0;
+    e->wlog_len = 0;
+    if (e->wlog_cap > 4 * XSD_DELIVERIES_STOP) {    /* bounded by the stop below: never */
+        XSD_FREE(e->wlog);
+        e->wlog = NULL;
+        e->wlog_cap = 0;
+    }
     if (e->deliv_cap > 4 * XSD_DELIVERIES_STOP) {   /* a big removal's: not kept */
         XSD_FREE(e->deliv);
         e->deliv = NULL;
@@ -1598,7 +1653,8 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
             stop = XSD_RUN_DONE;
             break;
         }
-        if (cap - out_len < XSD_REPLY_MAX || e->deliv_len > XSD_DELIVERIES_STOP) {
+        if (cap - out_len < XSD_REPLY_MAX || e->deliv_len > XSD_DELIVERIES_STOP ||
+            e->wlog_len > XSD_DELIVERIES_STOP) {
             stop = XSD_RUN_FULL;
             break;
         }
@@ -1659,5 +1715,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
     r->txn_kind = stop == XSD_RUN_TXN ? e->txn_kind : 0;
     r->txn_id = stop == XSD_RUN_TXN ? e->txn_id : 0;
     r->txn = stop == XSD_RUN_TXN && e->txn_kind == XSD_TXN_STARTED ? e->txn : NULL;
+    r->watch_log = e->wlog_len ? e->wlog : NULL;
+    r->watch_log_len = e->wlog_len;
     return stop;
 }

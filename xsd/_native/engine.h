@@ -95,9 +95,11 @@
  *     "OK" and queues the watch's initial event AFTER that reply (dispatch's
  *     REPLY_FIRST) as a delivery group flagged XSD_DELIVERY_AFTER.
  *     UNWATCH of a watch the session has removes it and replies "OK"; of
- *     none, PYTHON (ENOENT). Both are PYTHON for a session whose watches
- *     the daemon's listeners hear of (a journaled guest's: Daemon.
- *     watch_added), and without the registry.
+ *     none, PYTHON (ENOENT). Both are PYTHON without the registry. For a
+ *     session whose watches the daemon's listeners hear of (journaled != 0
+ *     in xsd_conn_watches: a journaled guest's, Daemon.watch_added) each
+ *     WATCH and UNWATCH answered also appends an entry to the run's watch
+ *     log (watch_log below), room made first (else PYTHON, nothing done).
  *   An allocation failure inside the store (-ENOMEM: the store is unchanged)
  *   or in the engine's scratch space is PYTHON too.
  *
@@ -174,7 +176,24 @@ struct xsd_run {
     xsd_txn *txn;            /* XSD_TXN_STARTED: its new overlay, which the caller now
                                 owns (frees with xsd_txn_free, after xsd_conn_txn_drop);
                                 else NULL */
+    const char *watch_log;   /* the WATCHes and UNWATCHes of a journaled session the run
+                                answered, in order, as below; valid as event is; */
+    size_t watch_log_len;    /* else NULL, 0 */
 };
+
+/* The watch log of a run (struct xsd_run): for each WATCH or UNWATCH the
+ * engine answered for a conn whose listeners hear of its watches
+ * (xsd_conn_watches' journaled), in the order answered, an entry
+ *   u32 key length, u8 kind, u8 relative, key     (host byte order)
+ * where key is the watch's "path NUL token" (the path absolute or "@name",
+ * as the registry keys it), kind XSD_WATCH_LOG_ADDED or _REMOVED, relative
+ * 1 when an added watch's path was given relative (0 for a removal). Python tells the listeners (the journal)
+ * each entry before any of the run's replies can be seen (fastpath.py), as
+ * Daemon.watch_added / watch_removed would. Past XSD_DELIVERIES_STOP bytes
+ * of log the run stops FULL before the next packet. */
+#define XSD_WATCH_LOG_HEADER  6u
+#define XSD_WATCH_LOG_ADDED   1
+#define XSD_WATCH_LOG_REMOVED 0
 
 /* TRANSACTION_START and TRANSACTION_END (XSD_RUN_TXN). The session's table
  * of transactions and its next id belong to Python (Session.transactions,
@@ -315,10 +334,11 @@ void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
 
 /* WATCH and UNWATCH for c (engine.h's list above): its session's handle in
  * the registry given to xsd_engine_watches (-1: none yet; Python's
- * CWatchRegistry.add gives one at the session's first watch), the
- * "watches" quota binding it (0: none, as for a privileged caller), and
- * journaled != 0 when the daemon's listeners must hear of its watches
- * (Daemon.watch_added: a journaled guest's), which leaves both to Python.
+ * fastpath.configure_watches gives every session one when it configures
+ * the conn), the "watches" quota binding it (0: none, as for a privileged
+ * caller), and journaled != 0 when the daemon's listeners must hear of its
+ * watches (Daemon.watch_added: a journaled guest's): then the run logs
+ * them (watch_log above).
  * Python calls it again whenever one of these changes. */
 void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled);
 
@@ -339,8 +359,9 @@ uint64_t xsd_conn_requests(const xsd_conn *c, unsigned op);
  * the store's own node blocks and the engine's scratch space (grown, kept)
  * for DIRECTORY_PART of a wide node and for a watched mutation's event, or
  * with a registry its deliveries (and a removal's entries below its root;
- * kept up to 4 * XSD_DELIVERIES_STOP bytes) and the registry's own match
- * space; a failed allocation is PYTHON. After XSD_RUN_EVENTS call again on
+ * kept up to 4 * XSD_DELIVERIES_STOP bytes), the watch log of a journaled
+ * conn (kept likewise) and the registry's own space (match scratch, watch
+ * records); a failed allocation is PYTHON. After XSD_RUN_EVENTS call again on
  * the rest. */
 int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r);

@@ -19,7 +19,9 @@ that may fire watches (STOP_EVENTS: ``engine.event(...)`` tells where its
 reply starts in ``out`` and what changed; fire it, send the reply, call
 again) unless the engine was given the C watch registry (``watches``): then
 it fires there and ``deliveries()`` holds the run's deliveries, read with
-``delivery_groups``.  engine.h says which
+``delivery_groups``; for a conn whose watches are journaled (``Conn.watches``),
+``watch_log()`` holds the WATCHes and UNWATCHes it answered (``watch_changes``
+reads them).  engine.h says which
 packets the engine answers; everything else, and every error, stays Python's.
 
 One C handle per object, owned through ``ffi.gc``; the engine keeps the
@@ -33,7 +35,7 @@ from ._xsd_native import ffi, lib
 
 __all__ = ["Engine", "Conn", "MUTATE", "STOP_DONE", "STOP_PYTHON", "STOP_FULL", "STOP_BAD",
            "STOP_EVENTS", "STOP_TXN", "TXN_STARTED", "TXN_ENDED", "TXN_FAILED",
-           "TXN_CONFLICT", "DELIVERY_AFTER"]
+           "TXN_CONFLICT", "DELIVERY_AFTER", "watch_changes"]
 
 MUTATE = lib.XSD_RUN_MUTATE
 STOP_DONE = lib.XSD_RUN_DONE
@@ -56,6 +58,9 @@ _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
 _OUT_CAP = 16 * REPLY_MAX      # replies of one run; FULL past it (the caller runs again)
 _GROUP = Struct("=QII")         # engine.h: reply_at, path length, records length
+_WATCH_LOG = Struct("=IBB")     # engine.h: key length, kind, relative
+if _WATCH_LOG.size != lib.XSD_WATCH_LOG_HEADER:
+    raise ImportError("xsd._native: watch log entry header differs from engine.h")
 if _GROUP.size != lib.XSD_DELIVERY_GROUP_HEADER:
     raise ImportError("xsd._native: delivery group header differs from engine.h")
 # struct xsd_run's first fields (engine.h), read in one unpack where five cffi field reads
@@ -77,7 +82,7 @@ _unpack_answer = _ANSWER.unpack_from
 class Conn:
     """One session's identity for the engine (xsd_conn) and its per-type counts."""
 
-    __slots__ = ("_h", "_engine", "txns", "next_tx_id")
+    __slots__ = ("_h", "_engine", "txns", "next_tx_id", "watches_journaled")
     # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
     COUNTED_OPS = (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 22)
 
@@ -89,6 +94,7 @@ class Conn:
         self._engine = engine
         self.txns = {}          # tx_id -> the owner of the xsd_txn the C conn borrows
         self.next_tx_id = 1     # what the C conn tries first at TRANSACTION_START
+        self.watches_journaled = False  # its runs log WATCH/UNWATCH (Engine.watch_log)
 
     def sync_transactions(self, transactions: dict) -> None:
         """The C conn knows exactly ``transactions`` (tx_id -> an object whose ``native``
@@ -144,9 +150,11 @@ class Conn:
     def watches(self, session, limit: int, journaled: bool) -> None:
         """WATCH and UNWATCH in C (engine.h xsd_conn_watches): the session's handle in the
         engine's watch registry (None: none yet, both Python's), the "watches" quota
-        binding it (0: none), and whether listeners hear of its watches (then Python's)."""
+        binding it (0: none), and whether listeners hear of its watches (then each run's
+        ``Engine.watch_log`` holds the ones it answered)."""
         lib.xsd_conn_watches(self._h, -1 if session is None else session, limit,
                              bool(journaled))
+        self.watches_journaled = bool(journaled)
 
     def requests(self, op: int) -> int:
         """Requests of type ``op`` the engine answered on this conn."""
@@ -192,6 +200,13 @@ class Engine:
         r = self._run_result
         n = r.deliveries_len
         return _unpack(r.deliveries, n) if n else b""
+
+    def watch_log(self) -> bytes:
+        """The last run's watch log (engine.h; ``watch_changes`` reads it), b"" when it
+        answered no WATCH or UNWATCH of a journaled conn."""
+        r = self._run_result
+        n = r.watch_log_len
+        return _unpack(r.watch_log, n) if n else b""
 
     def domain_known(self, domid: int, known: bool) -> None:
         """SET_PERMS may make ``domid`` an owner (Daemon.domain_exists); domids at or above
@@ -260,6 +275,18 @@ def delivery_groups(data: bytes):
         at += path_len
         yield reply_at, path, data[at:at + records_len]
         at += records_len
+
+
+def watch_changes(data: bytes):
+    """``(added, path, token, relative)`` per entry of ``Engine.watch_log()``, in the order
+    the engine answered them: ``added`` False for an UNWATCH (``relative`` then False)."""
+    at, end, unpack, size = 0, len(data), _WATCH_LOG.unpack_from, _WATCH_LOG.size
+    while at < end:
+        key_len, kind, relative = unpack(data, at)
+        at += size
+        path, _, token = data[at:at + key_len].partition(b"\0")
+        at += key_len
+        yield kind == lib.XSD_WATCH_LOG_ADDED, path.decode("ascii"), token, bool(relative)
 
 
 def _decode_event(raw: bytes, decode_perms, change, remove):

@@ -277,6 +277,22 @@ class Daemon:
             for listener in self.listeners:
                 listener.watch_removed(session.domid, path, token)
 
+    def watches_logged(self, session, changes) -> None:
+        """The WATCHes and UNWATCHes the C request path answered for ``session``, whose
+        watches listeners hear of (fastpath.configure_watches), in the order answered:
+        ``(added, path, token, relative)`` each, told as ``watch_added`` and
+        ``watch_removed`` tell them.  The engine reads the session's watch bytes from
+        the registry itself: nothing to reconfigure."""
+        if not self.keeps_watches(session):
+            return
+        domid, listeners = session.domid, self.listeners
+        for added, path, token, relative in changes:
+            for listener in listeners:
+                if added:
+                    listener.watch_added(domid, path, token, relative)
+                else:
+                    listener.watch_removed(domid, path, token)
+
     def watches_reset(self, session) -> None:
         """``session``'s watches are gone for good (RESET_WATCHES, a dropped guest connection)."""
         self.watches_changed(session)

@@ -37,11 +37,13 @@ What the engine must know of the Python side, and when it learns it:
   the session before anything else runs (a started overlay adopted as a
   ``CTransaction``), so both sides stay equal;
 - for WATCH and UNWATCH (``configure_watches``): the session's handle in the C
-  registry (given at its first watch, which is Python's: ``Daemon.watches_changed``
-  reconfigures it), the "watches" quota, and whether the daemon's listeners must
-  hear of its watches (a journaled guest's: then both stay Python's); with the
-  epoch too.  The engine reads the session's watch count and bytes (the memory
-  quota) from the registry itself;
+  registry (given then, if the session has none yet, so its first WATCH is the
+  engine's too), the "watches" quota, and whether the daemon's listeners must
+  hear of its watches (a journaled guest's: then each run's watch log goes to
+  ``Daemon.watches_logged`` before any of the run's output is sent or flushed,
+  so the journal records them before a reply can be seen); with the epoch too.
+  The engine reads the session's watch count and bytes (the memory quota) from
+  the registry itself;
 - which domains exist (SET_PERMS's new owner): the introduced ones and dom0,
   refreshed with the same epoch; an unknown owner goes to Python, which asks
   the hypervisor;
@@ -67,7 +69,7 @@ from .watches import CWatchRegistry
 if BACKEND == "cffi":
     from .._native.engine import (DELIVERY_AFTER, STOP_EVENTS, STOP_FULL, STOP_TXN,
                                   TXN_CONFLICT, TXN_FAILED, TXN_STARTED, Engine,
-                                  delivery_groups)
+                                  delivery_groups, watch_changes)
     from .ctransaction import CTransaction
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,10 @@ class FastPath:
                 used, out, journal_bytes, _, stop, fired = answer(conn, data, consumed)
             consumed += used
             journaled += journal_bytes
+            if conn.watches_journaled and (log := self.engine.watch_log()):
+                # Before any of the run's output moves (a flush commits the journal first).
+                daemon.watches_logged(session, watch_changes(log))
+                journal_bytes = journal_bytes or 1      # the journal has a record to write
             if stop == STOP_TXN:
                 self._transaction_moved(session, conn)
             if stop == STOP_EVENTS:
@@ -304,9 +310,10 @@ def configure(conn, quotas, session) -> None:
 
 def configure_watches(conn, daemon, session) -> None:
     """Tell ``conn`` what WATCH and UNWATCH in C need of ``session`` (engine.h
-    xsd_conn_watches): its handle in the daemon's C registry, the "watches" quota
-    binding it (quotas.check's), and whether listeners hear of its watches
-    (Daemon.watch_added tells them only for such a session: then Python answers)."""
+    xsd_conn_watches): its handle in the daemon's C registry (made now if it has none),
+    the "watches" quota binding it (quotas.check's), and whether listeners hear of its
+    watches (Daemon.watch_added tells them only for such a session: then the engine
+    logs the ones it answers, for ``FastPath.serve`` to tell)."""
     quotas = daemon.quotas
     conn.watches(daemon.watches.session_handle(session),
                  0 if session.privileged else quotas.get("watches", session.domid),

@@ -312,8 +312,11 @@ class CWatchRegistry:
     # -- sessions ------------------------------------------------------------
     def attach(self, session):
         """Give ``session`` a handle in C, its facts pushed, and the view of its watches.
-        Done at its first watch (``add``): a session that watches nothing costs nothing
-        here, and by then a guest's target is set (guest.py sets it after opening)."""
+        Done when the request engine first configures the session (``session_handle``),
+        so that its first WATCH is the engine's too, else at its first watch (``add``);
+        either way after a guest's target is set (guest.py sets it after opening).  A
+        handle costs a 48-byte slot in C and the view (which replaces the empty dict the
+        session opened with): docs/benchmarks.md, "Issue 17: a session's first WATCH in C"."""
         native = self._native
         handle = native.session_new()
         sessions = self._sessions
@@ -333,9 +336,13 @@ class CWatchRegistry:
         return None
 
     def session_handle(self, session):
-        """``session``'s handle in C (the request engine registers its watches there:
-        fastpath.configure_watches), or None while it has had no watch."""
-        return self._handle(session)
+        """``session``'s handle in C, given now if it has none (the request engine registers
+        its watches there: fastpath.configure_watches); None once it is closed (``detach``
+        freed its handle: a new one would never be freed)."""
+        handle = self._handle(session)
+        if handle is None and not session.closed:
+            handle = self.attach(session).handle
+        return handle
 
     def detach(self, session) -> None:
         handle = self._handle(session)

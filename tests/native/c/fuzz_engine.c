@@ -20,7 +20,9 @@
  * groups laid out as engine.h says, each at the start of one of the run's
  * replies, in order (a WATCH's after its reply: XSD_DELIVERY_AFTER). There
  * conns 0 and 1 answer WATCH and UNWATCH in C too (xsd_conn_watches; conn
- * 1 within a watches quota of 3 and its memory quota), and a run that stops
+ * 1 within a watches quota of 3 and its memory quota, its watches journaled:
+ * each run's watch log is well formed, and its entries add up to the change
+ * in conn 1's watch count; no other conn logs), and a run that stops
  * PYTHON without answering anything registered or dropped no watch.
  *
  * Program format, after that first byte, one batch after another until the
@@ -223,6 +225,41 @@ static int deliveries_ok(const struct xsd_run *r, const size_t *starts, uint32_t
     return 1;
 }
 
+/* A run's watch log (engine.h): entries laid out whole, each a WATCH
+ * (ADDED, its key "path NUL token") or an UNWATCH (REMOVED, relative 0), on
+ * a logged conn only, adding up to its watch count going from before to
+ * after. */
+static int watch_log_ok(const struct xsd_run *r, int logs, size_t before, size_t after)
+{
+    size_t at = 0;
+    int64_t net = 0;
+
+    if ((r->watch_log == NULL) != (r->watch_log_len == 0) || (!logs && r->watch_log_len))
+        return 0;
+    while (at < r->watch_log_len) {
+        uint32_t klen;
+        const char *key;
+
+        if (r->watch_log_len - at < XSD_WATCH_LOG_HEADER)
+            return 0;
+        memcpy(&klen, r->watch_log + at, 4);
+        key = r->watch_log + at + XSD_WATCH_LOG_HEADER;
+        if (r->watch_log_len - at - XSD_WATCH_LOG_HEADER < klen || klen < 2 ||
+            memchr(key, '\0', klen) == NULL || key[0] == '\0')
+            return 0;
+        if (r->watch_log[at + 4] == XSD_WATCH_LOG_ADDED)
+            net++;
+        else if (r->watch_log[at + 4] == XSD_WATCH_LOG_REMOVED && r->watch_log[at + 5] == 0)
+            net--;
+        else
+            return 0;
+        if (r->watch_log[at + 5] != 0 && r->watch_log[at + 5] != 1)
+            return 0;
+        at += XSD_WATCH_LOG_HEADER + klen;
+    }
+    return !logs || (int64_t)after - (int64_t)before == net;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -235,6 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     xsd_trie *trie;
     xsd_engine *engine;
     xsd_wreg *wreg = NULL;
+    int64_t logged_session = -1;    /* conn 1's registry handle: its watches are logged */
     xsd_conn *conns[CONNS];
     xsd_txn *txns[3];
     int ended[3] = {0, 0, 0};               /* ended in the engine: not committed again */
@@ -290,7 +328,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         xsd_engine_watches(engine, wreg);
         xsd_conn_watches(conns[0], s0, 0, 0);
-        xsd_conn_watches(conns[1], s1, 3, 0);
+        xsd_conn_watches(conns[1], s1, 3, 1);
+        logged_session = s1;
     } else if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2)) {
         abort();
     }
@@ -335,6 +374,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t before_len, after_len, at = 0, last_at = 0;
             char *before = store_dump(store, &before_len), *after;
             size_t watches = wreg ? xsd_wreg_count(wreg) : 0;
+            size_t logged_before = logged_session >= 0 ?
+                xsd_wreg_session_count(wreg, (uint32_t)logged_session) : 0;
 
             xsd_engine_run(engine, conns[ci], p->buf + pos, p->len - pos, out, sizeof out,
                            ctl & 4 ? 0 : XSD_RUN_MUTATE, &r);
@@ -354,6 +395,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             if (at != r.out_len || !deliveries_ok(&r, starts, r.handled) ||
                 (wreg && r.stop == XSD_RUN_EVENTS))
+                abort();
+            if (!watch_log_ok(&r, ci == 1 && logged_session >= 0, logged_before,
+                              logged_session >= 0 ?
+                              xsd_wreg_session_count(wreg, (uint32_t)logged_session) : 0))
                 abort();
             if (r.stop == XSD_RUN_PYTHON && r.handled == 0) {
                 after = store_dump(store, &after_len);

@@ -564,6 +564,23 @@ static int run_watch(xsd_engine *e, xsd_conn *c, uint32_t type, const char *payl
     return xsd_engine_run(e, c, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, r);
 }
 
+/* The watch log entry at r->watch_log + at is (kind, relative, key[0..klen)):
+ * where the next starts, or 0. */
+static size_t logged(const struct xsd_run *r, size_t at, int kind, int relative,
+                     const char *key, size_t klen)
+{
+    uint32_t len;
+
+    if (r->watch_log == NULL || r->watch_log_len - at < XSD_WATCH_LOG_HEADER)
+        return 0;
+    memcpy(&len, r->watch_log + at, 4);
+    if (len != klen || r->watch_log[at + 4] != kind || r->watch_log[at + 5] != relative ||
+        r->watch_log_len - at - XSD_WATCH_LOG_HEADER < klen ||
+        memcmp(r->watch_log + at + XSD_WATCH_LOG_HEADER, key, klen) != 0)
+        return 0;
+    return at + XSD_WATCH_LOG_HEADER + klen;
+}
+
 static void test_watch_and_unwatch_through_the_registry(void)
 {
     static const struct xsd_quotas guest_quotas = { .memory = 100 };
@@ -591,12 +608,34 @@ static void test_watch_and_unwatch_through_the_registry(void)
     xsd_conn_configure(c0, 0, -1, 1, 0, 2048);
     xsd_conn_configure(c1, 1, -1, 0, 0, 2048);
 
-    /* No handle yet: the session's first watch is Python's. */
+    /* No handle yet (Python gives one when it configures the conn): Python's. */
     CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
-    xsd_conn_watches(c0, s0, 0, 1);                 /* journaled: Python's too */
-    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
+    /* Journaled: answered here and logged, in order; refusals log nothing. */
+    xsd_conn_watches(c0, s0, 0, 1);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("rel\0r\0"), &r), XSD_RUN_DONE);
+    CHECK(logged(&r, 0, XSD_WATCH_LOG_ADDED, 1, P("/local/domain/0/rel\0r")));
+    CHECK(r.watch_log_len == XSD_WATCH_LOG_HEADER + sizeof "/local/domain/0/rel\0r" - 1);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("rel\0r\0"), &r), XSD_RUN_PYTHON);    /* EEXIST */
+    CHECK(r.watch_log_len == 0 && r.watch_log == NULL);
+    in.len = 0;
+    put_packet(&in, T_UNWATCH, 1, 0, P("/local/domain/0/rel\0r\0"));
+    put_packet(&in, T_WATCH, 2, 0, P("/w\0t"));
+    put_packet(&in, T_UNWATCH, 3, 0, P("/w\0t\0"));
+    put_packet(&in, T_UNWATCH, 4, 0, P("/w\0t\0"));                        /* ENOENT */
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_PYTHON);
+    CHECK_EQ(r.handled, 3);
+    {
+        size_t at = logged(&r, 0, XSD_WATCH_LOG_REMOVED, 0, P("/local/domain/0/rel\0r"));
+
+        at = at ? logged(&r, at, XSD_WATCH_LOG_ADDED, 0, P("/w\0t")) : 0;
+        at = at ? logged(&r, at, XSD_WATCH_LOG_REMOVED, 0, P("/w\0t")) : 0;
+        CHECK(at == r.watch_log_len);
+    }
+    CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s0), 0);
     xsd_conn_watches(c0, s0, 0, 0);
     CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_DONE);
+    CHECK(r.watch_log_len == 0);
     CHECK(r.out_len == 16 + 3 && memcmp(out + 16, "OK", 3) == 0);
     CHECK(initial_group(&r, 0, "/w", (uint32_t)s0, "", "t"));
     CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s0), 1);
