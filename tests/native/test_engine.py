@@ -1041,13 +1041,13 @@ def test_a_batch_whose_watch_log_passes_its_bound_runs_on_in_c_and_all_is_heard(
     keys = [b"/w\0" + b"%03d" % i + b"k" * 4000 for i in range(80)]
     pair.batch("g2", [(Op.WATCH, key + b"\0") for key in keys])
     fast, stops = pair.sides[0]["daemon"].fastpath, []
-    run = fast._run
+    answer = fast._answer
 
     def noting(*args):
-        result = run(*args)
+        result = answer(*args)
         stops.append((result[3], result[4]))       # handled, stop
         return result
-    fast._run = noting
+    fast._answer = noting
     pair.batch("g2", [(Op.UNWATCH, key + b"\0") for key in keys])
     # Replies are 19 bytes: only the log (~4 KiB an entry) can fill a run.
     assert stops[0][1] == STOP_FULL and 60 < stops[0][0] < 80, stops
