@@ -19,7 +19,9 @@ def test_trace_file_lines(daemon_factory, tmp_path):
         tx = int(writer.ok(Op.TRANSACTION_START, b"").rstrip(b"\0"))
         writer.ok(Op.READ, b"/vm/1/name", tx_id=tx)
         assert writer.error(Op.READ, b"/nonexistent") == "ENOENT"
-    text = wait_for_text(trace, "DESTROY connection rw#3")
+    # The writer (rw#3) closes first, the watcher (rw#2) after it: a loaded daemon may see
+    # the two hang-ups in different turns, so the file is read once both are in it.
+    text = wait_for_text(trace, "DESTROY connection rw#3", "DESTROY connection rw#2")
     lines = text.splitlines()       # rw#1: the fixture's probe that the daemon is up
     assert "CREATE connection rw#2 (d0)" in lines
     patterns = [
@@ -47,6 +49,8 @@ def test_long_payload_is_cut(daemon_factory, tmp_path):
     assert line.endswith("...)") and len(line) < 400, line
 
 
-def wait_for_text(path, needle: str) -> str:
-    wait_for(lambda: path.exists() and needle in path.read_text(), what=needle)
+def wait_for_text(path, *needles: str) -> str:
+    """The trace's text once every one of ``needles`` is in it."""
+    wait_for(lambda: path.exists() and all(n in path.read_text() for n in needles),
+             what=" and ".join(needles))
     return path.read_text()
