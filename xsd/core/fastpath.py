@@ -98,11 +98,15 @@ class FastPath:
     def state_changed(self) -> None:
         self.epoch += 1
 
-    def serve(self, session, data: bytes, flush_at: int):
+    def serve(self, session, data: bytes, flush_at: int, commit=None):
         """Answer the requests at the start of ``data`` that the engine takes; their replies
         go out through ``session.send``, handed to the transport whenever more than
         ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
-        ask for 50 MiB of replies).  -> (bytes consumed, journaled payload bytes)."""
+        ask for 50 MiB of replies).  ``commit``: journaling, a lone client's batch may be
+        committed here (the request pump's ``_commit_now``: it writes the record, then
+        returns True), so that replies after a change go straight to the transport as they
+        do in memory; None: they wait for ``Daemon.flush``, which commits before any output.
+        -> (bytes consumed, journaled payload bytes)."""
         daemon = self.daemon
         if daemon.access_log:
             return 0, 0
@@ -120,10 +124,11 @@ class FastPath:
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
         # write first: in memory, or journaling after a run that left the store's change log
-        # empty (reads, with every change before them on disk already: a reply never shows
-        # what the journal does not hold).  They go straight to the transport, unless output
-        # of this client is already waiting (Session.direct_replies says which transports
-        # allow it).
+        # empty (reads, a write inside a transaction, with every change before them on disk
+        # already: a reply never shows what the journal does not hold), or once ``commit``
+        # has written the record of the run's changes.  They go straight to the transport,
+        # unless output of this client is already waiting (Session.direct_replies says which
+        # transports allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
         deliveries = self._deliveries
@@ -147,7 +152,8 @@ class FastPath:
                     self._deliver(session, out, groups, flush_at)
                 elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
-                            not (journaling and (journal_bytes or daemon.store.has_changes())):
+                            not (journaling and daemon.store.has_changes()
+                                 and (commit is None or not commit())):
                         session.write(out)      # nothing of this client waits before these
                         unsent = session.unsent
                         if session.unsent_held or (unsent is not None and unsent()):

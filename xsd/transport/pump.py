@@ -45,6 +45,7 @@ class RequestPump:
         self._owner = None            # id() of the session of the one batch waiting, if one
         self._alone = None            # id() of the session whose batch alone made the last
                                       # scheduled commit, while it sends alone
+        self._committed = False       # _commit_now wrote a record in this batch
         self._writers = weakref.WeakSet()   # sessions whose ``journal_written`` is counting
         self._debtors = ()            # sessions charged for the snapshot being written
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
@@ -62,30 +63,53 @@ class RequestPump:
         if fast is None or session.paused:
             return data
         policy = self.policy
-        if policy is not None and policy.job is not None:
-            self._pay_snapshot_debt(session)
-        consumed, journaled = fast.serve(session, data, FLUSH_AT)
-        if session.out_bytes > FLUSH_AT:
-            daemon.flush()
         if policy is None:              # in memory
+            consumed, _ = fast.serve(session, data, FLUSH_AT)
+            if session.out_bytes > FLUSH_AT:
+                daemon.flush()
             if consumed < len(data):
                 return data[consumed:] if consumed else data
             if daemon.dirty:
                 daemon.flush()          # else every reply already went out (fastpath.py)
             return b""
+        if policy.job is not None:
+            self._pay_snapshot_debt(session)
+        alone = (self._alone == id(session) and not self._flush_scheduled
+                 and self.loop is not None and policy.commit_cheap())
+        self._committed = False
+        consumed, journaled = fast.serve(session, data, FLUSH_AT,
+                                         self._commit_now if alone else None)
+        if session.out_bytes > FLUSH_AT:
+            daemon.flush()
         if journaled:
             self._count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if journaled and self.loop is not None:
-            if (self._alone == id(session) and not self._flush_scheduled
-                    and policy.commit_cheap()):
+        if daemon.dirty or policy.pending():
+            if alone:
                 daemon.flush()          # its record, then its replies: no one to wait for
-            else:
+            elif self.loop is not None and policy.pending():
                 self._schedule_flush(id(session))   # the changes wait for their record
-        elif daemon.dirty or policy.pending():
-            self.request_flush()        # else every reply already went out (fastpath.py)
+            else:
+                daemon.flush()          # nothing for the journal: no commit to share
+        elif self._committed:
+            self._after_commit()        # the replies went out after the record (fastpath.py)
         return b""
+
+    def _commit_now(self) -> bool:
+        """A lone client's batch, committed while the C path serves it (``FastPath.serve``'s
+        ``commit``): the record written (the commit step of ``Daemon.flush``), so that the
+        replies after it may go straight to the transport."""
+        for listener in self.daemon.listeners:
+            listener.commit()
+        self._committed = True
+        return True
+
+    def _after_commit(self) -> None:
+        """The last step of ``Daemon.flush`` after ``_commit_now``'s commit: a snapshot due."""
+        self._committed = False
+        for listener in self.daemon.listeners:
+            listener.after_output()
 
     def serve(self, session, packets, queue) -> None:
         """Handle ``packets`` in order; once ``session`` is paused or closed, the rest wait
