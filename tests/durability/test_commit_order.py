@@ -197,3 +197,25 @@ def test_a_record_is_fsynced_on_disk_and_not_on_tmpfs(state_dir, monkeypatch):
     assert d.persist.syncs_each_batch == (not on_tmpfs)
     assert syncs.count(d.persist.fd) == (0 if on_tmpfs else 3)
     d.persist.close()
+
+
+def test_records_past_the_space_allocated_ahead_and_across_a_snapshot_replay_whole(state_dir):
+    """The journal grows by PREALLOC_BYTES at a time (on tmpfs: mapped anew each time) and
+    is replaced by an empty one at a snapshot: every acknowledged write is found again."""
+    config = Config(rundir=state_dir, state_dir=state_dir)
+    d = open_daemon(config)
+    out = []
+    s = d.open_session(out.append, name="c")
+    big = 3000                                   # about 3 MiB of records: two growths
+    for i in range(1000):
+        if i == 600:
+            d.persist.checkpoint()               # a snapshot, a new journal (and mapping)
+        d.handle(s, Packet(Op.WRITE, i, 0, b"/grow/k%d\0" % (i % 700) + b"%06d" % i * (big // 6)))
+        d.flush()
+    assert len(Decoder().feed(b"".join(out))) == 1000
+    d.persist.close()
+    again = open_daemon(config)
+    for k in range(700):
+        last = max(i for i in range(1000) if i % 700 == k)
+        assert again.store.get("/grow/k%d" % k).value == b"%06d" % last * (big // 6)
+    again.persist.close()

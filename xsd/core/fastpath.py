@@ -102,10 +102,11 @@ class FastPath:
         """Answer the requests at the start of ``data`` that the engine takes; their replies
         go out through ``session.send``, handed to the transport whenever more than
         ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
-        ask for 50 MiB of replies).  ``commit``: journaling, a lone client's batch may be
-        committed here (the request pump's ``_commit_now``: it writes the record, then
-        returns True), so that replies after a change go straight to the transport as they
-        do in memory; None: they wait for ``Daemon.flush``, which commits before any output.
+        ask for 50 MiB of replies).  ``commit(session)``: journaling, asked when a run's
+        replies show changes not yet recorded; True once it wrote their record (the request
+        pump's ``_commit_now``, for a lone client), and the replies go straight to the
+        transport as they do in memory; else (or None) they wait for ``Daemon.flush``, which
+        commits before any output.
         -> (bytes consumed, journaled payload bytes)."""
         daemon = self.daemon
         if daemon.access_log:
@@ -153,7 +154,7 @@ class FastPath:
                 elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
                             not (journaling and daemon.store.has_changes()
-                                 and (commit is None or not commit())):
+                                 and (commit is None or not commit(session))):
                         session.write(out)      # nothing of this client waits before these
                         unsent = session.unsent
                         if session.unsent_held or (unsent is not None and unsent()):

@@ -35,6 +35,7 @@ ahead of the journal.  The restart replays what is on disk.
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import shutil
 import time
@@ -119,6 +120,7 @@ class Persistence:
         self.recorder = record_builder(d.store, self.codec)   # builds each batch's record
         self.fd = -1
         self.in_ram = False           # the journal's file system keeps it in memory only
+        self._map = None              # in_ram: a shared mapping of the journal (_append)
         self.epoch = 0
         self.seq = 0
         self.journal_size = 0         # bytes of records (and header): where the next one goes
@@ -312,14 +314,36 @@ class Persistence:
 
     def _append(self, data: bytes) -> int:
         """Write ``data`` at the journal's end, allocating ahead when it reaches the allocated
-        end (``posix_fallocate``; glibc writes zeros where the file system cannot)."""
-        end = self.journal_size + len(data)
+        end (``posix_fallocate``; glibc writes zeros where the file system cannot).  On a
+        file system in memory (``in_ram``) the write is a copy into a shared mapping of the
+        file's allocated space (``_map``): the mapping is the file's page cache itself, so
+        the record is in the file once the copy is done, as after a pwrite, without the
+        system call (and its update of the file's times) per record."""
+        start = self.journal_size
+        end = start + len(data)
         if end > self.journal_allocated:
             want = end + PREALLOC_BYTES
             os.posix_fallocate(self.fd, self.journal_allocated, want - self.journal_allocated)
             self.journal_allocated = want
-        _write_at(self.fd, data, self.journal_size)
+            if self.in_ram:
+                self._remap()
+        if self._map is not None:
+            self._map[start:end] = data
+        else:
+            _write_at(self.fd, data, start)
         return len(data)
+
+    def _remap(self) -> None:
+        """Map the journal's allocated space (all of it: pages are touched only as records
+        reach them), in place of the smaller mapping before it.  Allocated first, so no copy
+        into it can fault past the file's end or find the file system full."""
+        self._unmap()
+        self._map = mmap.mmap(self.fd, self.journal_allocated)
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
     @property
     def syncs_each_batch(self) -> bool:
@@ -396,7 +420,7 @@ class Persistence:
     def _new_journal(self, path: str, epoch: int) -> int:
         """An empty journal of ``epoch`` at ``path``, durably in place; its descriptor."""
         tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)   # RDWR: _remap
         try:
             _write_at(fd, file_header(JOURNAL_MAGIC, epoch), 0)
             os.fsync(fd)
@@ -408,6 +432,7 @@ class Persistence:
         return fd
 
     def _switch_journal(self, fd: int, epoch: int) -> None:
+        self._unmap()
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
@@ -535,6 +560,7 @@ class Persistence:
     def close(self) -> None:
         """Release the files and the state directory's lock (the journal stays as it is)."""
         self._abandon_job()
+        self._unmap()
         for fd in (self.fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)

@@ -74,11 +74,7 @@ class RequestPump:
             return b""
         if policy.job is not None:
             self._pay_snapshot_debt(session)
-        alone = (self._alone == id(session) and not self._flush_scheduled
-                 and self.loop is not None and policy.commit_cheap())
-        self._committed = False
-        consumed, journaled = fast.serve(session, data, FLUSH_AT,
-                                         self._commit_now if alone else None)
+        consumed, journaled = fast.serve(session, data, FLUSH_AT, self._commit_now)
         if session.out_bytes > FLUSH_AT:
             daemon.flush()
         if journaled:
@@ -86,20 +82,27 @@ class RequestPump:
         if consumed < len(data):
             return data[consumed:] if consumed else data
         if daemon.dirty or policy.pending():
-            if alone:
-                daemon.flush()          # its record, then its replies: no one to wait for
-            elif self.loop is not None and policy.pending():
-                self._schedule_flush(id(session))   # the changes wait for their record
-            else:
+            if self.loop is None or not policy.pending():
                 daemon.flush()          # nothing for the journal: no commit to share
+            elif self._alone == id(session) and not self._flush_scheduled \
+                    and policy.commit_cheap():
+                daemon.flush()          # its record, then its replies: no one to wait for
+            else:
+                self._schedule_flush(id(session))   # the changes wait for their record
         elif self._committed:
             self._after_commit()        # the replies went out after the record (fastpath.py)
         return b""
 
-    def _commit_now(self) -> bool:
-        """A lone client's batch, committed while the C path serves it (``FastPath.serve``'s
-        ``commit``): the record written (the commit step of ``Daemon.flush``), so that the
-        replies after it may go straight to the transport."""
+    def _commit_now(self, session) -> bool:
+        """``FastPath.serve``'s ``commit``: the store holds changes of ``session``'s batch
+        that its replies would show.  When its batch alone made the last commit and a commit
+        is cheap (no one to share one with, and no fsync worth waiting a loop turn for:
+        ``serve_bytes``), write the record now (the commit step of ``Daemon.flush``) and say
+        so: its replies may then go straight to the transport.  Else False: they wait for
+        the flush."""
+        if self._alone != id(session) or self._flush_scheduled or self.loop is None \
+                or not self.policy.commit_cheap():
+            return False
         for listener in self.daemon.listeners:
             listener.commit()
         self._committed = True
