@@ -74,23 +74,29 @@ class RequestPump:
             return b""
         if policy.job is not None:
             self._pay_snapshot_debt(session)
-        consumed, journaled = fast.serve(session, data, FLUSH_AT, self._commit_now)
+        alone = self._alone == id(session)
+        consumed, journaled = fast.serve(session, data, FLUSH_AT,
+                                         self._commit_now if alone else None)
         if session.out_bytes > FLUSH_AT:
             daemon.flush()
         if journaled:
             self._count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if daemon.dirty or policy.pending():
-            if self.loop is None or not policy.pending():
+        if daemon.dirty:
+            # Replies wait.  For a record when the engine journaled (at worst, a WRITE inside
+            # a transaction behind output of its client's that was waiting: a turn for no
+            # record) or the journal has anything else waiting.
+            if self.loop is None or not (journaled or policy.pending()):
                 daemon.flush()          # nothing for the journal: no commit to share
-            elif self._alone == id(session) and not self._flush_scheduled \
-                    and policy.commit_cheap():
+            elif alone and not self._flush_scheduled and policy.commit_cheap():
                 daemon.flush()          # its record, then its replies: no one to wait for
             else:
                 self._schedule_flush(id(session))   # the changes wait for their record
         elif self._committed:
             self._after_commit()        # the replies went out after the record (fastpath.py)
+        elif policy.pending():
+            self.request_flush()        # another batch's record waits: counted with it
         return b""
 
     def _commit_now(self, session) -> bool:
