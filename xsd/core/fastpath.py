@@ -103,10 +103,11 @@ class FastPath:
         go out through ``session.send``, handed to the transport whenever more than
         ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
         ask for 50 MiB of replies).  ``commit(session)``: journaling, asked when a run's
-        replies show changes not yet recorded; True once it wrote their record (the request
-        pump's ``_commit_now``, for a lone client), and the replies go straight to the
-        transport as they do in memory; else (or None) they wait for ``Daemon.flush``, which
-        commits before any output.
+        replies may show changes not yet recorded (it journaled, or the store's change log
+        holds some); True once it wrote their record (the request pump's ``_commit_now``,
+        for a lone client), and the replies go straight to the transport as they do in
+        memory; else (or None) they wait for ``Daemon.flush``, which commits before any
+        output.
         -> (bytes consumed, journaled payload bytes)."""
         daemon = self.daemon
         if daemon.access_log:
@@ -125,11 +126,11 @@ class FastPath:
         stats = daemon.stats
         # A socket's replies need not wait for the batch's flush when there is no journal to
         # write first: in memory, or journaling after a run that left the store's change log
-        # empty (reads, a write inside a transaction, with every change before them on disk
-        # already: a reply never shows what the journal does not hold), or once ``commit``
-        # has written the record of the run's changes.  They go straight to the transport,
-        # unless output of this client is already waiting (Session.direct_replies says which
-        # transports allow it).
+        # empty (reads, with every change before them on disk already: a reply never shows
+        # what the journal does not hold), or once ``commit`` has written the record of the
+        # run's changes (none for a write inside a transaction).  They go straight to the
+        # transport, unless output of this client is already waiting
+        # (Session.direct_replies says which transports allow it).
         direct = session.direct_replies
         journaling = bool(daemon.listeners)
         deliveries = self._deliveries
@@ -153,7 +154,7 @@ class FastPath:
                     self._deliver(session, out, groups, flush_at)
                 elif out:
                     if direct and not (session.out or session.backlog or session.paused) and \
-                            not (journaling and daemon.store.has_changes()
+                            not (journaling and (journal_bytes or daemon.store.has_changes())
                                  and (commit is None or not commit(session))):
                         session.write(out)      # nothing of this client waits before these
                         unsent = session.unsent
