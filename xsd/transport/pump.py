@@ -11,7 +11,10 @@ durability's policy says so (``hold_back``, ``xsd/durability/group_commit.py``).
 One exception: a client whose batch alone made the last commit, sending again
 with no other batch waiting, is committed and answered at once when a commit
 is cheap (``commit_cheap``: tmpfs), since no one has been seen to share it
-with; a second client's batch puts everything back on the scheduled flush.
+with: inside the C path's run (``_commit_now``: the record, then its replies
+straight to the transport, as in memory), or by a flush in its callback when
+its batch also made output for others (watch events); a second client's
+batch puts everything back on the scheduled flush.
 
 Snapshots are charged to who causes them.  A snapshot is due because the
 journal grew, and the journal grows by what clients write.  The pump counts
@@ -100,8 +103,8 @@ class RequestPump:
         return b""
 
     def _commit_now(self, session) -> bool:
-        """``FastPath.serve``'s ``commit``: the store holds changes of ``session``'s batch
-        that its replies would show.  When its batch alone made the last commit and a commit
+        """``FastPath.serve``'s ``commit``: ``session``'s batch may have changes its
+        replies would show.  When its batch alone made the last commit and a commit
         is cheap (no one to share one with, and no fsync worth waiting a loop turn for:
         ``serve_bytes``), write the record now (the commit step of ``Daemon.flush``) and say
         so: its replies may then go straight to the transport.  Else False: they wait for
