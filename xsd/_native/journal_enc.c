@@ -37,6 +37,7 @@
 #define PATH_SIZE 3             /* kind u8 | path u16 */
 #define NAMES_SIZE 7            /* kind u8 | path u16 | names u32 */
 #define BUF_MIN 256u
+#define SLOTS_SHRINK 16         /* created_index: a table this much too big is replaced */
 #define NO_KEY SIZE_MAX
 
 struct buf {
@@ -366,13 +367,21 @@ static int created_index(xsd_journal *j, size_t ncreated)
     j->order = order;
     while (want < 4 * ncreated)
         want *= 2;
-    if (want > j->nslots) {
+    /* A table grown for a big batch (up to XSD_JOURNAL_KEEP bytes, kept) is cleared
+     * whole at every batch after it: one creating a node would memset 256 KiB. So
+     * it is replaced by one of the size wanted once it is SLOTS_SHRINK times that
+     * (out of memory then: the big one serves). */
+    if (want > j->nslots || j->nslots / SLOTS_SHRINK >= want) {
         size_t *slots = XSD_CALLOC(want, sizeof *slots);
-        if (!slots)
+        if (slots) {
+            XSD_FREE(j->slots);
+            j->slots = slots;
+            j->nslots = want;
+        } else if (want > j->nslots) {
             return -ENOMEM;
-        XSD_FREE(j->slots);
-        j->slots = slots;
-        j->nslots = want;
+        } else {
+            memset(j->slots, 0, j->nslots * sizeof *j->slots);
+        }
     } else {
         memset(j->slots, 0, j->nslots * sizeof *j->slots);
     }

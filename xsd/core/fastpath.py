@@ -101,11 +101,17 @@ class FastPath:
     def state_changed(self) -> None:
         self.epoch += 1
 
-    def serve(self, session, data: bytes, flush_at: int):
+    def serve(self, session, data: bytes, flush_at: int, commit=None):
         """Answer the requests at the start of ``data`` that the engine takes; their replies
         go out through ``session.send``, handed to the transport whenever more than
         ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
-        ask for 50 MiB of replies).  -> (bytes consumed, journaled payload bytes)."""
+        ask for 50 MiB of replies).  ``commit(session)``: journaling, asked when a run's
+        replies may show changes not yet recorded (it journaled, or the store's change log
+        holds some); True once it wrote their record (the request pump's ``_commit_now``,
+        for a lone client), and the replies go straight to the transport as they do in
+        memory; else (or None) they wait for ``Daemon.flush``, which commits before any
+        output.
+        -> (bytes consumed, journaled payload bytes)."""
         daemon = self.daemon
         if daemon.access_log:
             return 0, 0
@@ -146,12 +152,15 @@ class FastPath:
                 # A socket's replies need not wait for the batch's flush when there is no
                 # journal to write first: in memory, or journaling after a run that left the
                 # store's change log empty (reads, with every change before them on disk
-                # already: a reply never shows what the journal does not hold).  They go
-                # straight to the transport, unless output of this client is already waiting
-                # (Session.direct_replies says which transports allow it).
+                # already: a reply never shows what the journal does not hold), or once
+                # ``commit`` has written the record of the run's changes (none for a write
+                # inside a transaction).  They go straight to the transport, unless output of
+                # this client is already waiting (Session.direct_replies says which transports
+                # allow it).
                 if session.direct_replies and not (
                         session.out or session.backlog or session.paused or (
-                            daemon.listeners and (journal_bytes or daemon.store.has_changes()))):
+                            daemon.listeners and (journal_bytes or daemon.store.has_changes())
+                            and (commit is None or not commit(session)))):
                     session.write(out)      # nothing of this client waits before these
                     if session.unsent_held or (session.unsent is not None and session.unsent()):
                         session.count_unsent()  # the budget's count moves only then

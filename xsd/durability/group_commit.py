@@ -17,11 +17,13 @@ class GroupCommit:
         self._hold_since = None
 
     def cheap(self) -> bool:
-        """Is a commit cheap enough not to be worth sharing?  No fsync per batch, or one
-        shorter than ``MIN_FSYNC_HELD`` (a state directory on tmpfs): then a lone client's
-        batch is committed and answered in the callback that brought it (pump.py
-        ``serve_bytes``), where a turn of the loop for the commit costs more than it."""
-        return self.journal.fsync != "batch" or self.journal.fsync_seconds < MIN_FSYNC_HELD
+        """Is a commit cheap enough not to be worth sharing?  No fsync per batch (``--fsync``
+        interval or never, or a state directory on tmpfs: persist.py ``syncs_each_batch``),
+        or one shorter than ``MIN_FSYNC_HELD``: then a lone client's batch is committed and
+        answered in the callback that brought it (pump.py ``serve_bytes``), where a turn of
+        the loop for the commit costs more than it."""
+        journal = self.journal
+        return not journal.syncs_each_batch or journal.fsync_seconds < MIN_FSYNC_HELD
 
     def hold_back(self, batches: int) -> bool:
         """Should the scheduled flush wait one more loop turn?  (``--fsync batch`` only.)
@@ -37,7 +39,7 @@ class GroupCommit:
         turn, a poll and a callback, costs more than the fsync it saves, and every reply
         of the batch waits for it (mc:8 on tmpfs, docs/benchmarks.md).
         """
-        if self.journal.fsync != "batch" or self.journal.fsync_seconds < MIN_FSYNC_HELD:
+        if not self.journal.syncs_each_batch or self.journal.fsync_seconds < MIN_FSYNC_HELD:
             return False
         if batches < self._last_batches:
             now = time.monotonic()

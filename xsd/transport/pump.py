@@ -11,7 +11,10 @@ durability's policy says so (``hold_back``, ``xsd/durability/group_commit.py``).
 One exception: a client whose batch alone made the last commit, sending again
 with no other batch waiting, is committed and answered at once when a commit
 is cheap (``commit_cheap``: tmpfs), since no one has been seen to share it
-with; a second client's batch puts everything back on the scheduled flush.
+with: inside the C path's run (``_commit_now``: the record, then its replies
+straight to the transport, as in memory), or by a flush in its callback when
+its batch also made output for others (watch events); a second client's
+batch puts everything back on the scheduled flush.
 
 Snapshots are charged to who causes them.  A snapshot is due because the
 journal grew, and the journal grows by what clients write.  The pump counts
@@ -45,6 +48,7 @@ class RequestPump:
         self._owner = None            # id() of the session of the one batch waiting, if one
         self._alone = None            # id() of the session whose batch alone made the last
                                       # scheduled commit, while it sends alone
+        self._committed = False       # _commit_now wrote a record in this batch
         self._writers = weakref.WeakSet()   # sessions whose ``journal_written`` is counting
         self._debtors = ()            # sessions charged for the snapshot being written
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
@@ -62,30 +66,62 @@ class RequestPump:
         if fast is None or session.paused:
             return data
         policy = self.policy
-        if policy is not None and policy.job is not None:
-            self._pay_snapshot_debt(session)
-        consumed, journaled = fast.serve(session, data, FLUSH_AT)
-        if session.out_bytes > FLUSH_AT:
-            daemon.flush()
         if policy is None:              # in memory
+            consumed, _ = fast.serve(session, data, FLUSH_AT)
+            if session.out_bytes > FLUSH_AT:
+                daemon.flush()
             if consumed < len(data):
                 return data[consumed:] if consumed else data
             if daemon.dirty:
                 daemon.flush()          # else every reply already went out (fastpath.py)
             return b""
+        if policy.job is not None:
+            self._pay_snapshot_debt(session)
+        alone = self._alone == id(session)
+        consumed, journaled = fast.serve(session, data, FLUSH_AT,
+                                         self._commit_now if alone else None)
+        if session.out_bytes > FLUSH_AT:
+            daemon.flush()
         if journaled:
             self._count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
-        if journaled and self.loop is not None:
-            if (self._alone == id(session) and not self._flush_scheduled
-                    and policy.commit_cheap()):
+        if daemon.dirty:
+            # Replies wait.  For a record when the engine journaled (at worst, a WRITE inside
+            # a transaction behind output of its client's that was waiting: a turn for no
+            # record) or the journal has anything else waiting.
+            if self.loop is None or not (journaled or policy.pending()):
+                daemon.flush()          # nothing for the journal: no commit to share
+            elif alone and not self._flush_scheduled and policy.commit_cheap():
                 daemon.flush()          # its record, then its replies: no one to wait for
             else:
                 self._schedule_flush(id(session))   # the changes wait for their record
-        elif daemon.dirty or policy.pending():
-            self.request_flush()        # else every reply already went out (fastpath.py)
+        elif self._committed:
+            self._after_commit()        # the replies went out after the record (fastpath.py)
+        elif policy.pending():
+            self.request_flush()        # another batch's record waits: counted with it
         return b""
+
+    def _commit_now(self, session) -> bool:
+        """``FastPath.serve``'s ``commit``: ``session``'s batch may have changes its
+        replies would show.  When its batch alone made the last commit and a commit
+        is cheap (no one to share one with, and no fsync worth waiting a loop turn for:
+        ``serve_bytes``), write the record now (the commit step of ``Daemon.flush``) and say
+        so: its replies may then go straight to the transport.  Else False: they wait for
+        the flush."""
+        if self._alone != id(session) or self._flush_scheduled or self.loop is None \
+                or not self.policy.commit_cheap():
+            return False
+        for listener in self.daemon.listeners:
+            listener.commit()
+        self._committed = True
+        return True
+
+    def _after_commit(self) -> None:
+        """The last step of ``Daemon.flush`` after ``_commit_now``'s commit: a snapshot due."""
+        self._committed = False
+        for listener in self.daemon.listeners:
+            listener.after_output()
 
     def serve(self, session, packets, queue) -> None:
         """Handle ``packets`` in order; once ``session`` is paused or closed, the rest wait

@@ -272,6 +272,38 @@ static void test_a_wide_and_a_deep_batch_create_every_node_parents_first(void)
     xsd_store_free(s);
 }
 
+/* created_index's table, grown for a batch of 2000 creations and kept (under
+ * XSD_JOURNAL_KEEP), is replaced by a small one for the one creation after it,
+ * and grown again: every record still whole. */
+static void test_the_created_table_shrinks_after_a_big_batch_and_grows_again(void)
+{
+    xsd_store *s = xsd_store_new();
+    xsd_journal *j = xsd_journal_new();
+    static const char *const existed[] = {"/", "/t"};
+    char path[64];
+    int64_t n;
+
+    CHECK_EQ(write_path(s, "/t", ""), 1);
+    xsd_store_track(s, 1);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2000; i++) {
+            snprintf(path, sizeof path, "/t/r%d-%d", round, i);
+            CHECK_EQ(write_path(s, path, "v"), 1);
+        }
+        n = xsd_journal_record(j, s, (uint64_t)(2 * round + 1), NULL, 0);
+        CHECK(n > 0 && (uint64_t)n < XSD_JOURNAL_KEEP);
+        check_frame(j, xsd_journal_data(j), n);
+        CHECK_EQ(walk_creates(xsd_journal_data(j), n, existed, 2), 2000);
+        snprintf(path, sizeof path, "/t/one%d", round);
+        CHECK_EQ(write_path(s, path, "v"), 1);
+        n = xsd_journal_record(j, s, (uint64_t)(2 * round + 2), NULL, 0);
+        check_frame(j, xsd_journal_data(j), n);
+        CHECK_EQ(walk_creates(xsd_journal_data(j), n, existed, 2), 1);
+    }
+    xsd_journal_free(j);
+    xsd_store_free(s);
+}
+
 static void test_a_path_too_long_for_its_field_leaves_the_log(void)
 {
     xsd_store *s = xsd_store_new();
@@ -307,6 +339,7 @@ int main(void)
     RUN(test_new_children_not_last_get_an_order_entry);
     RUN(test_a_tail_alone_is_framed_and_follows_the_entries);
     RUN(test_a_wide_and_a_deep_batch_create_every_node_parents_first);
+    RUN(test_the_created_table_shrinks_after_a_big_batch_and_grows_again);
     RUN(test_a_path_too_long_for_its_field_leaves_the_log);
     return check_report();
 }
