@@ -96,7 +96,8 @@ ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
     ("overwrite_ops_per_s", "overwrite ops/s, 1 client", "%.0f", FLOOR_RATE),
     ("create_ops_per_s", "create ops/s, 1 client", "%.0f", FLOOR_RATE),
     ("create_spread_ops_per_s", "create, 100 per directory, ops/s", "%.0f", FLOOR_RATE),
-    ("rw_daemon_cpu_us_per_op", "daemon CPU per request, 1 client (us)", "%.1f", []),
+    ("rw_daemon_cpu_us_per_op", "daemon CPU per request, 1 client (us)", "%.1f",
+     [("uvloop", None)]),
     ("dir1000_ops_per_s", "DIRECTORY of 1000 children, ops/s", "%.0f", ONE_CLIENT_RATE),
     ("tx_ops_per_s", "transaction start+write+commit, /s", "%.0f", ONE_CLIENT_RATE),
     ("watch_W10_register_per_s", "W=10: watch registrations/s", "%.0f", ONE_CLIENT_RATE),
@@ -114,7 +115,7 @@ ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
      [("xen", 2.0), ("journal", 0.8)]),
     ("mc8_daemon_cpu_us_per_op", "8 clients: daemon CPU per request (us)", "%.1f", [("xen", 0.5)]),
     ("dir1000_daemon_cpu_us_per_op", "DIRECTORY of 1000 children, 64 in flight: daemon CPU "
-     "per request (us)", "%.2f", []),
+     "per request (us)", "%.2f", [("uvloop", None)]),
     ("rss_bytes_per_node", "RSS per node, 100k nodes of 32 B (fresh daemon)", "%.0f",
      [("abs", 115)]),
     ("watch_rss_bytes_per_watch", "RSS per registered watch, 10,000 watches (fresh daemon)",
