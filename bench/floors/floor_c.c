@@ -21,9 +21,9 @@
  * outside a transaction sends an event (the written path, the watch's token)
  * to each watch on that path or one of its ancestors: xsbench watch:W's client
  * A waits for the events of client B's writes.  It ignores everything else a
- * daemon fires for (MKDIR, RM, SET_PERMS, commits, special paths), relative
- * paths, quotas and permissions (a repeated WATCH is a second entry); UNWATCH and a closing connection
- * remove watches.  Events to another connection are written to its socket at
+ * daemon fires for (MKDIR, RM, SET_PERMS, commits, special paths), a relative
+ * path's ancestors, quotas and permissions; a repeated WATCH is a second entry.
+ * UNWATCH and a closing connection remove watches.  Events to another connection are written to its socket at
  * once, blocking (fine for a floor: xsbench's watcher drains its events).
  *
  * Build: cc -O2 -o floor_c floor_c.c     Run: ./floor_c SOCKET_PATH

@@ -19,8 +19,8 @@ Watches are one table, path -> [(connection, token)], so that a WRITE outside a
 transaction sends an event (the written path, the watch's token) to each
 watch on that path or one of its ancestors: xsbench watch:W's client A waits for
 the events of client B's writes.  It ignores everything else a daemon fires for
-(MKDIR, RM, SET_PERMS, commits, special paths), relative paths, quotas and
-permissions; a connection's watches go with it.
+(MKDIR, RM, SET_PERMS, commits, special paths), a relative path's ancestors,
+quotas and permissions; a repeated WATCH is one entry; a connection's watches go with it.
 
     python bench/floors/floor_uvloop.py SOCKET_PATH
 """
