@@ -77,16 +77,21 @@ def script(seed: int, steps: int = 150) -> list:
     return out
 
 
-def run(proc, steps, watches=WATCHES, reports=None) -> dict:
-    """Play ``steps`` on the daemon ``proc``, ``watches`` set first: -> each connection's
-    packets, in order.  ``reports``: a list that gets CONTROL memreport's lines (a dict)
-    once the watches are set and again after the steps, every client still connected."""
+def introduce_guests(proc) -> None:
+    """Domains 1 and 2 made on ``proc``'s mock hypervisor and introduced by a toolstack."""
     hv = MockControl(proc.rundir)
     with SocketClient(proc.socket_path, timeout=10) as toolstack:
         for domid in (1, 2):
             row = hv.create(name="vm%d" % domid, domid=domid,
                             uuid="00000000-0000-0000-0000-00000000000%d" % domid)
             toolstack_introduce(toolstack, row)
+
+
+def run(proc, steps, watches=WATCHES, reports=None) -> dict:
+    """Play ``steps`` on the daemon ``proc``, ``watches`` set first: -> each connection's
+    packets, in order.  ``reports``: a list that gets CONTROL memreport's lines (a dict)
+    once the watches are set and again after the steps, every client still connected."""
+    introduce_guests(proc)
     clients = {"writer": RawClient(proc.socket_path, timeout=10),
                "watcher": RawClient(proc.socket_path, timeout=10),
                "g1": RecordingGuest(proc.rundir, 1, timeout=10),

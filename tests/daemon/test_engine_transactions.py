@@ -154,17 +154,9 @@ def removal_script(seed: int, count: int = 80) -> list:
 def run_removals(proc, steps) -> tuple:
     """Play ``steps`` with watchers on sockets and rings: -> (each connection's packets in
     order, memreport)."""
-    from tests.daemon.test_engine_events import RecordingGuest
-    from xsd.hv_cli import toolstack_introduce
-    from xsd.hypervisor.guest_client import SocketClient
-    from xsd.hypervisor.mock import MockControl
+    from tests.daemon.test_engine_events import RecordingGuest, introduce_guests
 
-    hv = MockControl(proc.rundir)
-    with SocketClient(proc.socket_path, timeout=10) as toolstack:
-        for domid in (1, 2):
-            row = hv.create(name="vm%d" % domid, domid=domid,
-                            uuid="00000000-0000-0000-0000-00000000000%d" % domid)
-            toolstack_introduce(toolstack, row)
+    introduce_guests(proc)
     clients = {"writer": RawClient(proc.socket_path, timeout=10),
                "other": RawClient(proc.socket_path, timeout=10),
                "watcher": RawClient(proc.socket_path, timeout=10),

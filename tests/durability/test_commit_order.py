@@ -6,7 +6,6 @@ each write must already be there.  Run with the state directory on disk and on t
 the journal takes no fdatasync (persist.py ``syncs_each_batch``), so watching fdatasync
 (test_group_commit.py) cannot tell the order.
 """
-import asyncio
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from xenstore_protocol import Decoder, Op, Packet
 from xsd.config import Config
 from xsd.durability import group_commit
 from xsd.durability.persist import open_daemon
+from tests.waiting import run_until
 from xsd.transport.pump import RequestPump
 
 
@@ -41,12 +41,6 @@ def state_dir(request, tmp_path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
 
 class Client:
     """A transport's write that notes, for each packet it is handed, the journal file as it was
@@ -65,14 +59,6 @@ class Client:
     def packets(self) -> list:
         return [packet for packet, _ in self.seen]
 
-
-def run_until(loop, predicate, timeout: float = 10.0) -> None:
-    async def wait():
-        deadline = loop.time() + timeout
-        while not predicate():
-            assert loop.time() < deadline, "condition never held"
-            await asyncio.sleep(0.001)
-    loop.run_until_complete(wait())
 
 
 def journaled_daemon(state_dir: str, monkeypatch, loop):

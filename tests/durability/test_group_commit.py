@@ -7,6 +7,7 @@ import pytest
 from xenstore_protocol import Decoder, Op, Packet
 from xsd.config import Config
 from xsd.durability.persist import open_daemon
+from tests.waiting import run_until
 from xsd.transport.pump import RequestPump
 
 
@@ -23,21 +24,6 @@ class WatchedDisk:
         monkeypatch.setattr(os, "fdatasync", fdatasync)
 
 
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-def run_until(loop, predicate, timeout: float = 10.0) -> None:
-    """Run the loop until ``predicate()`` holds (fail only after a generous timeout)."""
-    async def wait():
-        deadline = loop.time() + timeout
-        while not predicate():
-            assert loop.time() < deadline, "condition never held"
-            await asyncio.sleep(0.001)
-    loop.run_until_complete(wait())
 
 
 def replies(out: list) -> list:
@@ -251,11 +237,10 @@ def test_a_lone_client_waits_for_the_turn_when_a_commit_is_dear(tmp_path, monkey
     d.persist.close()
 
 
-def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
-        tmp_path, monkeypatch, loop):
-    """TRANSACTION_END committing in the engine: its changes go through the store's change
-    log like any (one record at the next loop turn), END's reply and the watch events wait
-    for the fsync, and a daemon opened on the same state finds the committed nodes."""
+def _engine_commit_world(tmp_path, monkeypatch, loop):
+    """A journaled daemon whose commits wait a loop turn (so a test sees replies wait), its
+    pump, the disk watched, a writer on a socket (replies direct) and a watcher: -> (config,
+    daemon, pump, disk, (writer, its output), (watcher, its output))."""
     config = Config(rundir=str(tmp_path), state_dir=str(tmp_path))
     d = open_daemon(config)
     if d.fastpath is None:
@@ -266,6 +251,16 @@ def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
     disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
     writer = d.open_session(writer_out.append, name="writer", direct_replies=True)
     watcher = d.open_session(watcher_out.append, name="watcher")
+    return config, d, pump, disk, (writer, writer_out), (watcher, watcher_out)
+
+
+def test_a_commit_answered_in_c_is_on_disk_before_its_reply_and_events(
+        tmp_path, monkeypatch, loop):
+    """TRANSACTION_END committing in the engine: its changes go through the store's change
+    log like any (one record at the next loop turn), END's reply and the watch events wait
+    for the fsync, and a daemon opened on the same state finds the committed nodes."""
+    config, d, pump, disk, (writer, writer_out), (watcher, watcher_out) = \
+        _engine_commit_world(tmp_path, monkeypatch, loop)
     d.handle(watcher, Packet(Op.WATCH, 1, 0, b"/gc\0tok\0"))
     d.flush()
     watcher_out.clear()
@@ -297,16 +292,8 @@ def test_a_removal_committed_in_c_is_on_disk_before_its_reply_and_events(
     watch below the root and one above it) wait for the fsync, and a daemon opened on the
     same state finds the subtree gone.  A conflicting END answered in C writes nothing and
     its EAGAIN leaves at once."""
-    config = Config(rundir=str(tmp_path), state_dir=str(tmp_path))
-    d = open_daemon(config)
-    if d.fastpath is None:
-        pytest.skip("the C request path runs on the C store only")
-    _cheap_commits(monkeypatch, False)     # the reply waits a turn: see it wait
-    pump = RequestPump(d, loop, d.persist)
-    writer_out, watcher_out = [], []
-    disk = WatchedDisk(monkeypatch, (writer_out, watcher_out))
-    writer = d.open_session(writer_out.append, name="writer", direct_replies=True)
-    watcher = d.open_session(watcher_out.append, name="watcher")
+    config, d, pump, disk, (writer, writer_out), (watcher, watcher_out) = \
+        _engine_commit_world(tmp_path, monkeypatch, loop)
     for req, path in enumerate((b"/gc/r/a/deep", b"/gc/r/b"), 1):
         d.handle(writer, Packet(Op.WRITE, req, 0, path + b"\0v"))
     d.handle(watcher, Packet(Op.WATCH, 3, 0, b"/gc/r/a/deep\0below\0"))
