@@ -53,3 +53,19 @@ class Decoder:
     def pending(self) -> int:
         """Bytes held that do not yet make a whole packet."""
         return len(self._buf)
+
+    def missing(self) -> int:
+        """At least how many more bytes the packet held needs to be whole: the rest of its
+        payload, or while its header is incomplete the rest of the header (its length is
+        not known yet); 0 when nothing is held."""
+        held = len(self._buf)
+        if held < HEADER_SIZE:
+            return HEADER_SIZE - held if held else 0
+        return HEADER_SIZE + HEADER.unpack_from(self._buf)[3] - held
+
+    def take(self) -> bytes:
+        """The bytes held, exactly as fed, now no longer held: a reader that frames the
+        stream itself (the C request path) takes over from them."""
+        held = bytes(self._buf)
+        del self._buf[:]
+        return held

@@ -50,6 +50,13 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
+        if self.partial and len(data) >= self.decoder.missing() \
+                and not (self.queue or session.paused):
+            # The rest of a packet split across reads (libxenstore writes a header and its
+            # payload apart, and one read may get the header alone): the C path takes the
+            # whole packet and what follows, as it would have had they come in one read.
+            data = self.decoder.take() + data
+            self.partial = False
         if not (self.queue or session.paused or self.partial):
             data = self.pump.serve_bytes(session, data)
             if not data:
