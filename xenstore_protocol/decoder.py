@@ -4,6 +4,16 @@ from .errors import ProtocolError
 from .packet import Packet
 
 
+def missing(data) -> int:
+    """At least how many more bytes ``data``, from the start of a packet, needs to hold
+    that packet whole: the rest of its payload, or while its header is incomplete the rest
+    of the header (the payload's length is not known yet); 0 when it holds it."""
+    held = len(data)
+    if held < HEADER_SIZE:
+        return HEADER_SIZE - held
+    return max(0, HEADER_SIZE + HEADER.unpack_from(data)[3] - held)
+
+
 class Decoder:
     """Accumulates bytes and yields whole packets.
 
@@ -55,13 +65,8 @@ class Decoder:
         return len(self._buf)
 
     def missing(self) -> int:
-        """At least how many more bytes the packet held needs to be whole: the rest of its
-        payload, or while its header is incomplete the rest of the header (its length is
-        not known yet); 0 when nothing is held."""
-        held = len(self._buf)
-        if held < HEADER_SIZE:
-            return HEADER_SIZE - held if held else 0
-        return HEADER_SIZE + HEADER.unpack_from(self._buf)[3] - held
+        """At least how many more bytes the packet held needs to be whole (``missing``)."""
+        return missing(self._buf)
 
     def take(self) -> bytes:
         """The bytes held, exactly as fed, now no longer held: a reader that frames the

@@ -13,6 +13,7 @@ import logging
 from collections import deque
 
 from xenstore_protocol import Decoder, ProtocolError
+from xenstore_protocol.decoder import missing
 
 log = logging.getLogger("xsd.connection")
 
@@ -57,7 +58,9 @@ class Connection(asyncio.Protocol):
             # whole packet and what follows, as it would have had they come in one read.
             data = self.decoder.take() + data
             self.partial = False
-        if not (self.queue or session.paused or self.partial):
+        served = False
+        if not (self.queue or session.paused or self.partial) and not missing(data):
+            served = True
             data = self.pump.serve_bytes(session, data)
             if not data:
                 return
@@ -74,6 +77,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
             return
         self.partial = decoder.pending != 0     # the only feed: kept here, not asked per batch
+        if not (packets or served):
+            return      # a packet's first part (a header alone): nothing answered, to flush
         session = self.session
         if self.queue or session.paused:
             self.queue.extend(packets)
