@@ -9,10 +9,13 @@ import pytest
 from xenstore_protocol import Op, Packet
 from xenstore_protocol.constants import HEADER_SIZE
 
+from xsd._native import BACKEND
+
 from tests.daemon.test_engine_events import c_path_counts
 from tests.wire import RawClient
 
 
+@pytest.mark.skipif(BACKEND != "cffi", reason="the C request path runs on the C store only")
 @pytest.mark.parametrize("cut", [HEADER_SIZE - 6, HEADER_SIZE, HEADER_SIZE + 2],
                          ids=["in the header", "after the header", "in the payload"])
 def test_a_request_completed_by_a_later_read_is_answered_by_the_engine(daemon, cut):

@@ -4,12 +4,15 @@ import os
 import random
 import socket
 
+import pytest
+
 from xenstore_protocol import HEADER_SIZE, Op, Packet, join_fields
 from xenstore_protocol.constants import HEADER
 
 from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import SocketClient
 from xsd.hypervisor.mock import XENSTORED_EVTCHN, MockControl
+from xsd._native import BACKEND
 from xsd.transport.ring import ERROR_PROTO, ERROR_RINGIDX
 
 from tests.wire import RawClient
@@ -162,6 +165,7 @@ def test_stray_notifications_are_ignored(daemon, guests):
     assert guest.read("name")
 
 
+@pytest.mark.skipif(BACKEND != "cffi", reason="the C request path runs on the C store only")
 def test_a_request_completed_by_a_later_read_of_the_ring_is_answered_by_the_engine(daemon, guests):
     """A guest's request whose header the daemon read alone is answered by the C path once
     a later read completes it, as a socket's is (tests/daemon/test_engine_split_reads.py)."""
