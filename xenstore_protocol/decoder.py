@@ -4,6 +4,16 @@ from .errors import ProtocolError
 from .packet import Packet
 
 
+def missing(data) -> int:
+    """At least how many more bytes ``data``, from the start of a packet, needs to hold
+    that packet whole: the rest of its payload, or while its header is incomplete the rest
+    of the header (the payload's length is not known yet); 0 when it holds it."""
+    held = len(data)
+    if held < HEADER_SIZE:
+        return HEADER_SIZE - held
+    return max(0, HEADER_SIZE + HEADER.unpack_from(data)[3] - held)
+
+
 class Decoder:
     """Accumulates bytes and yields whole packets.
 
@@ -53,3 +63,14 @@ class Decoder:
     def pending(self) -> int:
         """Bytes held that do not yet make a whole packet."""
         return len(self._buf)
+
+    def missing(self) -> int:
+        """At least how many more bytes the packet held needs to be whole (``missing``)."""
+        return missing(self._buf)
+
+    def take(self) -> bytes:
+        """The bytes held, exactly as fed, now no longer held: a reader that frames the
+        stream itself (the C request path) takes over from them."""
+        held = bytes(self._buf)
+        del self._buf[:]
+        return held

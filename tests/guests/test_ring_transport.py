@@ -4,13 +4,18 @@ import os
 import random
 import socket
 
+import pytest
+
 from xenstore_protocol import HEADER_SIZE, Op, Packet, join_fields
 from xenstore_protocol.constants import HEADER
 
 from xsd.hv_cli import toolstack_introduce
 from xsd.hypervisor.guest_client import SocketClient
 from xsd.hypervisor.mock import XENSTORED_EVTCHN, MockControl
+from xsd._native import BACKEND
 from xsd.transport.ring import ERROR_PROTO, ERROR_RINGIDX
+
+from tests.wire import RawClient
 
 from .conftest import Guests, memreport, usage, wait_for
 
@@ -158,3 +163,25 @@ def test_stray_notifications_are_ignored(daemon, guests):
         for junk in (b"", b"evtchn", b"evtchn 999 1", b"evtchn x y", b"\xff" * 64, b"virq 3"):
             s.sendto(junk, addr)
     assert guest.read("name")
+
+
+@pytest.mark.skipif(BACKEND != "cffi", reason="the C request path runs on the C store only")
+def test_a_request_completed_by_a_later_read_of_the_ring_is_answered_by_the_engine(daemon, guests):
+    """A guest's request whose header the daemon read alone is answered by the C path once
+    a later read completes it, as a socket's is (tests/daemon/test_engine_split_reads.py)."""
+    guest = guests.start()
+    for i in range(3):
+        guest.write(f"data/d/{i}", b"")
+    listing = Packet(Op.DIRECTORY, 70, 0, b"data/d\0").encode()
+    # One write to the ring, so one read: a whole READ, then the DIRECTORY's header alone.
+    # The READ's reply says the daemon has read the header too, and holds it.
+    guest.ring.write_requests(Packet(Op.READ, 60, 0, b"data/d/0\0").encode()
+                              + listing[:HEADER_SIZE])
+    guest.notify()
+    assert guest.reply(60).op == Op.READ
+    guest.ring.write_requests(listing[HEADER_SIZE:])
+    guest.notify()
+    assert guest.reply(70).payload == b"0\0" b"1\0" b"2\0"
+    with RawClient(daemon.socket_path) as dom0:
+        engine = memreport(dom0)["c-path-requests"]
+    assert "DIRECTORY:1" in engine.split(), engine

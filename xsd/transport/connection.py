@@ -13,6 +13,7 @@ import logging
 from collections import deque
 
 from xenstore_protocol import Decoder, ProtocolError
+from xenstore_protocol.decoder import missing
 
 log = logging.getLogger("xsd.connection")
 
@@ -50,7 +51,16 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        if not (self.queue or session.paused or self.partial):
+        if self.partial and len(data) >= self.decoder.missing() \
+                and not (self.queue or session.paused):
+            # The rest of a packet split across reads (libxenstore writes a header and its
+            # payload apart, and one read may get the header alone): the C path takes the
+            # whole packet and what follows, as it would have had they come in one read.
+            data = self.decoder.take() + data
+            self.partial = False
+        served = False
+        if not (self.queue or session.paused or self.partial) and not missing(data):
+            served = True
             data = self.pump.serve_bytes(session, data)
             if not data:
                 return
@@ -67,6 +77,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
             return
         self.partial = decoder.pending != 0     # the only feed: kept here, not asked per batch
+        if not (packets or served):
+            return      # a packet's first part (a header alone): nothing answered, to flush
         session = self.session
         if self.queue or session.paused:
             self.queue.extend(packets)

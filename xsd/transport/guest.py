@@ -190,6 +190,10 @@ class GuestConnection:
                 break
             reads += 1
             self.unacked += len(data)
+            if decoder.pending and len(data) >= decoder.missing():
+                # The rest of a packet split across reads (connection.py says why): the C
+                # path takes it whole.  Its bytes stay unacked until it is handled.
+                data = decoder.take() + data
             if not decoder.pending:
                 data = self.pump.serve_bytes(session, data)
                 if not data:
