@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import deque
 
-from xenstore_protocol import Decoder, ProtocolError
+from xenstore_protocol import HEADER_SIZE, Decoder, ProtocolError
 from xenstore_protocol.decoder import missing
 
 log = logging.getLogger("xsd.connection")
@@ -59,7 +59,10 @@ class Connection(asyncio.Protocol):
             data = self.decoder.take() + data
             self.partial = False
         served = False
-        if not (self.queue or session.paused or self.partial) and not missing(data):
+        # A read holding no whole packet (at most a header: libxenstore's alone) skips the
+        # engine's run; the length test first, since it is made per read.
+        if not (self.queue or session.paused or self.partial) and (
+                len(data) > HEADER_SIZE or not missing(data)):
             served = True
             data = self.pump.serve_bytes(session, data)
             if not data:
