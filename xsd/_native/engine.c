@@ -542,22 +542,35 @@ static int watched(const xsd_engine *e, const char *path, size_t len, unsigned m
     return e->watches && xsd_trie_match(e->watches, path, len, match, NULL, 0) != 0;
 }
 
+/* Make the engine's buffer *buf (*cap bytes, used of them in use) hold need
+ * more: doubled, from first when it has none, or grown to fit. 0, or -1 when
+ * out of memory (the buffer as it was). The one way every growing buffer of
+ * the engine grows. */
+static int buffer_room(char **buf, size_t *cap, size_t used, size_t need, size_t first)
+{
+    size_t want;
+    char *bigger;
+
+    if (need <= *cap - used)
+        return 0;
+    if (need > SIZE_MAX / 4 - used)
+        return -1;
+    want = *cap ? 2 * *cap : first;
+    if (want < used + need)
+        want = used + need;
+    bigger = XSD_REALLOC(*buf, want);
+    if (!bigger)
+        return -1;
+    *buf = bigger;
+    *cap = want;
+    return 0;
+}
+
 /* At least need bytes of event space; 0, or -1 when out of memory (nothing
  * changed yet: the caller punts). */
 static int event_room(xsd_engine *e, size_t need)
 {
-    char *bigger;
-    size_t cap;
-
-    if (need <= e->event_cap)
-        return 0;
-    cap = need > 2 * e->event_cap ? need : 2 * e->event_cap;
-    bigger = XSD_REALLOC(e->event, cap);
-    if (!bigger)
-        return -1;
-    e->event = bigger;
-    e->event_cap = cap;
-    return 0;
+    return buffer_room(&e->event, &e->event_cap, 0, need, 0);
 }
 
 /* A CHANGE event for path with perms and old perms (old_len 0: none) into
@@ -627,22 +640,7 @@ struct firing {
 /* Room for need more bytes of deliveries; 0, or -1 when out of memory. */
 static int deliveries_room(xsd_engine *e, size_t need)
 {
-    char *bigger;
-    size_t cap;
-
-    if (need <= e->deliv_cap - e->deliv_len)
-        return 0;
-    if (need > SIZE_MAX / 4 - e->deliv_len)
-        return -1;
-    cap = e->deliv_cap ? 2 * e->deliv_cap : 4096;
-    if (cap < e->deliv_len + need)
-        cap = e->deliv_len + need;
-    bigger = XSD_REALLOC(e->deliv, cap);
-    if (!bigger)
-        return -1;
-    e->deliv = bigger;
-    e->deliv_cap = cap;
-    return 0;
+    return buffer_room(&e->deliv, &e->deliv_cap, e->deliv_len, need, 4096);
 }
 
 static void put_u64_host(char *p, uint64_t v)
@@ -698,20 +696,7 @@ static int64_t fire_group(xsd_engine *e, size_t reply_at, const char *path, size
 /* Room for need more bytes of below entries past at. */
 static int below_room(xsd_engine *e, size_t at, size_t need)
 {
-    char *bigger;
-    size_t cap;
-
-    if (need <= e->below_cap - at)
-        return 0;
-    if (need > SIZE_MAX / 4 - at)
-        return -1;
-    cap = 2 * e->below_cap > at + need ? 2 * e->below_cap : at + need;
-    bigger = XSD_REALLOC(e->below, cap);
-    if (!bigger)
-        return -1;
-    e->below = bigger;
-    e->below_cap = cap;
-    return 0;
+    return buffer_room(&e->below, &e->below_cap, at, need, 0);
 }
 
 static void put_le32(char *p, size_t v)
@@ -1479,22 +1464,9 @@ static int watches_here(const struct request *q)
  * watches are logged (engine.h, watch_log); 0, or -1 out of memory. */
 static int watch_log_room(xsd_engine *e, const xsd_conn *c, size_t klen)
 {
-    size_t need = XSD_WATCH_LOG_HEADER + klen, cap;
-    char *bigger;
-
-    if (!c->watches_journaled || need <= e->wlog_cap - e->wlog_len)
+    if (!c->watches_journaled)
         return 0;
-    if (need > SIZE_MAX / 4 - e->wlog_len)
-        return -1;
-    cap = e->wlog_cap ? 2 * e->wlog_cap : 1024;
-    if (cap < e->wlog_len + need)
-        cap = e->wlog_len + need;
-    bigger = XSD_REALLOC(e->wlog, cap);
-    if (!bigger)
-        return -1;
-    e->wlog = bigger;
-    e->wlog_cap = cap;
-    return 0;
+    return buffer_room(&e->wlog, &e->wlog_cap, e->wlog_len, XSD_WATCH_LOG_HEADER + klen, 1024);
 }
 
 /* The entry of a WATCH or UNWATCH answered for c, if c's watches are
