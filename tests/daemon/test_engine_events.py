@@ -324,6 +324,22 @@ def c_path_counts(report: dict) -> dict:
             (item.split(":") for item in report.get("c-path-requests", "").split())}
 
 
+# One watch per connection set before a watch script runs: each session's first WATCH.
+FIRST_WATCHES = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
+
+
+def same_as_python(daemon_factory, steps, watches):
+    """Play ``steps`` (``watches`` set first) on a daemon with the C path and on one with
+    every request through dispatch; every connection must get the same packets.  ->
+    (each connection's packets, the C daemon's memreports before and after the steps)."""
+    reports = []
+    with_engine = run(daemon_factory(name="engine"), steps, watches, reports)
+    python_only = run(daemon_factory("--python-requests", name="python"), steps, watches)
+    for name in with_engine:
+        assert with_engine[name] == python_only[name], name
+    return with_engine, reports
+
+
 def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
     """Two daemons, one answering WATCH and UNWATCH in C (under its C watch registry) and
     one with every request through dispatch: over sockets (batches in one send) and guest
@@ -333,19 +349,14 @@ def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
     watches are the journal's to keep: the engine answers them too, and each session's
     first WATCH."""
     steps = watch_script(seed=11)
-    first = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
-    reports = []
-    with_engine = run(daemon_factory(name="engine"), steps, first, reports)
-    python_only = run(daemon_factory("--python-requests", name="python"), steps, first)
-    for name in with_engine:
-        assert with_engine[name] == python_only[name], name
+    with_engine, reports = same_as_python(daemon_factory, steps, FIRST_WATCHES)
     packets = [p for name in with_engine for p in with_engine[name]]
     ops = Counter(p[0] for p in packets)
     errors = Counter(p[3] for p in packets if p[0] == Op.ERROR)
     assert ops[Op.WATCH] > 100 and ops[Op.UNWATCH] > 50 and ops[Op.WATCH_EVENT] > 300, ops
     assert errors[b"EEXIST\0"] and errors[b"ENOENT\0"], errors
     # The engine answered every session's first WATCH (one each, sockets and guests).
-    assert c_path_counts(reports[0]).get("WATCH") == len(first), reports[0]
+    assert c_path_counts(reports[0]).get("WATCH") == len(FIRST_WATCHES), reports[0]
 
 
 def test_a_journaled_guest_s_watches_are_the_engine_s_and_tell_what_python_would(
@@ -356,16 +367,11 @@ def test_a_journaled_guest_s_watches_are_the_engine_s_and_tell_what_python_would
     them), and every connection gets what Python's daemon sends."""
     steps = [(sender, [request]) for sender, batch in watch_script(seed=5)
              if sender.startswith("g") for request in batch]
-    first = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
-    reports = []
-    with_engine = run(daemon_factory(name="engine"), steps, first, reports)
-    python_only = run(daemon_factory("--python-requests", name="python"), steps, first)
-    for name in with_engine:
-        assert with_engine[name] == python_only[name], name
+    with_engine, reports = same_as_python(daemon_factory, steps, FIRST_WATCHES)
     counts = c_path_counts(reports[1])
     for op in (Op.WATCH, Op.UNWATCH):
         # Each alone in its batch: an OK is the engine's, an error (EEXIST, ENOENT) Python's.
         answered = sum(p[0] == op for name in ("g1", "g2") for p in with_engine[name])
         assert answered > 20, (op, answered)
-        assert counts.get(op.name) == answered + (len(first) - 2 if op == Op.WATCH else 0), \
+        assert counts.get(op.name) == answered + (len(FIRST_WATCHES) - 2 if op == Op.WATCH else 0), \
             (op, counts)

@@ -63,18 +63,16 @@ if _WATCH_LOG.size != lib.XSD_WATCH_LOG_HEADER:
     raise ImportError("xsd._native: watch log entry header differs from engine.h")
 if _GROUP.size != lib.XSD_DELIVERY_GROUP_HEADER:
     raise ImportError("xsd._native: delivery group header differs from engine.h")
-# struct xsd_run's first fields (engine.h), read in one unpack where five cffi field reads
-# cost three times as much per run: consumed, out_len, journaled, handled.
-_RESULT = Struct("=QQQI")
-if ffi.sizeof("size_t") != 8 or [ffi.offsetof("struct xsd_run", f) for f in (
-        "consumed", "out_len", "journaled", "handled")] != [0, 8, 16, 24]:
-    raise ImportError("xsd._native: struct xsd_run's layout differs from engine.py's _RESULT")
-_unpack_result = _RESULT.unpack_from
-# Engine.answer's read of the same struct: those four, the stop, and deliveries_len (whether
-# the run fired anything: the common run fires nothing, and then no second crossing is made).
+# struct xsd_run's fields a run's caller reads (engine.h), in one unpack where cffi field
+# reads cost three times as much per run: consumed, out_len, journaled, handled, stop and
+# deliveries_len (whether the run fired anything: the common run fires nothing, and then
+# no second crossing is made).
 _ANSWER = Struct("=QQQIi32xQ")
-if ffi.sizeof("int") != 4 or ffi.sizeof("struct xsd_run") < _ANSWER.size or [
-        ffi.offsetof("struct xsd_run", f) for f in ("stop", "deliveries_len")] != [28, 64]:
+if ffi.sizeof("size_t") != 8 or ffi.sizeof("int") != 4 or \
+        ffi.sizeof("struct xsd_run") < _ANSWER.size or [
+        ffi.offsetof("struct xsd_run", f) for f in (
+            "consumed", "out_len", "journaled", "handled", "stop", "deliveries_len")] != \
+        [0, 8, 16, 24, 28, 64]:
     raise ImportError("xsd._native: struct xsd_run's layout differs from engine.py's _ANSWER")
 _unpack_answer = _ANSWER.unpack_from
 
@@ -181,7 +179,7 @@ class Engine:
         self._out = ffi.new("char[]", max(out_cap, 1))
         self._cap = out_cap
         self._run_result = ffi.new("struct xsd_run *")
-        self._result = ffi.buffer(self._run_result)     # the same bytes, for _RESULT
+        self._result = ffi.buffer(self._run_result)     # the same bytes, for _ANSWER
         self._replies = ffi.buffer(self._out)           # slicing it copies out the replies
 
     def conn(self) -> Conn:
@@ -218,24 +216,17 @@ class Engine:
         """-> ``(consumed, out, journaled, handled, stop)``: bytes of ``data[offset:]``
         answered, their replies, payload bytes of the WRITE/MKDIR/RM/SET_PERMS among them,
         how many packets, and why it stopped (STOP_*)."""
-        if offset:
-            stop = _run(self._h, conn._h, _from_buffer(data) + offset, len(data) - offset,
-                        self._out, self._cap, flags, self._run_result)
-        else:           # the common case: a batch served in one run
-            stop = _run(self._h, conn._h, data, len(data), self._out, self._cap, flags,
-                        self._run_result)
-        consumed, n, journaled, handled = _unpack_result(self._result)
-        return consumed, self._replies[:n] if n else b"", journaled, handled, stop
+        return self.answer(conn, data, offset, flags)[:5]
 
-    def answer(self, conn: Conn, data, offset: int = 0):
+    def answer(self, conn: Conn, data, offset: int = 0, flags: int = MUTATE):
         """``run`` as the C path of a transport calls it, once per batch of one client:
         -> ``(consumed, out, journaled, handled, stop, fired)``, ``fired`` being the bytes of
         the run's delivery groups (``deliveries()``; 0: it fired nothing)."""
         if offset:
             _run(self._h, conn._h, _from_buffer(data) + offset, len(data) - offset,
-                 self._out, self._cap, MUTATE, self._run_result)
-        else:
-            _run(self._h, conn._h, data, len(data), self._out, self._cap, MUTATE,
+                 self._out, self._cap, flags, self._run_result)
+        else:           # the common case: a batch served in one run
+            _run(self._h, conn._h, data, len(data), self._out, self._cap, flags,
                  self._run_result)
         consumed, n, journaled, handled, stop, fired = _unpack_answer(self._result)
         return consumed, self._replies[:n] if n else b"", journaled, handled, stop, fired
