@@ -84,6 +84,8 @@ struct xsd_conn {
     uint32_t watch_limit;       /* the "watches" quota; 0: none */
     int watches_journaled;      /* listeners hear of its watches: WATCH/UNWATCH Python's */
     uint64_t conflicts;         /* TRANSACTION_END answered EAGAIN here */
+    uint32_t inline_events;     /* a run's initial events written into out: at most */
+    size_t inline_bytes;        /* these, its output within these (0: none; engine.h) */
 };
 
 struct conn_txn {
@@ -240,6 +242,12 @@ void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journale
     c->wsession = session >= 0 && session <= (int64_t)U32_MAX ? session : -1;
     c->watch_limit = limit;
     c->watches_journaled = journaled != 0;
+}
+
+void xsd_conn_inline_events(xsd_conn *c, uint32_t events, size_t bytes)
+{
+    c->inline_events = bytes ? events : 0;
+    c->inline_bytes = events ? bytes : 0;
 }
 
 uint64_t xsd_conn_conflicts(const xsd_conn *c)
@@ -1576,6 +1584,122 @@ static int64_t answer(const struct request *q, uint32_t op)
     }
 }
 
+/* -- a WATCH's initial event among the replies (xsd_conn_inline_events) -- */
+
+enum { OP_WATCH_EVENT = 15 };
+
+static uint16_t get_le16(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+
+    return (uint16_t)(u[0] | u[1] << 8);
+}
+
+/* The initial event of a WATCH's delivery group at g (do_watch's: one
+ * record of xsd_wreg_initial): where its reply starts in out (the group's
+ * reply_at without XSD_DELIVERY_AFTER), the event path and the token; the
+ * next group. NULL when g is not a WATCH's group. */
+struct initial {
+    size_t reply_at;
+    const char *path;
+    size_t path_len;
+    const char *token;
+    size_t token_len;
+};
+
+static const char *initial_of(const char *g, struct initial *i)
+{
+    uint64_t at;
+    uint32_t plen = get_u32(g + 8), rlen = get_u32(g + 12);
+    const char *rec = g + XSD_DELIVERY_GROUP_HEADER + plen;
+    uint16_t evlen = get_le16(rec + 4), kplen = get_le16(rec + 6);
+    const char *key = rec + XSD_WREG_DELIVERY_HEADER;
+
+    memcpy(&at, g, sizeof at);
+    if (!(at & XSD_DELIVERY_AFTER))
+        return NULL;
+    i->reply_at = (size_t)(at & ~XSD_DELIVERY_AFTER);
+    if (evlen == XSD_WREG_SAME_PATH) {
+        i->path = g + XSD_DELIVERY_GROUP_HEADER;
+        i->path_len = plen;
+    } else {
+        i->path = key;
+        i->path_len = evlen;
+        key += evlen;
+    }
+    i->token = key + kplen + 1;
+    i->token_len = get_le16(rec + 8);
+    return rec + rlen;
+}
+
+/* The payload bytes of i's frame: "<event path>\0<token>\0". */
+static size_t initial_payload(const struct initial *i)
+{
+    return i->path_len + 1 + i->token_len + 1;
+}
+
+/* Where the reply starting at out[at] ends. */
+static size_t reply_end(const char *out, size_t at)
+{
+    return at + XSD_HEADER_SIZE + get_u32(out + at + 12);
+}
+
+/* The run's initial events (its delivery groups, every one a WATCH's)
+ * written into out[0..*out_len) right after their WATCH's replies, within
+ * c's room and cap, as engine.h's xsd_conn_inline_events says: how many,
+ * with *out_len and the deliveries updated; 0 (nothing changed) when the
+ * run does not qualify. Allocates nothing. */
+static uint32_t inline_initial(xsd_engine *e, const xsd_conn *c, char *out, size_t *out_len,
+                               size_t cap, int unwatched)
+{
+    const char *g, *end = e->deliv + e->deliv_len;
+    size_t total = 0, n = *out_len, from, w, prev;
+    uint32_t count = 0;
+    struct initial i;
+
+    for (g = e->deliv; g < end; count++) {
+        g = initial_of(g, &i);
+        if (!g || initial_payload(&i) > XSD_PAYLOAD_MAX)
+            return 0;
+        total += XSD_HEADER_SIZE + initial_payload(&i);
+    }
+    if (count > c->inline_events || (count > 1 && unwatched) ||
+        total > c->inline_bytes || n > c->inline_bytes - total || total > cap - n)
+        return 0;
+    /* Everything after the first WATCH's reply moves up by all the events'
+     * bytes, then comes back down a segment at a time, each event written
+     * after its reply: a write never reaches bytes not yet moved back. */
+    initial_of(e->deliv, &i);
+    from = reply_end(out, i.reply_at);
+    memmove(out + from + total, out + from, n - from);
+    w = prev = from;
+    for (g = e->deliv; g < end;) {
+        size_t upto;
+        char *frame;
+
+        g = initial_of(g, &i);
+        upto = i.reply_at < from ? from : reply_end(out + total, i.reply_at);
+        memmove(out + w, out + prev + total, upto - prev);
+        w += upto - prev;
+        prev = upto;
+        frame = out + w;
+        put_u32(frame, OP_WATCH_EVENT);
+        put_u32(frame + 4, 0);
+        put_u32(frame + 8, 0);
+        put_u32(frame + 12, (uint32_t)initial_payload(&i));
+        frame += XSD_HEADER_SIZE;
+        memcpy(frame, i.path, i.path_len);
+        frame[i.path_len] = '\0';
+        memcpy(frame + i.path_len + 1, i.token, i.token_len);
+        frame[i.path_len + 1 + i.token_len] = '\0';
+        w += XSD_HEADER_SIZE + initial_payload(&i);
+    }
+    memmove(out + w, out + prev + total, n - prev);
+    *out_len = n + total;
+    e->deliv_len = 0;
+    return count;
+}
+
 static int journaled_op(uint32_t op)
 {
     return op == OP_WRITE || op == OP_MKDIR || op == OP_RM || op == OP_SET_PERMS;
@@ -1585,8 +1709,8 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
                    char *out, size_t cap, unsigned flags, struct xsd_run *r)
 {
     size_t pos = 0, out_len = 0, journaled = 0, reply_at = 0;
-    uint32_t handled = 0;
-    int stop;
+    uint32_t handled = 0, inlined = 0;
+    int stop, unwatched = 0;
 
     e->event_len = 0;
     e->deliv_len = 0;
@@ -1662,6 +1786,7 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
         out_len += XSD_HEADER_SIZE + (size_t)n;
         if (journaled_op(op))
             journaled += plen;
+        unwatched |= op == OP_UNWATCH;
         handled++;
         pos += XSD_HEADER_SIZE + plen;
         if (e->txn_kind) {
@@ -1674,6 +1799,8 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
             break;
         }
     }
+    if (stop == XSD_RUN_DONE && pos == len && e->deliv_len && c->inline_events)
+        inlined = inline_initial(e, c, out, &out_len, cap, unwatched);
     r->consumed = pos;
     r->out_len = out_len;
     r->journaled = journaled;
@@ -1689,5 +1816,6 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
     r->txn = stop == XSD_RUN_TXN && e->txn_kind == XSD_TXN_STARTED ? e->txn : NULL;
     r->watch_log = e->wlog_len ? e->wlog : NULL;
     r->watch_log_len = e->wlog_len;
+    r->events_inlined = inlined;
     return stop;
 }

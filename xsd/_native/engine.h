@@ -93,7 +93,8 @@
  *     "watches" quota (E2BIG: PYTHON) and, unprivileged, the memory quota
  *     (40 + path + token more: ops._charge, quota.memory_of_watch), replies
  *     "OK" and queues the watch's initial event AFTER that reply (dispatch's
- *     REPLY_FIRST) as a delivery group flagged XSD_DELIVERY_AFTER.
+ *     REPLY_FIRST) as a delivery group flagged XSD_DELIVERY_AFTER, or writes
+ *     it into out right after that reply (xsd_conn_inline_events).
  *     UNWATCH of a watch the session has removes it and replies "OK"; of
  *     none, PYTHON (ENOENT). Both are PYTHON without the registry. For a
  *     session whose watches the daemon's listeners hear of (journaled != 0
@@ -179,6 +180,8 @@ struct xsd_run {
     const char *watch_log;   /* the WATCHes and UNWATCHes of a journaled session the run
                                 answered, in order, as below; valid as event is; */
     size_t watch_log_len;    /* else NULL, 0 */
+    uint32_t events_inlined; /* initial events written into out among the replies
+                                (xsd_conn_inline_events); 0: none */
 };
 
 /* The watch log of a run (struct xsd_run): for each WATCH or UNWATCH the
@@ -272,6 +275,28 @@ void xsd_conn_txn_next(xsd_conn *c, uint32_t next_tx_id);
  * initial event, C xenstored and dispatch's REPLY_FIRST), not before it. */
 #define XSD_DELIVERY_AFTER        (UINT64_C(1) << 63)
 #define XSD_DELIVERIES_STOP       (256u * 1024u)
+
+/* A WATCH's initial event among the run's replies. By default (and beyond
+ * the room below) it leaves as a delivery group flagged XSD_DELIVERY_AFTER,
+ * for Python to queue (Session.queue_event). Given room on the conn, a run
+ * writes the events into out instead, each frame right after its WATCH's
+ * reply, as Python's session.event_frame builds it (type XS_WATCH_EVENT,
+ * req_id 0, tx_id 0, payload "<event path>\0<token>\0": the path relative
+ * for a relative watch, as xsd_wreg_initial gives it), and counts them in
+ * events_inlined; then it returns no delivery group. It does so only for a
+ * run that answered every byte it was given (XSD_RUN_DONE, consumed == len)
+ * and fired nothing else (every group of the run a WATCH's), with at most
+ * events events, its output with them within bytes (and cap), no frame over
+ * XSD_PAYLOAD_MAX (Python drops such an event: XSA-324), and, when it
+ * answered an UNWATCH, only one WATCH (a key dropped and added again in one
+ * run gives two identical events, the second of which Python coalesces).
+ * Otherwise the groups stay as they were: all or none, so the events of one
+ * run are either all queued by Python or all written here. Python gives
+ * room only where queue_event would queue each such event among the
+ * replies with nothing to coalesce, drop or flush on the way (nothing of the
+ * client waiting, the run starting its batch: fastpath.py, Session.event_room).
+ * events 0 or bytes 0: none (a new conn's setting). */
+void xsd_conn_inline_events(xsd_conn *c, uint32_t events, size_t bytes);
 
 /* Fire watched changes through reg (borrowed; it must watch through the trie
  * given to xsd_engine_new and outlive e's runs) instead of stopping

@@ -67,12 +67,14 @@ if _GROUP.size != lib.XSD_DELIVERY_GROUP_HEADER:
 # reads cost three times as much per run: consumed, out_len, journaled, handled, stop and
 # deliveries_len (whether the run fired anything: the common run fires nothing, and then
 # no second crossing is made).
-_ANSWER = Struct("=QQQIi32xQ")
+# And events_inlined: the initial events the run wrote among its replies.
+_ANSWER = Struct("=QQQIi32xQ32xI")
 if ffi.sizeof("size_t") != 8 or ffi.sizeof("int") != 4 or \
         ffi.sizeof("struct xsd_run") < _ANSWER.size or [
         ffi.offsetof("struct xsd_run", f) for f in (
-            "consumed", "out_len", "journaled", "handled", "stop", "deliveries_len")] != \
-        [0, 8, 16, 24, 28, 64]:
+            "consumed", "out_len", "journaled", "handled", "stop", "deliveries_len",
+            "events_inlined")] != \
+        [0, 8, 16, 24, 28, 64, 104]:
     raise ImportError("xsd._native: struct xsd_run's layout differs from engine.py's _ANSWER")
 _unpack_answer = _ANSWER.unpack_from
 
@@ -80,7 +82,8 @@ _unpack_answer = _ANSWER.unpack_from
 class Conn:
     """One session's identity for the engine (xsd_conn) and its per-type counts."""
 
-    __slots__ = ("_h", "_engine", "txns", "next_tx_id", "watches_journaled")
+    __slots__ = ("_h", "_engine", "txns", "next_tx_id", "watches_journaled", "inline_events",
+                 "inline_room")
     # The request types the engine answers (xs_wire.h numbers): what a counter fold reads.
     COUNTED_OPS = (1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 14, 22)
 
@@ -93,6 +96,8 @@ class Conn:
         self.txns = {}          # tx_id -> the owner of the xsd_txn the C conn borrows
         self.next_tx_id = 1     # what the C conn tries first at TRANSACTION_START
         self.watches_journaled = False  # its runs log WATCH/UNWATCH (Engine.watch_log)
+        self.inline_events = 0  # initial events a run may write among its replies, at most
+        self.inline_room = 0    # ... while its output stays within these bytes (last pushed)
 
     def sync_transactions(self, transactions: dict) -> None:
         """The C conn knows exactly ``transactions`` (tx_id -> an object whose ``native``
@@ -153,6 +158,13 @@ class Conn:
         lib.xsd_conn_watches(self._h, -1 if session is None else session, limit,
                              bool(journaled))
         self.watches_journaled = bool(journaled)
+
+    def inline(self, room: int) -> None:
+        """The next runs may write up to ``inline_events`` WATCHes' initial events among their
+        replies while their output stays within ``room`` bytes (0: none; engine.h
+        xsd_conn_inline_events); ``Engine.answer`` pushes it when it changes."""
+        lib.xsd_conn_inline_events(self._h, self.inline_events, room)
+        self.inline_room = room
 
     def requests(self, op: int) -> int:
         """Requests of type ``op`` the engine answered on this conn."""
@@ -216,20 +228,25 @@ class Engine:
         """-> ``(consumed, out, journaled, handled, stop)``: bytes of ``data[offset:]``
         answered, their replies, payload bytes of the WRITE/MKDIR/RM/SET_PERMS among them,
         how many packets, and why it stopped (STOP_*)."""
-        return self.answer(conn, data, offset, flags)[:5]
+        return self.answer(conn, data, offset, 0, flags)[:5]
 
-    def answer(self, conn: Conn, data, offset: int = 0, flags: int = MUTATE):
+    def answer(self, conn: Conn, data, offset: int = 0, room: int = 0, flags: int = MUTATE):
         """``run`` as the C path of a transport calls it, once per batch of one client:
-        -> ``(consumed, out, journaled, handled, stop, fired)``, ``fired`` being the bytes of
-        the run's delivery groups (``deliveries()``; 0: it fired nothing)."""
+        -> ``(consumed, out, journaled, handled, stop, fired, inlined)``, ``fired`` being the
+        bytes of the run's delivery groups (``deliveries()``; 0: it fired nothing),
+        ``inlined`` the WATCHes' initial events written into ``out`` after their replies,
+        which ``room`` allows: the bytes the run's output may reach with them (0: none,
+        their delivery groups as before; ``Conn.inline``)."""
+        if room != conn.inline_room:
+            conn.inline(room)
         if offset:
             _run(self._h, conn._h, _from_buffer(data) + offset, len(data) - offset,
                  self._out, self._cap, flags, self._run_result)
         else:           # the common case: a batch served in one run
             _run(self._h, conn._h, data, len(data), self._out, self._cap, flags,
                  self._run_result)
-        consumed, n, journaled, handled, stop, fired = _unpack_answer(self._result)
-        return consumed, self._replies[:n] if n else b"", journaled, handled, stop, fired
+        consumed, n, journaled, handled, stop, fired, inlined = _unpack_answer(self._result)
+        return consumed, self._replies[:n] if n else b"", journaled, handled, stop, fired, inlined
 
     def transaction(self):
         """After a run that stopped STOP_TXN: ``(kind, tx_id, handle)``: TXN_STARTED with

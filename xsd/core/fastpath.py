@@ -128,14 +128,18 @@ class FastPath:
         answer = self._answer
         stats = daemon.stats
         consumed = journaled = 0
+        room = session.event_room(flush_at)     # for the batch's first run only (session.py)
         while True:
             if stats.timed:
                 started = perf_counter()
-                used, out, journal_bytes, handled, stop, fired = answer(conn, data, consumed)
+                used, out, journal_bytes, handled, stop, fired, inlined = answer(
+                    conn, data, consumed, room)
                 if handled:
                     _sample(stats, data, consumed, handled, perf_counter() - started)
             else:
-                used, out, journal_bytes, _, stop, fired = answer(conn, data, consumed)
+                used, out, journal_bytes, _, stop, fired, inlined = answer(
+                    conn, data, consumed, room)
+            room = 0
             consumed += used
             journaled += journal_bytes
             if conn.watches_journaled and (log := self.engine.watch_log()):
@@ -162,10 +166,14 @@ class FastPath:
                             daemon.listeners and (journal_bytes or daemon.store.has_changes())
                             and (commit is None or not commit(session)))):
                     session.write(out)      # nothing of this client waits before these
+                    if inlined:             # WATCHes' initial events among them (engine.h)
+                        session.events_inlined(out, inlined, False)
                     if session.unsent_held or (session.unsent is not None and session.unsent()):
                         session.count_unsent()  # the budget's count moves only then
                 else:
                     session.send(out)
+                    if inlined:
+                        session.events_inlined(out, inlined, True)
             if stop != STOP_FULL and stop != STOP_EVENTS and (
                     stop != STOP_TXN or consumed == len(data)):
                 return consumed, journaled
@@ -327,6 +335,10 @@ def configure_watches(conn, daemon, session) -> None:
     conn.watches(daemon.watches.session_handle(session),
                  0 if session.privileged else quotas.get("watches", session.domid),
                  bool(daemon.listeners) and daemon.keeps_watches(session))
+    # A WATCH's initial event may be written among the replies, up to queue_event's bound
+    # (none waiting: Session.event_room), pushed with the next run's room.
+    conn.inline_events = session.max_events
+    conn.inline(0)
 
 
 def _sample(stats, data: bytes, at: int, handled: int, seconds: float) -> None:

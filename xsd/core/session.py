@@ -214,6 +214,38 @@ class Session:
         self.backlog.append(data)
         self.events_sent += 1
 
+    def event_room(self, flush_at: int) -> int:
+        """Bytes of output the C request path's run may reach with WATCHes' initial events
+        written among its replies (engine.h xsd_conn_inline_events; fastpath.py gives it to
+        the first run of a batch, and the engine writes them only for a run that answers the
+        whole batch and fires nothing else), or 0: where queue_event would queue each of them
+        at once, in ``out``, with nothing to coalesce, drop or flush on the way: nothing of
+        this client waiting (so ``out_events`` is 0 and ``out_event_set`` empty, and the
+        events are at most ``max_events``, the conn's bound), the batch within ``flush_at``
+        (the request pump flushes only past it) and the budget not spent by it."""
+        if self.out or self.backlog or self.paused:
+            return 0
+        budget = self.budget
+        if budget is not None and budget.held + flush_at >= budget.limit:
+            return 0
+        return flush_at
+
+    def events_inlined(self, out: bytes, count: int, waiting: bool) -> None:
+        """``count`` watch events the C request path wrote among the replies in ``out`` (given
+        ``event_room``), counted as queue_event counts the events it queues.  ``waiting``:
+        ``out`` went to ``send``, not to the transport: until the flush an identical event is
+        coalesced with them and they count against ``max_events``, as queued ones do."""
+        self.events_sent += count
+        if waiting:
+            self.out_events += count
+            add, at, end, unpack = self.out_event_set.add, 0, len(out), HEADER.unpack_from
+            while at < end:
+                op, _, _, length = unpack(out, at)
+                following = at + HEADER.size + length
+                if op == _WATCH_EVENT:
+                    add(out[at:following])
+                at = following
+
     def count_unsent(self) -> int:
         """Ask the transport what it holds unsent and count that in the budget."""
         budget, unsent = self.budget, self.unsent
