@@ -13,7 +13,7 @@ enum {
     T_DIRECTORY = 1, T_READ = 2, T_GET_PERMS = 3, T_WATCH = 4, T_WRITE = 11, T_MKDIR = 12,
     T_RM = 13, T_SET_PERMS = 14, T_ERROR = 16, T_DIRECTORY_PART = 22,
 };
-enum { T_UNWATCH = 5 };
+enum { T_UNWATCH = 5, T_WATCH_EVENT = 15 };
 
 struct stream {
     char buf[1 << 16];

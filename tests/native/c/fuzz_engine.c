@@ -24,6 +24,11 @@
  * each run's watch log is well formed, and its entries add up to the change
  * in conn 1's watch count; no other conn logs), and a run that stops
  * PYTHON without answering anything registered or dropped no watch.
+ * Conns 0 and 1 may also write a WATCH's initial event among the replies
+ * (xsd_conn_inline_events; conn 0's room from the first byte's bits 1-3):
+ * every such frame follows a WATCH's reply, its payload that WATCH's own
+ * (NUL-terminated: the path as given, the token), and a run that wrote some
+ * answered its whole input, fired nothing else and kept within its room.
  *
  * Program format, after that first byte, one batch after another until the
  * input runs out:
@@ -64,6 +69,25 @@
 #include "watchreg.h"
 
 #define CONNS 4
+
+/* An initial event written after the reply to the WATCH request req (its
+ * type checked by the caller): its payload is req's, NUL-terminated. */
+static int inlined_ok(const char *ev, size_t room, const char *req)
+{
+    uint32_t n, rn;
+
+    if (room < XSD_HEADER_SIZE)
+        return 0;
+    memcpy(&n, ev + 12, 4);
+    memcpy(&rn, req + 12, 4);
+    if (room - XSD_HEADER_SIZE < n || field(ev, 1) != 0 || field(ev, 2) != 0 || rn == 0)
+        return 0;
+    ev += XSD_HEADER_SIZE;
+    req += XSD_HEADER_SIZE;
+    if (req[rn - 1] != '\0')
+        return n == rn + 1 && memcmp(ev, req, rn) == 0 && ev[rn] == '\0';
+    return n == rn && memcmp(ev, req, rn) == 0;
+}
 
 struct pending {
     char buf[8192];
@@ -280,6 +304,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t nstarted = 0;
     static size_t starts[4 * XSD_REPLY_MAX / XSD_HEADER_SIZE];
     uint8_t ctl, mode = 0;
+    uint32_t inline_events[CONNS] = {0};
+    size_t inline_bytes[CONNS] = {0};
 
     hooks_fail_after(-1, 0);
     store = xsd_store_new();
@@ -329,6 +355,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         xsd_engine_watches(engine, wreg);
         xsd_conn_watches(conns[0], s0, 0, 0);
         xsd_conn_watches(conns[1], s1, 3, 1);
+        inline_events[0] = (mode >> 1) & 3;
+        inline_bytes[0] = mode & 8 ? 64 : sizeof out;
+        inline_events[1] = 4;
+        inline_bytes[1] = sizeof out;
+        for (int i = 0; i < 2; i++)
+            xsd_conn_inline_events(conns[i], inline_events[i], inline_bytes[i]);
         logged_session = s1;
     } else if (xsd_trie_add(trie, "/w", 2, 1) || xsd_trie_add(trie, "/a/b/x", 6, 2)) {
         abort();
@@ -372,6 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (;;) {
             struct xsd_run r;
             size_t before_len, after_len, at = 0, last_at = 0;
+            uint32_t inlined = 0;
             char *before = store_dump(store, &before_len), *after;
             size_t watches = wreg ? xsd_wreg_count(wreg) : 0;
             size_t logged_before = logged_session >= 0 ?
@@ -391,8 +424,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 last_at = at;
                 starts[k] = at;
                 at += XSD_HEADER_SIZE + field(out + at, 3);
+                if (field(out + last_at, 0) == T_WATCH && at < r.out_len &&
+                    field(out + at, 0) == T_WATCH_EVENT) {
+                    if (!inlined_ok(out + at, r.out_len - at, p->buf + pos))
+                        abort();
+                    at += XSD_HEADER_SIZE + field(out + at, 3);
+                    inlined++;
+                }
                 pos += XSD_HEADER_SIZE + field(p->buf + pos, 3);
             }
+            if (inlined != r.events_inlined ||
+                (inlined && (ci > 1 || r.deliveries_len || r.stop != XSD_RUN_DONE ||
+                             pos != p->len || inlined > inline_events[ci] ||
+                             r.out_len > inline_bytes[ci])))
+                abort();
             if (at != r.out_len || !deliveries_ok(&r, starts, r.handled) ||
                 (wreg && r.stop == XSD_RUN_EVENTS))
                 abort();

@@ -698,6 +698,167 @@ static void test_watch_and_unwatch_through_the_registry(void)
     teardown();
 }
 
+/* out[*at..) holds a frame of type, req_id and payload: 1 and *at past it, or 0. */
+static int frame_at(size_t *at, const struct xsd_run *r, uint32_t type, uint32_t req_id,
+                    const char *payload, size_t plen)
+{
+    const char *f = out + *at;
+
+    if (r->out_len - *at < XSD_HEADER_SIZE + plen || field(f, 0) != type ||
+        field(f, 1) != req_id || field(f, 2) != 0 || field(f, 3) != plen ||
+        memcmp(f + XSD_HEADER_SIZE, payload, plen) != 0)
+        return 0;
+    *at += XSD_HEADER_SIZE + plen;
+    return 1;
+}
+
+/* The number of delivery groups of a run (all of them a WATCH's here). */
+static size_t groups(const struct xsd_run *r)
+{
+    size_t at = 0, n = 0;
+
+    while (at < r->deliveries_len) {
+        uint32_t plen, rlen;
+
+        memcpy(&plen, r->deliveries + at + 8, 4);
+        memcpy(&rlen, r->deliveries + at + 12, 4);
+        at += XSD_DELIVERY_GROUP_HEADER + plen + rlen;
+        n++;
+    }
+    return n;
+}
+
+static void test_initial_events_written_among_the_replies(void)
+{
+    static const struct xsd_quotas guest_quotas = { .memory = 1000 };
+    static char big[XSD_PAYLOAD_MAX];
+    xsd_trie *t;
+    xsd_wreg *reg;
+    xsd_engine *e;
+    xsd_conn *c0, *c1;
+    struct xsd_run r;
+    int64_t s0, s1;
+    size_t at = 0;
+
+    setup();
+    t = xsd_trie_new();
+    reg = t ? xsd_wreg_new(t, store) : NULL;
+    e = reg ? xsd_engine_new(store, t) : NULL;
+    c0 = e ? xsd_conn_new(e) : NULL;
+    c1 = e ? xsd_conn_new(e) : NULL;
+    if (!c0 || !c1)
+        abort();
+    xsd_engine_watches(e, reg);
+    s0 = xsd_wreg_session_new(reg);
+    s1 = xsd_wreg_session_new(reg);
+    CHECK(s0 >= 0 && s1 >= 0);
+    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s0, 0, -1, 1), 0);
+    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s1, 1, -1, 0), 0);
+    xsd_conn_configure(c0, 0, -1, 1, 0, 2048);
+    xsd_conn_configure(c1, 1, -1, 0, 0, 2048);
+    xsd_conn_watches(c0, s0, 0, 0);
+    xsd_conn_watches(c1, s1, 0, 0);
+    xsd_conn_quotas(c1, &guest_quotas);
+    xsd_conn_inline_events(c0, 2, sizeof out);
+    xsd_conn_inline_events(c1, 1, sizeof out);
+
+    /* Each event right after its WATCH's reply, as Python's event_frame makes it
+     * (req_id 0, tx_id 0; a relative path as given; a token without its NUL
+     * gets one); a reply between them moves along. */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/w\0t\0"));
+    put_packet(&in, T_READ, 2, 0, P("/\0"));
+    put_packet(&in, T_WATCH, 3, 0, P("rel\0u"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK(r.events_inlined == 2 && r.deliveries_len == 0 && r.deliveries == NULL);
+    CHECK(frame_at(&at, &r, T_WATCH, 1, P("OK\0")));
+    CHECK(frame_at(&at, &r, T_WATCH_EVENT, 0, P("/w\0t\0")));
+    CHECK(frame_at(&at, &r, T_READ, 2, "", 0));
+    CHECK(frame_at(&at, &r, T_WATCH, 3, P("OK\0")));
+    CHECK(frame_at(&at, &r, T_WATCH_EVENT, 0, P("rel\0u\0")));
+    CHECK(at == r.out_len);
+    /* An UNWATCH in the run with one WATCH: no two events can be the same. */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/v\0t\0"));
+    put_packet(&in, T_UNWATCH, 2, 0, P("/v\0t\0"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    at = 0;
+    CHECK(r.events_inlined == 1 && frame_at(&at, &r, T_WATCH, 1, P("OK\0")) &&
+          frame_at(&at, &r, T_WATCH_EVENT, 0, P("/v\0t\0")) &&
+          frame_at(&at, &r, T_UNWATCH, 2, P("OK\0")) && at == r.out_len);
+    /* A guest's relative watch: its own home. */
+    CHECK_EQ(run_watch(e, c1, T_WATCH, P("data\0g\0"), &r), XSD_RUN_DONE);
+    at = 0;
+    CHECK(r.events_inlined == 1 && frame_at(&at, &r, T_WATCH, 5, P("OK\0")) &&
+          frame_at(&at, &r, T_WATCH_EVENT, 0, P("data\0g\0")) && at == r.out_len);
+
+    /* All or none: past the room, groups as before (Python queues them). */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/a\0t\0"));
+    put_packet(&in, T_WATCH, 2, 0, P("/b\0t\0"));
+    put_packet(&in, T_WATCH, 3, 0, P("/c\0t\0"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 3 && r.out_len == 3 * 19);
+    xsd_conn_inline_events(c0, 2, 2 * 19 + 16 + 5);      /* two replies and one event */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/d\0t\0"), &r), XSD_RUN_DONE);
+    CHECK(r.events_inlined == 1 && r.out_len == 19 + 16 + 5);
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/e\0t\0"));
+    put_packet(&in, T_WATCH, 2, 0, P("/f\0t\0"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 2);
+    xsd_conn_inline_events(c0, 0, sizeof out);            /* none */
+    CHECK_EQ(run_watch(e, c0, T_WATCH, P("/g\0t\0"), &r), XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 1);
+    xsd_conn_inline_events(c0, 8, sizeof out);
+
+    /* A key dropped and added again in one run: two identical events, the
+     * second Python's to coalesce: groups. */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/h\0t\0"));
+    put_packet(&in, T_UNWATCH, 2, 0, P("/h\0t\0"));
+    put_packet(&in, T_WATCH, 3, 0, P("/h\0t\0"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 2);
+    /* A change that fires in the same run (its event may be the WATCH's own),
+     * a run that stops before the end of its input (a punt, a partial
+     * packet): groups. */
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/n\0k\0"));
+    put_packet(&in, T_WRITE, 2, 0, P("/n\0v"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 2);
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/o\0k\0"));
+    put_packet(&in, T_WATCH, 2, 0, P("/o\0k\0"));                      /* EEXIST */
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_PYTHON);
+    CHECK(r.events_inlined == 0 && groups(&r) == 1);
+    in.len = 0;
+    put_packet(&in, T_WATCH, 1, 0, P("/p\0k\0"));
+    CHECK_EQ(xsd_engine_run(e, c0, in.buf, in.len + 3, out, sizeof out, XSD_RUN_MUTATE, &r),
+             XSD_RUN_DONE);                 /* + 3 bytes of the next header */
+    CHECK(r.events_inlined == 0 && groups(&r) == 1);
+    /* A frame over XENSTORE_PAYLOAD_MAX (the WATCH's payload full, its last
+     * NUL missing): Python drops it (XSA-324): a group. */
+    memcpy(big, "/q", 3);
+    memset(big + 3, 'k', sizeof big - 3);
+    CHECK_EQ(run_watch(e, c0, T_WATCH, big, sizeof big, &r), XSD_RUN_DONE);
+    CHECK(r.events_inlined == 0 && groups(&r) == 1);
+    xsd_conn_free(c0);
+    xsd_conn_free(c1);
+    xsd_engine_free(e);
+    xsd_wreg_free(reg);
+    xsd_trie_free(t);
+    teardown();
+}
+
 int main(void)
 {
     RUN(test_requests_answered_in_c);
@@ -708,5 +869,6 @@ int main(void)
     RUN(test_directory_part_pages_a_wide_node);
     RUN(test_random_streams_keep_the_store_sound);
     RUN(test_watch_and_unwatch_through_the_registry);
+    RUN(test_initial_events_written_among_the_replies);
     return check_report();
 }
