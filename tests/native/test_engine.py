@@ -887,7 +887,45 @@ class WatchDaemons:
                 out.clear()
             got.append(told)
         assert got[0] == got[1], requests
+        self.assert_same_counts()
         return got[0]
+
+    def one_turn(self, batches):
+        """``batches`` ([(name, requests)]) served in turn on both daemons with no flush
+        between them (as the request pump's flush waits for a loop turn's journal record),
+        then one flush: -> every session's output on each, {name: bytes}, which must agree.
+        The engine's side serves as ``RequestPump.serve_bytes`` does, less its flush."""
+        from xsd.transport.pump import FLUSH_AT
+        got = []
+        for engine, side in zip((True, False), self.sides):
+            d, pump = side["daemon"], side["pump"]
+            for name, requests in batches:
+                data = b"".join(Packet(op, 900 + i, 0, payload).encode()
+                                for i, (op, payload) in enumerate(requests))
+                s = side["sessions"][name][0]
+                consumed = d.fastpath.serve(s, data, FLUSH_AT)[0] if engine else 0
+                pump.serve(s, Decoder().feed(data[consumed:]), self.deque())
+            d.flush()
+            told = {}
+            for other, (_, out) in side["sessions"].items():
+                told[other] = b"".join(out)
+                out.clear()
+            got.append(told)
+        assert got[0] == got[1], batches
+        self.assert_same_counts()
+        return got[0]
+
+    def assert_same_counts(self):
+        """Every session's event counts (stats.py's sent, coalesced, dropped) and what of
+        its output waits (events queued, the set coalescing them, watches owed an event)
+        agree on both daemons."""
+        def counts(session):
+            return (session.events_sent, session.events_coalesced, session.events_dropped,
+                    session.out_events, sorted(session.out_event_set),
+                    list(session.overflowed), len(session.backlog))
+        for name in self.sides[0]["sessions"]:
+            assert counts(self.sides[0]["sessions"][name][0]) == \
+                counts(self.sides[1]["sessions"][name][0]), name
 
     def c_requests(self, op):
         """Requests of type ``op`` the engine answered, closed sessions' included."""
@@ -1114,3 +1152,84 @@ def test_watch_and_unwatch_answer_as_the_python_core_does(seed):
         pair.assert_same_watches()
     assert pair.c_requests(Op.WATCH) > 60 and pair.c_requests(Op.UNWATCH) > 20, \
         (pair.c_requests(Op.WATCH), pair.c_requests(Op.UNWATCH))
+
+
+def noting_inlined(pair):
+    """The engine's daemon's runs, noted: -> the list each run's count of initial events
+    written among its replies (Engine.answer's last result) is appended to."""
+    fast, inlined = pair.sides[0]["daemon"].fastpath, []
+    answer = fast._answer
+
+    def noting(*args):
+        result = answer(*args)
+        inlined.append(result[6])
+        return result
+    fast._answer = noting
+    return inlined
+
+
+def test_initial_events_written_by_the_engine_are_what_python_queues():
+    """A WATCH's initial event written by the engine among its run's replies (engine.h
+    xsd_conn_inline_events) when nothing of the client waits: the same bytes, counts and
+    coalescing as Python's queue_event, whose waiting events it joins; where a run fires
+    anything else, names a key twice, or passes the client's max_events, or the client is
+    paused, the events are queued as before."""
+    pair = WatchDaemons(watches_quota=20, memory_quota=4000)
+    inlined = noting_inlined(pair)
+    told = pair.batch("dom0", [(Op.WATCH, b"/w/a\0t1\0"), (Op.WATCH, b"/w/b\0t2"),
+                               (Op.READ, b"/w/x\0")])
+    assert inlined[-1] == 2
+    assert [(op, payload) for op, _, payload in packets_of(told["dom0"])] == [
+        (Op.WATCH, b"OK\0"), (Op.WATCH_EVENT, b"/w/a\0t1\0"), (Op.WATCH, b"OK\0"),
+        (Op.WATCH_EVENT, b"/w/b\0t2\0"), (Op.READ, b"v")]
+    told = pair.batch("g1", [(Op.WATCH, b"data/x\0r1\0")])          # relative: as given
+    assert inlined[-1] == 1 and packets_of(told["g1"])[1] == (Op.WATCH_EVENT, 0, b"data/x\0r1\0")
+    # Written among the replies, it waits with them for the flush (these sessions' replies
+    # go through Session.send): dom0's change in the same turn fires an identical event,
+    # coalesced with it as with a queued one.
+    coalesced = pair.sides[0]["sessions"]["g1"][0].events_coalesced
+    told = pair.one_turn([("g1", [(Op.WATCH, b"data/y\0r2\0")]),
+                          ("dom0", [(Op.WRITE, b"/local/domain/1/data/y\0v")])])
+    assert inlined[-2] == 1
+    assert [p for p in packets_of(told["g1"]) if p[0] == Op.WATCH_EVENT] == [
+        (Op.WATCH_EVENT, 0, b"data/y\0r2\0")]
+    assert pair.sides[0]["sessions"]["g1"][0].events_coalesced == coalesced + 1
+    # The change in the same batch: queued as before, and coalesced.
+    told = pair.batch("dom0", [(Op.WATCH, b"/n\0k\0"), (Op.WRITE, b"/n\0v")])
+    assert inlined[-1] == 0
+    assert [p[2] for p in packets_of(told["dom0"]) if p[0] == Op.WATCH_EVENT] == [b"/n\0k\0"]
+    # A key dropped and added again in one run: the second event coalesced, as before.
+    told = pair.batch("watcher", [(Op.WATCH, b"/s\0t\0"), (Op.UNWATCH, b"/s\0t\0"),
+                                  (Op.WATCH, b"/s\0t\0")])
+    assert inlined[-1] == 0
+    assert [p[2] for p in packets_of(told["watcher"]) if p[0] == Op.WATCH_EVENT] == [b"/s\0t\0"]
+    # A paused client (its transport full): Python's; the reply and the event wait in its
+    # backlog; and while it was not, the same client's output waiting: none written.
+    for side in pair.sides:
+        side["sessions"]["watcher"][0].pause()
+    runs = len(inlined)
+    told = pair.batch("watcher", [(Op.WATCH, b"/u\0t\0")])
+    assert len(inlined) == runs and told["watcher"] == b""
+    for side in pair.sides:
+        side["sessions"]["watcher"][0].resume()
+    told = pair.batch("watcher", [(Op.READ, b"/w/x\0")])
+    assert [p[2] for p in packets_of(told["watcher"]) if p[0] == Op.WATCH_EVENT] == [
+        b"/u\0t\0"]
+    told = pair.one_turn([("watcher", [(Op.WRITE, b"/s\0v")]),
+                          ("watcher", [(Op.WATCH, b"/v\0t\0")])])
+    assert inlined[-1] == 0
+    assert [p[2] for p in packets_of(told["watcher"]) if p[0] == Op.WATCH_EVENT] == [
+        b"/s\0t\0", b"/v\0t\0"]
+    # At most max_events in one batch: past it, none written, the last dropped (the watch
+    # owed its marker after the flush) as Python drops it.
+    pair.open("few", 0, privileged=True)
+    for side in pair.sides:
+        side["sessions"]["few"][0].max_events = 2
+    told = pair.batch("few", [(Op.WATCH, b"/f/%d\0t\0" % i) for i in range(2)])
+    assert inlined[-1] == 2
+    told = pair.batch("few", [(Op.WATCH, b"/g/%d\0t\0" % i) for i in range(3)])
+    assert inlined[-1] == 0
+    assert [p[2] for p in packets_of(told["few"]) if p[0] == Op.WATCH_EVENT] == [
+        b"/g/0\0t\0", b"/g/1\0t\0", b"/g/2\0t\0"]       # the last one the marker
+    assert pair.sides[0]["sessions"]["few"][0].events_dropped == 1
+    pair.assert_same_watches()
