@@ -12,6 +12,7 @@ and events interleaved, SET_PERMS changing who may see a node included.
 The same holds for guests creating nodes at their nodes, memory and soft
 memory quotas while dom0 moves them, and the soft quota's log lines agree.
 """
+import json
 import random
 import re
 from collections import Counter
@@ -328,16 +329,30 @@ def c_path_counts(report: dict) -> dict:
 FIRST_WATCHES = {"writer": [b"/p"], "watcher": [b"/q"], "g1": [b"data"], "g2": [b"/r"]}
 
 
-def same_as_python(daemon_factory, steps, watches):
+def same_as_python(daemon_factory, steps, watches, *args):
     """Play ``steps`` (``watches`` set first) on a daemon with the C path and on one with
-    every request through dispatch; every connection must get the same packets.  ->
-    (each connection's packets, the C daemon's memreports before and after the steps)."""
+    every request through dispatch (both started with ``args``); every connection must get
+    the same packets, and each domain's requests and events (sent, coalesced, dropped:
+    CONTROL stats) must be the same counts.  -> (each connection's packets, the C daemon's
+    memreports before and after the steps)."""
     reports = []
-    with_engine = run(daemon_factory(name="engine"), steps, watches, reports)
-    python_only = run(daemon_factory("--python-requests", name="python"), steps, watches)
+    engine = daemon_factory(*args, name="engine")
+    python = daemon_factory(*args, "--python-requests", name="python")
+    with_engine = run(engine, steps, watches, reports)
+    python_only = run(python, steps, watches)
     for name in with_engine:
         assert with_engine[name] == python_only[name], name
+    assert domain_counts(engine) == domain_counts(python)
     return with_engine, reports
+
+
+def domain_counts(proc) -> dict:
+    """domid -> (requests by type but CONTROL (the memreports taken on one daemon only),
+    events sent/coalesced/dropped), from CONTROL stats."""
+    with RawClient(proc.socket_path, timeout=10) as client:
+        stats = json.loads(client.ok(Op.CONTROL, b"stats").rstrip(b"\0"))
+    return {row["domid"]: ({op: n for op, n in row["requests"].items() if op != "CONTROL"},
+                           row["events"]) for row in stats["domains"]}
 
 
 def test_watch_and_unwatch_tell_every_client_what_python_would(daemon_factory):
@@ -375,3 +390,45 @@ def test_a_journaled_guest_s_watches_are_the_engine_s_and_tell_what_python_would
         assert answered > 20, (op, answered)
         assert counts.get(op.name) == answered + (len(FIRST_WATCHES) - 2 if op == Op.WATCH else 0), \
             (op, counts)
+
+
+# -- a WATCH's initial event written by the engine among its batch's replies ----------------
+
+INLINE_STEPS = [
+    # Batches of WATCHes (the writer's in one send; the others' one request at a time):
+    # each event right after its reply, relative ones as given.
+    ("writer", [(Op.WATCH, b"/i/a\0wa\0"), (Op.WATCH, b"/i/b\0wb"), (Op.WATCH, b"i/c\0wc\0")]),
+    ("watcher", [(Op.WATCH, b"/i\0wi\0"), (Op.READ, b"/p\0")]),
+    ("g1", [(Op.WATCH, b"data/z\0gz\0")]),
+    ("g2", [(Op.WATCH, b"/i/a\0ga\0")]),
+    ("g1", [(Op.WRITE, b"data/z\0v")]),
+    ("writer", [(Op.WRITE, b"/i/a\0x"), (Op.WRITE, b"/i/b\0x")]),
+    # The change in the same batch: its event, identical to the waiting initial one, is
+    # coalesced with it; so is a key's second initial event in one batch.
+    ("writer", [(Op.WATCH, b"/i/d\0wd\0"), (Op.WRITE, b"/i/d\0v")]),
+    ("writer", [(Op.WATCH, b"/j\0t\0"), (Op.UNWATCH, b"/j\0t\0"), (Op.WATCH, b"/j\0t\0")]),
+    # Past --max-watch-events (3) in one batch: the last dropped, its watch owed an event.
+    ("writer", [(Op.WATCH, b"/k/%d\0t\0" % i) for i in range(4)]),
+    ("writer", [(Op.WATCH, b"/l/%d\0t\0" % i) for i in range(3)]),
+    ("g2", [(Op.WATCH, b"data\0g2\0")]),
+    ("writer", [(Op.UNWATCH, b"/j\0t\0"), (Op.WATCH, b"@releaseDomain\0r\0")]),
+]
+
+
+def test_initial_events_written_by_the_engine_tell_every_client_what_python_would(
+        daemon_factory):
+    """Two daemons, the engine writing each WATCH's initial event among its batch's replies
+    where nothing of the client waits, and Python queueing it: over sockets (batches in one
+    send, replies written at once) and guest rings (relative watches, replies waiting for
+    the flush), every connection gets the same packets, and the same events are counted
+    sent, coalesced and dropped."""
+    with_engine, reports = same_as_python(daemon_factory, INLINE_STEPS, FIRST_WATCHES,
+                                          "--max-watch-events", "3")
+    events = {name: [p[3] for p in packets if p[0] == Op.WATCH_EVENT]
+              for name, packets in with_engine.items()}
+    assert events["writer"].count(b"/i/d\0wd\0") == 1             # coalesced
+    assert events["writer"].count(b"/j\0t\0") == 1
+    assert b"i/c\0wc\0" in events["writer"] and b"data/z\0gz\0" in events["g1"]
+    assert b"/k/3\0t\0" in events["writer"]                        # the owed one, later
+    counts = c_path_counts(reports[1])
+    assert counts["WATCH"] >= 15, counts
