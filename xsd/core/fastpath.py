@@ -4,9 +4,9 @@
 DIRECTORY_PART, GET_PERMS and SET_PERMS on the C node store, or inside a
 transaction's C overlay, TRANSACTION_START and END, and under the C watch
 registry WATCH and UNWATCH (the initial event after the WATCH's reply, as
-dispatch's REPLY_FIRST: written by the engine among the replies where nothing of
-the client waits, ``Session.event_room``, else queued), in one crossing per batch of bytes a client
-delivers, and stops at the first request it leaves to Python (engine.h says
+dispatch's REPLY_FIRST: written by the engine among the replies where nothing
+of the client waits, ``Session.event_room``, else queued), in one crossing per
+batch of bytes a client delivers, and stops at the first request it leaves to Python (engine.h says
 which: errors (but a conflicting commit's EAGAIN), a crossing of the soft
 memory quota, anything unusual); the transport hands the rest to the Python
 decoder and ``dispatch``, so replies keep their order.  A change that may fire
