@@ -244,9 +244,15 @@ class Daemon:
         listeners = self.listeners
         for listener in listeners:
             listener.commit()
+        # In the order their output was first queued (a flush that queues more is seen
+        # too): a change's watchers before its writer, whose reply was queued after the
+        # events (dispatch._fire, fastpath._deliver), so the watcher's client wakes first,
+        # as C xenstored and oxenstored write them when the watcher connected first, which
+        # watch:W's client A did (docs/benchmarks.md, "the way from a WRITE to its event").
         dirty = self.dirty
-        while dirty:
-            dirty.pop().flush()
+        for session in dirty:
+            session.flush()
+        dirty.clear()
         for callback in self.after_flush:
             callback()
         if started is not None:

@@ -33,7 +33,8 @@ from .permissions import can_read
 TRIE_DEPTH = 32     # components of a watch path filed in the trie (xenstore paths: < 10)
 
 if BACKEND == "cffi":
-    from .._native.watchreg import TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry, deliver
+    from .._native.watchreg import (TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry, deliver,
+                                    deliver_payloads)
     if _C_TRIE_DEPTH != TRIE_DEPTH:
         raise ImportError("xsd._native: watchreg.h's trie depth differs from watches.py's")
 
@@ -419,10 +420,10 @@ class CWatchRegistry:
         """The C registry (the request engine fires through it: fastpath.py)."""
         return self._native
 
-    def deliver(self, records: bytes, path: str) -> None:
+    def deliver(self, records: bytes, path: bytes) -> None:
         """Queue the deliveries of a fire call given ``path`` that the request engine made
         (watchreg.h's records) on their sessions, in order."""
-        deliver(records, path, self._sessions)
+        deliver_payloads(records, path, self._sessions)
 
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""
