@@ -233,7 +233,8 @@ class FastPath:
         replies before its own and before it (C xenstored queues a request's events before
         its reply; dispatch._fire), the requester itself possibly among them.  After each
         such reply the output is flushed past ``flush_at``, where the stop per watched
-        change (--python-fires) flushes it: events coalesce and drop as they did there.
+        change (--python-fires) flushes it: events coalesce and drop as they did there
+        (after the last one, with no event to follow, the caller's check does it).
         A WATCH's group (``DELIVERY_AFTER``) goes after its reply, as dispatch sends a
         watch's initial event (REPLY_FIRST)."""
         daemon = self.daemon
@@ -269,15 +270,15 @@ class FastPath:
                 deliver(records, path)
             except Exception:       # the change is made and acknowledged
                 log.exception("%r: internal error firing watches", session)
-        if held >= 0:
-            sent = self._reply_after_deliveries(session, out, held, flush_at)
-        if sent < len(out):
+        if held >= 0:   # the last group's reply and the rest of the run's in one send: no
+            send(out[held:] if held else out)   # event follows them, to coalesce or drop
+        elif sent < len(out):
             send(out[sent:])
 
     def _reply_after_deliveries(self, session, out: bytes, reply_at: int, flush_at: int) -> int:
         """Queue the reply at ``reply_at`` (its deliveries queued before it); where it ends."""
-        end = reply_at + HEADER.size + HEADER.unpack_from(out, reply_at)[3]    # _reply_end
-        session.send(out[reply_at:end] if reply_at or end < len(out) else out)
+        end = _reply_end(out, reply_at)
+        session.send(out[reply_at:end])
         if session.out_bytes > flush_at:
             self.daemon.flush()
         return end
