@@ -664,7 +664,7 @@ def test_a_batch_of_watched_changes_is_answered_in_one_run_with_python_s_deliver
     assert (consumed, handled, stop) == (len(data), len(packets), STOP_DONE)
     got = {}
     for reply_at, path, records in delivery_groups(engine.deliveries()):
-        for handle, event_path, token, _ in deliveries(records, path):
+        for handle, event_path, token, _ in deliveries(records, path.decode()):
             key = reply_at, names[handle]
             got[key] = got.get(key, b"") + Packet(
                 Op.WATCH_EVENT, 0, 0, event_path.encode() + b"\0" + token + b"\0").encode()

@@ -273,16 +273,15 @@ def delivery_groups(data: bytes):
     """``(reply_at, path, records)`` per group of ``Engine.deliveries()``, in order: where
     the reply of the change that fired it starts in the run's ``out`` (with
     ``DELIVERY_AFTER`` set: the reply of a WATCH, its initial event to go after it), the
-    changed path (str) and watchreg.h's delivery records for it (``watchreg.deliver``
-    reads them)."""
-    at, end, unpack, size = 0, len(data), _GROUP.unpack_from, _GROUP.size
+    changed path (bytes, as the event payloads take it) and watchreg.h's delivery records
+    for it (``watchreg.deliver_payloads`` reads them)."""
+    at, end, unpack = 0, len(data), _GROUP.unpack_from
     while at < end:
         reply_at, path_len, records_len = unpack(data, at)
-        at += size
-        path = data[at:at + path_len].decode("ascii")
-        at += path_len
-        yield reply_at, path, data[at:at + records_len]
-        at += records_len
+        at += 16                                # _GROUP.size
+        path_end = at + path_len
+        at = path_end + records_len
+        yield reply_at, data[path_end - path_len:path_end], data[path_end:at]
 
 
 def watch_changes(data: bytes):

@@ -13,7 +13,7 @@ from struct import Struct
 from ._xsd_native import ffi, lib
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 
-__all__ = ["NativeWatchRegistry", "TRIE_DEPTH", "deliver", "deliveries"]
+__all__ = ["NativeWatchRegistry", "TRIE_DEPTH", "deliver", "deliver_payloads", "deliveries"]
 
 TRIE_DEPTH = lib.XSD_WREG_TRIE_DEPTH
 
@@ -225,6 +225,27 @@ def deliver(data: bytes, path: str, sessions) -> None:
             at += evlen
         end = at + plen + 1 + tlen
         sessions[s].queue_event(ev, data[at + plen + 1:end], data[at:end])
+        at = end
+
+
+def deliver_payloads(data: bytes, path: bytes, sessions) -> None:
+    """``deliver`` for the request engine's groups (engine.py ``delivery_groups``: ``path``
+    as bytes), each delivery handed as the WATCH_EVENT payload it makes:
+    ``sessions[handle].queue_payload(event path NUL token NUL, key)``, in order.  The
+    event path stays bytes (never decoded and encoded again) and the record's own
+    "NUL token" is the payload's middle."""
+    at, end_all, unpack = 0, len(data), _DELIVERY.unpack_from
+    while at < end_all:
+        s, evlen, plen, tlen = unpack(data, at)
+        at += 10                                # _DELIVERY.size
+        if evlen == _SAME_PATH:
+            ev = path
+        else:
+            ev = data[at:at + evlen]
+            at += evlen
+        token_at = at + plen
+        end = token_at + 1 + tlen
+        sessions[s].queue_payload(ev + data[token_at:end] + b"\0", data[at:end])
         at = end
 
 

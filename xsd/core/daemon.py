@@ -244,6 +244,11 @@ class Daemon:
         listeners = self.listeners
         for listener in listeners:
             listener.commit()
+        # Last queued, first written: a change's writer before its watchers (the reply is
+        # queued after the events).  The Xen daemons write connections in the order they
+        # connected; writing the watchers first (as they do for xsbench watch:W) gave no
+        # steady gain in write-to-event latency and cost streamed writes up to half their
+        # rate on two cores (docs/benchmarks.md, "the way from a WRITE to its event").
         dirty = self.dirty
         while dirty:
             dirty.pop().flush()

@@ -242,35 +242,47 @@ class FastPath:
         replies before its own and before it (C xenstored queues a request's events before
         its reply; dispatch._fire), the requester itself possibly among them.  After each
         such reply the output is flushed past ``flush_at``, where the stop per watched
-        change (--python-fires) flushes it: events coalesce and drop as they did there.
+        change (--python-fires) flushes it: events coalesce and drop as they did there
+        (after the last one, with no event to follow, the caller's check does it).
         A WATCH's group (``DELIVERY_AFTER``) goes after its reply, as dispatch sends a
         watch's initial event (REPLY_FIRST)."""
         daemon = self.daemon
         deliver = daemon.watches.deliver
+        send = session.send
         sent = 0
-        held = None     # the reply whose deliveries are queued: several groups may share
-        for reply_at, path, records in delivery_groups(groups):   # one (a commit's events)
-            after = reply_at & DELIVERY_AFTER   # a WATCH's first event goes after its reply
-            reply_at &= ~DELIVERY_AFTER
-            if held is not None and (after or reply_at != held):
-                sent = self._reply_after_deliveries(session, out, held, flush_at)
-                held = None
-            upto = _reply_end(out, reply_at) if after else reply_at
-            if upto > sent:
-                session.send(out[sent:upto])
-                sent = upto
+        held = -1       # where the reply whose deliveries are queued starts (-1: none):
+        for reply_at, path, records in delivery_groups(groups):   # several groups may share
+            if reply_at & DELIVERY_AFTER:       # one (a commit's events); a WATCH's first
+                reply_at &= ~DELIVERY_AFTER     # event goes after its reply
+                if held >= 0:
+                    sent = self._reply_after_deliveries(session, out, held, flush_at)
+                    held = -1
+                upto = _reply_end(out, reply_at)
+                if upto > sent:
+                    send(out[sent:upto])
+                    sent = upto
+                try:
+                    deliver(records, path)
+                except Exception:   # the watch is added and acknowledged
+                    log.exception("%r: internal error firing watches", session)
+                if session.out_bytes > flush_at:
+                    daemon.flush()
+                continue
+            if reply_at != held:
+                if held >= 0:
+                    sent = self._reply_after_deliveries(session, out, held, flush_at)
+                if reply_at > sent:
+                    send(out[sent:reply_at])
+                    sent = reply_at
+                held = reply_at
             try:
                 deliver(records, path)
-            except Exception:       # the change is made (or the watch added) and acknowledged
+            except Exception:       # the change is made and acknowledged
                 log.exception("%r: internal error firing watches", session)
-            if not after:
-                held = reply_at
-            elif session.out_bytes > flush_at:
-                daemon.flush()
-        if held is not None:
-            sent = self._reply_after_deliveries(session, out, held, flush_at)
-        if sent < len(out):
-            session.send(out[sent:])
+        if held >= 0:   # the last group's reply and the rest of the run's in one send: no
+            send(out[held:] if held else out)   # event follows them, to coalesce or drop
+        elif sent < len(out):
+            send(out[sent:])
 
     def _reply_after_deliveries(self, session, out: bytes, reply_at: int, flush_at: int) -> int:
         """Queue the reply at ``reply_at`` (its deliveries queued before it); where it ends."""

@@ -33,6 +33,7 @@ dropped, budget or not.
 import logging
 import time
 from collections import deque
+from functools import partial
 
 from xenstore_protocol.constants import HEADER, Op, PAYLOAD_MAX
 
@@ -42,9 +43,13 @@ from .watches import SessionWatches
 log = logging.getLogger("xsd.session")
 
 _WATCH_EVENT = int(Op.WATCH_EVENT)
+_HEADER_SIZE = HEADER.size
 
 STUCK_LOG_INTERVAL = 60.0       # seconds between two "not reading" lines about one client
 BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once the budget is spent
+
+
+_event_header = partial(HEADER.pack, _WATCH_EVENT, 0, 0)     # (payload length) -> header
 
 
 def event_frame(path: str, token: bytes):
@@ -52,7 +57,7 @@ def event_frame(path: str, token: bytes):
     payload = path.encode("ascii") + b"\0" + token + b"\0"
     if len(payload) > PAYLOAD_MAX:
         return None
-    return HEADER.pack(_WATCH_EVENT, 0, 0, len(payload)) + payload
+    return _event_header(len(payload)) + payload
 
 
 class OutputBudget:
@@ -161,11 +166,18 @@ class Session:
     def queue_event(self, path: str, token: bytes, watch=None) -> None:
         """A watch event for this client; ``watch`` (the watch's key, watches.watch_key) is
         owed a marker if it must be dropped."""
-        data = event_frame(path, token)
-        if data is None:
+        self.queue_payload(path.encode("ascii") + b"\0" + token + b"\0", watch)
+
+    def queue_payload(self, payload: bytes, watch=None) -> None:
+        """``queue_event`` given the event's WATCH_EVENT payload, "event path NUL token NUL"
+        (the C path's deliveries come so: watchreg.deliver_payloads)."""
+        n = len(payload)
+        if n > PAYLOAD_MAX:
             # XSA-324: never emit a frame over the limit; the client could not read it.
             self._drop_event("too long for a frame", watch)
             return
+        data = _event_header(n) + payload
+        n += _HEADER_SIZE                       # the frame's length
         budget = self.budget
         if (not self.paused and self.unsent_held and self.squeeze is not None
                 and budget.spent()):
@@ -189,14 +201,14 @@ class Session:
                     # One batch goes to the transport whole, past its high-water mark.
                     self._drop_event("daemon-wide output budget spent", watch)
                     return
-                budget.held += len(data)
+                budget.held += n
             self.out_events += 1
             self.events_sent += 1
             self.out_event_set.add(data)
             if not self.out:
                 self._dirty.append(self)
             self.out.append(data)
-            self.out_bytes += len(data)
+            self.out_bytes += n
             return
         if data in self.pending_events:
             self.events_coalesced += 1      # the identical one waiting will tell the same
@@ -209,7 +221,7 @@ class Session:
                 self._drop_event("daemon-wide output budget spent", watch)
                 self._log_stuck()
                 return
-            budget.held += len(data)
+            budget.held += n
         self.pending_events.add(data)
         self.backlog.append(data)
         self.events_sent += 1
