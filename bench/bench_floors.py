@@ -85,7 +85,7 @@ FLOOR_GROUPS = ("rw", "dir", "tx", "watch", "mc8", "dircpu")
 WATCHES_FOR_RSS = 10000
 DIRCPU_REQUESTS, DIRCPU_IN_FLIGHT = 40000, 64
 # Where each daemon and its clients run unless --pin / --pin-mc say otherwise (bench/placement.py).
-PIN_DEFAULT = {"one-client": "split", "mc8": "none"}
+PIN_DEFAULT = {"one-client": "shared", "mc8": "none"}
 # Seconds one xsbench test may take (C xenstored's mc:8 takes ~40 s here; a watch test ~5 s).
 XSBENCH_TIMEOUT = {"watch": 60, "other": 180}
 
@@ -405,9 +405,10 @@ def main() -> int:
                         help="also run the xsd of this checkout, in memory and journaling")
     parser.add_argument("--pin", choices=PLACEMENTS, default=PIN_DEFAULT["one-client"],
                         help="where every daemon and its one client run, for every group "
-                        "but mc8: " + "; ".join(f"{k}: {v}" for k, v in PLACEMENTS.items()))
+                        "but mc8: " + "; ".join(f"{k}: {v}" for k, v in PLACEMENTS.items())
+                        + " (default %(default)s)")
     parser.add_argument("--pin-mc", choices=PLACEMENTS, default=PIN_DEFAULT["mc8"],
-                        help="the same for mc8's eight clients")
+                        help="the same for mc8's eight clients (default %(default)s)")
     parser.add_argument("--spread", action="store_true",
                         help="also print each cell's spread across repetitions, "
                         "(max - min) / median")
