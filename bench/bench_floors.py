@@ -29,6 +29,12 @@ own process on one daemon per repetition, except the memory rows, which each get
             so the daemon is busy and its CPU per request is the listing's cost, not the
             round trip's (fresh daemon; measured here)
 
+``--pin split|shared|none`` places every daemon (and everything it spawns) and its clients
+alike (bench/placement.py): on CPUs of their own, on one CPU, or where the scheduler puts
+them; ``--pin-mc`` does the same for mc8. Defaults in PIN_DEFAULT, chosen from the runs in
+docs/benchmarks.md, "placement"; the footer states the placement and the load average.
+``--spread`` adds each cell's spread across repetitions.
+
 ``--base TREE`` adds two columns, another checkout's xsd (built there: ``./dev setup`` or
 ``python xsd/_native/build_native.py -q``) in memory and with its journal, so a change is
 measured against the version before it in the same run.
@@ -56,6 +62,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.bench_requests import Oxenstored, build_xsbench   # noqa: E402
+from bench.placement import PLACEMENTS, describe, place      # noqa: E402
 from tests import anchors                                    # noqa: E402
 from tests.daemon_process import DaemonProcess               # noqa: E402
 from tests.wire import RawClient                             # noqa: E402
@@ -77,6 +84,8 @@ GROUPS = {"rw": ["rw"], "dir": ["dir"], "tx": ["tx"], "watch": ["watch:10", "wat
 FLOOR_GROUPS = ("rw", "dir", "tx", "watch", "mc8", "dircpu")
 WATCHES_FOR_RSS = 10000
 DIRCPU_REQUESTS, DIRCPU_IN_FLIGHT = 40000, 64
+# Where each daemon and its clients run unless --pin / --pin-mc say otherwise (bench/placement.py).
+PIN_DEFAULT = {"one-client": "shared", "mc8": "none"}
 # Seconds one xsbench test may take (C xenstored's mc:8 takes ~40 s here; a watch test ~5 s).
 XSBENCH_TIMEOUT = {"watch": 60, "other": 180}
 
@@ -306,16 +315,18 @@ def dir_cpu(daemon) -> dict:
     return {"dir1000_daemon_cpu_us_per_op": spent / DIRCPU_REQUESTS * 1e6}
 
 
-def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> dict:
-    """Every chosen group's figures for one daemon, one repetition."""
+def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str, pins: dict) -> dict:
+    """Every chosen group's figures for one daemon, one repetition; each test run with the
+    daemon and its clients placed as ``pins`` says for its group."""
     if name.endswith("floor"):
         groups = [g for g in groups if g in FLOOR_GROUPS]
     results = {}
-    shared = [test for g in groups if GROUPS[g] for test in GROUPS[g]]
+    shared = [(g, test) for g in groups if GROUPS[g] for test in GROUPS[g]]
     if shared:
         daemon = start(name, rundir + "-shared", work)
         try:
-            for test in shared:
+            for group, test in shared:
+                place(daemon.pid, pins[group])
                 results.update(xsbench(exe, daemon, test, nkeys))
         finally:
             stop(daemon)
@@ -324,6 +335,7 @@ def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> 
             continue
         daemon = start(name, rundir + "-" + group, work)
         try:
+            place(daemon.pid, pins[group])
             if group == "rss":
                 results.update(xsbench(exe, daemon, "rss", nkeys))
             elif group == "dircpu":
@@ -335,6 +347,12 @@ def measure(name: str, groups, exe: str, nkeys: int, rundir: str, work: str) -> 
         finally:
             stop(daemon)
     return results
+
+
+def spread(values) -> str:
+    """(max - min) / median of one cell's repetitions, in percent."""
+    mid = statistics.median(values)
+    return f"{(max(values) - min(values)) / mid * 100:.0f}%" if mid else ""
 
 
 def lower_is_better(metric: str) -> bool:
@@ -385,6 +403,15 @@ def main() -> int:
                         help="comma-separated subset of " + ",".join(GROUPS))
     parser.add_argument("--base", metavar="TREE",
                         help="also run the xsd of this checkout, in memory and journaling")
+    parser.add_argument("--pin", choices=PLACEMENTS, default=PIN_DEFAULT["one-client"],
+                        help="where every daemon and its one client run, for every group "
+                        "but mc8: " + "; ".join(f"{k}: {v}" for k, v in PLACEMENTS.items())
+                        + " (default %(default)s)")
+    parser.add_argument("--pin-mc", choices=PLACEMENTS, default=PIN_DEFAULT["mc8"],
+                        help="the same for mc8's eight clients (default %(default)s)")
+    parser.add_argument("--spread", action="store_true",
+                        help="also print each cell's spread across repetitions, "
+                        "(max - min) / median")
     args = parser.parse_args()
     if args.base:
         Xsd.base_tree = os.path.abspath(args.base)
@@ -399,19 +426,26 @@ def main() -> int:
         unknown = set(chosen) - set(known)
         if unknown:
             parser.error(f"unknown {', '.join(sorted(unknown))}; expected some of {', '.join(known)}")
+    try:
+        pins = {g: args.pin_mc if g == "mc8" else args.pin for g in groups}
+        placed = {g: describe(p) for g, p in pins.items()}
+    except ValueError as err:
+        parser.error(str(err))
     results = {d: {} for d in daemons}
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory() as work:
         exe = build_xsbench(work)
         subprocess.run(["gcc", "-O2", "-Wall", "-o", os.path.join(work, "floor_c"),
                         os.path.join(FLOORS, "floor_c.c")], check=True)
         for rep in range(args.reps):
             for name in daemons:
-                figures = measure(name, groups, exe, args.keys, os.path.join(work, f"{name}-{rep}"), work)
+                figures = measure(name, groups, exe, args.keys, os.path.join(work, f"{name}-{rep}"),
+                                  work, pins)
                 for metric, value in figures.items():
                     results[name].setdefault(metric, []).append(value)
                 print(f"rep {rep + 1}/{args.reps} {name} done ({time.monotonic() - started:.0f} s)",
                       file=sys.stderr)
+    load_after = os.getloadavg()
     med = {d: {m: statistics.median(v) for m, v in r.items()} for d, r in results.items()}
     print("| metric | " + " | ".join(HEADINGS[d] for d in daemons) + " | xsd against issue 17's targets |")
     print("|---|" + "---:|" * len(daemons) + "---|")
@@ -420,12 +454,27 @@ def main() -> int:
             continue
         cells = [(fmt % med[d][metric]) if metric in med[d] else "" for d in daemons]
         print(f"| {label} | " + " | ".join(cells) + f" | {against_targets(metric, targets, med)} |")
+    if args.spread:
+        print("\nSpread across repetitions, (max - min) / median:\n")
+        print("| metric | " + " | ".join(HEADINGS[d] for d in daemons) + " |")
+        print("|---|" + "---:|" * len(daemons))
+        for metric, label, _, _ in ROWS:
+            if any(metric in results[d] for d in daemons):
+                cells = [spread(results[d][metric]) if metric in results[d] else "" for d in daemons]
+                print(f"| {label} | " + " | ".join(cells) + " |")
     tests = " ".join(t for g in groups if GROUPS[g] for t in GROUPS[g])
     print(f"\nxsbench -n {args.keys} -p PID, one process per test, on one daemon: {tests}; "
           f"on fresh daemons: {', '.join(g for g in groups if GROUPS[g] is None) or 'nothing'}. "
           f"Medians of {args.reps} interleaved runs; CPU per request is the daemon's user + "
           "system time (/proc/PID/stat); 'better Xen' is the better of C xenstored and "
           "oxenstored on that row.")
+    by_placement = {}
+    for group, where in placed.items():
+        by_placement.setdefault(where, []).append(group)
+    print("Placement: " + "; ".join(f"{', '.join(g)}: {where}" for where, g in by_placement.items())
+          + ". Load average (1, 5, 15 min) " + " at the start, ".join(
+              " ".join(f"{x:.2f}" for x in load) for load in (load_before, load_after))
+          + " at the end.")
     return 0
 
 
