@@ -4,6 +4,8 @@ libxenstore writes a request's header and its payload in two writes, so one read
 daemon's may get the header alone.  The packet the next read completes is answered by
 the engine, as one that came whole is: before, it went to Python's dispatch (slower,
 though with the same reply), for about 40% of xsbench dir's requests."""
+import time
+
 import pytest
 
 from xenstore_protocol import Op, Packet
@@ -13,6 +15,13 @@ from xsd._native import BACKEND
 
 from tests.daemon.test_engine_events import c_path_counts
 from tests.wire import RawClient
+
+
+@pytest.fixture(params=["journal", "in memory"])
+def daemon(request, daemon_factory):
+    """A socket's batch journaling and in memory: the pump's two ways through
+    ``RequestPump.serve_bytes`` (replies after the record, or straight to the transport)."""
+    return daemon_factory(*(["--no-persist"] if request.param == "in memory" else []))
 
 
 @pytest.mark.skipif(BACKEND != "cffi", reason="the C request path runs on the C store only")
@@ -43,4 +52,23 @@ def test_a_packet_still_incomplete_waits_for_the_rest(daemon):
         for i in range(len(listing)):
             xs.sock.sendall(listing[i:i + 1])
         assert xs.reply(70).payload == b"0\0"
+        xs.check()
+
+
+def test_the_middle_of_a_packet_is_never_read_as_packets(daemon):
+    """Reads of the middle of a packet, each longer than a header, are held with it until
+    the one that completes it, even when they look like requests: a value made of READ
+    packets, sent a few of them per read, is written whole and none of them is answered."""
+    inner = Packet(Op.READ, 77, 0, b"/first\0").encode()
+    value = inner * 100
+    head = Packet(Op.WRITE, 90, 0, b"/many\0" + value).encode()[:-len(value)]
+    with RawClient(daemon.socket_path) as xs:
+        xs.ok(Op.WRITE, payload=b"/first\0v")
+        xs.sock.sendall(head)
+        for at in range(0, len(value), 5 * len(inner)):
+            time.sleep(0.002)       # one read of the daemon's each
+            xs.sock.sendall(value[at:at + 5 * len(inner)])
+        assert xs.reply().req_id == 90
+        assert xs.ok(Op.READ, b"/many") == value
+        assert not xs.replies
         xs.check()
