@@ -26,8 +26,6 @@ import argparse
 import os
 import pstats
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,28 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from profile_requests import FLOOR, PROFILED_XSD, cpu_us   # noqa: E402
+from profile_requests import FLOOR, PROFILED_XSD, cpu_us, start   # noqa: E402
 from tests.wire import RawClient                          # noqa: E402
 from xenstore_protocol import Op                           # noqa: E402
 
 VALUE = b"0123456789abcdef0123456789abcdef"
-
-
-def start(argv, rundir: str, cwd: str) -> subprocess.Popen:
-    os.makedirs(rundir, exist_ok=True)
-    proc = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, PYTHONPATH=cwd),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path = os.path.join(rundir, "socket")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(path)
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{argv} did not start")
 
 
 def xsd_argv(tree: str, rundir: str, profile_out=None) -> list:

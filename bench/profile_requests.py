@@ -137,12 +137,14 @@ def cpu_us(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1e6 / os.sysconf("SC_CLK_TCK")
 
 
-def start(argv, rundir: str) -> subprocess.Popen:
+def start(argv, rundir: str, cwd: str = ROOT) -> subprocess.Popen:
+    """``argv`` run in the checkout ``cwd`` (its own modules first), once its socket in
+    ``rundir`` answers."""
     os.makedirs(rundir, exist_ok=True)
-    proc = subprocess.Popen(argv, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+    proc = subprocess.Popen(argv, cwd=cwd, env=dict(os.environ, PYTHONPATH=cwd),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = os.path.join(rundir, "socket")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             with socket.socket(socket.AF_UNIX) as s:

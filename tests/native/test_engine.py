@@ -876,16 +876,11 @@ class WatchDaemons:
             data += Packet(op, req_id[0], 0, payload).encode()
         got = []
         for side in self.sides:
-            d, pump = side["daemon"], side["pump"]
+            pump = side["pump"]
             s = side["sessions"][name][0]
             rest = pump.serve_bytes(s, data)
             pump.serve(s, Decoder().feed(rest), self.deque())
-            d.flush()
-            told = {}
-            for other, (_, out) in side["sessions"].items():
-                told[other] = b"".join(out)
-                out.clear()
-            got.append(told)
+            got.append(self._flushed(side))
         assert got[0] == got[1], requests
         self.assert_same_counts()
         return got[0]
@@ -905,15 +900,20 @@ class WatchDaemons:
                 s = side["sessions"][name][0]
                 consumed = d.fastpath.serve(s, data, FLUSH_AT)[0] if engine else 0
                 pump.serve(s, Decoder().feed(data[consumed:]), self.deque())
-            d.flush()
-            told = {}
-            for other, (_, out) in side["sessions"].items():
-                told[other] = b"".join(out)
-                out.clear()
-            got.append(told)
+            got.append(self._flushed(side))
         assert got[0] == got[1], batches
         self.assert_same_counts()
         return got[0]
+
+    @staticmethod
+    def _flushed(side) -> dict:
+        """One side's daemon flushed: what each of its sessions was written, {name: bytes}."""
+        side["daemon"].flush()
+        told = {}
+        for other, (_, out) in side["sessions"].items():
+            told[other] = b"".join(out)
+            out.clear()
+        return told
 
     def assert_same_counts(self):
         """Every session's event counts (stats.py's sent, coalesced, dropped) and what of

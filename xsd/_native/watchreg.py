@@ -13,7 +13,7 @@ from struct import Struct
 from ._xsd_native import ffi, lib
 from . import trie as _checked  # noqa: F401  (the build stamp is checked at its import)
 
-__all__ = ["NativeWatchRegistry", "TRIE_DEPTH", "deliver", "deliver_payloads", "deliveries"]
+__all__ = ["NativeWatchRegistry", "TRIE_DEPTH", "deliver_payloads", "deliveries"]
 
 TRIE_DEPTH = lib.XSD_WREG_TRIE_DEPTH
 
@@ -211,27 +211,10 @@ class NativeWatchRegistry:
                 "blocks": st.blocks}
 
 
-def deliver(data: bytes, path: str, sessions) -> None:
-    """Hand each delivery in ``data``, from a fire call given ``path``, to
-    ``sessions[handle].queue_event(event path, token, key)``, in order."""
-    at, end_all, unpack = 0, len(data), _DELIVERY.unpack_from
-    while at < end_all:
-        s, evlen, plen, tlen = unpack(data, at)
-        at += 10                                # _DELIVERY.size
-        if evlen == _SAME_PATH:
-            ev = path
-        else:
-            ev = data[at:at + evlen].decode("ascii")
-            at += evlen
-        end = at + plen + 1 + tlen
-        sessions[s].queue_event(ev, data[at + plen + 1:end], data[at:end])
-        at = end
-
-
 def deliver_payloads(data: bytes, path: bytes, sessions) -> None:
-    """``deliver`` for the request engine's groups (engine.py ``delivery_groups``: ``path``
-    as bytes), each delivery handed as the WATCH_EVENT payload it makes:
-    ``sessions[handle].queue_payload(event path NUL token NUL, key)``, in order.  The
+    """Hand each delivery in ``data``, from a fire call given ``path`` (the request engine's
+    groups, engine.py ``delivery_groups``, or a fire_* call's), as the WATCH_EVENT payload
+    it makes: ``sessions[handle].queue_payload(event path NUL token NUL, key)``, in order.  The
     event path stays bytes (never decoded and encoded again) and the record's own
     "NUL token" is the payload's middle."""
     at, end_all, unpack = 0, len(data), _DELIVERY.unpack_from
@@ -252,12 +235,12 @@ def deliver_payloads(data: bytes, path: bytes, sessions) -> None:
 def deliveries(data: bytes, path: str) -> list:
     """``[(session, event path, token, key), ...]`` from watchreg.h's delivery records."""
     out = []
-    deliver(data, path, _Collect(out))
+    deliver_payloads(data, path.encode("ascii"), _Collect(out))
     return out
 
 
 class _Collect:
-    """``deliver``'s sessions for ``deliveries``: every handle notes into one list."""
+    """``deliver_payloads``' sessions for ``deliveries``: every handle notes into one list."""
 
     __slots__ = ("out", "handle")
 
@@ -268,5 +251,6 @@ class _Collect:
         self.handle = handle
         return self
 
-    def queue_event(self, path, token, key):
-        self.out.append((self.handle, path, token, key))
+    def queue_payload(self, payload, key):
+        path, _, token = payload[:-1].partition(b"\0")
+        self.out.append((self.handle, path.decode("ascii"), token, key))

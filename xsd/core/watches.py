@@ -34,7 +34,7 @@ from .permissions import can_read
 TRIE_DEPTH = 32     # components of a watch path filed in the trie (xenstore paths: < 10)
 
 if BACKEND == "cffi":
-    from .._native.watchreg import (TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry, deliver,
+    from .._native.watchreg import (TRIE_DEPTH as _C_TRIE_DEPTH, NativeWatchRegistry,
                                     deliver_payloads)
     if _C_TRIE_DEPTH != TRIE_DEPTH:
         raise ImportError("xsd._native: watchreg.h's trie depth differs from watches.py's")
@@ -305,7 +305,8 @@ class CWatchRegistry:
         self.special_perms = {}     # "@introduceDomain" -> perms set by SET_PERMS
         self._encoded = {}          # perms tuple -> b"n0\0r5\0"
         # deliver(records, path): queue the deliveries of a fire call given ``path`` (bytes)
-        # that the request engine made (watchreg.h's records) on their sessions, in order;
+        # (watchreg.h's records, the request engine's or a fire_* call's) on their sessions,
+        # in order;
         # bound here, not a method: one Python frame less per watched change.
         self.deliver = partial(deliver_payloads, sessions=self._sessions)
 
@@ -400,11 +401,11 @@ class CWatchRegistry:
 
     def fire_change(self, path: str, perms, old_perms=None) -> None:
         """As WatchRegistry.fire_change."""
+        raw = path.encode("ascii")
         deliveries = self._native.fire_change(
-            path.encode("ascii"), self._encode(perms),
-            None if old_perms is None else self._encode(old_perms))
+            raw, self._encode(perms), None if old_perms is None else self._encode(old_perms))
         if deliveries:
-            deliver(deliveries, path, self._sessions)
+            self.deliver(deliveries, raw)
 
     def fire_remove(self, root: str, removed: dict) -> None:
         """As WatchRegistry.fire_remove; ``removed`` is read only if watches lie below root."""
@@ -415,10 +416,10 @@ class CWatchRegistry:
                      None if (pp := removed.get(parent(node_path))) is None else encode(pp))
                     for node_path, perms in removed.items() if node_path in wanted]
 
-        deliveries = self._native.fire_remove(root.encode("ascii"), self._encode(removed[root]),
-                                              removed_below)
+        raw = root.encode("ascii")
+        deliveries = self._native.fire_remove(raw, self._encode(removed[root]), removed_below)
         if deliveries:
-            deliver(deliveries, root, self._sessions)
+            self.deliver(deliveries, raw)
 
     @property
     def native(self):
@@ -429,7 +430,8 @@ class CWatchRegistry:
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""
         perms = self.special_perms.get(name)
+        raw = name.encode("ascii")
         deliveries = self._native.fire_special(
-            name.encode("ascii"), None if perms is None else self._encode(perms))
+            raw, None if perms is None else self._encode(perms))
         if deliveries:
-            deliver(deliveries, name, self._sessions)
+            self.deliver(deliveries, raw)

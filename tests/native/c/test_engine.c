@@ -581,32 +581,58 @@ static size_t logged(const struct xsd_run *r, size_t at, int kind, int relative,
     return at + XSD_WATCH_LOG_HEADER + klen;
 }
 
-static void test_watch_and_unwatch_through_the_registry(void)
-{
-    static const struct xsd_quotas guest_quotas = { .memory = 100 };
+/* Two conns with watch sessions in a fresh store: 0 privileged (dom0), 1 a
+ * guest (domain 1); neither has its registry handle yet (xsd_conn_watches). */
+struct watch_world {
     xsd_trie *t;
     xsd_wreg *reg;
     xsd_engine *e;
     xsd_conn *c0, *c1;
-    struct xsd_run r;
     int64_t s0, s1;
+};
+
+static struct watch_world watch_world_open(void)
+{
+    struct watch_world w;
 
     setup();
-    t = xsd_trie_new();
-    reg = t ? xsd_wreg_new(t, store) : NULL;
-    e = reg ? xsd_engine_new(store, t) : NULL;
-    c0 = e ? xsd_conn_new(e) : NULL;
-    c1 = e ? xsd_conn_new(e) : NULL;
-    if (!c0 || !c1)
+    w.t = xsd_trie_new();
+    w.reg = w.t ? xsd_wreg_new(w.t, store) : NULL;
+    w.e = w.reg ? xsd_engine_new(store, w.t) : NULL;
+    w.c0 = w.e ? xsd_conn_new(w.e) : NULL;
+    w.c1 = w.e ? xsd_conn_new(w.e) : NULL;
+    if (!w.c0 || !w.c1)
         abort();
-    xsd_engine_watches(e, reg);
-    s0 = xsd_wreg_session_new(reg);
-    s1 = xsd_wreg_session_new(reg);
-    CHECK(s0 >= 0 && s1 >= 0);
-    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s0, 0, -1, 1), 0);
-    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s1, 1, -1, 0), 0);
-    xsd_conn_configure(c0, 0, -1, 1, 0, 2048);
-    xsd_conn_configure(c1, 1, -1, 0, 0, 2048);
+    xsd_engine_watches(w.e, w.reg);
+    w.s0 = xsd_wreg_session_new(w.reg);
+    w.s1 = xsd_wreg_session_new(w.reg);
+    CHECK(w.s0 >= 0 && w.s1 >= 0);
+    CHECK_EQ(xsd_wreg_session_set(w.reg, (uint32_t)w.s0, 0, -1, 1), 0);
+    CHECK_EQ(xsd_wreg_session_set(w.reg, (uint32_t)w.s1, 1, -1, 0), 0);
+    xsd_conn_configure(w.c0, 0, -1, 1, 0, 2048);
+    xsd_conn_configure(w.c1, 1, -1, 0, 0, 2048);
+    return w;
+}
+
+static void watch_world_close(struct watch_world *w)
+{
+    xsd_conn_free(w->c0);
+    xsd_conn_free(w->c1);
+    xsd_engine_free(w->e);
+    xsd_wreg_free(w->reg);
+    xsd_trie_free(w->t);
+    teardown();
+}
+
+static void test_watch_and_unwatch_through_the_registry(void)
+{
+    static const struct xsd_quotas guest_quotas = { .memory = 100 };
+    struct watch_world w = watch_world_open();
+    xsd_wreg *reg = w.reg;
+    xsd_engine *e = w.e;
+    xsd_conn *c0 = w.c0, *c1 = w.c1;
+    struct xsd_run r;
+    int64_t s0 = w.s0, s1 = w.s1;
 
     /* No handle yet (Python gives one when it configures the conn): Python's. */
     CHECK_EQ(run_watch(e, c0, T_WATCH, P("/w\0t\0"), &r), XSD_RUN_PYTHON);
@@ -690,12 +716,7 @@ static void test_watch_and_unwatch_through_the_registry(void)
     CHECK_EQ(xsd_wreg_session_count(reg, (uint32_t)s1), 2);
     CHECK_EQ(xsd_conn_requests(c1, T_WATCH), 3);
     CHECK_EQ(xsd_conn_requests(c1, T_UNWATCH), 1);
-    xsd_conn_free(c0);
-    xsd_conn_free(c1);
-    xsd_engine_free(e);
-    xsd_wreg_free(reg);
-    xsd_trie_free(t);
-    teardown();
+    watch_world_close(&w);
 }
 
 /* out[*at..) holds a frame of type, req_id and payload: 1 and *at past it, or 0. */
@@ -732,30 +753,13 @@ static void test_initial_events_written_among_the_replies(void)
 {
     static const struct xsd_quotas guest_quotas = { .memory = 1000 };
     static char big[XSD_PAYLOAD_MAX];
-    xsd_trie *t;
-    xsd_wreg *reg;
-    xsd_engine *e;
-    xsd_conn *c0, *c1;
+    struct watch_world w = watch_world_open();
+    xsd_engine *e = w.e;
+    xsd_conn *c0 = w.c0, *c1 = w.c1;
     struct xsd_run r;
-    int64_t s0, s1;
+    int64_t s0 = w.s0, s1 = w.s1;
     size_t at = 0;
 
-    setup();
-    t = xsd_trie_new();
-    reg = t ? xsd_wreg_new(t, store) : NULL;
-    e = reg ? xsd_engine_new(store, t) : NULL;
-    c0 = e ? xsd_conn_new(e) : NULL;
-    c1 = e ? xsd_conn_new(e) : NULL;
-    if (!c0 || !c1)
-        abort();
-    xsd_engine_watches(e, reg);
-    s0 = xsd_wreg_session_new(reg);
-    s1 = xsd_wreg_session_new(reg);
-    CHECK(s0 >= 0 && s1 >= 0);
-    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s0, 0, -1, 1), 0);
-    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s1, 1, -1, 0), 0);
-    xsd_conn_configure(c0, 0, -1, 1, 0, 2048);
-    xsd_conn_configure(c1, 1, -1, 0, 0, 2048);
     xsd_conn_watches(c0, s0, 0, 0);
     xsd_conn_watches(c1, s1, 0, 0);
     xsd_conn_quotas(c1, &guest_quotas);
@@ -851,12 +855,7 @@ static void test_initial_events_written_among_the_replies(void)
     memset(big + 3, 'k', sizeof big - 3);
     CHECK_EQ(run_watch(e, c0, T_WATCH, big, sizeof big, &r), XSD_RUN_DONE);
     CHECK(r.events_inlined == 0 && groups(&r) == 1);
-    xsd_conn_free(c0);
-    xsd_conn_free(c1);
-    xsd_engine_free(e);
-    xsd_wreg_free(reg);
-    xsd_trie_free(t);
-    teardown();
+    watch_world_close(&w);
 }
 
 int main(void)
