@@ -34,8 +34,10 @@ class RecordingSession(Session):
         super().__init__(lambda data: None, [], **kwargs)
         self.log = log
 
-    def queue_event(self, path, token, watch=None):
-        self.log.append((self.name, path, token, watch))
+    def queue_payload(self, payload, watch=None):
+        """Every event either registry delivers (queue_event makes its payload first)."""
+        path, _, token = payload[:-1].partition(b"\0")
+        self.log.append((self.name, path.decode("ascii"), token, watch))
 
 
 DEEP = "/d/" + "/".join("x%d" % i for i in range(TRIE_DEPTH + 6))
