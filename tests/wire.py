@@ -35,6 +35,15 @@ class RawClient:
         self.sock.sendall(Packet(op, req_id, tx_id, payload).encode())
         return req_id
 
+    def send_batch(self, requests, tx_id: int = 0) -> list:
+        """``requests`` ([(op, payload)]) in one send, so the daemon may read them as one
+        batch; their req_ids."""
+        req_ids = list(range(self.next_req, self.next_req + len(requests)))
+        self.next_req += len(requests)
+        self.sock.sendall(b"".join(Packet(op, req_id, tx_id, payload).encode()
+                                   for req_id, (op, payload) in zip(req_ids, requests)))
+        return req_ids
+
     def _pump(self, timeout) -> bool:
         ready, _, _ = select.select([self.sock], [], [], timeout)
         if not ready:

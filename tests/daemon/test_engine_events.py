@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from xenstore_protocol import Op, Packet
+from xenstore_protocol import Op
 
 from tests.wire import RawClient
 from xsd.hv_cli import toolstack_introduce
@@ -108,11 +108,8 @@ def run(proc, steps, watches=WATCHES, reports=None) -> dict:
             client = clients[sender]
             # A step with an end runs in a transaction of its own, ended so (T or F).
             tx_id = int(client.call(Op.TRANSACTION_START, b"").payload[:-1]) if end else 0
-            if sender == "writer":
-                req_ids = list(range(client.next_req, client.next_req + len(batch)))
-                client.next_req += len(batch)
-                client.sock.sendall(b"".join(Packet(op, req_id, tx_id, payload).encode()
-                                             for req_id, (op, payload) in zip(req_ids, batch)))
+            if sender == "writer":      # the batch in one send
+                req_ids = client.send_batch(batch, tx_id)
             else:
                 req_ids = [client.send_packet(op, payload, tx_id) for op, payload in batch]
             for req_id in req_ids:

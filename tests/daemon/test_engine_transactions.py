@@ -13,7 +13,7 @@ watchers on sockets and rings on, above and below what they remove.
 """
 import random
 
-from xenstore_protocol import Op, Packet
+from xenstore_protocol import Op
 
 from tests.wire import RawClient
 
@@ -58,10 +58,7 @@ def run(proc, steps) -> tuple:
             watcher.ok(Op.WATCH, path, b"w%d" % i)
         for i, (batch, end, interfere) in enumerate(steps):
             tx_id = int(writer.call(Op.TRANSACTION_START, b"").payload[:-1])
-            req_ids = list(range(writer.next_req, writer.next_req + len(batch)))
-            writer.next_req += len(batch)
-            writer.sock.sendall(b"".join(Packet(op, req_id, tx_id, payload).encode()
-                                         for req_id, (op, payload) in zip(req_ids, batch)))
+            req_ids = writer.send_batch(batch, tx_id)
             for req_id in req_ids:
                 writer.reply(req_id)
             if interfere:
@@ -170,10 +167,7 @@ def run_removals(proc, steps) -> tuple:
             client = clients[sender]
             tx_id = int(client.call(Op.TRANSACTION_START, b"").payload[:-1])
             if sender == "writer":      # the batch in one send
-                req_ids = list(range(client.next_req, client.next_req + len(batch)))
-                client.next_req += len(batch)
-                client.sock.sendall(b"".join(Packet(op, req_id, tx_id, body).encode()
-                                             for req_id, (op, body) in zip(req_ids, batch)))
+                req_ids = client.send_batch(batch, tx_id)
             else:
                 req_ids = [client.send_packet(op, body, tx_id) for op, body in batch]
             for req_id in req_ids:

@@ -1714,12 +1714,8 @@ int xsd_engine_run(xsd_engine *e, xsd_conn *c, const char *in, size_t len,
 
     e->event_len = 0;
     e->deliv_len = 0;
-    e->wlog_len = 0;
-    if (e->wlog_cap > 4 * XSD_DELIVERIES_STOP) {    /* bounded by the stop below: never */
-        XSD_FREE(e->wlog);
-        e->wlog = NULL;
-        e->wlog_cap = 0;
-    }
+    e->wlog_len = 0;    /* its buffer stays: the FULL stop below keeps it within twice
+                           XSD_DELIVERIES_STOP and one entry (buffer_room doubles) */
     if (e->deliv_cap > 4 * XSD_DELIVERIES_STOP) {   /* a big removal's: not kept */
         XSD_FREE(e->deliv);
         e->deliv = NULL;

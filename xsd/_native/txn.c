@@ -1009,7 +1009,6 @@ int xsd_txn_conflicts(const xsd_txn *t)
     return 0;
 }
 
-
 int xsd_txn_commit(xsd_txn *t)
 {
     size_t i, created = 0;

@@ -52,9 +52,14 @@ BATCH_WHEN_SPENT = 64 << 10     # bytes of events one batch gives a client once 
 _event_header = partial(HEADER.pack, _WATCH_EVENT, 0, 0)     # (payload length) -> header
 
 
+def event_payload(path: str, token: bytes) -> bytes:
+    """A WATCH_EVENT's payload for ``path`` and ``token``: "path NUL token NUL"."""
+    return path.encode("ascii") + b"\0" + token + b"\0"
+
+
 def event_frame(path: str, token: bytes):
     """A WATCH_EVENT frame for ``path`` and ``token``, or None past PAYLOAD_MAX (XSA-324)."""
-    payload = path.encode("ascii") + b"\0" + token + b"\0"
+    payload = event_payload(path, token)
     if len(payload) > PAYLOAD_MAX:
         return None
     return _event_header(len(payload)) + payload
@@ -166,7 +171,7 @@ class Session:
     def queue_event(self, path: str, token: bytes, watch=None) -> None:
         """A watch event for this client; ``watch`` (the watch's key, watches.watch_key) is
         owed a marker if it must be dropped."""
-        self.queue_payload(path.encode("ascii") + b"\0" + token + b"\0", watch)
+        self.queue_payload(event_payload(path, token), watch)
 
     def queue_payload(self, payload: bytes, watch=None) -> None:
         """``queue_event`` given the event's WATCH_EVENT payload, "event path NUL token NUL"
@@ -253,7 +258,7 @@ class Session:
             add, at, end, unpack = self.out_event_set.add, 0, len(out), HEADER.unpack_from
             while at < end:
                 op, _, _, length = unpack(out, at)
-                following = at + HEADER.size + length
+                following = at + _HEADER_SIZE + length
                 if op == _WATCH_EVENT:
                     add(out[at:following])
                 at = following

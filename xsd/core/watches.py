@@ -306,8 +306,7 @@ class CWatchRegistry:
         self._encoded = {}          # perms tuple -> b"n0\0r5\0"
         # deliver(records, path): queue the deliveries of a fire call given ``path`` (bytes)
         # (watchreg.h's records, the request engine's or a fire_* call's) on their sessions,
-        # in order;
-        # bound here, not a method: one Python frame less per watched change.
+        # in order; bound here, not a method: one Python frame less per watched change.
         self.deliver = partial(deliver_payloads, sessions=self._sessions)
 
     def __len__(self) -> int:
@@ -425,7 +424,6 @@ class CWatchRegistry:
     def native(self):
         """The C registry (the request engine fires through it: fastpath.py)."""
         return self._native
-
 
     def fire_special(self, name: str) -> None:
         """As WatchRegistry.fire_special."""

@@ -39,7 +39,7 @@ class GroupCommit:
         turn, a poll and a callback, costs more than the fsync it saves, and every reply
         of the batch waits for it (mc:8 on tmpfs, docs/benchmarks.md).
         """
-        if not self.journal.syncs_each_batch or self.journal.fsync_seconds < MIN_FSYNC_HELD:
+        if self.cheap():
             return False
         if batches < self._last_batches:
             now = time.monotonic()
