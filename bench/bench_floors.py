@@ -70,12 +70,13 @@ from xenstore_protocol import Op                             # noqa: E402
 
 FLOORS = os.path.join(ROOT, "bench", "floors")
 DAEMONS = ["c-floor", "uvloop-floor", "cxenstored", "oxenstored", "xsd-python", "xsd-pywatch",
-           "xsd-pyfires", "xsd", "xsd-journal"]
+           "xsd-pyfires", "xsd-pypoll", "xsd", "xsd-journal"]
 HEADINGS = {"c-floor": "C floor", "uvloop-floor": "uvloop floor", "cxenstored": "C xenstored",
             "oxenstored": "oxenstored (no log)",
             "xsd-python": "xsd in memory, Python requests (--python-requests)",
             "xsd-pywatch": "xsd in memory, Python watch registry (--python-watches)",
             "xsd-pyfires": "xsd in memory, a stop per watched change (--python-fires)",
+            "xsd-pypoll": "xsd in memory, sockets read through Python (--python-poll)",
             "xsd": "xsd in memory", "xsd-journal": "xsd, journal on tmpfs",
             "base": "--base in memory", "base-journal": "--base, journal on tmpfs"}
 # --rows group -> the xsbench tests it runs on the shared daemon (None: a fresh daemon of its own)
@@ -211,6 +212,8 @@ def start(name: str, rundir: str, work: str):
         return Xsd(rundir, ["--no-persist"], base=True)
     if name == "xsd-pyfires":     # the engine stopping for Python to fire each watched change
         return Xsd(rundir, ["--no-persist", "--python-fires"])
+    if name == "xsd-pypoll":      # each socket's batch through uvloop's protocol and Python
+        return Xsd(rundir, ["--no-persist", "--python-poll"])
     # The default journal, with its state directory on tmpfs like /var/run/xenstored.
     state = tempfile.mkdtemp(prefix="xsd-state-", dir="/dev/shm")
     daemon = Xsd(rundir, ["--state-dir", state], base=name == "base-journal")

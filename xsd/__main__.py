@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the C request path stops after each watched change and Python "
                              "fires it, for comparison (default off: with the C registry the "
                              "engine fires it and returns the deliveries with its batch)")
+    parser.add_argument("--python-poll", action="store_true",
+                        help="each socket's bytes go from its transport through Python to the "
+                             "C request path, for comparison (default off: over the C store, "
+                             "the C poller reads the sockets and answers and writes what it "
+                             "can itself)")
     for name, default in QUOTA_DEFAULTS.items():
         parser.add_argument(f"--quota-{name}", type=_quota, default=None, metavar="N",
                             help=f"per-domain {name} quota (default {default}; 0 = unlimited)")
@@ -232,7 +237,7 @@ SAME_NAMED = (
     "pid_file", "output_pid", "trace_file", "hypervisor", "server_features", "fsync",
     "fsync_interval", "journal_max_bytes", "journal_salvage", "metrics",
     "log_summary_interval", "live_restore", "python_requests", "python_watches",
-    "python_fires",
+    "python_fires", "python_poll",
 )
 
 

@@ -49,6 +49,9 @@ class Config:
     # Fire the C request path's watched changes from Python, one stop per change (as before
     # the engine fired them through the C registry itself): for comparison.
     python_fires: bool = False
+    # Let each socket's transport read it and hand the bytes to Python, rather than the C
+    # poller (transport/poller.py): for comparison.
+    python_poll: bool = False
     live_restore: str = ""              # state file handed over by a live update (internal)
     fork: bool = False                  # --fork: background, as xenstored without -N
     ready_fd: int = -1                  # --fork: the child says "R" here once serving

@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The extension's C modules, each <name>.c and <name>.h: build_native.py compiles them in
 # this order and declares each to cffi by its .cdef (the trie's is native.cdef).
-C_MODULES = ("trie", "store", "txn", "engine", "journal_enc", "watchreg")
+C_MODULES = ("trie", "store", "txn", "engine", "journal_enc", "watchreg", "poller")
 CDEF_FILES = ("native.cdef",) + tuple(name + ".cdef" for name in C_MODULES[1:])
 
 # An explicit list, not a glob: cffi writes its generated _xsd_native.c next

@@ -93,6 +93,8 @@ def _log(d, args):
     if len(args) != 1 or args[0] not in ("on", "off"):
         raise XenstoreError("EINVAL", "log on|off")
     d.access_log = args[0] == "on"
+    if d.fastpath is not None:
+        d.fastpath.state_changed()  # the C path (and poller) leave every request to Python
     return "OK"
 
 

@@ -105,6 +105,8 @@ class Daemon:
         self.access_log = False
         self.live_update = self.host.live_update    # control.py: None without a server
         self.after_flush = []       # callbacks once output is handed on (guest.py consumes requests)
+        self.after_commit = []      # callbacks after the listeners' commit, before any output
+                                    # (the C poller's replies waiting for it: transport/poller.py)
         self.listeners = []
         self.persist = None         # the journaling listener, while journaling
         self.fastpath = None        # the C request path (fastpath.py), once the store is built
@@ -244,6 +246,8 @@ class Daemon:
         listeners = self.listeners
         for listener in listeners:
             listener.commit()
+        for callback in self.after_commit:
+            callback()
         # Last queued, first written: a change's writer before its watchers (the reply is
         # queued after the events).  The Xen daemons write connections in the order they
         # connected; writing the watchers first (as they do for xsbench watch:W) gave no
@@ -269,6 +273,8 @@ class Daemon:
         """``session``'s watches changed: the C request path relearns their bytes (the memory
         quota counts them) before its next batch."""
         session.native_epoch = -1
+        if session.poller_hold is not None:
+            session.poller_hold()       # the C poller must not answer it unconfigured
 
     def watch_added(self, session, watch) -> None:
         self.watches_changed(session)

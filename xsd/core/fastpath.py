@@ -95,27 +95,19 @@ class FastPath:
         self._answer = self.engine.answer
         self._deliveries = self.engine.deliveries if self.fires else None
         self.epoch = 0              # bumped by state_changed: sessions reconfigure
+        self.poller = None          # the sockets' C poller (transport/poller.py), told the epoch
         self._known_epoch = -1
         self._known = set()
         daemon.quotas.warned_changed = self.state_changed
 
     def state_changed(self) -> None:
         self.epoch += 1
+        if self.poller is not None:
+            self.poller.epoch(self.epoch)   # its direct sessions go through serve again
 
-    def serve(self, session, data: bytes, flush_at: int, commit=None):
-        """Answer the requests at the start of ``data`` that the engine takes; their replies
-        go out through ``session.send``, handed to the transport whenever more than
-        ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
-        ask for 50 MiB of replies).  ``commit(session)``: journaling, asked when a run's
-        replies may show changes not yet recorded (it journaled, or the store's change log
-        holds some); True once it wrote their record (the request pump's ``_commit_now``,
-        for a lone client), and the replies go straight to the transport as they do in
-        memory; else (or None) they wait for ``Daemon.flush``, which commits before any
-        output.
-        -> (bytes consumed, journaled payload bytes)."""
-        daemon = self.daemon
-        if daemon.access_log:
-            return 0, 0
+    def prepare(self, session):
+        """``session``'s conn, configured as the engine must know it now and with its
+        transactions and next id mirrored (the module's docstring): what a run needs."""
         conn = session.native
         if conn is None or session.native_epoch != self.epoch:
             conn = self._configure(session)
@@ -126,12 +118,37 @@ class FastPath:
                 tx.refresh_limit()
         if conn.next_tx_id != session.next_tx_id:
             conn.txn_next(session.next_tx_id)       # Python's START, a restore, a re-attach
+        return conn
+
+    def serve(self, session, data: bytes, flush_at: int, commit=None, run=None):
+        """Answer the requests at the start of ``data`` that the engine takes; their replies
+        go out through ``session.send``, handed to the transport whenever more than
+        ``flush_at`` bytes wait (so it can push back mid-batch: 256 KiB of small READs may
+        ask for 50 MiB of replies).  ``commit(session)``: journaling, asked when a run's
+        replies may show changes not yet recorded (it journaled, or the store's change log
+        holds some); True once it wrote their record (the request pump's ``_commit_now``,
+        for a lone client), and the replies go straight to the transport as they do in
+        memory; else (or None) they wait for ``Daemon.flush``, which commits before any
+        output.  ``run``: the first run, made already on ``data`` by the C poller (its
+        ``Engine.answer`` tuple; xsd/transport/poller.py), for a session it found prepared.
+        -> (bytes consumed, journaled payload bytes)."""
+        daemon = self.daemon
+        if run is None:
+            if daemon.access_log:
+                return 0, 0
+            conn = self.prepare(session)
+            room = session.event_room(flush_at)     # for the batch's first run only
+        else:
+            conn = session.native
+            room = 0
         answer = self._answer
         stats = daemon.stats
         consumed = journaled = 0
-        room = session.event_room(flush_at)     # for the batch's first run only (session.py)
         while True:
-            if stats.timed:
+            if run is not None:
+                used, out, journal_bytes, _, stop, fired, inlined = run
+                run = None
+            elif stats.timed:
                 started = perf_counter()
                 used, out, journal_bytes, handled, stop, fired, inlined = answer(
                     conn, data, consumed, room)

@@ -140,6 +140,10 @@ class Session:
         self.native_counted = None      # its per-type counts already in ``counters`` (stats.py)
         self.journal_written = 0        # journaled payload bytes sent since the last snapshot
                                         # began (the request pump charges snapshots by it)
+        # () -> None, for a socket the C poller serves (xsd/transport/poller.py): told
+        # whenever output starts waiting here or the client is paused, so the poller stops
+        # writing this client's replies itself before they could overtake what waits.
+        self.poller_hold = None
 
     def __repr__(self) -> str:
         return f"<Session {self.name} dom{self.domid}>"
@@ -163,6 +167,8 @@ class Session:
             return
         if not self.out:
             self._dirty.append(self)
+            if self.poller_hold is not None:
+                self.poller_hold()
         self.out.append(data)
         self.out_bytes += len(data)
         if self.budget is not None:
@@ -212,6 +218,8 @@ class Session:
             self.out_event_set.add(data)
             if not self.out:
                 self._dirty.append(self)
+                if self.poller_hold is not None:
+                    self.poller_hold()
             self.out.append(data)
             self.out_bytes += n
             return
@@ -335,6 +343,8 @@ class Session:
 
     def pause(self) -> None:
         self.paused = True
+        if self.poller_hold is not None:
+            self.poller_hold()
 
     def resume(self) -> None:
         """The transport drained: hand it the backlog until it fills again."""

@@ -478,6 +478,10 @@ class Persistence:
             raise
         self._switch_journal(fd, epoch)
         self._step_timer = self.loop.call_later(STEP_SECONDS, self._timer_step)
+        if d.fastpath is not None:
+            # Every socket's batches go through the request pump again (none is answered
+            # by the C poller alone), which charges the snapshot to those who made it due.
+            d.fastpath.state_changed()
 
     @property
     def snapshot_running(self) -> bool:

@@ -54,20 +54,21 @@ class RequestPump:
         self._debt_epoch = None       # the journal epoch the debtors were chosen for
 
     # -- requests -----------------------------------------------------------------
-    def serve_bytes(self, session, data: bytes) -> bytes:
+    def serve_bytes(self, session, data: bytes, run=None) -> bytes:
         """The C request path first (xsd/core/fastpath.py): it answers the requests at the
         start of ``data`` it can; the rest, from the first request it leaves to Python, is
         returned for the transport's decoder and ``serve``.  The caller holds no partial
         packet and no queued request, so ``data`` starts at a packet and order is kept.
         When the engine answered all of it, the flush is asked for here, and only if some
-        output or a journal commit waits for it (in memory, replies went out directly)."""
+        output or a journal commit waits for it (in memory, replies went out directly).
+        ``run``: the engine's first run on ``data``, made by the C poller (FastPath.serve)."""
         daemon = self.daemon
         fast = daemon.fastpath
         if fast is None or session.paused:
             return data
         policy = self.policy
         if policy is None:              # in memory
-            consumed, _ = fast.serve(session, data, FLUSH_AT)
+            consumed, _ = fast.serve(session, data, FLUSH_AT, None, run)
             if session.out_bytes > FLUSH_AT:
                 daemon.flush()
             if consumed < len(data):
@@ -79,11 +80,11 @@ class RequestPump:
             self._pay_snapshot_debt(session)
         alone = self._alone == id(session)
         consumed, journaled = fast.serve(session, data, FLUSH_AT,
-                                         self._commit_now if alone else None)
+                                         self._commit_now if alone else None, run)
         if session.out_bytes > FLUSH_AT:
             daemon.flush()
         if journaled:
-            self._count_written(session, journaled)
+            self.count_written(session, journaled)
         if consumed < len(data):
             return data[consumed:] if consumed else data
         if daemon.dirty:
@@ -148,6 +149,10 @@ class RequestPump:
                 daemon.flush()
 
     # -- who pays for snapshots ----------------------------------------------------------
+    def snapshot_running(self) -> bool:
+        """A snapshot is being written: every batch comes here (``_pay_snapshot_debt``)."""
+        return self.policy is not None and self.policy.job is not None
+
     def _pay_snapshot_debt(self, session) -> None:
         journal = self.policy
         if journal.snapshot_running:
@@ -163,9 +168,9 @@ class RequestPump:
             if packet.op in JOURNALED:
                 sent += len(packet.payload)
         if sent:
-            self._count_written(session, sent)
+            self.count_written(session, sent)
 
-    def _count_written(self, session, sent: int) -> None:
+    def count_written(self, session, sent: int) -> None:
         """``session`` sent ``sent`` more journaled payload bytes (kept on the session, a
         plain attribute, so the count costs a batch no dictionary of weak references)."""
         counted = session.journal_written
@@ -192,6 +197,17 @@ class RequestPump:
         if policy is None or self.loop is None or not policy.pending():
             self.daemon.flush()
             return
+        self._schedule_flush()
+
+    def commit_held(self, batches: int) -> None:
+        """The C poller holds the replies of ``batches`` connections' journaled batches for
+        the commit (xsd/transport/poller.py), having served every socket ready this turn:
+        commit now when a commit is cheap (no fsync to share: the batches of this turn are
+        in it), else once this loop turn is done, counted with the transports' batches."""
+        if self.loop is None or (not self._flush_scheduled and self.policy.commit_cheap()):
+            self.daemon.flush()
+            return
+        self._batches += batches - 1
         self._schedule_flush()
 
     def _schedule_flush(self, owner=None) -> None:

@@ -54,12 +54,14 @@ class Server:
         self._fd_warned = -FD_WARN_EVERY
         self.metrics = None              # metrics.MetricsServer with --metrics
         self._summary_timer = None
+        self.poller = None               # poller.SocketPoller: the C path reads the sockets
 
     def _factory(self, read_only: bool):
         def make():
             self._count += 1
             self._check_descriptors()
-            conn = Connection(self.pump, read_only, f"{'ro' if read_only else 'rw'}#{self._count}")
+            conn = Connection(self.pump, read_only, f"{'ro' if read_only else 'rw'}#{self._count}",
+                              self.poller)
             self.connections.add(conn)
             return conn
         return make
@@ -114,6 +116,9 @@ class Server:
         self.pump.policy = persist
         if persist is not None:
             persist.serve_on(loop)
+        if self.daemon.fastpath is not None and not self.config.python_poll:
+            from .poller import SocketPoller     # over the C node store only
+            self.poller = SocketPoller(self.daemon, self.pump, loop)
         self.guests = Guests(self.pump, self.hypervisor, loop,
                              live_update=self.handoff is not None,
                              saved_watches=persist.guest_watches.by_domid if persist else None)
@@ -228,6 +233,9 @@ class Server:
             self.daemon.persist.sync()
         for server in self.servers:
             server.close()
+        if self.poller is not None:
+            self.poller.close()
+            self.poller = None
         if self.guests is not None:
             self.guests.close()
             self.guests = None
@@ -273,7 +281,7 @@ class Server:
         """Read no more requests from any client, socket or guest."""
         for conn in list(self.connections):
             if conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.pause_reading()
+                conn.pause_reading()
         if self.guests is not None:
             try:
                 self.guests.pause()
@@ -295,7 +303,7 @@ class Server:
                 self._factory(item["read_only"]), sock=sock, backlog=512))
         for conn in list(self.connections):
             if conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.resume_reading()
+                conn.resume_reading()
         if self.guests is not None:
             self.guests.resume()
 

@@ -1,0 +1,398 @@
+/*
+ * poller.c: socket clients' batches read, answered and written in C
+ * (poller.h says what and why).
+ */
+#define _GNU_SOURCE
+#include "poller.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+struct xsd_pconn {
+    xsd_poller *poller;
+    xsd_conn *conn;
+    uint64_t id;
+    uint64_t epoch;         /* the epoch direct was given for */
+    int fd;
+    int reading;
+    int direct;
+    char *held;             /* XSD_REPLY_MAX bytes once a partial packet was held */
+    size_t held_len;
+    char *pending;          /* replies waiting for the journal's commit (poller.h) */
+    size_t pending_len, pending_cap;
+    uint64_t pending_journaled;
+    xsd_pconn *next_waiting;    /* the poller's waiting list, */
+    int waiting;                /* ... while on it */
+};
+
+struct xsd_poller {
+    xsd_engine *engine;
+    xsd_store *store;
+    int epfd;
+    int journaling;
+    uint64_t epoch;
+    uint64_t direct_batches;
+    char *in;               /* in_cap bytes: a pconn's held bytes, then what recv read */
+    size_t in_cap;
+    xsd_pconn **by_fd;      /* fd number -> the pconn that registered it last */
+    size_t by_fd_len;
+    xsd_pconn *ready[XSD_POLL_EVENTS];  /* this turn's, in epoll's order; NULL: freed */
+    unsigned ready_at, ready_n;
+    xsd_pconn *waiting;     /* pconns with replies waiting for the commit, newest first */
+    unsigned waiting_n;
+    int waiting_told;       /* XSD_POLL_COMMIT returned for them since the last release */
+};
+
+xsd_poller *xsd_poller_new(xsd_engine *e, xsd_store *store, size_t in_cap)
+{
+    if (in_cap < XSD_REPLY_MAX)
+        in_cap = XSD_REPLY_MAX;
+    xsd_poller *p = XSD_CALLOC(1, sizeof(*p));
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->in = XSD_MALLOC(in_cap);
+    if (p->in == NULL) {
+        XSD_FREE(p);
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0) {
+        int err = errno;
+        XSD_FREE(p->in);
+        XSD_FREE(p);
+        errno = err;
+        return NULL;
+    }
+    p->engine = e;
+    p->store = store;
+    p->in_cap = in_cap;
+    return p;
+}
+
+void xsd_poller_free(xsd_poller *p)
+{
+    if (p == NULL)
+        return;
+    close(p->epfd);
+    XSD_FREE(p->by_fd);
+    XSD_FREE(p->in);
+    XSD_FREE(p);
+}
+
+int xsd_poller_fd(const xsd_poller *p)
+{
+    return p->epfd;
+}
+
+void xsd_poller_epoch(xsd_poller *p, uint64_t epoch)
+{
+    p->epoch = epoch;
+}
+
+void xsd_poller_journaling(xsd_poller *p, int on)
+{
+    p->journaling = on != 0;
+}
+
+uint64_t xsd_poller_direct_batches(const xsd_poller *p)
+{
+    return p->direct_batches;
+}
+
+/* p->by_fd covers fd (grown by doubling); 0 or -ENOMEM. */
+static int cover_fd(xsd_poller *p, size_t fd)
+{
+    if (fd < p->by_fd_len)
+        return 0;
+    size_t len = p->by_fd_len ? p->by_fd_len : 64;
+    while (len <= fd) {
+        if (len > SIZE_MAX / 2 / sizeof(*p->by_fd))
+            return -ENOMEM;
+        len *= 2;
+    }
+    xsd_pconn **grown = XSD_REALLOC(p->by_fd, len * sizeof(*grown));
+    if (grown == NULL)
+        return -ENOMEM;
+    memset(grown + p->by_fd_len, 0, (len - p->by_fd_len) * sizeof(*grown));
+    p->by_fd = grown;
+    p->by_fd_len = len;
+    return 0;
+}
+
+/* pc still owns its fd number in the epoll set (its fd was not closed and
+ * given to a connection registered since). */
+static int owns_fd(const xsd_pconn *pc)
+{
+    const xsd_poller *p = pc->poller;
+    return pc->fd >= 0 && (size_t)pc->fd < p->by_fd_len && p->by_fd[pc->fd] == pc;
+}
+
+xsd_pconn *xsd_pconn_new(xsd_poller *p, xsd_conn *c, int fd, uint64_t id)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (cover_fd(p, (size_t)fd)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    xsd_pconn *pc = XSD_CALLOC(1, sizeof(*pc));
+    if (pc == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pc->poller = p;
+    pc->conn = c;
+    pc->id = id;
+    pc->fd = fd;
+    pc->reading = 1;
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = pc };
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        /* EEXIST: the fd number is registered by a pconn whose socket is still
+         * open under it (a dup); anything else: epoll's own refusal. */
+        int err = errno;
+        XSD_FREE(pc);
+        errno = err;
+        return NULL;
+    }
+    xsd_pconn *before = p->by_fd[fd];
+    if (before != NULL)
+        before->fd = -1;    /* its socket was closed: that number is this one's now */
+    p->by_fd[fd] = pc;
+    return pc;
+}
+
+void xsd_pconn_free(xsd_pconn *pc)
+{
+    if (pc == NULL)
+        return;
+    xsd_poller *p = pc->poller;
+    if (owns_fd(pc)) {
+        /* Fails with EBADF or ENOENT when the socket was closed first: nothing
+         * is registered then. */
+        (void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, pc->fd, NULL);
+        p->by_fd[pc->fd] = NULL;
+    }
+    for (unsigned i = p->ready_at; i < p->ready_n; i++)
+        if (p->ready[i] == pc)
+            p->ready[i] = NULL;
+    if (pc->waiting)
+        for (xsd_pconn **at = &p->waiting; *at != NULL; at = &(*at)->next_waiting)
+            if (*at == pc) {
+                *at = pc->next_waiting;
+                p->waiting_n--;
+                break;
+            }
+    XSD_FREE(pc->held);
+    XSD_FREE(pc->pending);
+    XSD_FREE(pc);
+}
+
+int xsd_pconn_reading(xsd_pconn *pc, int on)
+{
+    on = on != 0;
+    if (pc->reading == on)
+        return 0;
+    if (owns_fd(pc)) {
+        struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.ptr = pc };
+        if (epoll_ctl(pc->poller->epfd, EPOLL_CTL_MOD, pc->fd, &ev))
+            return -errno;
+    }
+    pc->reading = on;
+    return 0;
+}
+
+void xsd_pconn_direct(xsd_pconn *pc, int on, uint64_t epoch)
+{
+    pc->direct = on != 0;
+    pc->epoch = epoch;
+}
+
+size_t xsd_pconn_held(const xsd_pconn *pc, const char **bytes)
+{
+    *bytes = pc->held;
+    return pc->held_len;
+}
+
+/* Keep in[0..len) (a partial packet, under XSD_REPLY_MAX bytes) for pc's
+ * next read; 0, or -ENOMEM with nothing kept. */
+static int hold(xsd_pconn *pc, const char *in, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (len >= XSD_REPLY_MAX)
+        return -ENOMEM;     /* not a partial packet: cannot happen after XSD_RUN_DONE */
+    if (pc->held == NULL) {
+        pc->held = XSD_MALLOC(XSD_REPLY_MAX);
+        if (pc->held == NULL)
+            return -ENOMEM;
+    }
+    memcpy(pc->held, in, len);
+    pc->held_len = len;
+    return 0;
+}
+
+/* The run needs nothing of Python but, perhaps, the journal's commit. */
+static int plain_run(const struct xsd_run *r)
+{
+    return r->stop == XSD_RUN_DONE && !r->deliveries_len && !r->events_inlined &&
+           !r->watch_log_len;
+}
+
+/* A plain run's replies may show what the journal does not hold yet. */
+static int needs_commit(const xsd_poller *p, const struct xsd_run *r)
+{
+    return p->journaling && (r->journaled != 0 || xsd_store_changes(p->store, NULL, 0) != 0);
+}
+
+/* Append out[0..len) to pc's replies waiting for the commit (pc joins the
+ * waiting list); 0, or -ENOMEM with nothing appended. */
+static int wait_for_commit(xsd_pconn *pc, const char *out, size_t len, uint64_t journaled)
+{
+    if (len > pc->pending_cap - pc->pending_len) {
+        size_t cap = pc->pending_cap ? pc->pending_cap : XSD_REPLY_MAX;
+        while (len > cap - pc->pending_len) {
+            if (cap > SIZE_MAX / 2)
+                return -ENOMEM;
+            cap *= 2;
+        }
+        char *grown = XSD_REALLOC(pc->pending, cap);
+        if (grown == NULL)
+            return -ENOMEM;
+        pc->pending = grown;
+        pc->pending_cap = cap;
+    }
+    if (!pc->waiting) {
+        pc->waiting = 1;
+        pc->next_waiting = pc->poller->waiting;
+        pc->poller->waiting = pc;
+        pc->poller->waiting_n++;
+    }
+    if (len)
+        memcpy(pc->pending + pc->pending_len, out, len);
+    pc->pending_len += len;
+    pc->pending_journaled += journaled;
+    return 0;
+}
+
+unsigned xsd_poller_release(xsd_poller *p, struct xsd_released *items, unsigned max)
+{
+    unsigned n = 0;
+    p->waiting_told = 0;
+    while (p->waiting != NULL && n < max) {
+        xsd_pconn *pc = p->waiting;
+        p->waiting = pc->next_waiting;
+        pc->next_waiting = NULL;
+        pc->waiting = 0;
+        p->waiting_n--;
+        struct xsd_released *item = &items[n++];
+        item->id = pc->id;
+        item->journaled = pc->pending_journaled;
+        item->rest = NULL;
+        item->rest_len = 0;
+        ssize_t sent = 0;
+        if (pc->pending_len && owns_fd(pc))
+            sent = send(pc->fd, pc->pending, pc->pending_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent < 0)
+            sent = 0;
+        if ((size_t)sent < pc->pending_len) {
+            item->rest = pc->pending + sent;
+            item->rest_len = pc->pending_len - (size_t)sent;
+        }
+        pc->pending_len = 0;
+        pc->pending_journaled = 0;
+    }
+    return n;
+}
+
+static int take_ready(xsd_poller *p)
+{
+    struct epoll_event events[XSD_POLL_EVENTS];
+    int n = epoll_wait(p->epfd, events, (int)XSD_POLL_EVENTS, 0);
+    p->ready_at = 0;
+    p->ready_n = 0;
+    for (int i = 0; i < n; i++)
+        p->ready[p->ready_n++] = events[i].data.ptr;
+    return n;
+}
+
+int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_run *run,
+                     struct xsd_poll *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (poll)
+        take_ready(p);
+    for (;;) {
+        if (p->ready_at == p->ready_n) {
+            if (p->waiting == NULL || p->waiting_told)
+                return XSD_POLL_NONE;
+            p->waiting_told = 1;
+            res->waiting = p->waiting_n;
+            res->kind = XSD_POLL_COMMIT;
+            return res->kind;
+        }
+        xsd_pconn *pc = p->ready[p->ready_at++];
+        if (pc == NULL || !pc->reading || !owns_fd(pc))
+            continue;
+        size_t have = pc->held_len;
+        if (have)
+            memcpy(p->in, pc->held, have);
+        ssize_t n = recv(pc->fd, p->in + have, p->in_cap - have, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                continue;   /* nothing after all; the held bytes stay held */
+            res->err = errno;
+        }
+        res->id = pc->id;
+        res->held = pc->waiting;
+        if (n <= 0) {
+            res->kind = XSD_POLL_CLOSED;
+            return res->kind;
+        }
+        pc->held_len = 0;
+        size_t len = have + (size_t)n;
+        res->data = p->in;
+        res->data_len = len;
+        if (!pc->direct || pc->epoch != p->epoch) {
+            res->kind = XSD_POLL_BYTES;
+            return res->kind;
+        }
+        xsd_engine_run(p->engine, pc->conn, p->in, len, out, cap, XSD_RUN_MUTATE, run);
+        if (!plain_run(run) || hold(pc, p->in + run->consumed, len - run->consumed)) {
+            res->kind = XSD_POLL_RUN;   /* a partial packet not held goes to Python with it */
+            return res->kind;
+        }
+        if (run->out_len == 0 && run->journaled == 0)
+            continue;           /* no whole packet yet: it is held */
+        if (res->held || needs_commit(p, run)) {
+            /* After the commit (and after what waits for it already). */
+            if (wait_for_commit(pc, out, run->out_len, run->journaled)) {
+                pc->held_len = 0;       /* the partial packet goes to Python with the run */
+                res->kind = XSD_POLL_RUN;
+                return res->kind;
+            }
+            p->direct_batches++;
+            continue;
+        }
+        p->direct_batches++;
+        if (run->out_len == 0)
+            continue;
+        ssize_t sent = send(pc->fd, out, run->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent == (ssize_t)run->out_len)
+            continue;
+        /* Python's transport writes the rest (and meets any error there). */
+        res->kind = XSD_POLL_UNSENT;
+        res->sent = sent > 0 ? (size_t)sent : 0;
+        return res->kind;
+    }
+}

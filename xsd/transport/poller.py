@@ -1,0 +1,107 @@
+"""The socket connections' C poller (xsd/_native/poller.h) on the event loop.
+
+A socket connection registers with the poller at ``connection_made``: from then
+on the poller reads it (its transport's own reading stays paused), and the
+event loop calls ``_ready`` once whenever any registered socket is readable.
+One crossing (``Poller.serve``) reads each ready socket, and while the
+connection is *direct* answers and writes its batch in C; it returns to Python
+at the first connection whose batch needs Python, which the connection takes
+as ``data_received`` would have (``Connection.polled``, ``unsent``,
+``ended``), then the crossing goes on with the rest.  Loaded only over the C
+node store (the engine is the poller's).
+
+A connection is direct only while nothing of its client waits in Python
+(``Connection._go_direct`` checks it after every batch Python handled, and
+after a drain); the session tells the connection as soon as output starts
+waiting or the client is paused (``Session.poller_hold``), and a change of
+what the C path must know of every session moves the epoch
+(``FastPath.state_changed``), which ends every connection's permission at once.
+"""
+import itertools
+import logging
+
+from .._native.poller import BYTES, COMMIT, RUN, UNSENT, Poller
+
+log = logging.getLogger("xsd.poller")
+
+
+class SocketPoller:
+    def __init__(self, daemon, pump, loop):
+        fast = daemon.fastpath
+        self.daemon = daemon
+        self.pump = pump
+        self.native = Poller(fast.engine, daemon.store.handle)
+        # A journal must write a change before a reply shows it: such replies wait in C
+        # for the commit, which releases them.
+        if daemon.listeners:
+            self.native.journaling(True)
+            daemon.after_commit.append(self.release)
+        self.native.epoch(fast.epoch)
+        fast.poller = self.native
+        self.connections = {}           # id -> Connection
+        self._ids = itertools.count(1)
+        self.loop = loop
+        loop.add_reader(self.native.fd, self._ready)
+
+    def add(self, connection, fd: int):
+        """Register ``connection``'s socket: -> (its id, its pconn)."""
+        ident = next(self._ids)
+        pconn = self.native.add(connection.session.native, fd, ident)
+        self.connections[ident] = connection
+        return ident, pconn
+
+    def remove(self, ident: int) -> None:
+        self.connections.pop(ident, None)
+
+    def direct_batches(self) -> int:
+        """Batches the poller answered and wrote itself (memreport shows it)."""
+        return self.native.direct_batches()
+
+    def _ready(self) -> None:
+        serve, connections = self.native.serve, self.connections
+        kind, ident, data, extra, held = serve(True)
+        while kind:
+            if kind == COMMIT:
+                # Journaled batches' replies wait in C: one commit for them all, as for
+                # the transports' batches of this turn (group commit), then release.
+                self.pump.commit_held(extra)
+                kind, ident, data, extra, held = serve(False)
+                continue
+            if held:
+                self.daemon.flush()     # its replies waiting for the commit go out first
+            connection = connections.get(ident)
+            if connection is not None:
+                try:
+                    if kind == BYTES:
+                        connection.polled(data)
+                    elif kind == RUN:
+                        connection.polled(data, extra)
+                    elif kind == UNSENT:
+                        connection.unsent(extra)
+                    else:
+                        connection.ended()
+                except Exception:
+                    # As the event loop treats a protocol's failing data_received.
+                    log.exception("%s: internal error serving its requests; closing",
+                                  connection.name)
+                    connection.transport.abort()
+            kind, ident, data, extra, held = serve(False)
+
+    def release(self) -> None:
+        """``Daemon.after_commit``: the replies waiting for the commit go out, before any
+        other output of this flush (so before what was queued after them)."""
+        for ident, journaled, rest in self.native.release():
+            connection = self.connections.get(ident)
+            if connection is None:
+                continue
+            if journaled:
+                self.pump.count_written(connection.session, journaled)
+            if rest:
+                connection.unsent(rest)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.native.fd)
+        self.daemon.fastpath.poller = None
+        if self.release in self.daemon.after_commit:
+            self.daemon.after_commit.remove(self.release)
+
