@@ -466,6 +466,8 @@ class Daemon:
             "rss-kib": _rss_kib(),
             **({"c-path-requests": self.fastpath.answered(self.sessions)}
                if self.fastpath is not None else {}),
+            **({"c-poller-batches": self.fastpath.poller.direct_batches()}
+               if self.fastpath is not None and self.fastpath.poller is not None else {}),
         }
 
 

@@ -10,7 +10,7 @@ that does not read its replies cannot make the daemon grow.
 
 Given the C poller (poller.py), the transport never reads: the poller does,
 answering and writing what it can itself while the connection is direct
-(``_go_direct``), and hands the rest here: what it read, as ``data_received``
+(``go_direct``), and hands the rest here: what it read, as ``data_received``
 gets it, or the run it made on it (``polled``), replies the socket did not
 take (``unsent``), or the end of the stream (``ended``: then the transport reads
 again and meets it, as it always would).
@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
         self.pconn = pconn
         self.session.poller_hold = self._hold
         pconn.reading(self.reading)
-        self._go_direct()
+        self.go_direct()
 
     def _set_write_limits(self) -> None:
         high = self.daemon.config.out_high_water
@@ -98,7 +98,7 @@ class Connection(asyncio.Protocol):
         session.write(rest)
         if session.unsent_held or (session.unsent is not None and session.unsent()):
             session.count_unsent()
-        self._go_direct()
+        self.go_direct()
 
     def ended(self) -> None:
         """The poller read the end of the stream, or an error: the transport reads again,
@@ -113,7 +113,7 @@ class Connection(asyncio.Protocol):
             self.direct = False
             self.pconn.direct(False, 0)
 
-    def _go_direct(self) -> None:
+    def go_direct(self) -> None:
         """Let the poller answer and write our batches itself when nothing of this client
         waits in Python (queued requests or output, a pause, a partial packet in the
         decoder, output in the transport) and the C path may answer it at all."""
@@ -122,7 +122,11 @@ class Connection(asyncio.Protocol):
         if self.pconn is None or fast is None or (self.direct and self.direct_epoch == fast.epoch):
             return
         session, transport = self.session, self.transport
-        if self.queue or self.partial or session.paused or session.out or session.backlog \
+        if session.out:
+            # Replies waiting for the flush (journaling: for the commit): asked again then.
+            self.poller.after_flush(self)
+            return
+        if self.queue or self.partial or session.paused or session.backlog \
                 or transport.is_closing() or transport.get_write_buffer_size() \
                 or daemon.access_log or daemon.stats.timed or self.pump.snapshot_running():
             return
@@ -166,7 +170,7 @@ class Connection(asyncio.Protocol):
             data = self.pump.serve_bytes(self.session, data, run)
             if data:
                 self._feed(data, True)
-        self._go_direct()
+        self.go_direct()
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -228,7 +232,7 @@ class Connection(asyncio.Protocol):
         self.pump.drain(session, queue, flush_each=True)
         if not queue and not session.paused and not self.transport.is_closing():
             self.resume_reading()
-            self._go_direct()
+            self.go_direct()
 
     def connection_lost(self, exc) -> None:
         self._unpoll()

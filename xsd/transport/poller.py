@@ -11,7 +11,7 @@ as ``data_received`` would have (``Connection.polled``, ``unsent``,
 node store (the engine is the poller's).
 
 A connection is direct only while nothing of its client waits in Python
-(``Connection._go_direct`` checks it after every batch Python handled, and
+(``Connection.go_direct`` checks it after every batch Python handled, and
 after a drain); the session tells the connection as soon as output starts
 waiting or the client is paused (``Session.poller_hold``), and a change of
 what the C path must know of every session moves the epoch
@@ -39,6 +39,8 @@ class SocketPoller:
         self.native.epoch(fast.epoch)
         fast.poller = self.native
         self.connections = {}           # id -> Connection
+        self._after_flush = []          # connections to be made direct once output moved
+        daemon.after_flush.append(self._flushed)
         self._ids = itertools.count(1)
         self.loop = loop
         loop.add_reader(self.native.fd, self._ready)
@@ -87,6 +89,19 @@ class SocketPoller:
                     connection.transport.abort()
             kind, ident, data, extra, held = serve(False)
 
+    def after_flush(self, connection) -> None:
+        """``connection`` may be direct once the daemon's flush has written its output."""
+        self._after_flush.append(connection)
+
+    def _flushed(self) -> None:
+        """``Daemon.after_flush``."""
+        waiting = self._after_flush
+        if waiting:
+            self._after_flush = []
+            for connection in waiting:
+                if connection.pconn is not None:
+                    connection.go_direct()
+
     def release(self) -> None:
         """``Daemon.after_commit``: the replies waiting for the commit go out, before any
         other output of this flush (so before what was queued after them)."""
@@ -104,4 +119,6 @@ class SocketPoller:
         self.daemon.fastpath.poller = None
         if self.release in self.daemon.after_commit:
             self.daemon.after_commit.remove(self.release)
+        if self._flushed in self.daemon.after_flush:
+            self.daemon.after_flush.remove(self._flushed)
 
