@@ -33,6 +33,13 @@
  *           the transport, which buffers it, and stops the direct writes;
  *   CLOSED  end of file or a read error (err): Python lets the transport
  *           read again, which sees it and closes as it always does.
+ * Journaling, replies that may show a change the journal does not hold yet
+ * wait in C, per pconn, after what waits there already (a later READ's too,
+ * to keep the order); the turn ends with XSD_POLL_COMMIT, Python commits and
+ * xsd_poller_release sends them. A connection with replies waiting whose next
+ * batch needs Python is handed over with held set: Python commits and releases
+ * first.
+ *
  * A partial packet at the end of a direct batch (libxenstore writes a header
  * and its payload apart) is held by the pconn and put before the next read;
  * it goes to Python with the next BYTES, so nothing read is ever lost.
