@@ -14,6 +14,9 @@
 
 #include "alloc.h"
 
+/* Room for replies waiting for the commit that a pconn keeps between commits. */
+#define XSD_PENDING_KEPT (4u * XSD_REPLY_MAX)
+
 struct xsd_pconn {
     xsd_poller *poller;
     xsd_conn *conn;
@@ -311,6 +314,11 @@ unsigned xsd_poller_release(xsd_poller *p, struct xsd_released *items, unsigned 
         }
         pc->pending_len = 0;
         pc->pending_journaled = 0;
+        if (item->rest_len == 0 && pc->pending_cap > XSD_PENDING_KEPT) {
+            XSD_FREE(pc->pending);  /* a burst's room is not kept for every later batch */
+            pc->pending = NULL;
+            pc->pending_cap = 0;
+        }
     }
     return n;
 }

@@ -441,6 +441,8 @@ class Guests:
 
     def _acknowledge(self) -> None:
         """Daemon.flush, after the journal and the replies: consume what was handled."""
+        if not self.reading:
+            return          # every flush asks; mostly none is reading (sockets' flushes)
         for conn in list(self.reading):
             conn.ack()
             if not conn.unacked or conn.closed or conn.broken:

@@ -369,6 +369,49 @@ static void test_journaling_replies_wait_for_the_commit(void)
     teardown();
 }
 
+static void test_a_burst_waiting_for_the_commit_is_released_whole(void)
+{
+    /* Turns of writes with no commit between: the waiting replies grow past the room a
+     * pconn keeps, all go out at the release, in order, and the room is given back. */
+    setup();
+    xsd_poller_free(poller);
+    poller = xsd_poller_new(engine, store, 1 << 16);    /* each turn's sends read whole */
+    if (poller == NULL)
+        abort();
+    xsd_store_track(store, 1);
+    xsd_poller_journaling(poller, 1);
+    struct client a;
+    connect_client(&a, 1);
+    int big = 1 << 20;
+    setsockopt(a.theirs, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    xsd_pconn_direct(a.pc, 1, 0);
+    uint32_t req = 0;
+    for (int turn = 0; turn < 8; turn++) {
+        struct stream s = { .len = 0 };
+        for (int i = 0; i < 500; i++)
+            put_packet(&s, T_WRITE, req++, 0, P("/a\0v"));
+        send_stream(&a, &s, 0, s.len);
+        int kind;
+        while ((kind = xsd_poller_serve(poller, 1, out, sizeof out, &run, &res)) ==
+               XSD_POLL_COMMIT)
+            ;
+        CHECK_EQ(kind, XSD_POLL_NONE);
+    }
+    struct xsd_released items[2];
+    CHECK_EQ(xsd_poller_release(poller, items, 2), 1);
+    CHECK_EQ(items[0].journaled, (uint64_t)req * 4);
+    CHECK_EQ(items[0].rest_len, 0);
+    static char buf[1 << 17];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = received(&a, buf + got, sizeof buf - got)) > 0)
+        got += (size_t)n;
+    CHECK_EQ(got, (size_t)req * 19);
+    CHECK_EQ(field(buf + (size_t)(req - 1) * 19, 1), req - 1);     /* the last, last */
+    disconnect(&a);
+    teardown();
+}
+
 int main(void)
 {
     RUN(test_a_direct_batch_is_answered_and_written_in_c);
@@ -381,5 +424,6 @@ int main(void)
     RUN(test_an_fd_number_given_to_a_new_connection_is_the_new_ones);
     RUN(test_reading_off_leaves_the_bytes);
     RUN(test_journaling_replies_wait_for_the_commit);
+    RUN(test_a_burst_waiting_for_the_commit_is_released_whole);
     return check_report();
 }
