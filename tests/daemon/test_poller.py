@@ -6,6 +6,8 @@ socket clients are served by it, in memory and journaling, that they get exactly
 what the same daemon sends with every socket's bytes going through Python
 (``--python-poll``), and that a journaled reply is never seen before its record.
 """
+import math
+
 import pytest
 
 from tests.daemon.test_engine_events import FIRST_WATCHES, run, watch_script
@@ -73,3 +75,27 @@ def test_a_journaled_reply_is_seen_only_once_its_record_is_written(daemon_factor
     proc.start()
     with RawClient(proc.socket_path, timeout=10) as xs:
         assert xs.ok(Op.DIRECTORY, b"/kept").count(b"\0") == 30
+
+
+def test_with_metrics_the_pollers_requests_are_timed_as_pythons(daemon_factory, tmp_path):
+    """--metrics: the poller times one request in SAMPLE_EVERY of those it answers, on one
+    count with Python's, so the scrape's latency samples are exactly one in SAMPLE_EVERY of
+    every request; and the poller serves such a daemon's clients."""
+    from tests.operators.conftest import http_get, samples
+    from xsd.core.stats import SAMPLE_EVERY
+    metrics = str(tmp_path / "m.sock")
+    proc = daemon_factory("--metrics", metrics, name="metrics")
+    with RawClient(proc.socket_path, timeout=10) as xs:
+        for i in range(10):
+            xs.ok(Op.WRITE, payload=b"/warm/%d\0" % i)      # as above
+        before = poller_batches(proc)
+        for i in range(100):
+            xs.ok(Op.WRITE, payload=b"/m/%d\0v" % i)
+            xs.ok(Op.READ, b"/m/%d" % i)
+        assert poller_batches(proc) - before >= 180
+    m = samples(http_get(metrics)[2])
+    requests = sum(v for k, v in m.items() if k.startswith("xsd_requests_total{"))
+    timed = sum(v for k, v in m.items() if k.startswith("xsd_request_latency_seconds_count{"))
+    assert requests > 200
+    assert timed == math.ceil(requests / SAMPLE_EVERY)
+    assert m['xsd_request_latency_seconds_count{type="READ"}'] >= 100 // SAMPLE_EVERY

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -47,6 +48,10 @@ struct xsd_poller {
     size_t by_fd_len;
     xsd_pconn *ready[XSD_POLL_EVENTS];  /* this turn's, in epoll's order; NULL: freed */
     unsigned ready_at, ready_n;
+    uint32_t sample_every;  /* 0: no latency samples */
+    uint32_t countdown;     /* requests until the next one sampled */
+    struct xsd_poll_sample samples[XSD_POLL_SAMPLES];
+    unsigned samples_n;
     xsd_pconn *waiting;     /* pconns with replies waiting for the commit, newest first */
     unsigned waiting_n;
     int waiting_told;       /* XSD_POLL_COMMIT returned for them since the last release */
@@ -323,6 +328,60 @@ unsigned xsd_poller_release(xsd_poller *p, struct xsd_released *items, unsigned 
     return n;
 }
 
+void xsd_poller_sample(xsd_poller *p, uint32_t every, uint32_t countdown)
+{
+    p->sample_every = every;
+    p->countdown = countdown;
+}
+
+uint32_t xsd_poller_countdown(const xsd_poller *p)
+{
+    return p->countdown;
+}
+
+unsigned xsd_poller_samples(xsd_poller *p, struct xsd_poll_sample *out, unsigned max)
+{
+    unsigned n = p->samples_n < max ? p->samples_n : max;
+    memcpy(out, p->samples, n * sizeof(*out));
+    memmove(p->samples, p->samples + n, (p->samples_n - n) * sizeof(*out));
+    p->samples_n -= n;
+    return n;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The run answered run->handled packets from in (whole, from its start) in ns:
+ * those due for a sample are charged the mean (fastpath.py's _sample). */
+static void sample_run(xsd_poller *p, const char *in, const struct xsd_run *run, uint64_t ns)
+{
+    uint32_t handled = run->handled;
+    if (p->countdown >= handled) {
+        p->countdown -= handled;
+        return;
+    }
+    uint64_t mean = ns / handled;
+    size_t at = 0;
+    for (uint32_t index = 0; index < handled; index++) {
+        uint32_t header[4];
+        memcpy(header, in + at, sizeof header);
+        if (index == p->countdown) {
+            if (p->samples_n < XSD_POLL_SAMPLES) {
+                struct xsd_poll_sample *sample = &p->samples[p->samples_n++];
+                sample->op = header[0];
+                sample->ns = mean > UINT32_MAX ? UINT32_MAX : (uint32_t)mean;
+            }
+            p->countdown += p->sample_every;
+        }
+        at += sizeof header + header[3];
+    }
+    p->countdown -= handled;
+}
+
 static int take_ready(xsd_poller *p)
 {
     struct epoll_event events[XSD_POLL_EVENTS];
@@ -375,7 +434,10 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
             res->kind = XSD_POLL_BYTES;
             return res->kind;
         }
+        uint64_t started = p->sample_every ? now_ns() : 0;
         xsd_engine_run(p->engine, pc->conn, p->in, len, out, cap, XSD_RUN_MUTATE, run);
+        if (p->sample_every && run->handled)
+            sample_run(p, p->in, run, now_ns() - started);
         if (!plain_run(run) || hold(pc, p->in + run->consumed, len - run->consumed)) {
             res->kind = XSD_POLL_RUN;   /* a partial packet not held goes to Python with it */
             return res->kind;

@@ -154,6 +154,24 @@ size_t xsd_pconn_held(const xsd_pconn *pc, const char **bytes);
  * returns max). */
 unsigned xsd_poller_release(xsd_poller *p, struct xsd_released *items, unsigned max);
 
+/* Latency samples (Python's --metrics, xsd/core/stats.py): with every != 0,
+ * one request in every the poller's runs answer is timed, charged its run's
+ * mean (as fastpath.py's _sample charges a batch), and kept for Python to
+ * take (xsd_poller_samples); past XSD_POLL_SAMPLES kept, samples are skipped
+ * until Python takes them. 0: none (the default). countdown: requests until
+ * the next sample (Python's count, which the poller carries on while it runs:
+ * xsd_poller_countdown gives it back). */
+#define XSD_POLL_SAMPLES 256u
+struct xsd_poll_sample {
+    uint32_t op;        /* the request's type */
+    uint32_t ns;        /* nanoseconds (its run's mean; capped at UINT32_MAX) */
+};
+void xsd_poller_sample(xsd_poller *p, uint32_t every, uint32_t countdown);
+uint32_t xsd_poller_countdown(const xsd_poller *p);
+
+/* Take up to max samples kept (oldest first) into out; how many. */
+unsigned xsd_poller_samples(xsd_poller *p, struct xsd_poll_sample *out, unsigned max);
+
 /* Serve ready connections. poll != 0 takes the ready ones from the epoll set
  * first (without waiting; the event loop says some are); 0 goes on with the
  * ones left from the last call. Returns at the first connection Python must

@@ -31,6 +31,7 @@ UNSENT = lib.XSD_POLL_UNSENT
 CLOSED = lib.XSD_POLL_CLOSED
 COMMIT = lib.XSD_POLL_COMMIT
 _RELEASED_MAX = 64
+_SAMPLES = lib.XSD_POLL_SAMPLES
 
 _NULL = ffi.NULL
 _serve = lib.xsd_poller_serve
@@ -84,7 +85,8 @@ class PConn:
 class Poller:
     """xsd_poller over an ``engine.Engine`` and the store handle it runs on."""
 
-    __slots__ = ("_h", "_engine", "_store", "_res", "fd", "_out", "_cap", "_run", "_released")
+    __slots__ = ("_h", "_engine", "_store", "_res", "fd", "_out", "_cap", "_run", "_released",
+                 "_samples")
 
     def __init__(self, engine, store_handle, in_cap: int = _IN_CAP):
         h = lib.xsd_poller_new(engine._h, store_handle, in_cap)
@@ -97,9 +99,28 @@ class Poller:
         self._out, self._cap, self._run = engine._out, engine._cap, engine._run_result
         self.fd = lib.xsd_poller_fd(h)
         self._released = ffi.new("struct xsd_released[]", _RELEASED_MAX)
+        self._samples = ffi.new("struct xsd_poll_sample[]", _SAMPLES)
 
     def add(self, conn, fd: int, ident: int) -> PConn:
         return PConn(self, conn, fd, ident)
+
+    def sample(self, every: int, countdown: int) -> None:
+        """Time one request in ``every`` the poller's runs answer (0: none; poller.h), the
+        next after ``countdown`` more."""
+        lib.xsd_poller_sample(self._h, every, countdown)
+
+    def countdown(self) -> int:
+        """Requests until the next one timed, as the poller's runs left it."""
+        return lib.xsd_poller_countdown(self._h)
+
+    def samples(self):
+        """-> ``[(request type, seconds)]`` timed since the last call, oldest first."""
+        taken, out = [], self._samples
+        while True:
+            n = lib.xsd_poller_samples(self._h, out, _SAMPLES)
+            taken.extend((out[i].op, out[i].ns * 1e-9) for i in range(n))
+            if n < _SAMPLES:
+                return taken
 
     def epoch(self, epoch: int) -> None:
         lib.xsd_poller_epoch(self._h, epoch)

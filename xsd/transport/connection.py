@@ -128,7 +128,7 @@ class Connection(asyncio.Protocol):
             return
         if self.queue or self.partial or session.paused or session.backlog \
                 or transport.is_closing() or transport.get_write_buffer_size() \
-                or daemon.access_log or daemon.stats.timed or self.pump.snapshot_running():
+                or daemon.access_log or self.pump.snapshot_running():
             return
         conn = fast.prepare(session)
         room = session.event_room(FLUSH_AT)     # initial events among a batch's replies

@@ -21,6 +21,7 @@ import itertools
 import logging
 
 from .._native.poller import BYTES, COMMIT, RUN, UNSENT, Poller
+from ..core.stats import SAMPLE_EVERY
 
 log = logging.getLogger("xsd.poller")
 
@@ -39,6 +40,8 @@ class SocketPoller:
         self.native.epoch(fast.epoch)
         fast.poller = self.native
         self.connections = {}           # id -> Connection
+        # --metrics: the poller times its share of requests, one count with Python's.
+        self.stats = daemon.stats if daemon.stats.timed else None
         self._after_flush = []          # connections to be made direct once output moved
         daemon.after_flush.append(self._flushed)
         self._ids = itertools.count(1)
@@ -60,7 +63,25 @@ class SocketPoller:
         return self.native.direct_batches()
 
     def _ready(self) -> None:
-        serve, connections = self.native.serve, self.connections
+        """The event loop: some socket is readable."""
+        if self.stats is None:
+            self._serve(self.native.serve)
+            return
+        self._serve(self._serve_timed)
+        for op, seconds in self.native.samples():
+            self.stats.observe(op, seconds)
+
+    def _serve_timed(self, poll: bool):
+        """``Poller.serve`` with --metrics: one count of requests until the next sample,
+        Python's (Stats.countdown), carried on by the poller's runs in between."""
+        native, stats = self.native, self.stats
+        native.sample(SAMPLE_EVERY, stats.countdown)
+        result = native.serve(poll)
+        stats.countdown = native.countdown()
+        return result
+
+    def _serve(self, serve) -> None:
+        connections = self.connections
         kind, ident, data, extra, held = serve(True)
         while kind:
             if kind == COMMIT:

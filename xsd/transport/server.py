@@ -116,9 +116,6 @@ class Server:
         self.pump.policy = persist
         if persist is not None:
             persist.serve_on(loop)
-        if self.daemon.fastpath is not None and not self.config.python_poll:
-            from .poller import SocketPoller     # over the C node store only
-            self.poller = SocketPoller(self.daemon, self.pump, loop)
         self.guests = Guests(self.pump, self.hypervisor, loop,
                              live_update=self.handoff is not None,
                              saved_watches=persist.guest_watches.by_domid if persist else None)
@@ -131,6 +128,9 @@ class Server:
             except OSError as err:
                 raise StartupError(f"--metrics {config.metrics}: {err.strerror or err}") from None
             self.daemon.stats.start_timing()
+        if self.daemon.fastpath is not None and not config.python_poll:
+            from .poller import SocketPoller     # over the C node store only
+            self.poller = SocketPoller(self.daemon, self.pump, loop)    # after start_timing
         self._summary_timer = loop.call_later(config.log_summary_interval, self._log_summaries)
         if self.handoff is not None:
             self.handoff.restore_guests(self)        # guest sessions of the old process

@@ -412,6 +412,41 @@ static void test_a_burst_waiting_for_the_commit_is_released_whole(void)
     teardown();
 }
 
+static void test_one_request_in_every_is_timed(void)
+{
+    /* Every 4th request the poller answers, counted on from the countdown given: batches of
+     * 3 and 5 (8 requests from countdown 2) time the 3rd and the 7th, each its batch's
+     * mean, and the countdown goes on as Python's would (_sample). */
+    setup();
+    struct client a;
+    connect_client(&a, 1);
+    xsd_pconn_direct(a.pc, 1, 0);
+    xsd_poller_sample(poller, 4, 2);
+    struct stream s = { .len = 0 };
+    put_packet(&s, T_WRITE, 1, 0, P("/a\0v"));
+    put_packet(&s, T_READ, 2, 0, P("/a\0"));
+    put_packet(&s, T_DIRECTORY, 3, 0, P("/\0"));
+    send_stream(&a, &s, 0, s.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_NONE);
+    CHECK_EQ(xsd_poller_countdown(poller), 3);
+    s.len = 0;
+    for (uint32_t i = 0; i < 5; i++)
+        put_packet(&s, i == 3 ? T_GET_PERMS : T_READ, 4 + i, 0, P("/a\0"));
+    send_stream(&a, &s, 0, s.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_NONE);
+    CHECK_EQ(xsd_poller_countdown(poller), 2);
+    struct xsd_poll_sample samples[4];
+    CHECK_EQ(xsd_poller_samples(poller, samples, 4), 2);
+    CHECK_EQ(samples[0].op, T_DIRECTORY);
+    CHECK_EQ(samples[1].op, T_GET_PERMS);
+    CHECK(samples[0].ns > 0);
+    CHECK_EQ(xsd_poller_samples(poller, samples, 4), 0);
+    static char buf[4096];
+    received(&a, buf, sizeof buf);
+    disconnect(&a);
+    teardown();
+}
+
 int main(void)
 {
     RUN(test_a_direct_batch_is_answered_and_written_in_c);
@@ -425,5 +460,6 @@ int main(void)
     RUN(test_reading_off_leaves_the_bytes);
     RUN(test_journaling_replies_wait_for_the_commit);
     RUN(test_a_burst_waiting_for_the_commit_is_released_whole);
+    RUN(test_one_request_in_every_is_timed);
     return check_report();
 }
