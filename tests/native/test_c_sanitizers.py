@@ -61,7 +61,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
     assert "tests passed" in r.stdout
     for name in ("trie", "whitebox", "alloc_fail", "store", "store_alloc_fail", "engine",
                  "engine_alloc_fail", "journal", "journal_alloc_fail", "txn", "txn_alloc_fail",
-                 "watchreg", "watchreg_alloc_fail", "perms", "engine_txn_alloc_fail", "poller"):
+                 "watchreg", "watchreg_alloc_fail", "perms", "engine_txn_alloc_fail", "poller",
+                 "poller_alloc_fail"):
         # each ran and passed ("1/7 Test #4: store ......   Passed"), not just "no tests"
         assert re.search(r"Test +#\d+: %s \.+ +Passed" % name, r.stdout), name
 
