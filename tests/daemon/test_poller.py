@@ -22,6 +22,15 @@ def poller_batches(proc) -> int:
         return int(client.memreport().get("c-poller-batches", 0))
 
 
+def warmed_up(proc, xs) -> int:
+    """A few writes first: the first batches of a connection are its transport's (the
+    poller takes over from the next loop turn), and a daemon starting its journal writes a
+    snapshot, during which every batch goes through the pump.  -> the poller's count then."""
+    for i in range(10):
+        xs.ok(Op.WRITE, payload=b"/warm/%d\0" % i)
+    return poller_batches(proc)
+
+
 @pytest.mark.parametrize("mode", MODES, ids=list(MODES))
 def test_a_plain_clients_batches_are_the_pollers(daemon_factory, mode):
     """Writes, reads and listings of one client, each batch answered and written by the
@@ -30,12 +39,7 @@ def test_a_plain_clients_batches_are_the_pollers(daemon_factory, mode):
     through_python = daemon_factory(*MODES[mode], "--python-poll", name="python")
     for proc in (polled, through_python):
         with RawClient(proc.socket_path, timeout=10) as xs:
-            # The first batches of a connection are its transport's (the poller takes over
-            # from the next loop turn), and a daemon starting its journal writes a snapshot,
-            # during which every batch goes through the pump: count those that follow.
-            for i in range(10):
-                xs.ok(Op.WRITE, payload=b"/warm/%d\0" % i)
-            before = poller_batches(proc)
+            before = warmed_up(proc, xs)
             for i in range(40):
                 xs.ok(Op.WRITE, payload=b"/p/%d\0v%d" % (i, i))
                 assert xs.ok(Op.READ, b"/p/%d" % i) == b"v%d" % i
@@ -65,9 +69,7 @@ def test_a_journaled_reply_is_seen_only_once_its_record_is_written(daemon_factor
     reply finds the node after the daemon is killed (no clean stop) and started again."""
     proc = daemon_factory(name="journal")
     with RawClient(proc.socket_path, timeout=10) as xs:
-        for i in range(10):
-            xs.ok(Op.WRITE, payload=b"/warm/%d\0" % i)       # as above
-        before = poller_batches(proc)
+        before = warmed_up(proc, xs)
         for i in range(30):
             xs.ok(Op.WRITE, payload=b"/kept/%d\0v" % i)
         assert poller_batches(proc) - before >= 25       # nearly all of the 30
@@ -86,9 +88,7 @@ def test_with_metrics_the_pollers_requests_are_timed_as_pythons(daemon_factory, 
     metrics = str(tmp_path / "m.sock")
     proc = daemon_factory("--metrics", metrics, name="metrics")
     with RawClient(proc.socket_path, timeout=10) as xs:
-        for i in range(10):
-            xs.ok(Op.WRITE, payload=b"/warm/%d\0" % i)      # as above
-        before = poller_batches(proc)
+        before = warmed_up(proc, xs)
         for i in range(100):
             xs.ok(Op.WRITE, payload=b"/m/%d\0v" % i)
             xs.ok(Op.READ, b"/m/%d" % i)

@@ -36,8 +36,8 @@ _SAMPLES = lib.XSD_POLL_SAMPLES
 _NULL = ffi.NULL
 _serve = lib.xsd_poller_serve
 _unpack = ffi.unpack
-# Read per connection per turn: uvloop's own read size, so a batch is what data_received
-# would have been given.
+# Read per connection per turn: about uvloop's own read size (256,000), so a batch is what
+# data_received would have been given.
 _IN_CAP = 256 * 1024
 
 
