@@ -393,6 +393,15 @@ static int take_ready(xsd_poller *p)
     return n;
 }
 
+/* res for the connection Python must see now, kind given; last: nothing more this
+ * turn (no ready connection left, no COMMIT to tell), so Python need not call again. */
+static int hand_over(xsd_poller *p, struct xsd_poll *res, int kind)
+{
+    res->kind = kind;
+    res->last = p->ready_at == p->ready_n && (p->waiting == NULL || p->waiting_told);
+    return kind;
+}
+
 int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_run *run,
                      struct xsd_poll *res)
 {
@@ -423,24 +432,22 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         res->id = pc->id;
         res->held = pc->waiting;
         if (n <= 0) {
-            res->kind = XSD_POLL_CLOSED;
-            return res->kind;
+            return hand_over(p, res, XSD_POLL_CLOSED);
         }
         pc->held_len = 0;
         size_t len = have + (size_t)n;
         res->data = p->in;
         res->data_len = len;
         if (!pc->direct || pc->epoch != p->epoch) {
-            res->kind = XSD_POLL_BYTES;
-            return res->kind;
+            return hand_over(p, res, XSD_POLL_BYTES);
         }
         uint64_t started = p->sample_every ? now_ns() : 0;
         xsd_engine_run(p->engine, pc->conn, p->in, len, out, cap, XSD_RUN_MUTATE, run);
         if (p->sample_every && run->handled)
             sample_run(p, p->in, run, now_ns() - started);
         if (!plain_run(run) || hold(pc, p->in + run->consumed, len - run->consumed)) {
-            res->kind = XSD_POLL_RUN;   /* a partial packet not held goes to Python with it */
-            return res->kind;
+            /* A partial packet not held goes to Python with it. */
+            return hand_over(p, res, XSD_POLL_RUN);
         }
         if (run->out_len == 0 && run->journaled == 0)
             continue;           /* no whole packet yet: it is held */
@@ -448,8 +455,7 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
             /* After the commit (and after what waits for it already). */
             if (wait_for_commit(pc, out, run->out_len, run->journaled)) {
                 pc->held_len = 0;       /* the partial packet goes to Python with the run */
-                res->kind = XSD_POLL_RUN;
-                return res->kind;
+                return hand_over(p, res, XSD_POLL_RUN);
             }
             p->direct_batches++;
             continue;
@@ -461,8 +467,7 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         if (sent == (ssize_t)run->out_len)
             continue;
         /* Python's transport writes the rest (and meets any error there). */
-        res->kind = XSD_POLL_UNSENT;
         res->sent = sent > 0 ? (size_t)sent : 0;
-        return res->kind;
+        return hand_over(p, res, XSD_POLL_UNSENT);
     }
 }

@@ -92,6 +92,7 @@ struct xsd_poll {
     int held;           /* the pconn has replies waiting for the commit: Python commits
                            and releases them (Daemon.flush) before it takes this */
     unsigned waiting;   /* COMMIT: how many pconns have replies waiting for it */
+    int last;           /* nothing more this turn: no need to call again (NONE would come) */
 };
 
 /* One pconn's replies released after the commit (xsd_poller_release). */

@@ -145,23 +145,23 @@ class Poller:
                 return released
 
     def serve(self, poll: bool):
-        """-> ``(kind, ident, data, extra, held)`` (the module's docstring), ``held`` True when
-        that connection's replies wait for the commit; ``(NONE, 0, None, None, False)``
+        """-> ``(kind, ident, data, extra, held, last)`` (the module's docstring), ``held``
+        True when that connection's replies wait for the commit, ``last`` when nothing more
+        is ready this turn (no need to call again); ``(NONE, 0, None, None, False, True)``
         once every connection ready this turn is served."""
         res = self._res
         kind = _serve(self._h, poll, self._out, self._cap, self._run, res)
         if kind == NONE:
-            return kind, 0, None, None, False
+            return kind, 0, None, None, False, True
         if kind == COMMIT:      # extra: how many connections' replies wait for it
-            return kind, 0, None, res.waiting, False
-        held = bool(res.held)
+            return kind, 0, None, res.waiting, False, True
+        held, last = bool(res.held), bool(res.last)
         if kind == BYTES:
-            return kind, res.id, _unpack(res.data, res.data_len), None, held
+            return kind, res.id, _unpack(res.data, res.data_len), None, held, last
         if kind == RUN:
-            return kind, res.id, _unpack(res.data, res.data_len), self._engine.last_answer(), held
+            return (kind, res.id, _unpack(res.data, res.data_len), self._engine.last_answer(),
+                    held, last)
         if kind == UNSENT:
             return kind, res.id, None, _unpack(self._out + res.sent,
-                                                self._run.out_len - res.sent), held
-        return kind, res.id, None, res.err, held
-
-
+                                                self._run.out_len - res.sent), held, last
+        return kind, res.id, None, res.err, held, last

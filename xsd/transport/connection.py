@@ -116,19 +116,23 @@ class Connection(asyncio.Protocol):
     def go_direct(self) -> None:
         """Let the poller answer and write our batches itself when nothing of this client
         waits in Python (queued requests or output, a pause, a partial packet in the
-        decoder, output in the transport) and the C path may answer it at all."""
+        decoder, output in the transport) and the C path may answer it at all; else not."""
         daemon = self.daemon
         fast = daemon.fastpath
-        if self.pconn is None or fast is None or (self.direct and self.direct_epoch == fast.epoch):
+        if self.pconn is None or fast is None:
             return
         session, transport = self.session, self.transport
         if session.out:
             # Replies waiting for the flush (journaling: for the commit): asked again then.
+            self._hold()
             self.poller.after_flush(self)
             return
         if self.queue or self.partial or session.paused or session.backlog \
                 or transport.is_closing() or transport.get_write_buffer_size() \
                 or daemon.access_log or self.pump.snapshot_running():
+            self._hold()
+            return
+        if self.direct and self.direct_epoch == fast.epoch:
             return
         conn = fast.prepare(session)
         room = session.event_room(FLUSH_AT)     # initial events among a batch's replies
@@ -163,13 +167,21 @@ class Connection(asyncio.Protocol):
     # -- the transport ---------------------------------------------------------------
     def polled(self, data: bytes, run=None) -> None:
         """What the poller read (BYTES), and the engine's run on it when it made one (RUN:
-        the connection was direct, so nothing waited before it)."""
-        if run is None:
-            self.data_received(data)
-        else:
-            data = self.pump.serve_bytes(self.session, data, run)
-            if data:
-                self._feed(data, True)
+        the connection was direct, so nothing waited before it).  The session's hold is not
+        needed meanwhile (the poller does not run while Python handles this): whether the
+        connection stays direct is settled once, at the end."""
+        session = self.session
+        session.poller_hold = None
+        try:
+            if run is None:
+                self.data_received(data)
+            else:
+                data = self.pump.serve_bytes(session, data, run)
+                if data:
+                    self._feed(data, True)
+        finally:
+            if self.pconn is not None:
+                session.poller_hold = self._hold
         self.go_direct()
 
     def data_received(self, data: bytes) -> None:

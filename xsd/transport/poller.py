@@ -82,14 +82,13 @@ class SocketPoller:
 
     def _serve(self, serve) -> None:
         connections = self.connections
-        kind, ident, data, extra, held = serve(True)
+        kind, ident, data, extra, held, last = serve(True)
         while kind:
             if kind == COMMIT:
                 # Journaled batches' replies wait in C: one commit for them all, as for
                 # the transports' batches of this turn (group commit), then release.
                 self.pump.commit_held(extra)
-                kind, ident, data, extra, held = serve(False)
-                continue
+                return                  # the turn's end
             if held:
                 self.daemon.flush()     # its replies waiting for the commit go out first
             connection = connections.get(ident)
@@ -108,7 +107,9 @@ class SocketPoller:
                     log.exception("%s: internal error serving its requests; closing",
                                   connection.name)
                     connection.transport.abort()
-            kind, ident, data, extra, held = serve(False)
+            if last:
+                return
+            kind, ident, data, extra, held, last = serve(False)
 
     def after_flush(self, connection) -> None:
         """``connection`` may be direct once the daemon's flush has written its output."""
