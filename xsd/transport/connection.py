@@ -132,14 +132,15 @@ class Connection(asyncio.Protocol):
                 or daemon.access_log or self.pump.snapshot_running():
             self._hold()
             return
-        if self.direct and self.direct_epoch == fast.epoch:
-            return
+        # What Python's handling changed (transactions, RESET_WATCHES, watches, the epoch)
+        # the conn learns now, before the poller runs it again.
         conn = fast.prepare(session)
         room = session.event_room(FLUSH_AT)     # initial events among a batch's replies
         if room != conn.inline_room:
             conn.inline(room)
-        self.direct, self.direct_epoch = True, fast.epoch
-        self.pconn.direct(True, fast.epoch)
+        if not (self.direct and self.direct_epoch == fast.epoch):
+            self.direct, self.direct_epoch = True, fast.epoch
+            self.pconn.direct(True, fast.epoch)
 
     def _unpoll(self) -> None:
         pconn = self.pconn
