@@ -84,6 +84,7 @@ struct xsd_conn {
     uint32_t watch_limit;       /* the "watches" quota; 0: none */
     int watches_journaled;      /* listeners hear of its watches: WATCH/UNWATCH Python's */
     uint64_t conflicts;         /* TRANSACTION_END answered EAGAIN here */
+    uint64_t events_written;    /* initial events the poller wrote (xsd_conn_events_written) */
     uint32_t inline_events;     /* a run's initial events written into out: at most */
     size_t inline_bytes;        /* these, its output within these (0: none; engine.h) */
 };
@@ -248,6 +249,16 @@ void xsd_conn_inline_events(xsd_conn *c, uint32_t events, size_t bytes)
 {
     c->inline_events = bytes ? events : 0;
     c->inline_bytes = events ? bytes : 0;
+}
+
+void xsd_conn_events_written(xsd_conn *c, uint32_t n)
+{
+    c->events_written += n;
+}
+
+uint64_t xsd_conn_events_written_count(const xsd_conn *c)
+{
+    return c->events_written;
 }
 
 uint64_t xsd_conn_conflicts(const xsd_conn *c)

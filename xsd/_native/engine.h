@@ -367,6 +367,12 @@ void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
  * Python calls it again whenever one of these changes. */
 void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled);
 
+/* Initial events of c's runs that reached the client without Python (the
+ * poller wrote them: poller.h), counted here for Python's event counts
+ * (stats.py), since Session.events_inlined never saw them: add n; the total. */
+void xsd_conn_events_written(xsd_conn *c, uint32_t n);
+uint64_t xsd_conn_events_written_count(const xsd_conn *c);
+
 /* TRANSACTION_ENDs the engine answered EAGAIN on c (XSD_TXN_CONFLICT; not
  * in xsd_conn_requests: dispatch counts an error reply as an error). */
 uint64_t xsd_conn_conflicts(const xsd_conn *c);

@@ -170,6 +170,11 @@ class Conn:
         """Requests of type ``op`` the engine answered on this conn."""
         return lib.xsd_conn_requests(self._h, op)
 
+    def events_written(self) -> int:
+        """Initial events of this conn's runs the poller wrote itself (engine.h): Python's
+        event counts add them (stats.session_counters)."""
+        return lib.xsd_conn_events_written_count(self._h)
+
     def conflicts(self) -> int:
         """TRANSACTION_ENDs the engine answered EAGAIN on this conn (not in ``requests``)."""
         return lib.xsd_conn_conflicts(self._h)

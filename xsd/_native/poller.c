@@ -250,11 +250,13 @@ static int hold(xsd_pconn *pc, const char *in, size_t len)
     return 0;
 }
 
-/* The run needs nothing of Python but, perhaps, the journal's commit. */
+/* The run needs nothing of Python but, perhaps, the journal's commit. Initial
+ * events written among its replies (events_inlined) are counted on the conn when
+ * the poller writes them (xsd_conn_events_written); where they would wait, Python
+ * keeps them (Session.events_inlined: they count against later events). */
 static int plain_run(const struct xsd_run *r)
 {
-    return r->stop == XSD_RUN_DONE && !r->deliveries_len && !r->events_inlined &&
-           !r->watch_log_len;
+    return r->stop == XSD_RUN_DONE && !r->deliveries_len && !r->watch_log_len;
 }
 
 /* A plain run's replies may show what the journal does not hold yet. */
@@ -453,7 +455,7 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
             continue;           /* no whole packet yet: it is held */
         if (res->held || needs_commit(p, run)) {
             /* After the commit (and after what waits for it already). */
-            if (wait_for_commit(pc, out, run->out_len, run->journaled)) {
+            if (run->events_inlined || wait_for_commit(pc, out, run->out_len, run->journaled)) {
                 pc->held_len = 0;       /* the partial packet goes to Python with the run */
                 return hand_over(p, res, XSD_POLL_RUN);
             }
@@ -461,6 +463,8 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
             continue;
         }
         p->direct_batches++;
+        if (run->events_inlined)
+            xsd_conn_events_written(pc->conn, run->events_inlined);
         if (run->out_len == 0)
             continue;
         ssize_t sent = send(pc->fd, out, run->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);

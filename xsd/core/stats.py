@@ -89,6 +89,8 @@ def session_counters(session) -> Counters:
     if session.native is not None:
         _fold_native(session, c)
     c.events_sent = session.events_sent
+    if session.native is not None:     # WATCHes' initial events the C poller wrote itself
+        c.events_sent += session.native.events_written()
     c.events_coalesced = session.events_coalesced
     c.events_dropped = session.events_dropped
     return c
