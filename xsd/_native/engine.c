@@ -1597,7 +1597,6 @@ static int64_t answer(const struct request *q, uint32_t op)
 
 /* -- a WATCH's initial event among the replies (xsd_conn_inline_events) -- */
 
-enum { OP_WATCH_EVENT = 15 };
 
 static uint16_t get_le16(const char *p)
 {
@@ -1694,7 +1693,7 @@ static uint32_t inline_initial(xsd_engine *e, const xsd_conn *c, char *out, size
         w += upto - prev;
         prev = upto;
         frame = out + w;
-        put_u32(frame, OP_WATCH_EVENT);
+        put_u32(frame, XSD_OP_WATCH_EVENT);
         put_u32(frame + 4, 0);
         put_u32(frame + 8, 0);
         put_u32(frame + 12, (uint32_t)initial_payload(&i));

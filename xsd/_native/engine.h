@@ -159,6 +159,7 @@ typedef struct xsd_conn xsd_conn;       /* opaque */
 #define XSD_EVENT_REMOVE  'R'
 
 #define XSD_OP_COUNT      32u   /* message types counted per conn (xs_wire.h has 27) */
+#define XSD_OP_WATCH_EVENT 15u  /* xs_wire.h XS_WATCH_EVENT: the type of an event's frame */
 
 struct xsd_run {
     size_t consumed;    /* bytes of in fully answered (whole packets) */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "watchreg.h"
 
 /* Room for replies waiting for the commit that a pconn keeps between commits. */
 #define XSD_PENDING_KEPT (4u * XSD_REPLY_MAX)
@@ -33,6 +34,9 @@ struct xsd_pconn {
     uint64_t pending_journaled;
     xsd_pconn *next_waiting;    /* the poller's waiting list, */
     int waiting;                /* ... while on it */
+    int64_t watcher;            /* its session's handle in the watch registry; -1: none */
+    int events;                 /* Python lets the poller write its watch events */
+    uint64_t event_run;         /* the run that last wrote it an event (one per run) */
 };
 
 struct xsd_poller {
@@ -52,6 +56,10 @@ struct xsd_poller {
     uint32_t countdown;     /* requests until the next one sampled */
     struct xsd_poll_sample samples[XSD_POLL_SAMPLES];
     unsigned samples_n;
+    xsd_pconn **by_watcher; /* watch registry session handle -> its pconn */
+    size_t by_watcher_len;
+    uint64_t runs;          /* runs made, numbering event_run */
+    char frame[XSD_REPLY_MAX];  /* one watch event being written */
     xsd_pconn *waiting;     /* pconns with replies waiting for the commit, newest first */
     unsigned waiting_n;
     int waiting_told;       /* XSD_POLL_COMMIT returned for them since the last release */
@@ -92,6 +100,7 @@ void xsd_poller_free(xsd_poller *p)
         return;
     close(p->epfd);
     XSD_FREE(p->by_fd);
+    XSD_FREE(p->by_watcher);
     XSD_FREE(p->in);
     XSD_FREE(p);
 }
@@ -161,6 +170,7 @@ xsd_pconn *xsd_pconn_new(xsd_poller *p, xsd_conn *c, int fd, uint64_t id)
     }
     pc->poller = p;
     pc->conn = c;
+    pc->watcher = -1;
     pc->id = id;
     pc->fd = fd;
     pc->reading = 1;
@@ -194,6 +204,9 @@ void xsd_pconn_free(xsd_pconn *pc)
     for (unsigned i = p->ready_at; i < p->ready_n; i++)
         if (p->ready[i] == pc)
             p->ready[i] = NULL;
+    if (pc->watcher >= 0 && (size_t)pc->watcher < p->by_watcher_len &&
+        p->by_watcher[pc->watcher] == pc)
+        p->by_watcher[pc->watcher] = NULL;
     if (pc->waiting)
         for (xsd_pconn **at = &p->waiting; *at != NULL; at = &(*at)->next_waiting)
             if (*at == pc) {
@@ -217,6 +230,35 @@ int xsd_pconn_reading(xsd_pconn *pc, int on)
             return -errno;
     }
     pc->reading = on;
+    return 0;
+}
+
+int xsd_pconn_watcher(xsd_pconn *pc, int64_t session, int events)
+{
+    xsd_poller *p = pc->poller;
+    if (session != pc->watcher) {
+        if (session >= 0 && (size_t)session >= p->by_watcher_len) {
+            size_t len = p->by_watcher_len ? p->by_watcher_len : 64;
+            while (len <= (size_t)session) {
+                if (len > SIZE_MAX / 2 / sizeof(*p->by_watcher))
+                    return -ENOMEM;
+                len *= 2;
+            }
+            xsd_pconn **grown = XSD_REALLOC(p->by_watcher, len * sizeof(*grown));
+            if (grown == NULL)
+                return -ENOMEM;
+            memset(grown + p->by_watcher_len, 0,
+                   (len - p->by_watcher_len) * sizeof(*grown));
+            p->by_watcher = grown;
+            p->by_watcher_len = len;
+        }
+        if (pc->watcher >= 0 && p->by_watcher[pc->watcher] == pc)
+            p->by_watcher[pc->watcher] = NULL;
+        pc->watcher = session;
+        if (session >= 0)
+            p->by_watcher[session] = pc;
+    }
+    pc->events = events != 0;
     return 0;
 }
 
@@ -250,13 +292,109 @@ static int hold(xsd_pconn *pc, const char *in, size_t len)
     return 0;
 }
 
+static int wait_for_commit(xsd_pconn *pc, const char *out, size_t len, uint64_t journaled);
+
+static uint32_t get32(const char *at)
+{
+    uint32_t v;
+    memcpy(&v, at, sizeof v);
+    return v;
+}
+
+static uint16_t get16(const char *at)
+{
+    uint16_t v;
+    memcpy(&v, at, sizeof v);
+    return v;
+}
+
+/* The pconn a delivery record's session handle names, if the poller may write it
+ * the event now (poller.h); NULL: Python queues it. */
+static xsd_pconn *event_target(xsd_poller *p, const xsd_pconn *writer, uint32_t session)
+{
+    if (session >= p->by_watcher_len)
+        return NULL;
+    xsd_pconn *t = p->by_watcher[session];
+    if (t == NULL || t == writer || !t->direct || t->epoch != p->epoch || !t->events ||
+        t->waiting || t->event_run == p->runs || !owns_fd(t))
+        return NULL;
+    return t;
+}
+
+/* Walk the run's deliveries (engine.h's groups of watchreg.h's records). With
+ * write 0: whether every one can be written here (each to a direct watcher other
+ * than the writer, one per watcher, within XSD_PAYLOAD_MAX, no WATCH's initial
+ * event among them), marking each watcher for the run. With write 1: write each,
+ * counted on the watcher's conn; what its socket does not take waits as replies
+ * do for the commit (released to Python's transport). 0: no, or out of memory. */
+static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run *r, int write)
+{
+    const char *at = r->deliveries, *end = r->deliveries + r->deliveries_len;
+    while (at < end) {
+        uint64_t reply_at;
+        memcpy(&reply_at, at, sizeof reply_at);
+        uint32_t path_len = get32(at + 8), records_len = get32(at + 12);
+        const char *path = at + XSD_DELIVERY_GROUP_HEADER;
+        const char *rec = path + path_len, *rec_end = rec + records_len;
+        if (reply_at & XSD_DELIVERY_AFTER)
+            return 0;           /* a WATCH's initial event: Python's (or inlined) */
+        while (rec < rec_end) {
+            uint32_t session = get32(rec);
+            uint16_t ev_len = get16(rec + 4), plen = get16(rec + 6), tlen = get16(rec + 8);
+            const char *ev = rec + XSD_WREG_DELIVERY_HEADER;
+            const char *rest = ev;
+            if (ev_len == XSD_WREG_SAME_PATH) {
+                ev = path;
+                ev_len = (uint16_t)path_len;
+            } else {
+                rest += ev_len;
+            }
+            const char *token = rest + plen + 1;
+            rec = token + tlen;
+            size_t payload = (size_t)ev_len + 1 + tlen + 1;
+            if (!write) {
+                xsd_pconn *t = event_target(p, writer, session);
+                if (t == NULL || payload > XSD_PAYLOAD_MAX)
+                    return 0;
+                if (t->pending_cap < XSD_REPLY_MAX) {
+                    /* Room for a frame the socket may not take, made now: once the first
+                     * event is written, nothing may fail (Python would queue them all). */
+                    char *room = XSD_REALLOC(t->pending, XSD_REPLY_MAX);
+                    if (room == NULL)
+                        return 0;
+                    t->pending = room;
+                    t->pending_cap = XSD_REPLY_MAX;
+                }
+                t->event_run = p->runs;
+                continue;
+            }
+            xsd_pconn *t = p->by_watcher[session];
+            uint32_t header[4] = { XSD_OP_WATCH_EVENT, 0, 0, (uint32_t)payload };
+            memcpy(p->frame, header, sizeof header);
+            memcpy(p->frame + sizeof header, ev, ev_len);
+            p->frame[sizeof header + ev_len] = '\0';
+            memcpy(p->frame + sizeof header + ev_len + 1, token, tlen);
+            p->frame[sizeof header + payload - 1] = '\0';
+            size_t n = sizeof header + payload;
+            ssize_t sent = send(t->fd, p->frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (sent < 0)
+                sent = 0;
+            if ((size_t)sent < n)   /* fits the room made above: cannot fail */
+                (void)wait_for_commit(t, p->frame + sent, n - (size_t)sent, 0);
+            xsd_conn_events_written(t->conn, 1);
+        }
+        at = rec_end;
+    }
+    return 1;
+}
+
 /* The run needs nothing of Python but, perhaps, the journal's commit. Initial
  * events written among its replies (events_inlined) are counted on the conn when
  * the poller writes them (xsd_conn_events_written); where they would wait, Python
  * keeps them (Session.events_inlined: they count against later events). */
 static int plain_run(const struct xsd_run *r)
 {
-    return r->stop == XSD_RUN_DONE && !r->deliveries_len && !r->watch_log_len;
+    return r->stop == XSD_RUN_DONE && !r->watch_log_len;
 }
 
 /* A plain run's replies may show what the journal does not hold yet. */
@@ -447,7 +585,11 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         xsd_engine_run(p->engine, pc->conn, p->in, len, out, cap, XSD_RUN_MUTATE, run);
         if (p->sample_every && run->handled)
             sample_run(p, p->in, run, now_ns() - started);
-        if (!plain_run(run) || hold(pc, p->in + run->consumed, len - run->consumed)) {
+        p->runs++;
+        int fired = run->deliveries_len != 0;
+        if (!plain_run(run) ||
+            (fired && (res->held || needs_commit(p, run) || !deliver(p, pc, run, 0))) ||
+            hold(pc, p->in + run->consumed, len - run->consumed)) {
             /* A partial packet not held goes to Python with it. */
             return hand_over(p, res, XSD_POLL_RUN);
         }
@@ -465,9 +607,11 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         p->direct_batches++;
         if (run->events_inlined)
             xsd_conn_events_written(pc->conn, run->events_inlined);
-        if (run->out_len == 0)
-            continue;
-        ssize_t sent = send(pc->fd, out, run->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t sent = 0;
+        if (run->out_len)
+            sent = send(pc->fd, out, run->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (fired)      /* after the writer's replies, as Daemon.flush writes them */
+            deliver(p, pc, run, 1);
         if (sent == (ssize_t)run->out_len)
             continue;
         /* Python's transport writes the rest (and meets any error there). */

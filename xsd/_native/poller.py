@@ -65,6 +65,12 @@ class PConn:
         if lib.xsd_pconn_reading(self._h, bool(on)):
             raise _oserror("epoll_ctl")
 
+    def watcher(self, session, events: bool) -> None:
+        """Its session's handle in the watch registry (None: none) and whether the poller may
+        write it the events others' direct batches fire (poller.h xsd_pconn_watcher)."""
+        if lib.xsd_pconn_watcher(self._h, -1 if session is None else session, bool(events)):
+            raise MemoryError("xsd._native: out of memory")
+
     def direct(self, on: bool, epoch: int) -> None:
         lib.xsd_pconn_direct(self._h, bool(on), epoch)
 

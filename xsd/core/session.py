@@ -299,6 +299,8 @@ class Session:
     def _drop_event(self, why: str, watch) -> None:
         if watch is not None:
             self.overflowed[watch] = None
+            if self.poller_hold is not None:
+                self.poller_hold()      # its owed event goes before any the poller would write
         self.events_dropped += 1
         if self.drops_logged == 0:
             # The first drop is told at once; the rest once per interval, per connection

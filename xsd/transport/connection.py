@@ -36,6 +36,7 @@ class Connection(asyncio.Protocol):
         self.direct = False           # the poller may answer and write our batches (as of:)
         self.direct_epoch = -1        # ... FastPath.epoch
         self.reading = True           # not paused by pause_reading (whoever reads)
+        self.watcher = None           # (registry handle, events) last told the pconn
         self.daemon = pump.daemon
         self.read_only = read_only
         self.name = name
@@ -138,6 +139,18 @@ class Connection(asyncio.Protocol):
         room = session.event_room(FLUSH_AT)     # initial events among a batch's replies
         if room != conn.inline_room:
             conn.inline(room)
+        if self.poller.fires:
+            # Others' watch events the poller may write this client (one per batch of theirs,
+            # nothing waiting here): what queue_payload would send at once, not drop or owe.
+            watcher = (daemon.watches.session_handle(session),
+                       room > 0 and session.max_events > 0 and not session.overflowed)
+            if watcher != self.watcher:
+                try:
+                    self.pconn.watcher(*watcher)
+                except MemoryError:
+                    pass                # its events stay Python's (the pconn is unchanged)
+                else:
+                    self.watcher = watcher
         if not (self.direct and self.direct_epoch == fast.epoch):
             self.direct, self.direct_epoch = True, fast.epoch
             self.pconn.direct(True, fast.epoch)

@@ -33,10 +33,12 @@ class SocketPoller:
         self.pump = pump
         self.native = Poller(fast.engine, daemon.store.handle)
         # A journal must write a change before a reply shows it: such replies wait in C
-        # for the commit, which releases them.
+        # for the commit, which releases them (with, journaling or not, watch events a
+        # watcher's socket did not take).
         if daemon.listeners:
             self.native.journaling(True)
-            daemon.after_commit.append(self.release)
+        daemon.after_commit.append(self.release)
+        self.fires = fast.fires         # the engine fires watches in C: events may go too
         self.native.epoch(fast.epoch)
         fast.poller = self.native
         self.connections = {}           # id -> Connection

@@ -201,10 +201,12 @@ class RequestPump:
 
     def commit_held(self, batches: int) -> None:
         """The C poller holds the replies of ``batches`` connections' journaled batches for
-        the commit (xsd/transport/poller.py), having served every socket ready this turn:
-        commit now when a commit is cheap (no fsync to share: the batches of this turn are
-        in it), else once this loop turn is done, counted with the transports' batches."""
-        if self.loop is None or (not self._flush_scheduled and self.policy.commit_cheap()):
+        the commit (xsd/transport/poller.py), or watch events their sockets did not take,
+        having served every socket ready this turn: flush now in memory, or when a commit
+        is cheap (no fsync to share: the batches of this turn are in it), else once this
+        loop turn is done, counted with the transports' batches."""
+        if self.policy is None or self.loop is None or (
+                not self._flush_scheduled and self.policy.commit_cheap()):
             self.daemon.flush()
             return
         self._batches += batches - 1

@@ -20,6 +20,7 @@
 #include "check.h"
 #include "engine_packets.h"
 #include "poller.h"
+#include "watchreg.h"
 
 static xsd_store *store;
 static xsd_trie *trie;
@@ -447,6 +448,68 @@ static void test_one_request_in_every_is_timed(void)
     teardown();
 }
 
+static void test_watch_events_go_from_c_to_a_direct_watcher(void)
+{
+    /* A watcher's event from a writer's direct batch: written here after the writer's reply,
+     * counted on the watcher's conn; two events for one watcher in one run, or a watcher
+     * not direct, leave the run to Python; an event its socket cannot take waits for the
+     * release, which hands the rest to Python. */
+    setup();
+    xsd_wreg *reg = xsd_wreg_new(trie, store);
+    if (reg == NULL)
+        abort();
+    xsd_engine_watches(engine, reg);
+    struct client w, a;
+    connect_client(&w, 1);      /* the writer */
+    connect_client(&a, 2);      /* the watcher */
+    int64_t s = xsd_wreg_session_new(reg);
+    CHECK(s >= 0);
+    CHECK_EQ(xsd_wreg_session_set(reg, (uint32_t)s, 0, -1, 1), 0);
+    uint64_t order;
+    CHECK_EQ(xsd_wreg_add(reg, (uint32_t)s, "/w", 2, "tok", 3, 0, &order), 0);
+    CHECK_EQ(xsd_pconn_watcher(a.pc, s, 1), 0);
+    xsd_pconn_direct(w.pc, 1, 0);
+    xsd_pconn_direct(a.pc, 1, 0);
+    struct stream one = one_packet(T_WRITE, 1, P("/w\0v"));
+    send_stream(&w, &one, 0, one.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_NONE);
+    char buf[256];
+    CHECK_EQ(received(&w, buf, sizeof buf), 19);
+    CHECK_EQ(received(&a, buf, sizeof buf), 16 + 7);
+    CHECK_EQ(field(buf, 0), 15);
+    CHECK(memcmp(buf + 16, "/w\0tok\0", 7) == 0);
+    CHECK_EQ(xsd_conn_events_written_count(a.conn), 1);
+    /* Two events for the watcher in one run: Python's (it may coalesce them). */
+    struct stream two = { .len = 0 };
+    put_packet(&two, T_WRITE, 2, 0, P("/w\0x"));
+    put_packet(&two, T_WRITE, 3, 0, P("/w/c\0y"));
+    send_stream(&w, &two, 0, two.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_RUN);
+    CHECK_EQ(received(&a, buf, sizeof buf), 0);
+    /* The watcher not direct: Python's. */
+    xsd_pconn_direct(a.pc, 0, 0);
+    send_stream(&w, &one, 0, one.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_RUN);
+    xsd_pconn_direct(a.pc, 1, 0);
+    /* The watcher's socket full: the event waits, COMMIT, the release hands it over. */
+    static char filler[4096];
+    while (send(a.mine, filler, sizeof filler, MSG_DONTWAIT) > 0)
+        ;
+    send_stream(&w, &one, 0, one.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_COMMIT);
+    CHECK_EQ(res.waiting, 1);
+    struct xsd_released items[2];
+    CHECK_EQ(xsd_poller_release(poller, items, 2), 1);
+    CHECK_EQ(items[0].id, 2);
+    CHECK_EQ(items[0].rest_len, 16 + 7);
+    CHECK_EQ(xsd_conn_events_written_count(a.conn), 2);
+    disconnect(&w);
+    disconnect(&a);
+    xsd_engine_watches(engine, NULL);
+    xsd_wreg_free(reg);
+    teardown();
+}
+
 int main(void)
 {
     RUN(test_a_direct_batch_is_answered_and_written_in_c);
@@ -461,5 +524,6 @@ int main(void)
     RUN(test_journaling_replies_wait_for_the_commit);
     RUN(test_a_burst_waiting_for_the_commit_is_released_whole);
     RUN(test_one_request_in_every_is_timed);
+    RUN(test_watch_events_go_from_c_to_a_direct_watcher);
     return check_report();
 }

@@ -7,7 +7,9 @@
  * (the first N allocations succeed, the next fails, once or from then on):
  * a poller journaling, two clients (one on a high fd number, so the fd table
  * grows), requests sent in pieces (partial packets held), writes whose replies
- * wait for the commit, a READ behind them, releases. Whatever fails, every
+ * wait for the commit, a READ behind them, releases; client 0 watches what
+ * client 1 writes (its events written by the poller in the second sweep, in
+ * memory; the first journals). Whatever fails, every
  * request a client sent is answered exactly once, either in the replies it
  * receives (written by the poller, or released after the commit) or in the
  * bytes handed to Python (BYTES, or after a RUN's consumed bytes), which the
@@ -25,6 +27,7 @@
 #include "alloc_fail_harness.h"
 #include "engine_packets.h"
 #include "poller.h"
+#include "watchreg.h"
 
 #define CLIENTS 2
 #define HIGH_FD 300
@@ -40,6 +43,7 @@ struct client {
 };
 
 static struct client clients[CLIENTS];
+static int journaling;          /* the sweep's pass: replies waiting for commits, or not */
 static char out[16 * XSD_REPLY_MAX];
 
 static void append(struct stream *s, const char *bytes, size_t len)
@@ -117,7 +121,8 @@ static unsigned long long ids_of(const struct stream *s)
         size_t len = XSD_HEADER_SIZE + field(s->buf + at, 3);
         if (s->len - at < len)
             break;
-        ids |= 1ull << field(s->buf + at, 1);
+        if (field(s->buf + at, 0) != T_WATCH_EVENT)    /* events: req_id 0, not counted */
+            ids |= 1ull << field(s->buf + at, 1);
         at += len;
     }
     return ids;
@@ -137,9 +142,17 @@ static int run_once(long n, int sticky)
     xsd_store *store = xsd_store_new();
     xsd_trie *trie = xsd_trie_new();
     xsd_engine *engine = store && trie ? xsd_engine_new(store, trie) : NULL;
-    if (engine == NULL)
+    xsd_wreg *reg = engine ? xsd_wreg_new(trie, store) : NULL;
+    if (reg == NULL)
         abort();
+    xsd_engine_watches(engine, reg);
     xsd_store_track(store, 1);
+    /* Client 0 watches /b: client 1's writes below it fire it an event. */
+    int64_t watcher = xsd_wreg_session_new(reg);
+    uint64_t order;
+    if (watcher < 0 || xsd_wreg_session_set(reg, (uint32_t)watcher, 0, -1, 1) ||
+        xsd_wreg_add(reg, (uint32_t)watcher, "/b", 2, "t", 1, 0, &order))
+        abort();
     memset(clients, 0, sizeof clients);
     for (int i = 0; i < CLIENTS; i++) {
         int sv[2];
@@ -163,37 +176,50 @@ static int run_once(long n, int sticky)
     hooks_fail_after(n, sticky);
     xsd_poller *p = xsd_poller_new(engine, store, 0);
     if (p != NULL) {
-        xsd_poller_journaling(p, 1);
+        xsd_poller_journaling(p, journaling);
         for (int i = 0; i < CLIENTS; i++) {
             struct client *c = &clients[i];
             c->pc = xsd_pconn_new(p, c->conn, c->mine, (uint64_t)i);
             c->direct = c->pc != NULL;
             if (c->pc != NULL)
                 xsd_pconn_direct(c->pc, 1, 0);
+            if (c->pc != NULL && i == 0)
+                (void)xsd_pconn_watcher(c->pc, watcher, 1);    /* -ENOMEM: Python's events */
         }
-        uint32_t id = 1;
-        struct stream s = { .len = 0 };
-        put_packet(&s, T_WRITE, id++, 0, P("/a\0v"));
-        put_packet(&s, T_READ, id++, 0, P("/a\0"));
-        size_t first = s.len;
-        put_packet(&s, T_WRITE, id++, 0, P("/b/c/d\0value"));
-        put_packet(&s, T_MKDIR, id++, 0, P("/e/f\0"));
+        /* Both the same requests but for the path of the write in pieces: client 1's is
+         * below client 0's watch, client 0's is not (its own event would be Python's). */
+        static struct stream s[CLIENTS];
+        size_t first = 0;
+        for (int i = 0; i < CLIENTS; i++) {
+            uint32_t id = 1;
+            s[i].len = 0;
+            put_packet(&s[i], T_WRITE, id++, 0, P("/a\0v"));
+            put_packet(&s[i], T_READ, id++, 0, P("/a\0"));
+            first = s[i].len;
+            if (i == 1)
+                put_packet(&s[i], T_WRITE, id++, 0, P("/b/c/d\0value"));
+            else
+                put_packet(&s[i], T_WRITE, id++, 0, P("/x/c/d\0value"));
+            put_packet(&s[i], T_MKDIR, id++, 0, P("/e/f\0"));
+        }
         for (int round = 0; round < 2; round++) {
             /* Each client: a write and a READ behind it, then a packet in three pieces. */
             for (int i = 0; i < CLIENTS; i++)
-                send_piece(&clients[i], &s, 0, first + 5);
+                send_piece(&clients[i], &s[i], 0, first + 5);
             serve_all(p);
             for (int i = 0; i < CLIENTS; i++)
-                send_piece(&clients[i], &s, first + 5, first + 20);
+                send_piece(&clients[i], &s[i], first + 5, first + 20);
             serve_all(p);
             for (int i = 0; i < CLIENTS; i++)
-                send_piece(&clients[i], &s, first + 20, s.len);
+                send_piece(&clients[i], &s[i], first + 20, s[i].len);
             serve_all(p);
             /* Distinct ids in the second round. */
-            for (size_t at = 0; at < s.len; at += XSD_HEADER_SIZE + field(s.buf + at, 3)) {
-                uint32_t rid = field(s.buf + at, 1) + 10;
-                memcpy(s.buf + at + 4, &rid, sizeof rid);
-            }
+            for (int i = 0; i < CLIENTS; i++)
+                for (size_t at = 0; at < s[i].len;
+                     at += XSD_HEADER_SIZE + field(s[i].buf + at, 3)) {
+                    uint32_t rid = field(s[i].buf + at, 1) + 10;
+                    memcpy(s[i].buf + at + 4, &rid, sizeof rid);
+                }
         }
         struct xsd_released items[CLIENTS];
         unsigned released = xsd_poller_release(p, items, CLIENTS);
@@ -212,6 +238,8 @@ static int run_once(long n, int sticky)
     }
     int failed = hooks_failed();
     hooks_fail_after(-1, 0);
+    if (!failed && !journaling && p != NULL)    /* the scenario reaches the events' road */
+        CHECK(xsd_conn_events_written_count(clients[0].conn) >= 2);
     for (int i = 0; i < CLIENTS; i++) {
         xsd_pconn_free(clients[i].pc);
         xsd_conn_free(clients[i].conn);
@@ -219,6 +247,8 @@ static int run_once(long n, int sticky)
         close(clients[i].theirs);
     }
     xsd_poller_free(p);
+    xsd_engine_watches(engine, NULL);
+    xsd_wreg_free(reg);
     xsd_engine_free(engine);
     xsd_trie_free(trie);
     xsd_store_free(store);
@@ -228,6 +258,9 @@ static int run_once(long n, int sticky)
 
 int main(void)
 {
+    journaling = 1;
+    run_alloc_fail_sweeps();
+    journaling = 0;             /* in memory: the watcher's events written by the poller */
     run_alloc_fail_sweeps();
     return check_report();
 }
