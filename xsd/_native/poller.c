@@ -321,13 +321,18 @@ static xsd_pconn *event_target(xsd_poller *p, const xsd_pconn *writer, uint32_t 
     return t;
 }
 
-/* Walk the run's deliveries (engine.h's groups of watchreg.h's records). With
- * write 0: whether every one can be written here (each to a direct watcher other
- * than the writer, one per watcher, within XSD_PAYLOAD_MAX, no WATCH's initial
- * event among them), marking each watcher for the run. With write 1: write each,
- * counted on the watcher's conn; what its socket does not take waits as replies
- * do for the commit (released to Python's transport). 0: no, or out of memory. */
-static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run *r, int write)
+/* What deliver does with the run's deliveries. */
+enum { DELIVER_CHECK, DELIVER_SEND, DELIVER_WAIT };
+
+/* Walk the run's deliveries (engine.h's groups of watchreg.h's records). CHECK:
+ * whether every one can be written here (each to a direct watcher other than the
+ * writer, one per watcher, within XSD_PAYLOAD_MAX, no WATCH's initial event among
+ * them), marking each watcher for the run and making room for one frame in its
+ * waiting replies. SEND: write each (what a socket does not take waits as replies
+ * do for the commit, and is released to Python's transport); WAIT: each waits for
+ * the commit (the run's changes are not in the journal yet). Each is counted on
+ * the watcher's conn. 0: no (CHECK: out of memory too). */
+static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run *r, int how)
 {
     const char *at = r->deliveries, *end = r->deliveries + r->deliveries_len;
     while (at < end) {
@@ -352,7 +357,7 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
             const char *token = rest + plen + 1;
             rec = token + tlen;
             size_t payload = (size_t)ev_len + 1 + tlen + 1;
-            if (!write) {
+            if (how == DELIVER_CHECK) {
                 xsd_pconn *t = event_target(p, writer, session);
                 if (t == NULL || payload > XSD_PAYLOAD_MAX)
                     return 0;
@@ -376,10 +381,12 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
             memcpy(p->frame + sizeof header + ev_len + 1, token, tlen);
             p->frame[sizeof header + payload - 1] = '\0';
             size_t n = sizeof header + payload;
-            ssize_t sent = send(t->fd, p->frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            ssize_t sent = 0;
+            if (how == DELIVER_SEND)
+                sent = send(t->fd, p->frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (sent < 0)
                 sent = 0;
-            if ((size_t)sent < n)   /* fits the room made above: cannot fail */
+            if ((size_t)sent < n)   /* fits the room CHECK made: cannot fail */
                 (void)wait_for_commit(t, p->frame + sent, n - (size_t)sent, 0);
             xsd_conn_events_written(t->conn, 1);
         }
@@ -588,7 +595,7 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         p->runs++;
         int fired = run->deliveries_len != 0;
         if (!plain_run(run) ||
-            (fired && (res->held || needs_commit(p, run) || !deliver(p, pc, run, 0))) ||
+            (fired && !deliver(p, pc, run, DELIVER_CHECK)) ||
             hold(pc, p->in + run->consumed, len - run->consumed)) {
             /* A partial packet not held goes to Python with it. */
             return hand_over(p, res, XSD_POLL_RUN);
@@ -601,6 +608,8 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
                 pc->held_len = 0;       /* the partial packet goes to Python with the run */
                 return hand_over(p, res, XSD_POLL_RUN);
             }
+            if (fired)                  /* its watchers' events after the commit too */
+                deliver(p, pc, run, DELIVER_WAIT);
             p->direct_batches++;
             continue;
         }
@@ -611,7 +620,7 @@ int xsd_poller_serve(xsd_poller *p, int poll, char *out, size_t cap, struct xsd_
         if (run->out_len)
             sent = send(pc->fd, out, run->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (fired)      /* after the writer's replies, as Daemon.flush writes them */
-            deliver(p, pc, run, 1);
+            deliver(p, pc, run, DELIVER_SEND);
         if (sent == (ssize_t)run->out_len)
             continue;
         /* Python's transport writes the rest (and meets any error there). */

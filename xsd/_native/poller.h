@@ -146,11 +146,12 @@ int xsd_pconn_reading(xsd_pconn *pc, int on);
  * the poller may write it the watch events another connection's direct batch
  * fires (Python: nothing of the client waits, its budget and --max-watch-events
  * allow one, no event is owed). A run whose every delivery goes to such a
- * direct watcher, one event each, not the writer itself, outside a journal's
- * wait, is written here: the writer's replies, then each event (counted on
- * the watcher's conn: xsd_conn_events_written); what a watcher's socket does
- * not take waits as replies wait for the commit, and goes to Python's
- * transport at the release. Any other run that fired is RUN. 0 or -ENOMEM. */
+ * direct watcher, one event each, not the writer itself, is written here: the
+ * writer's replies, then each event (counted on the watcher's conn:
+ * xsd_conn_events_written); journaling, the events wait for the commit with the
+ * writer's replies; what a watcher's socket does not take waits likewise and
+ * goes to Python's transport at the release. Any other run that fired is RUN.
+ * 0 or -ENOMEM. */
 int xsd_pconn_watcher(xsd_pconn *pc, int64_t session, int events);
 
 /* Whether the poller may answer and write pc's batches itself (above),

@@ -503,6 +503,18 @@ static void test_watch_events_go_from_c_to_a_direct_watcher(void)
     CHECK_EQ(items[0].id, 2);
     CHECK_EQ(items[0].rest_len, 16 + 7);
     CHECK_EQ(xsd_conn_events_written_count(a.conn), 2);
+    /* Journaling: the event waits for the commit with the writer's reply. */
+    while (received(&a, buf, sizeof buf) > 0)
+        ;
+    xsd_store_track(store, 1);
+    xsd_poller_journaling(poller, 1);
+    send_stream(&w, &one, 0, one.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_COMMIT);
+    CHECK_EQ(res.waiting, 2);
+    CHECK_EQ(received(&a, buf, sizeof buf), 0);
+    CHECK_EQ(xsd_poller_release(poller, items, 2), 2);
+    CHECK_EQ(received(&a, buf, sizeof buf), 16 + 7);
+    CHECK_EQ(xsd_conn_events_written_count(a.conn), 3);
     disconnect(&w);
     disconnect(&a);
     xsd_engine_watches(engine, NULL);
