@@ -125,23 +125,24 @@ uint64_t xsd_poller_direct_batches(const xsd_poller *p)
     return p->direct_batches;
 }
 
-/* p->by_fd covers fd (grown by doubling); 0 or -ENOMEM. */
-static int cover_fd(xsd_poller *p, size_t fd)
+/* The table *table of *len pconns (by fd number, by watcher handle) covers index,
+ * grown by doubling, new entries NULL; 0 or -ENOMEM (the table unchanged). */
+static int cover(xsd_pconn ***table, size_t *len, size_t index)
 {
-    if (fd < p->by_fd_len)
+    if (index < *len)
         return 0;
-    size_t len = p->by_fd_len ? p->by_fd_len : 64;
-    while (len <= fd) {
-        if (len > SIZE_MAX / 2 / sizeof(*p->by_fd))
+    size_t want = *len ? *len : 64;
+    while (want <= index) {
+        if (want > SIZE_MAX / 2 / sizeof(**table))
             return -ENOMEM;
-        len *= 2;
+        want *= 2;
     }
-    xsd_pconn **grown = XSD_REALLOC(p->by_fd, len * sizeof(*grown));
+    xsd_pconn **grown = XSD_REALLOC(*table, want * sizeof(*grown));
     if (grown == NULL)
         return -ENOMEM;
-    memset(grown + p->by_fd_len, 0, (len - p->by_fd_len) * sizeof(*grown));
-    p->by_fd = grown;
-    p->by_fd_len = len;
+    memset(grown + *len, 0, (want - *len) * sizeof(*grown));
+    *table = grown;
+    *len = want;
     return 0;
 }
 
@@ -159,7 +160,7 @@ xsd_pconn *xsd_pconn_new(xsd_poller *p, xsd_conn *c, int fd, uint64_t id)
         errno = EBADF;
         return NULL;
     }
-    if (cover_fd(p, (size_t)fd)) {
+    if (cover(&p->by_fd, &p->by_fd_len, (size_t)fd)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -237,21 +238,8 @@ int xsd_pconn_watcher(xsd_pconn *pc, int64_t session, int events)
 {
     xsd_poller *p = pc->poller;
     if (session != pc->watcher) {
-        if (session >= 0 && (size_t)session >= p->by_watcher_len) {
-            size_t len = p->by_watcher_len ? p->by_watcher_len : 64;
-            while (len <= (size_t)session) {
-                if (len > SIZE_MAX / 2 / sizeof(*p->by_watcher))
-                    return -ENOMEM;
-                len *= 2;
-            }
-            xsd_pconn **grown = XSD_REALLOC(p->by_watcher, len * sizeof(*grown));
-            if (grown == NULL)
-                return -ENOMEM;
-            memset(grown + p->by_watcher_len, 0,
-                   (len - p->by_watcher_len) * sizeof(*grown));
-            p->by_watcher = grown;
-            p->by_watcher_len = len;
-        }
+        if (session >= 0 && cover(&p->by_watcher, &p->by_watcher_len, (size_t)session))
+            return -ENOMEM;
         if (pc->watcher >= 0 && p->by_watcher[pc->watcher] == pc)
             p->by_watcher[pc->watcher] = NULL;
         pc->watcher = session;
