@@ -11,6 +11,7 @@
  * Rules cite the Python function they mirror.
  */
 #include "engine.h"
+#include "delivery.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1598,54 +1599,27 @@ static int64_t answer(const struct request *q, uint32_t op)
 /* -- a WATCH's initial event among the replies (xsd_conn_inline_events) -- */
 
 
-static uint16_t get_le16(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-
-    return (uint16_t)(u[0] | u[1] << 8);
-}
-
 /* The initial event of a WATCH's delivery group at g (do_watch's: one
  * record of xsd_wreg_initial): where its reply starts in out (the group's
- * reply_at without XSD_DELIVERY_AFTER), the event path and the token; the
- * next group. NULL when g is not a WATCH's group. */
+ * reply_at without XSD_DELIVERY_AFTER) and the delivery; the next group.
+ * NULL when g is not a WATCH's group. */
 struct initial {
     size_t reply_at;
-    const char *path;
-    size_t path_len;
-    const char *token;
-    size_t token_len;
+    struct xsd_delivery d;
 };
 
 static const char *initial_of(const char *g, struct initial *i)
 {
     uint64_t at;
     uint32_t plen = get_u32(g + 8), rlen = get_u32(g + 12);
-    const char *rec = g + XSD_DELIVERY_GROUP_HEADER + plen;
-    uint16_t evlen = get_le16(rec + 4), kplen = get_le16(rec + 6);
-    const char *key = rec + XSD_WREG_DELIVERY_HEADER;
+    const char *path = g + XSD_DELIVERY_GROUP_HEADER;
 
     memcpy(&at, g, sizeof at);
     if (!(at & XSD_DELIVERY_AFTER))
         return NULL;
     i->reply_at = (size_t)(at & ~XSD_DELIVERY_AFTER);
-    if (evlen == XSD_WREG_SAME_PATH) {
-        i->path = g + XSD_DELIVERY_GROUP_HEADER;
-        i->path_len = plen;
-    } else {
-        i->path = key;
-        i->path_len = evlen;
-        key += evlen;
-    }
-    i->token = key + kplen + 1;
-    i->token_len = get_le16(rec + 8);
-    return rec + rlen;
-}
-
-/* The payload bytes of i's frame: "<event path>\0<token>\0". */
-static size_t initial_payload(const struct initial *i)
-{
-    return i->path_len + 1 + i->token_len + 1;
+    xsd_delivery_read(path + plen, path, plen, &i->d);
+    return path + plen + rlen;
 }
 
 /* Where the reply starting at out[at] ends. */
@@ -1669,9 +1643,9 @@ static uint32_t inline_initial(xsd_engine *e, const xsd_conn *c, char *out, size
 
     for (g = e->deliv; g < end; count++) {
         g = initial_of(g, &i);
-        if (!g || initial_payload(&i) > XSD_PAYLOAD_MAX)
+        if (!g || xsd_event_payload(&i.d) > XSD_PAYLOAD_MAX)
             return 0;
-        total += XSD_HEADER_SIZE + initial_payload(&i);
+        total += XSD_HEADER_SIZE + xsd_event_payload(&i.d);
     }
     if (count > c->inline_events || (count > 1 && unwatched) ||
         total > c->inline_bytes || n > c->inline_bytes - total || total > cap - n)
@@ -1685,24 +1659,13 @@ static uint32_t inline_initial(xsd_engine *e, const xsd_conn *c, char *out, size
     w = prev = from;
     for (g = e->deliv; g < end;) {
         size_t upto;
-        char *frame;
 
         g = initial_of(g, &i);
         upto = i.reply_at < from ? from : reply_end(out + total, i.reply_at);
         memmove(out + w, out + prev + total, upto - prev);
         w += upto - prev;
         prev = upto;
-        frame = out + w;
-        put_u32(frame, XSD_OP_WATCH_EVENT);
-        put_u32(frame + 4, 0);
-        put_u32(frame + 8, 0);
-        put_u32(frame + 12, (uint32_t)initial_payload(&i));
-        frame += XSD_HEADER_SIZE;
-        memcpy(frame, i.path, i.path_len);
-        frame[i.path_len] = '\0';
-        memcpy(frame + i.path_len + 1, i.token, i.token_len);
-        frame[i.path_len + 1 + i.token_len] = '\0';
-        w += XSD_HEADER_SIZE + initial_payload(&i);
+        w += xsd_event_frame(out + w, &i.d);
     }
     memmove(out + w, out + prev + total, n - prev);
     *out_len = n + total;

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "watchreg.h"
+#include "delivery.h"
 
 /* Room for replies waiting for the commit that a pconn keeps between commits. */
 #define XSD_PENDING_KEPT (4u * XSD_REPLY_MAX)
@@ -282,20 +282,6 @@ static int hold(xsd_pconn *pc, const char *in, size_t len)
 
 static int wait_for_commit(xsd_pconn *pc, const char *out, size_t len, uint64_t journaled);
 
-static uint32_t get32(const char *at)
-{
-    uint32_t v;
-    memcpy(&v, at, sizeof v);
-    return v;
-}
-
-static uint16_t get16(const char *at)
-{
-    uint16_t v;
-    memcpy(&v, at, sizeof v);
-    return v;
-}
-
 /* The pconn a delivery record's session handle names, if the poller may write it
  * the event now (poller.h); NULL: Python queues it. */
 static xsd_pconn *event_target(xsd_poller *p, const xsd_pconn *writer, uint32_t session)
@@ -325,29 +311,20 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
     const char *at = r->deliveries, *end = r->deliveries + r->deliveries_len;
     while (at < end) {
         uint64_t reply_at;
+        uint32_t path_len, records_len;
         memcpy(&reply_at, at, sizeof reply_at);
-        uint32_t path_len = get32(at + 8), records_len = get32(at + 12);
+        memcpy(&path_len, at + 8, sizeof path_len);
+        memcpy(&records_len, at + 12, sizeof records_len);
         const char *path = at + XSD_DELIVERY_GROUP_HEADER;
         const char *rec = path + path_len, *rec_end = rec + records_len;
         if (reply_at & XSD_DELIVERY_AFTER)
             return 0;           /* a WATCH's initial event: Python's (or inlined) */
         while (rec < rec_end) {
-            uint32_t session = get32(rec);
-            uint16_t ev_len = get16(rec + 4), plen = get16(rec + 6), tlen = get16(rec + 8);
-            const char *ev = rec + XSD_WREG_DELIVERY_HEADER;
-            const char *rest = ev;
-            if (ev_len == XSD_WREG_SAME_PATH) {
-                ev = path;
-                ev_len = (uint16_t)path_len;
-            } else {
-                rest += ev_len;
-            }
-            const char *token = rest + plen + 1;
-            rec = token + tlen;
-            size_t payload = (size_t)ev_len + 1 + tlen + 1;
+            struct xsd_delivery d;
+            rec = xsd_delivery_read(rec, path, path_len, &d);
             if (how == DELIVER_CHECK) {
-                xsd_pconn *t = event_target(p, writer, session);
-                if (t == NULL || payload > XSD_PAYLOAD_MAX)
+                xsd_pconn *t = event_target(p, writer, d.session);
+                if (t == NULL || xsd_event_payload(&d) > XSD_PAYLOAD_MAX)
                     return 0;
                 if (t->pending_cap < XSD_REPLY_MAX) {
                     /* Room for a frame the socket may not take, made now: once the first
@@ -361,14 +338,8 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
                 t->event_run = p->runs;
                 continue;
             }
-            xsd_pconn *t = p->by_watcher[session];
-            uint32_t header[4] = { XSD_OP_WATCH_EVENT, 0, 0, (uint32_t)payload };
-            memcpy(p->frame, header, sizeof header);
-            memcpy(p->frame + sizeof header, ev, ev_len);
-            p->frame[sizeof header + ev_len] = '\0';
-            memcpy(p->frame + sizeof header + ev_len + 1, token, tlen);
-            p->frame[sizeof header + payload - 1] = '\0';
-            size_t n = sizeof header + payload;
+            xsd_pconn *t = p->by_watcher[d.session];
+            size_t n = xsd_event_frame(p->frame, &d);
             ssize_t sent = 0;
             if (how == DELIVER_SEND)
                 sent = send(t->fd, p->frame, n, MSG_DONTWAIT | MSG_NOSIGNAL);

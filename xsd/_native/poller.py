@@ -74,12 +74,6 @@ class PConn:
     def direct(self, on: bool, epoch: int) -> None:
         lib.xsd_pconn_direct(self._h, bool(on), epoch)
 
-    def held(self) -> bytes:
-        """The partial packet held for the next read (b"": none)."""
-        at = ffi.new("const char **")
-        n = lib.xsd_pconn_held(self._h, at)
-        return _unpack(at[0], n) if n else b""
-
     def close(self) -> None:
         """Unregister now (its held bytes dropped); later calls do nothing."""
         h = self._h

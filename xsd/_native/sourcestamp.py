@@ -16,7 +16,7 @@ CDEF_FILES = ("native.cdef",) + tuple(name + ".cdef" for name in C_MODULES[1:])
 
 # An explicit list, not a glob: cffi writes its generated _xsd_native.c next
 # to them on in-place builds.
-STAMP_FILES = (("alloc.h", "hash.h", "perms.h") + CDEF_FILES
+STAMP_FILES = (("alloc.h", "delivery.h", "hash.h", "perms.h") + CDEF_FILES
                + tuple(name + ext for name in C_MODULES for ext in (".c", ".h")))
 
 

@@ -139,7 +139,7 @@ class Connection(asyncio.Protocol):
         room = session.event_room(FLUSH_AT)     # initial events among a batch's replies
         if room != conn.inline_room:
             conn.inline(room)
-        if self.poller.fires:
+        if fast.fires:
             # Others' watch events the poller may write this client (one per batch of theirs,
             # nothing waiting here): what queue_payload would send at once, not drop or owe.
             watcher = (daemon.watches.session_handle(session),

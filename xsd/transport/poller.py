@@ -38,7 +38,6 @@ class SocketPoller:
         if daemon.listeners:
             self.native.journaling(True)
         daemon.after_commit.append(self.release)
-        self.fires = fast.fires         # the engine fires watches in C: events may go too
         self.native.epoch(fast.epoch)
         fast.poller = self.native
         self.connections = {}           # id -> Connection
@@ -59,10 +58,6 @@ class SocketPoller:
 
     def remove(self, ident: int) -> None:
         self.connections.pop(ident, None)
-
-    def direct_batches(self) -> int:
-        """Batches the poller answered and wrote itself (memreport shows it)."""
-        return self.native.direct_batches()
 
     def _ready(self) -> None:
         """The event loop: some socket is readable."""
