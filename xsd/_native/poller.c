@@ -60,7 +60,11 @@ struct xsd_poller {
     size_t by_watcher_len;
     uint64_t runs;          /* runs made, numbering event_run */
     char frame[XSD_REPLY_MAX];  /* one watch event being written */
-    xsd_pconn *waiting;     /* pconns with replies waiting for the commit, newest first */
+    /* pconns with replies waiting for the commit, in the order they began to wait:
+     * released so, a writer's replies before the events its batch gave watchers, as
+     * Daemon.flush writes them without a journal. */
+    xsd_pconn *waiting;
+    xsd_pconn **waiting_end;    /* the last one's next_waiting, or &waiting */
     unsigned waiting_n;
     int waiting_told;       /* XSD_POLL_COMMIT returned for them since the last release */
 };
@@ -91,6 +95,7 @@ xsd_poller *xsd_poller_new(xsd_engine *e, xsd_store *store, size_t in_cap)
     p->engine = e;
     p->store = store;
     p->in_cap = in_cap;
+    p->waiting_end = &p->waiting;
     return p;
 }
 
@@ -212,6 +217,8 @@ void xsd_pconn_free(xsd_pconn *pc)
         for (xsd_pconn **at = &p->waiting; *at != NULL; at = &(*at)->next_waiting)
             if (*at == pc) {
                 *at = pc->next_waiting;
+                if (p->waiting_end == &pc->next_waiting)
+                    p->waiting_end = at;
                 p->waiting_n--;
                 break;
             }
@@ -388,8 +395,9 @@ static int wait_for_commit(xsd_pconn *pc, const char *out, size_t len, uint64_t 
     }
     if (!pc->waiting) {
         pc->waiting = 1;
-        pc->next_waiting = pc->poller->waiting;
-        pc->poller->waiting = pc;
+        pc->next_waiting = NULL;
+        *pc->poller->waiting_end = pc;
+        pc->poller->waiting_end = &pc->next_waiting;
         pc->poller->waiting_n++;
     }
     if (len)
@@ -406,6 +414,8 @@ unsigned xsd_poller_release(xsd_poller *p, struct xsd_released *items, unsigned 
     while (p->waiting != NULL && n < max) {
         xsd_pconn *pc = p->waiting;
         p->waiting = pc->next_waiting;
+        if (p->waiting == NULL)
+            p->waiting_end = &p->waiting;
         pc->next_waiting = NULL;
         pc->waiting = 0;
         p->waiting_n--;

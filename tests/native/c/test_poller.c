@@ -7,8 +7,8 @@
  * BYTES; replies the socket cannot take (UNSENT); end of file (CLOSED); a
  * pconn freed while in the turn's ready list; an fd number closed and given
  * to a new connection; reading off; and, journaling, replies held for the
- * commit (COMMIT, held, xsd_poller_release), the waiting list kept through
- * frees.
+ * commit (COMMIT, held, xsd_poller_release), released in the order they
+ * began to wait, the waiting list kept through frees.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -370,6 +370,47 @@ static void test_journaling_replies_wait_for_the_commit(void)
     teardown();
 }
 
+static void test_released_in_the_order_they_began_to_wait(void)
+{
+    /* c, a, b wait in that order; b (the last) freed, then d joins: c, a, d. */
+    setup();
+    xsd_store_track(store, 1);
+    xsd_poller_journaling(poller, 1);
+    struct client a, b, c, d;
+    connect_client(&a, 1);
+    connect_client(&b, 2);
+    connect_client(&c, 3);
+    connect_client(&d, 4);
+    struct client *order[] = { &c, &a, &b, &d };
+    struct stream w = one_packet(T_WRITE, 1, P("/a\0v"));
+    for (int i = 0; i < 4; i++) {
+        xsd_pconn_direct(order[i]->pc, 1, 0);
+        if (i == 3) {
+            xsd_pconn_free(b.pc);
+            b.pc = NULL;
+        }
+        send_stream(order[i], &w, 0, w.len);
+        /* COMMIT is told once until the release. */
+        CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res),
+                 i == 0 ? XSD_POLL_COMMIT : XSD_POLL_NONE);
+    }
+    struct xsd_released items[4];
+    CHECK_EQ(xsd_poller_release(poller, items, 4), 3);
+    CHECK_EQ(items[0].id, 3);
+    CHECK_EQ(items[1].id, 1);
+    CHECK_EQ(items[2].id, 4);
+    /* Emptied, the list starts again. */
+    send_stream(&a, &w, 0, w.len);
+    CHECK_EQ(xsd_poller_serve(poller, 1, out, sizeof out, &run, &res), XSD_POLL_COMMIT);
+    CHECK_EQ(xsd_poller_release(poller, items, 4), 1);
+    CHECK_EQ(items[0].id, 1);
+    disconnect(&a);
+    disconnect(&b);
+    disconnect(&c);
+    disconnect(&d);
+    teardown();
+}
+
 static void test_a_burst_waiting_for_the_commit_is_released_whole(void)
 {
     /* Turns of writes with no commit between: the waiting replies grow past the room a
@@ -513,6 +554,8 @@ static void test_watch_events_go_from_c_to_a_direct_watcher(void)
     CHECK_EQ(res.waiting, 2);
     CHECK_EQ(received(&a, buf, sizeof buf), 0);
     CHECK_EQ(xsd_poller_release(poller, items, 2), 2);
+    CHECK_EQ(items[0].id, 1);   /* the writer's reply before its watcher's event */
+    CHECK_EQ(items[1].id, 2);
     CHECK_EQ(received(&a, buf, sizeof buf), 16 + 7);
     CHECK_EQ(xsd_conn_events_written_count(a.conn), 3);
     disconnect(&w);
@@ -534,6 +577,7 @@ int main(void)
     RUN(test_an_fd_number_given_to_a_new_connection_is_the_new_ones);
     RUN(test_reading_off_leaves_the_bytes);
     RUN(test_journaling_replies_wait_for_the_commit);
+    RUN(test_released_in_the_order_they_began_to_wait);
     RUN(test_a_burst_waiting_for_the_commit_is_released_whole);
     RUN(test_one_request_in_every_is_timed);
     RUN(test_watch_events_go_from_c_to_a_direct_watcher);
