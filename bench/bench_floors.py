@@ -21,7 +21,8 @@ own process on one daemon per repetition, except the memory rows, which each get
   dir tx    DIRECTORY of 1000 children; transaction start + write + commit
   watch     watch:10 and watch:10000: registrations/s, write-to-event p50/p99, streamed
             writes/s and events/s (W watches on other paths, one matches)
-  mc8       mc:8: 8 clients at once, aggregate ops/s and daemon CPU per request
+  mc8       mc:8: 8 clients at once, aggregate ops/s and daemon CPU per request; the CPU
+            per request of every process on the machine, and the CPUs' idle share
   rss       RSS per node, 100k nodes of 32 B (xsbench rss, fresh daemon)
   watchrss  RSS per registered watch: 10,000 watches on /w/<i> from one connection, every
             initial event read (fresh daemon; measured here, xsbench has no such test)
@@ -62,7 +63,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.bench_requests import Oxenstored, build_xsbench   # noqa: E402
-from bench.placement import PLACEMENTS, describe, place      # noqa: E402
+from bench.placement import CPUS, PLACEMENTS, describe, place  # noqa: E402
 from tests import anchors                                    # noqa: E402
 from tests.daemon_process import DaemonProcess               # noqa: E402
 from tests.wire import RawClient                             # noqa: E402
@@ -124,6 +125,9 @@ ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
     ("mc8_aggregate_ops_per_s", "8 clients at once: aggregate ops/s", "%.0f",
      [("xen", 2.0), ("journal", 0.8)]),
     ("mc8_daemon_cpu_us_per_op", "8 clients: daemon CPU per request (us)", "%.1f", [("xen", 0.5)]),
+    ("mc8_machine_cpu_us_per_op", "8 clients: every process's CPU per request, the clients' "
+     "and the kernel's too (us)", "%.1f", [("cfloor", None)]),
+    ("mc8_idle_percent", "8 clients: CPUs idle during the run (%)", "%.0f", []),
     ("dir1000_daemon_cpu_us_per_op", "DIRECTORY of 1000 children, 64 in flight: daemon CPU "
      "per request (us)", "%.2f", [("uvloop", None)]),
     ("rss_bytes_per_node", "RSS per node, 100k nodes of 32 B (fresh daemon)", "%.0f",
@@ -132,7 +136,7 @@ ROWS = [  # (metric from xsbench or watch_rss, label, format, targets)
      "%.0f", [("abs", 200)]),
 ]
 TARGET_NAMES = {"xen": "better Xen", "ox": "oxenstored", "uvloop": "uvloop floor",
-                "journal": "journal / in memory"}
+                "cfloor": "C floor", "journal": "journal / in memory"}
 
 
 class Floor:
@@ -228,6 +232,37 @@ def stop(daemon) -> None:
         shutil.rmtree(state, ignore_errors=True)
 
 
+def machine_ticks(cpus) -> tuple:
+    """(busy, idle) clock ticks of ``cpus`` so far (/proc/stat's cpuN lines; idle counts
+    iowait, busy everything else but guest time, which user time already holds)."""
+    busy = idle = 0
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            name, *ticks = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [int(t) for t in ticks[:8]]
+                idle += ticks[3] + ticks[4]
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy, idle
+
+
+def machine_share(test: str, figures: dict, before: tuple, after: tuple, cpus, nkeys: int) -> dict:
+    """mc:N's whole-machine figures: every process's CPU per request (the clients', the
+    daemon's, the kernel's on their behalf, and whatever else runs here) and the share of
+    the CPUs left idle over the run's wall time (xsbench's aggregate rate gives it).  The
+    ticks span the whole xsbench process, so they also hold its set-up and the clients' RM
+    at the end (small beside 3 × n × N requests); the idle share is over the run alone."""
+    clients = test.split(":")[1]
+    rate = figures.get(f"mc{clients}_aggregate_ops_per_s")
+    if not rate:
+        return {}
+    ops = 3 * nkeys * int(clients)          # xsbench mc:N: N clients create, overwrite, read n keys
+    seconds = (after[0] - before[0]) / os.sysconf("SC_CLK_TCK")
+    wall = ops / rate * len(cpus)
+    return {f"mc{clients}_machine_cpu_us_per_op": seconds / ops * 1e6,
+            f"mc{clients}_idle_percent": max(0.0, 1 - seconds / wall) * 100}
+
+
 def xsbench(exe: str, daemon, test: str, nkeys: int) -> dict:
     """One xsbench process per test, so a test that fails or hangs costs only its own figures;
     what it printed before is kept (xsbench prints each figure as soon as it has it).
@@ -236,6 +271,7 @@ def xsbench(exe: str, daemon, test: str, nkeys: int) -> dict:
     pending events ("dropping duplicate watch") when the draining thread falls behind on a
     loaded machine, and xsbench then waits for 3000 events that never come."""
     env = dict(os.environ, XENSTORED_PATH=daemon.socket_path)
+    before = machine_ticks(CPUS)
     try:
         out = subprocess.run([exe, "-n", str(nkeys), "-p", str(daemon.pid), test], env=env,
                              check=True, capture_output=True, text=True,
@@ -245,7 +281,11 @@ def xsbench(exe: str, daemon, test: str, nkeys: int) -> dict:
         out = err.stdout or ""
         if isinstance(out, bytes):
             out = out.decode(errors="replace")
-    return {k: float(v) for k, v in (line.split() for line in out.splitlines() if len(line.split()) == 2)}
+    figures = {k: float(v) for k, v in (line.split() for line in out.splitlines()
+                                        if len(line.split()) == 2)}
+    if test.startswith("mc:"):
+        figures.update(machine_share(test, figures, before, machine_ticks(CPUS), CPUS, nkeys))
+    return figures
 
 
 def rss_kib(pid: int) -> int:
@@ -378,7 +418,8 @@ def against_targets(metric: str, targets, med: dict) -> str:
         elif kind == "xen":
             value, base = xsd, better_xen
         else:
-            value, base = xsd, get({"ox": "oxenstored", "uvloop": "uvloop-floor"}[kind])
+            value, base = xsd, get({"ox": "oxenstored", "uvloop": "uvloop-floor",
+                                    "cfloor": "c-floor"}[kind])
         if value is None or not base:
             continue
         ratio = value / base
@@ -470,7 +511,8 @@ def main() -> int:
           f"on fresh daemons: {', '.join(g for g in groups if GROUPS[g] is None) or 'nothing'}. "
           f"Medians of {args.reps} interleaved runs; CPU per request is the daemon's user + "
           "system time (/proc/PID/stat); 'better Xen' is the better of C xenstored and "
-          "oxenstored on that row.")
+          f"oxenstored on that row. mc:8's machine rows count CPUs {','.join(map(str, CPUS))} "
+          "(/proc/stat), other work on the machine included.")
     by_placement = {}
     for group, where in placed.items():
         by_placement.setdefault(where, []).append(group)
