@@ -76,8 +76,8 @@
  *   - BYTES only for a client not direct (for the poller's epoch), RUN and
  *     UNSENT only for a direct one, UNSENT never with held; CLOSED only after
  *     the client shut or closed its end; every handover names a registered
- *     pconn; a RUN consumed no more than it read; Python never gets more bytes
- *     than the client sent;
+ *     pconn; a RUN consumed no more than it read; only BYTES and RUN carry
+ *     data; Python never gets more bytes than the client sent;
  *   - COMMIT's count of waiting pconns is what the release then returns; the
  *     released are distinct pconns that exist; after `last` the next call says
  *     NONE; xsd_store_check finds nothing after every turn; latency samples
@@ -463,6 +463,7 @@ static void take_over(struct client *c, int kind, int direct, const struct xsd_p
     case XSD_POLL_UNSENT:
         MUST(direct && !res->held);
         MUST(res->sent < run->out_len && run->out_len <= w.out_cap);
+        MUST(res->data == NULL && res->data_len == 0);     /* poller.h: BYTES, RUN only */
         drain(c);
         receive(c, out + res->sent, run->out_len - res->sent);
         direct_off(c);
@@ -470,6 +471,7 @@ static void take_over(struct client *c, int kind, int direct, const struct xsd_p
     case XSD_POLL_CLOSED:
         MUST(c->state == SLOT_SHUT || c->state == SLOT_LOST);   /* only after its peer did */
         MUST(res->err == 0 || c->state == SLOT_LOST);
+        MUST(res->data == NULL && res->data_len == 0);
         xsd_pconn_free(c->pc);
         c->pc = NULL;
         if (c->state == SLOT_LOST)
