@@ -4,15 +4,15 @@ Configures CMakeLists.txt in a temporary build directory (Debug, ASan+UBSan,
 no recovery, warnings as errors), builds it, runs ctest (unit tests, white-box
 invariants, allocation-failure tests, fuzz smoke runs) for the trie, the
 node store, the request path (engine.c), transactions (txn.c), the journal's record
-(journal_enc.c) and the watch registry (watchreg.c), then runs each libFuzzer target for a
-bounded time. Skips only when cmake or a C compiler is genuinely
-missing; the project's setup installs them (Debian: cmake, clang, and
+(journal_enc.c), the watch registry (watchreg.c) and the sockets' poller (poller.c), then
+runs each libFuzzer target for a bounded time. Skips only when cmake or a C compiler is
+genuinely missing; the project's setup installs them (Debian: cmake, clang, and
 libclang-rt-14-dev for clang's sanitizer and libFuzzer runtimes). Uses clang
 when present (needed for the fuzz target), else cc.
 
 XSD_FUZZ_SECONDS bounds each fuzz run (default 20 s for the trie, 10 s for
-the node store, the request path and the watch registry); as many run at once as
-ctest runs tests (JOBS).
+the node store, the request path, the watch registry and the poller); as many run at
+once as ctest runs tests (JOBS).
 """
 import os
 import re
@@ -68,7 +68,8 @@ def test_ctest_under_asan_and_ubsan(build_dir):
 
 
 FUZZ_TARGETS = {"fuzz_trie": FUZZ_SECONDS, "fuzz_store": STORE_FUZZ_SECONDS,
-                "fuzz_engine": STORE_FUZZ_SECONDS, "fuzz_watchreg": STORE_FUZZ_SECONDS}
+                "fuzz_engine": STORE_FUZZ_SECONDS, "fuzz_watchreg": STORE_FUZZ_SECONDS,
+                "fuzz_poller": STORE_FUZZ_SECONDS}
 
 
 @pytest.fixture(scope="module")

@@ -510,9 +510,15 @@ static int take_ready(xsd_poller *p)
 }
 
 /* res for the connection Python must see now, kind given; last: nothing more this
- * turn (no ready connection left, no COMMIT to tell), so Python need not call again. */
+ * turn (no ready connection left, no COMMIT to tell), so Python need not call again.
+ * Only BYTES and RUN carry what was read (poller.h): an UNSENT's was answered, and a
+ * CLOSED would show what a connection served before it in this call left there. */
 static int hand_over(xsd_poller *p, struct xsd_poll *res, int kind)
 {
+    if (kind != XSD_POLL_BYTES && kind != XSD_POLL_RUN) {
+        res->data = NULL;
+        res->data_len = 0;
+    }
     res->kind = kind;
     res->last = p->ready_at == p->ready_n && (p->waiting == NULL || p->waiting_told);
     return kind;

@@ -4,7 +4,8 @@
  * A direct connection's batch answered and written by the poller; one not
  * direct (or of another epoch) handed over as BYTES; a run Python must finish
  * (RUN); a partial packet held across reads and handed over with the next
- * BYTES; replies the socket cannot take (UNSENT); end of file (CLOSED); a
+ * BYTES; replies the socket cannot take (UNSENT); end of file (CLOSED), with no
+ * data left by a connection served before it in the same call; a
  * pconn freed while in the turn's ready list; an fd number closed and given
  * to a new connection; reading off; and, journaling, replies held for the
  * commit (COMMIT, held, xsd_poller_release), released in the order they
@@ -227,6 +228,7 @@ static void test_replies_the_socket_cannot_take_are_unsent(void)
     send_stream(&a, &reads, 0, reads.len);
     int kind = xsd_poller_serve(poller, 1, out, sizeof out, &run, &res);
     CHECK_EQ(kind, XSD_POLL_UNSENT);
+    CHECK(res.data == NULL && res.data_len == 0);  /* the batch was answered */
     CHECK(res.sent < run.out_len);
     CHECK_EQ(run.handled, 10);
     disconnect(&a);
@@ -243,6 +245,29 @@ static void test_end_of_file_is_closed(void)
     CHECK_EQ(res.id, 3);
     CHECK_EQ(res.err, 0);
     disconnect(&a);
+    teardown();
+}
+
+static void test_a_closed_carries_no_data_of_a_connection_served_before_it(void)
+{
+    /* a's partial packet is held in the same call that meets b's end of file: the CLOSED
+     * must not show a's bytes (poller.h: data only for BYTES and RUN). */
+    setup();
+    struct client a, b;
+    connect_client(&a, 1);
+    connect_client(&b, 2);
+    xsd_pconn_direct(a.pc, 1, 0);
+    struct stream s = one_packet(T_READ, 1, P("/\0"));
+    send_stream(&a, &s, 0, 5);
+    shutdown(b.theirs, SHUT_WR);
+    int kind = xsd_poller_serve(poller, 1, out, sizeof out, &run, &res);
+    CHECK_EQ(kind, XSD_POLL_CLOSED);
+    CHECK_EQ(res.id, 2);
+    CHECK(res.data == NULL && res.data_len == 0);
+    const char *held;
+    CHECK_EQ(xsd_pconn_held(a.pc, &held), 5);
+    disconnect(&a);
+    disconnect(&b);
     teardown();
 }
 
@@ -573,6 +598,7 @@ int main(void)
     RUN(test_a_partial_packet_is_held_then_handed_over_with_the_next_bytes);
     RUN(test_replies_the_socket_cannot_take_are_unsent);
     RUN(test_end_of_file_is_closed);
+    RUN(test_a_closed_carries_no_data_of_a_connection_served_before_it);
     RUN(test_a_pconn_freed_in_the_ready_list_is_skipped);
     RUN(test_an_fd_number_given_to_a_new_connection_is_the_new_ones);
     RUN(test_reading_off_leaves_the_bytes);
