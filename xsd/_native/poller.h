@@ -48,8 +48,12 @@
  * poller only reads and writes them. An fd the transport closes leaves the
  * epoll set by itself (Linux drops a closed file's registrations), and the
  * poller keeps, per fd number, which pconn registered it last, so a pconn
- * whose fd number was closed and given to a new connection never reads or
- * unregisters the new one's.
+ * whose fd number was closed and given to a new connection never reads,
+ * writes or unregisters the new one's. That table knows only connections
+ * registered here: a pconn must be freed before its socket is closed if it
+ * may still have replies or events to send (a release, another's events), or
+ * they could go to whatever file took the number. asyncio's transports call
+ * connection_lost, which frees it, before they close the socket.
  *
  * One thread (the event loop's). No allocation per batch: the input buffer
  * is the poller's, the output the caller's, a pconn's held bytes allocated
