@@ -1,6 +1,6 @@
 /*
- * delivery.h: one watch delivery (watchreg.h's record, as engine.h's
- * delivery groups carry them) and the WATCH_EVENT frame it becomes. Header
+ * delivery.h: engine.h's delivery groups, one watch delivery (watchreg.h's
+ * record, as the groups carry them) and the WATCH_EVENT frame it becomes. Header
  * only, shared by engine.c (a WATCH's initial event written among a run's
  * replies) and poller.c (events written to direct watchers), so the two read
  * and write them one way (xsd/_native/watchreg.py deliver_payloads is
@@ -23,6 +23,30 @@ struct xsd_delivery {
     const char *token;
     size_t token_len;
 };
+
+/* One delivery group (engine.h: reply_at, path length, records' length, host
+ * order, unaligned; the path; watchreg.h's records). */
+struct xsd_delivery_group {
+    uint64_t reply_at;      /* as written: XSD_DELIVERY_AFTER may be set */
+    const char *path;
+    uint32_t path_len;
+    const char *records;
+    const char *records_end;
+};
+
+/* Read the group at g into *grp; where the next group starts. */
+static inline const char *xsd_delivery_group_read(const char *g, struct xsd_delivery_group *grp)
+{
+    uint32_t records_len;
+
+    memcpy(&grp->reply_at, g, sizeof grp->reply_at);
+    memcpy(&grp->path_len, g + 8, sizeof grp->path_len);
+    memcpy(&records_len, g + 12, sizeof records_len);
+    grp->path = g + XSD_DELIVERY_GROUP_HEADER;
+    grp->records = grp->path + grp->path_len;
+    grp->records_end = grp->records + records_len;
+    return grp->records_end;
+}
 
 static inline uint32_t xsd_delivery_le(const char *p, int bytes)
 {

@@ -85,7 +85,7 @@ struct xsd_conn {
     uint32_t watch_limit;       /* the "watches" quota; 0: none */
     int watches_journaled;      /* listeners hear of its watches: WATCH/UNWATCH Python's */
     uint64_t conflicts;         /* TRANSACTION_END answered EAGAIN here */
-    uint64_t events_written;    /* initial events the poller wrote (xsd_conn_events_written) */
+    uint64_t events_written;    /* watch events the poller wrote it (xsd_conn_events_written) */
     uint32_t inline_events;     /* a run's initial events written into out: at most */
     size_t inline_bytes;        /* these, its output within these (0: none; engine.h) */
 };
@@ -1610,16 +1610,14 @@ struct initial {
 
 static const char *initial_of(const char *g, struct initial *i)
 {
-    uint64_t at;
-    uint32_t plen = get_u32(g + 8), rlen = get_u32(g + 12);
-    const char *path = g + XSD_DELIVERY_GROUP_HEADER;
+    struct xsd_delivery_group grp;
+    const char *next = xsd_delivery_group_read(g, &grp);
 
-    memcpy(&at, g, sizeof at);
-    if (!(at & XSD_DELIVERY_AFTER))
+    if (!(grp.reply_at & XSD_DELIVERY_AFTER))
         return NULL;
-    i->reply_at = (size_t)(at & ~XSD_DELIVERY_AFTER);
-    xsd_delivery_read(path + plen, path, plen, &i->d);
-    return path + plen + rlen;
+    i->reply_at = (size_t)(grp.reply_at & ~XSD_DELIVERY_AFTER);
+    xsd_delivery_read(grp.records, grp.path, grp.path_len, &i->d);
+    return next;
 }
 
 /* Where the reply starting at out[at] ends. */

@@ -368,9 +368,10 @@ void xsd_conn_txn_drop(xsd_conn *c, uint32_t tx_id);
  * Python calls it again whenever one of these changes. */
 void xsd_conn_watches(xsd_conn *c, int64_t session, uint32_t limit, int journaled);
 
-/* Initial events of c's runs that reached the client without Python (the
- * poller wrote them: poller.h), counted here for Python's event counts
- * (stats.py), since Session.events_inlined never saw them: add n; the total. */
+/* Watch events c's client was sent without Python (the poller wrote them:
+ * poller.h; its runs' initial events, and others' batches' events to it),
+ * counted here for Python's event counts (stats.py), since Session never saw
+ * them: add n; the total. */
 void xsd_conn_events_written(xsd_conn *c, uint32_t n);
 uint64_t xsd_conn_events_written_count(const xsd_conn *c);
 

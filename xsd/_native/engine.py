@@ -171,7 +171,7 @@ class Conn:
         return lib.xsd_conn_requests(self._h, op)
 
     def events_written(self) -> int:
-        """Initial events of this conn's runs the poller wrote itself (engine.h): Python's
+        """Watch events the poller wrote this conn's client itself (engine.h): Python's
         event counts add them (stats.session_counters)."""
         return lib.xsd_conn_events_written_count(self._h)
 

@@ -317,18 +317,13 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
 {
     const char *at = r->deliveries, *end = r->deliveries + r->deliveries_len;
     while (at < end) {
-        uint64_t reply_at;
-        uint32_t path_len, records_len;
-        memcpy(&reply_at, at, sizeof reply_at);
-        memcpy(&path_len, at + 8, sizeof path_len);
-        memcpy(&records_len, at + 12, sizeof records_len);
-        const char *path = at + XSD_DELIVERY_GROUP_HEADER;
-        const char *rec = path + path_len, *rec_end = rec + records_len;
-        if (reply_at & XSD_DELIVERY_AFTER)
+        struct xsd_delivery_group grp;
+        at = xsd_delivery_group_read(at, &grp);
+        if (grp.reply_at & XSD_DELIVERY_AFTER)
             return 0;           /* a WATCH's initial event: Python's (or inlined) */
-        while (rec < rec_end) {
+        for (const char *rec = grp.records; rec < grp.records_end;) {
             struct xsd_delivery d;
-            rec = xsd_delivery_read(rec, path, path_len, &d);
+            rec = xsd_delivery_read(rec, grp.path, grp.path_len, &d);
             if (how == DELIVER_CHECK) {
                 xsd_pconn *t = event_target(p, writer, d.session);
                 if (t == NULL || xsd_event_payload(&d) > XSD_PAYLOAD_MAX)
@@ -356,7 +351,6 @@ static int deliver(xsd_poller *p, const xsd_pconn *writer, const struct xsd_run 
                 (void)wait_for_commit(t, p->frame + sent, n - (size_t)sent, 0);
             xsd_conn_events_written(t->conn, 1);
         }
-        at = rec_end;
     }
     return 1;
 }

@@ -86,11 +86,10 @@ def _fold_native(session, c: Counters) -> None:
 def session_counters(session) -> Counters:
     """A session's counters, its events included (Session keeps those itself)."""
     c = session.counters
+    c.events_sent = session.events_sent
     if session.native is not None:
         _fold_native(session, c)
-    c.events_sent = session.events_sent
-    if session.native is not None:     # WATCHes' initial events the C poller wrote itself
-        c.events_sent += session.native.events_written()
+        c.events_sent += session.native.events_written()    # those the C poller wrote
     c.events_coalesced = session.events_coalesced
     c.events_dropped = session.events_dropped
     return c
